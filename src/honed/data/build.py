@@ -1,0 +1,64 @@
+"""DataSpec -> DataBundle: load the source, carve splits, fit preprocessing on train, transform all."""
+
+from __future__ import annotations
+
+from honed.data.bundle import DataBundle, Split
+from honed.data.preprocess import Preprocessor, TablePreprocessor, TextPreprocessor
+from honed.data.raw import RawData, RawSplit
+from honed.data.sources import SOURCES
+from honed.data.split import carve
+from honed.errors import UserError
+
+
+def load_raw(spec) -> RawData:
+    raw = SOURCES.get(spec.source)(spec)
+    if spec.task != "auto":
+        raw.task = spec.task
+    if len(raw.train) == 0:
+        raise UserError(f"data source {spec.source!r} gave an empty training set")
+    return raw
+
+
+def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
+    """(train, val, test); test carved from train when the source has none. Seeded, stratified."""
+    stratify = raw.task == "classification"
+    train, test = raw.train, raw.test
+    if test is None:
+        train, test = carve(train, spec.test_fraction, spec.seed, stratify, "test")
+    val = None
+    if spec.val_fraction > 0:
+        train, val = carve(train, spec.val_fraction, spec.seed + 1, stratify, "validation")
+    return train, val, test
+
+
+def make_preprocessor(raw: RawData, spec) -> Preprocessor:
+    if raw.kind == "text":
+        return TextPreprocessor(raw.task, spec.num_words, spec.max_len, spec.lowercase, spec.label_column)
+    label_column = spec.target or "target"
+    return TablePreprocessor(raw.task, list(raw.feature_names), spec.standardize, spec.standardize_target,
+                             raw.image_shape, label_column)
+
+
+def build_data(spec) -> DataBundle:
+    raw = load_raw(spec)
+    train, val, test = split_raw(raw, spec)
+    pre = make_preprocessor(raw, spec).fit(train)
+    to_split = lambda s: Split(pre.inputs(s.x), pre.targets(s.y))  # noqa: E731
+    return DataBundle(
+        task=pre.task,
+        input_kind="tokens" if raw.kind == "text" else "features",
+        input_dim=pre.input_dim,
+        output_dim=pre.output_dim,
+        train=to_split(train),
+        val=to_split(val) if val is not None else None,
+        test=to_split(test),
+        preprocessor=pre,
+        image_shape=raw.image_shape,
+    )
+
+
+def test_split(spec, pre: Preprocessor) -> Split:
+    """The test split of `spec`'s data, transformed with an already fitted preprocessor."""
+    raw = load_raw(spec)
+    _, _, test = split_raw(raw, spec)
+    return Split(pre.inputs(test.x), pre.targets(test.y))

@@ -1,0 +1,45 @@
+"""Reading new inputs for prediction: feature rows, or texts (a file with one per line, or a text column)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from honed.data.files import READERS, read_table, require_columns
+from honed.errors import UserError
+
+
+def read_inputs(inputs, pre, spec) -> np.ndarray | list[str]:
+    """Raw inputs in the form the fitted preprocessor takes."""
+    if pre.kind == "text":
+        return read_texts(inputs, spec.text_column)
+    frame = inputs if isinstance(inputs, pd.DataFrame) else read_table(inputs, "--input")
+    require_columns(frame, pre.columns, str(inputs) if not isinstance(inputs, pd.DataFrame) else "the input", "--input")
+    for c in pre.columns:
+        if not pd.api.types.is_numeric_dtype(frame[c]):
+            raise UserError(f"--input: column {c!r} is not numeric")
+    x = frame[pre.columns].to_numpy(dtype=np.float32)
+    if np.isnan(x).any():
+        raise UserError("--input: some feature values are missing")
+    return x
+
+
+def read_texts(inputs, text_column: str) -> list[str]:
+    if isinstance(inputs, (list, tuple)):
+        return [str(t) for t in inputs]
+    if isinstance(inputs, pd.DataFrame):
+        require_columns(inputs, [text_column], "the input", "--input")
+        return inputs[text_column].fillna("").astype(str).tolist()
+    path = Path(inputs)
+    if path.suffix.lower() in READERS:
+        frame = read_table(path, "--input")
+        require_columns(frame, [text_column], str(path), "--input")
+        return frame[text_column].fillna("").astype(str).tolist()
+    if not path.is_file():
+        raise UserError(f"--input {path}: file not found")
+    texts = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    if not texts:
+        raise UserError(f"--input {path}: no texts in it")
+    return texts

@@ -1,0 +1,186 @@
+"""Preprocessing fitted on the training split only, then applied to every split and at prediction.
+
+Two kinds: `TablePreprocessor` (standardized numeric features) and
+`TextPreprocessor` (a word-level tokenizer from Hugging Face `tokenizers`).
+Both share target handling: class labels -> ids, or a (optionally standardized)
+regression target. State is saved as JSON (and tokenizer.json), never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from honed.data.labels import LabelEncoder
+from honed.data.raw import RawSplit
+from honed.errors import UserError
+
+STATE_FILE = "preprocess.json"
+
+
+class Preprocessor:
+    kind = "base"
+
+    def __init__(self, task: str, standardize_target: bool = False, label_column: str = "label") -> None:
+        self.task = task  # regression | binary | multiclass (binary/multiclass known after fit)
+        self.standardize_target = standardize_target
+        self.label_column = label_column
+        self.labels: LabelEncoder | None = None
+        self.target_mean = 0.0
+        self.target_std = 1.0
+
+    # targets ---------------------------------------------------------------------------
+    def fit_targets(self, y: np.ndarray) -> None:
+        if self.task == "regression":
+            if self.standardize_target:
+                self.target_mean, self.target_std = float(np.mean(y)), float(np.std(y) or 1.0)
+            return
+        self.labels = LabelEncoder().fit(y, self.label_column)
+        self.task = "binary" if len(self.labels.classes) == 2 else "multiclass"
+
+    def targets(self, y: np.ndarray) -> torch.Tensor:
+        if self.task == "regression":
+            return torch.from_numpy(((np.asarray(y, dtype=np.float32) - self.target_mean) / self.target_std).astype(np.float32))
+        ids = torch.from_numpy(self.labels.transform(y))
+        return ids.float() if self.task == "binary" else ids
+
+    def unscale(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Regression outputs back in the target's own units."""
+        return outputs * self.target_std + self.target_mean
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.labels.classes) if self.task == "multiclass" else 1
+
+    # the whole thing ------------------------------------------------------------------------
+    def fit(self, train: RawSplit) -> "Preprocessor":
+        self.fit_targets(train.y)
+        self.fit_inputs(train.x)
+        return self
+
+    def fit_inputs(self, x) -> None:
+        raise NotImplementedError
+
+    def inputs(self, x) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "task": self.task,
+            "standardize_target": self.standardize_target,
+            "label_column": self.label_column,
+            "labels": self.labels.classes if self.labels else None,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
+
+    def restore(self, state: dict[str, Any], folder: Path) -> None:
+        self.task = state["task"]
+        self.target_mean, self.target_std = state["target_mean"], state["target_std"]
+        if state["labels"] is not None:
+            self.labels = LabelEncoder(state["labels"])
+
+    def save(self, folder: Path) -> list[Path]:
+        path = folder / STATE_FILE
+        path.write_text(json.dumps(self.state(), indent=2))
+        return [path]
+
+
+class TablePreprocessor(Preprocessor):
+    kind = "table"
+
+    def __init__(self, task: str, columns: list[str], standardize: bool = True, standardize_target: bool = False,
+                 image_shape: tuple[int, ...] | None = None, label_column: str = "label") -> None:
+        super().__init__(task, standardize_target, label_column)
+        self.columns = list(columns)
+        self.standardize = standardize
+        self.image_shape = tuple(image_shape) if image_shape else None
+        self.mean = np.zeros(len(columns), dtype=np.float32)
+        self.std = np.ones(len(columns), dtype=np.float32)
+
+    def fit_inputs(self, x: np.ndarray) -> None:
+        if self.standardize:
+            self.mean = x.mean(axis=0).astype(np.float32)
+            std = x.std(axis=0).astype(np.float32)
+            self.std = np.where(std > 0, std, 1.0).astype(np.float32)  # constant columns stay put
+
+    def inputs(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32))
+
+    @property
+    def input_dim(self) -> int:
+        return len(self.columns)
+
+    def state(self) -> dict[str, Any]:
+        return super().state() | {
+            "columns": self.columns,
+            "standardize": self.standardize,
+            "image_shape": list(self.image_shape) if self.image_shape else None,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
+
+    def restore(self, state: dict[str, Any], folder: Path) -> None:
+        super().restore(state, folder)
+        self.mean = np.asarray(state["mean"], dtype=np.float32)
+        self.std = np.asarray(state["std"], dtype=np.float32)
+
+
+class TextPreprocessor(Preprocessor):
+    kind = "text"
+    TOKENIZER_FILE = "tokenizer.json"
+
+    def __init__(self, task: str, num_words: int, max_len: int, lowercase: bool = True,
+                 label_column: str = "label") -> None:
+        super().__init__(task, False, label_column)
+        self.num_words = num_words
+        self.max_len = max_len
+        self.lowercase = lowercase
+        self.tokenizer = None
+
+    def fit_inputs(self, texts: list[str]) -> None:
+        from honed.data.text import train_tokenizer
+
+        self.tokenizer = train_tokenizer(texts, self.num_words, self.max_len, self.lowercase)
+
+    def inputs(self, texts: list[str]) -> torch.Tensor:
+        from honed.data.text import encode
+
+        return encode(self.tokenizer, texts, self.max_len)
+
+    @property
+    def input_dim(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def state(self) -> dict[str, Any]:
+        return super().state() | {"num_words": self.num_words, "max_len": self.max_len, "lowercase": self.lowercase}
+
+    def restore(self, state: dict[str, Any], folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        super().restore(state, folder)
+        self.tokenizer = Tokenizer.from_file(str(folder / self.TOKENIZER_FILE))
+
+    def save(self, folder: Path) -> list[Path]:
+        path = folder / self.TOKENIZER_FILE
+        self.tokenizer.save(str(path))
+        return super().save(folder) + [path]
+
+
+def load_preprocessor(folder: Path) -> Preprocessor:
+    path = folder / STATE_FILE
+    if not path.is_file():
+        raise UserError(f"{folder} is not a honed run: {STATE_FILE} is missing")
+    state = json.loads(path.read_text())
+    if state["kind"] == "table":
+        pre: Preprocessor = TablePreprocessor(state["task"], state["columns"], state["standardize"],
+                                              state["standardize_target"], state["image_shape"], state["label_column"])
+    else:
+        pre = TextPreprocessor(state["task"], state["num_words"], state["max_len"], state["lowercase"], state["label_column"])
+    pre.restore(state, folder)
+    return pre

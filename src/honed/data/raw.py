@@ -1,0 +1,38 @@
+"""What a data source hands over: raw inputs and targets, before any fitting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Sequence
+
+import numpy as np
+
+Kind = Literal["table", "text"]
+
+
+@dataclass
+class RawSplit:
+    """Inputs (feature matrix or list of texts) with their targets."""
+
+    x: np.ndarray | list[str]
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, idx: np.ndarray) -> "RawSplit":
+        if isinstance(self.x, np.ndarray):
+            return RawSplit(self.x[idx], self.y[idx])
+        return RawSplit([self.x[i] for i in idx], self.y[idx])
+
+
+@dataclass
+class RawData:
+    """A source's output: a train split, maybe a test split, and what they are."""
+
+    kind: Kind
+    task: Literal["regression", "classification"]
+    train: RawSplit
+    test: Optional[RawSplit] = None
+    feature_names: Sequence[str] = field(default_factory=list)
+    image_shape: Optional[tuple[int, ...]] = None

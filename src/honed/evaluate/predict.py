@@ -1,0 +1,30 @@
+"""Running a model over a split in batches, and scoring it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from honed.evaluate.metrics import compute_metrics
+
+
+@torch.no_grad()
+def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Raw model outputs for all rows of x, in eval mode (no dropout), batch by batch."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def score_split(model: nn.Module, split, task: str, loss_fn, names: list[str], num_classes: int, unscale=None,
+                batch_size: int = 1024) -> dict:
+    """{'loss': ..., metric: ...} for a split; regression metrics in the target's own units."""
+    scores = outputs_of(model, split.x, batch_size)
+    targets = split.y.cpu()
+    result = {"loss": float(loss_fn(scores, targets))}
+    if task == "regression" and unscale is not None:
+        scores, targets = unscale(scores), unscale(targets)
+    return result | compute_metrics(names, scores, targets, task, num_classes)

@@ -1,0 +1,44 @@
+"""Models by name. A model is a plain nn.Module built from its ModelSpec and the data's shape.
+
+Every model returns raw scores: shape (N,) for regression and binary
+classification (a logit), (N, K) for K classes. Sigmoid/softmax live in the
+loss and in prediction, where they are numerically safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from torch import nn
+
+from honed.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a model needs to know about its data."""
+
+    input_kind: str  # features | tokens
+    input_dim: int  # features, or vocabulary size
+    output_dim: int
+    image_shape: Optional[tuple[int, ...]] = None
+
+
+from honed.models import bag, cnn, linear, mlp, rnn  # noqa: E402,F401  (registers)
+from honed.models.init import INITS, initialize  # noqa: E402
+
+
+def build_model(spec, shape: Shape) -> nn.Module:
+    model = MODELS.get(spec.name)(spec, shape)
+    initialize(model, spec.init)
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["MODELS", "INITS", "Shape", "build_model", "count_params", "initialize"]

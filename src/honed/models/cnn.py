@@ -1,0 +1,66 @@
+"""Convolutional networks: 2-D over images, 1-D over token embeddings."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from honed.errors import UserError
+from honed.models import MODELS, Shape
+from honed.models.layers import ACTIVATIONS, Head, masked_max
+
+
+class ImageCNN(nn.Module):
+    """[Conv2d -> activation -> MaxPool2d(2)] per channel count -> global average pool -> dropout -> head."""
+
+    def __init__(self, image_shape: tuple[int, ...], channels: list[int], kernel: int, activation: str,
+                 dropout: float, n_out: int) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        blocks: list[nn.Module] = []
+        n_in, size = image_shape[0], min(image_shape[1:])
+        for n_ch in channels:
+            blocks += [nn.Conv2d(n_in, n_ch, kernel, padding=kernel // 2), ACTIVATIONS[activation]()]
+            if size >= 4:  # pool while the map is big enough to halve
+                blocks.append(nn.MaxPool2d(2))
+                size //= 2
+            n_in = n_ch
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.head = Head(n_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(x.shape[0], *self.image_shape)
+        return self.head(self.dropout(self.features(x)))
+
+
+class TextCNN(nn.Module):
+    """Embedding -> [Conv1d -> activation] per channel count -> max over real tokens -> head."""
+
+    def __init__(self, vocab_size: int, dim: int, channels: list[int], kernel: int, activation: str,
+                 dropout: float, n_out: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        convs: list[nn.Module] = []
+        n_in = dim
+        for n_ch in channels:
+            convs += [nn.Conv1d(n_in, n_ch, kernel, padding=kernel // 2), ACTIVATIONS[activation]()]
+            n_in = n_ch
+        self.convs = nn.Sequential(*convs)
+        self.dropout = nn.Dropout(dropout)
+        self.head = Head(n_in, n_out)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(tokens).transpose(1, 2)  # (N, D, L) for Conv1d
+        x = self.convs(x)[..., : tokens.shape[1]].transpose(1, 2)  # even kernels add one position
+        return self.head(self.dropout(masked_max(x, tokens != 0)))
+
+
+@MODELS.register("cnn")
+def build(spec, shape: Shape) -> nn.Module:
+    if shape.input_kind == "tokens":
+        return TextCNN(shape.input_dim, spec.embedding_dim, spec.channels, spec.kernel_size, spec.activation,
+                       spec.dropout, shape.output_dim)
+    if shape.image_shape is None:
+        raise UserError("model.name = 'cnn' needs images (e.g. data.name=digits) or text")
+    return ImageCNN(shape.image_shape, spec.channels, spec.kernel_size, spec.activation, spec.dropout, shape.output_dim)

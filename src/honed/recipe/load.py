@@ -1,0 +1,128 @@
+"""Read a recipe: YAML file -> `key=value` overrides -> validated `Recipe`.
+
+Validation errors become one `UserError` line naming the key, the bad value and
+what is allowed, with a "did you mean" for misspelled keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from honed.errors import UserError, did_you_mean
+from honed.recipe.schema import Recipe
+
+
+def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iterable[str] = ()) -> Recipe:
+    """A validated Recipe from a path, a dict or a Recipe, with overrides applied."""
+    if isinstance(source, Recipe):
+        raw = source.model_dump(mode="json")
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        raw = read_yaml(Path(source))
+        raw.setdefault("name", Path(source).stem)
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    return validate(raw)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UserError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'optimizer.lr=0.1' -> ('optimizer.lr', 0.1); the value is parsed as a YAML scalar."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"override {item!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"override {key!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any]) -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(describe(e.errors()[0])) from None
+
+
+def describe(err: Mapping[str, Any]) -> str:
+    """One line for the first validation error."""
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "recipe"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = allowed_keys(loc[:-1])
+        return f"unknown recipe key {key!r}{did_you_mean(loc[-1], allowed)}; allowed here: {', '.join(allowed)}"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{key} = {shown} is not allowed{did_you_mean(str(value), _literal_words(expected))}; allowed: {expected}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{key} = {shown}: {msg}"
+
+
+def allowed_keys(loc: list[str]) -> list[str]:
+    """The field names of the section at `loc` (e.g. ['optimizer'])."""
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        inner = _model_type(field.annotation)
+        if inner is None:
+            break
+        model = inner
+    return sorted(model.model_fields)
+
+
+def _model_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _literal_words(expected: str) -> list[str]:
+    return [w.strip(" '\"") for w in expected.replace(" or ", ",").split(",") if w.strip()]
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (rerunning it repeats the run)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

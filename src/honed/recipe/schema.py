@@ -1,0 +1,165 @@
+"""The recipe schema: the single source of truth for what a user can set.
+
+Every section forbids unknown keys, so a typo is an error rather than a silent
+default. Names of components (losses, optimizers, ...) are Literals here and
+each registry elsewhere must provide exactly these names (a test checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb"]
+SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
+ModelName = Literal["linear", "logistic", "mlp", "cnn", "rnn", "bag"]
+Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
+InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
+LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy"]
+OptimizerName = Literal["gd", "sgd", "adam", "adamw", "rmsprop", "adagrad"]
+ScheduleName = Literal["constant", "exponential", "linear", "step", "cosine", "onecycle", "plateau"]
+MetricName = Literal["accuracy", "precision", "recall", "f1", "auroc", "confusion_matrix", "mse", "mae", "r2", "rmse"]
+Task = Literal["auto", "regression", "classification"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(Section):
+    """Where the data comes from and how it is preprocessed."""
+
+    source: DataSource = "synthetic_regression"
+    task: Task = "auto"
+    seed: int = Field(0, description="seed for generated data and for the validation/test splits")
+    # files: tabular CSV/Parquet, or the IMDB archive / extracted folder
+    path: Optional[str] = None
+    train: Optional[str] = Field(None, description="training file (text_files, tabular)")
+    test: Optional[str] = Field(None, description="test file (text_files, tabular)")
+    # tabular
+    target: Optional[str] = Field(None, description="target column of a tabular file")
+    columns: Optional[list[str]] = Field(None, description="feature columns (default: all but the target)")
+    standardize: bool = Field(True, description="standardize features with train statistics")
+    standardize_target: bool = Field(False, description="regression: train on a standardized target")
+    # synthetic_regression
+    n: int = Field(1000, ge=2)
+    features: int = Field(3, ge=1)
+    noise: float = Field(0.1, ge=0)
+    # sklearn
+    name: Optional[SklearnSet] = None
+    # text
+    text_column: str = "text"
+    label_column: str = "label"
+    lowercase: bool = True
+    num_words: int = Field(10000, ge=3, description="vocabulary size, including <pad> and <unk>")
+    max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")
+    # splits
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
+
+    @model_validator(mode="after")
+    def _path_means_file(self) -> "DataSpec":
+        # A recipe built on generated data can be pointed at a user's file with
+        # `--set data.path=...`: the file then replaces the generated data.
+        if self.source == "synthetic_regression" and (self.path or self.train):
+            object.__setattr__(self, "source", "tabular")
+        return self
+
+
+class ModelSpec(Section):
+    name: ModelName = "linear"
+    init: InitName = "default"
+    hidden: list[int] = Field(default_factory=list, description="mlp / bag dense layer sizes")
+    activation: Activation = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    embedding_dim: int = Field(16, ge=1)
+    channels: list[int] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
+    kernel_size: int = Field(3, ge=1)
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden_size: int = Field(64, ge=1, description="rnn hidden units")
+    layers: int = Field(1, ge=1, description="rnn layers")
+    bidirectional: bool = False
+
+
+class LossSpec(Section):
+    name: LossName = "auto"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    huber_delta: float = Field(1.0, gt=0)
+
+
+class OptimizerSpec(Section):
+    name: OptimizerName = "adam"
+    lr: float = Field(0.001, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing constant")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW style) for every optimizer")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "OptimizerSpec":
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("optimizer.nesterov needs optimizer.momentum > 0")
+        return self
+
+
+class ScheduleSpec(Section):
+    name: ScheduleName = "constant"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warmup in front of any schedule")
+    warmup_start_factor: float = Field(0.01, gt=0, le=1)
+    gamma: float = Field(0.9, gt=0, le=1, description="exponential: factor per epoch; step: factor per drop")
+    step_epochs: float = Field(10, gt=0, description="step: epochs between drops")
+    end_factor: float = Field(0.0, ge=0, le=1, description="linear: final lr as a fraction of lr")
+    min_lr: float = Field(0.0, ge=0, description="cosine: final lr")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction of steps spent rising")
+    factor: float = Field(0.1, gt=0, lt=1, description="plateau: lr multiplier on a plateau")
+    patience: int = Field(2, ge=0, description="plateau: epochs without improvement before a cut")
+
+
+class RegularizationSpec(Section):
+    l1: float = Field(0.0, ge=0, description="l1 * sum|w| added to the loss (weights, not biases)")
+    l2: float = Field(0.0, ge=0, description="l2 * sum w^2 added to the loss (weights, not biases)")
+
+
+class EarlyStoppingSpec(Section):
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int = Field(3, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+
+class TrainSpec(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1, description="gd treats this as the chunk size of one full-batch step")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    shuffle: bool = True
+    early_stopping: Optional[EarlyStoppingSpec] = None
+    convergence_tol: Optional[float] = Field(
+        None, gt=0, description="stop when the training loss changes by less than this between epochs"
+    )
+    threads: Optional[int] = Field(None, ge=1, description="CPU threads (default: torch's choice)")
+
+
+class Recipe(Section):
+    """A whole run: data, model, loss, optimizer, schedule, regularization, training."""
+
+    name: str = "run"
+    seed: int = 0
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    metrics: list[MetricName] = Field(default_factory=list, description="default: chosen by task")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\") or v.startswith("."):
+            raise ValueError("name must be a plain word usable in a folder name")
+        return v

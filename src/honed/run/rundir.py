@@ -1,0 +1,78 @@
+"""The run directory: everything a finished run leaves behind, and reading it back.
+
+    recipe.yaml        the fully resolved recipe (rerun it to repeat the run)
+    metrics.jsonl      one JSON object per epoch (and per logged step)
+    summary.json       test/val metrics, timings, epochs, parameters, throughput
+    model.safetensors  the weights;  model.json  what rebuilds the module
+    preprocess.json    fitted preprocessing (+ tokenizer.json for text)
+    curves.png         loss, metrics and learning rate per epoch
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from honed.errors import UserError
+from honed.run.files import read_json, write_json, write_text
+from honed.train.hooks import Hook
+
+RECIPE, METRICS, SUMMARY, WEIGHTS, MODEL, CURVES = (
+    "recipe.yaml", "metrics.jsonl", "summary.json", "model.safetensors", "model.json", "curves.png")
+
+
+def new_run_dir(name: str, out: str | Path | None, root: str | Path = "runs") -> Path:
+    if out is None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(root) / f"{name}-{stamp}"
+        n = 1
+        while out.exists():
+            n += 1
+            out = Path(root) / f"{name}-{stamp}-{n}"
+    path = Path(out)
+    if path.exists() and any(path.iterdir()) and (path / SUMMARY).exists():
+        raise UserError(f"--out {path}: a finished run is already there; choose another directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_run_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise UserError(f"run directory not found: {p}")
+    for needed in (RECIPE, WEIGHTS, MODEL):
+        if not (p / needed).is_file():
+            raise UserError(f"{p} is not a honed run: {needed} is missing")
+    return p
+
+
+class MetricsLog(Hook):
+    """Appends each epoch's record to metrics.jsonl as it happens (a crash keeps what came before)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / METRICS
+        self.path.write_text("")
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_summary(run_dir: Path, summary: dict) -> Path:
+    return write_json(run_dir / SUMMARY, summary)
+
+
+def read_summary(run_dir: Path) -> dict:
+    return read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).is_file() else {}
+
+
+def write_recipe(run_dir: Path, text: str) -> Path:
+    return write_text(run_dir / RECIPE, text)

@@ -1,0 +1,89 @@
+"""Hooks: the named places where optional behaviour joins the loop.
+
+A hook may implement any of `on_fit_start(trainer)`, `on_step_end(trainer, loss)`,
+`on_epoch_end(trainer, record)` and `on_fit_end(trainer)`. It stops training by
+setting `trainer.stop_reason`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from honed.evaluate import lower_is_better
+
+
+class Hook:
+    def on_fit_start(self, trainer) -> None: ...
+    def on_step_end(self, trainer, loss: float | None) -> None: ...
+    def on_epoch_end(self, trainer, record: dict) -> None: ...
+    def on_fit_end(self, trainer) -> None: ...
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class EarlyStopping(Hook):
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs; optionally restore the best."""
+
+    def __init__(self, monitor: str, mode: str = "auto", patience: int = 3, min_delta: float = 0.0,
+                 restore_best: bool = True) -> None:
+        self.monitor, self.patience, self.min_delta, self.restore_best = monitor, patience, min_delta, restore_best
+        self.minimize = lower_is_better(monitor) if mode == "auto" else mode == "min"
+        self.best = math.inf if self.minimize else -math.inf
+        self.best_epoch = 0
+        self.best_weights: dict | None = None
+        self.waited = 0
+
+    def improved(self, value: float) -> bool:
+        return value < self.best - self.min_delta if self.minimize else value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        value = record.get(self.monitor)
+        if value is None:
+            return
+        if self.improved(value):
+            self.best, self.best_epoch, self.waited = value, record["epoch"], 0
+            if self.restore_best:
+                self.best_weights = snapshot(trainer.model)
+        else:
+            self.waited += 1
+            if self.waited > self.patience:
+                trainer.stop_reason = f"early stopping: {self.monitor} did not improve for {self.waited} epochs"
+
+    def on_fit_end(self, trainer) -> None:
+        trainer.best_epoch = self.best_epoch
+        if self.restore_best and self.best_weights is not None:
+            trainer.model.load_state_dict(self.best_weights)
+
+
+class ConvergenceStop(Hook):
+    """Stop when the training loss changes by less than `tol` from one epoch to the next (classic GD)."""
+
+    def __init__(self, tol: float) -> None:
+        self.tol = tol
+        self.previous: float | None = None
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        loss = record["train_loss"]
+        if self.previous is not None and abs(self.previous - loss) < self.tol:
+            trainer.stop_reason = f"converged: training loss changed by less than {self.tol:g}"
+        self.previous = loss
+
+
+class LastGoodWeights(Hook):
+    """Keeps the weights of the last epoch that ended with finite losses (restored if training blows up)."""
+
+    def __init__(self) -> None:
+        self.weights: dict | None = None
+        self.epoch = 0
+
+    def on_fit_start(self, trainer) -> None:
+        self.weights = snapshot(trainer.model)
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if math.isfinite(record["train_loss"]):
+            self.weights, self.epoch = snapshot(trainer.model), record["epoch"]

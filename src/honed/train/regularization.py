@@ -1,0 +1,24 @@
+"""L1 and L2 penalties added to the loss, on weights only (biases are left free, as in Keras)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
+    """Every parameter with two or more dimensions: dense, conv, recurrent and embedding weights."""
+    return [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+
+
+def penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:
+    """l1 * sum|w| + l2 * sum w^2 over `weights`, or None when both are zero."""
+    if not (l1 or l2) or not weights:
+        return None
+    total = weights[0].new_zeros(())
+    for w in weights:
+        if l1:
+            total = total + l1 * w.abs().sum()
+        if l2:
+            total = total + l2 * w.square().sum()
+    return total
