@@ -1,9 +1,29 @@
-"""honed: from a YAML recipe to a trained, evaluated, optimized model."""
+"""honed: from a YAML recipe to a trained, evaluated, optimized model.
+
+    import honed
+    run = honed.train("recipes/linear_regression.yaml", ["optimizer.lr=0.05"])
+    honed.predict(run.path, "new_rows.csv")
+
+Attributes load lazily, so `honed --help` and recipe errors answer without importing torch.
+"""
 
 __version__ = "0.1.0"
 
-from honed.api import Run, evaluate, load_run, predict, train  # noqa: E402
-from honed.errors import UserError  # noqa: E402
-from honed.recipe import Recipe, load_recipe  # noqa: E402
+_API = {"train", "evaluate", "predict", "load_run", "Run"}
+__all__ = sorted(_API | {"load_recipe", "Recipe", "UserError", "__version__"})
 
-__all__ = ["train", "evaluate", "predict", "load_run", "load_recipe", "Recipe", "Run", "UserError", "__version__"]
+
+def __getattr__(name: str):
+    if name in _API:
+        from honed import api
+
+        return getattr(api, name)
+    if name in ("load_recipe", "Recipe"):
+        from honed import recipe
+
+        return getattr(recipe, name)
+    if name == "UserError":
+        from honed.errors import UserError
+
+        return UserError
+    raise AttributeError(f"module 'honed' has no attribute {name!r}")

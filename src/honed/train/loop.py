@@ -114,7 +114,7 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
             if extra is not None:
                 extra.backward()
             value = float(step_loss)
-            if not math.isfinite(value) or (extra is not None and not math.isfinite(float(extra))):
+            if not math.isfinite(value) or (extra is not None and not math.isfinite(float(extra.detach()))):
                 error = NonFiniteLoss(epoch, trainer.step + 1, value)
                 error.last_good = next(h for h in trainer.hooks if isinstance(h, LastGoodWeights))
                 raise error

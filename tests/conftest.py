@@ -1,0 +1,71 @@
+"""Shared fixtures: small generated data only (no downloads, no ../shared)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+POS = ["a wonderful film, great acting and a great story", "loved it, brilliant and moving", "great fun, superb cast"]
+NEG = ["a terrible film, awful acting and a dull story", "hated it, boring and bad", "awful mess, worst cast"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Each test runs in its own folder with its own cache directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path / "cache"))
+
+
+def imdb_reviews(n_per_label: int = 12) -> dict[str, str]:
+    """{archive member name: text} in the official aclImdb layout."""
+    files = {}
+    for split in ("train", "test"):
+        for label, texts, rating in (("pos", POS, 9), ("neg", NEG, 2)):
+            for i in range(n_per_label):
+                files[f"aclImdb/{split}/{label}/{i}_{rating}.txt"] = f"{texts[i % 3]}<br /><br />review {i}"
+    files["aclImdb/README"] = "Large Movie Review Dataset"
+    files["aclImdb/train/unsup/0_0.txt"] = "unlabeled, ignored"
+    return files
+
+
+@pytest.fixture
+def imdb_archive(tmp_path) -> Path:
+    path = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in imdb_reviews().items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def imdb_folder(tmp_path) -> Path:
+    root = tmp_path / "extracted"
+    for name, text in imdb_reviews().items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root / "aclImdb"
+
+
+@pytest.fixture
+def text_csvs(tmp_path) -> tuple[Path, Path]:
+    """Three-class text data with string labels, as train and test CSVs."""
+    rows = []
+    words = {"sports": "match goal team score win league", "politics": "vote election party minister law",
+             "food": "recipe cook taste dinner bake spice"}
+    for i in range(60):
+        label = list(words)[i % 3]
+        vocab = words[label].split()
+        rows.append({"text": " ".join(vocab[(i + k) % len(vocab)] for k in range(4)), "label": label})
+    frame = pd.DataFrame(rows)
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    frame.iloc[:45].to_csv(train, index=False)
+    frame.iloc[45:].to_csv(test, index=False)
+    return train, test

@@ -1,0 +1,81 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from honed.data import build_data
+from honed.errors import UserError
+from honed.recipe import load_recipe
+
+
+def text_spec(train, test=None, **extra):
+    fields = {"source": "text_files", "train": str(train), **extra}
+    if test:
+        fields["test"] = str(test)
+    return load_recipe({"data": fields}).data
+
+
+def test_text_csv_with_string_labels_and_three_classes(text_csvs):
+    train, test = text_csvs
+    bundle = build_data(text_spec(train, test, val_fraction=0.2))
+    assert bundle.task == "multiclass" and bundle.output_dim == 3
+    assert bundle.labels == ["food", "politics", "sports"]
+    assert len(bundle.test) == 15 and len(bundle.train) + len(bundle.val) == 45
+    assert sorted(bundle.val.y.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # stratified
+
+
+def test_jsonl_and_custom_columns(tmp_path):
+    path = tmp_path / "d.jsonl"
+    pd.DataFrame({"review": ["good", "bad", "fine", "poor"] * 5, "y": [1, 0, 1, 0] * 5}).to_json(path, orient="records", lines=True)
+    bundle = build_data(text_spec(path, text_column="review", label_column="y"))
+    assert bundle.task == "binary" and bundle.labels == ["0", "1"]
+
+
+def test_text_errors(tmp_path, text_csvs):
+    train, _ = text_csvs
+    with pytest.raises(UserError, match="column 'body' is not in"):
+        build_data(text_spec(train, text_column="body"))
+    one = tmp_path / "one.csv"
+    pd.DataFrame({"text": ["a", "b", "c"], "label": ["x", "x", "x"]}).to_csv(one, index=False)
+    with pytest.raises(UserError, match="only one class"):
+        build_data(text_spec(one, val_fraction=0))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    with pytest.raises(UserError, match="no rows"):
+        build_data(text_spec(empty))
+    with pytest.raises(UserError, match="file not found"):
+        build_data(text_spec(tmp_path / "missing.csv"))
+
+
+def test_tabular_standardization_uses_train_statistics_only(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(5, 2, 200), "b": rng.normal(-3, 0.5, 200)})
+    frame["y"] = frame.a * 2 + frame.b
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    bundle = build_data(load_recipe({"data": {"source": "tabular", "path": str(path), "target": "y"}}).data)
+    assert bundle.task == "regression"
+    assert torch_close(bundle.train.x.mean(0), 0.0) and torch_close(bundle.train.x.std(0, unbiased=False), 1.0)
+    assert not torch_close(bundle.test.x.mean(0), 0.0, tol=1e-6)  # test is transformed, not refit
+
+
+def torch_close(t, value, tol=1e-4):
+    return bool(((t - value).abs() < tol).all())
+
+
+def test_tabular_errors(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0], "name": list("vwxyz"), "y": [1.0, 2, 3, 4, 5]}).to_csv(path, index=False)
+    spec = lambda **f: load_recipe({"data": {"source": "tabular", "path": str(path), **f}}).data  # noqa: E731
+    with pytest.raises(UserError, match="column 'price' is not in"):
+        build_data(spec(target="price"))
+    with pytest.raises(UserError, match="'name' .* not numeric"):
+        build_data(spec(target="y"))
+    with pytest.raises(UserError, match="data.target is required"):
+        build_data(spec())
+
+
+def test_sklearn_sets():
+    digits = build_data(load_recipe({"data": {"source": "sklearn", "name": "digits"}}).data)
+    assert digits.task == "multiclass" and digits.output_dim == 10 and digits.image_shape == (1, 8, 8)
+    diabetes = build_data(load_recipe({"data": {"source": "sklearn", "name": "diabetes"}}).data)
+    assert diabetes.task == "regression" and diabetes.input_dim == 10

@@ -1,0 +1,46 @@
+import torch
+
+from honed.models import Shape, build_model, count_params
+from honed.models.layers import masked_max, masked_mean
+from honed.recipe import load_recipe
+
+
+def test_masked_mean_ignores_padding():
+    emb = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[True, True, False]])
+    assert torch.allclose(masked_mean(emb, mask), torch.tensor([[2.0, 3.0]]))
+    assert torch.allclose(masked_max(emb, mask), torch.tensor([[3.0, 4.0]]))
+
+
+def test_bag_output_does_not_depend_on_padding_length():
+    torch.manual_seed(0)
+    model = build_model(load_recipe({"model": {"name": "bag", "hidden": [24]}}).model, Shape("tokens", 50, 1)).eval()
+    short = torch.tensor([[5, 6, 7]])
+    padded = torch.tensor([[5, 6, 7, 0, 0, 0, 0]])
+    assert torch.allclose(model(short), model(padded))
+
+
+def test_rnn_and_text_cnn_ignore_padding():
+    torch.manual_seed(0)
+    for fields in ({"name": "rnn", "cell": "gru", "bidirectional": True}, {"name": "rnn"}, {"name": "cnn"}):
+        model = build_model(load_recipe({"model": fields}).model, Shape("tokens", 50, 3)).eval()
+        a = model(torch.tensor([[5, 6, 7, 0, 0, 0]]))
+        b = model(torch.tensor([[5, 6, 7, 0, 0, 0, 0, 0, 0, 0]]))
+        assert a.shape == (1, 3)
+        assert torch.allclose(a, b, atol=1e-6), fields
+
+
+def test_keras_imdb_model_has_the_classic_parameter_count():
+    # Embedding 10000x16 + Dense(16->24) + Dense(24->1) = 160000 + 408 + 25
+    spec = load_recipe({"model": {"name": "bag", "embedding_dim": 16, "hidden": [24]}}).model
+    assert count_params(build_model(spec, Shape("tokens", 10000, 1))) == 160433
+
+
+def test_init_schemes_zero_biases_and_match_their_std():
+    torch.manual_seed(0)
+    for name, std in (("xavier_normal", (2 / (400 + 300)) ** 0.5), ("he_normal", (2 / 400) ** 0.5)):
+        spec = load_recipe({"model": {"name": "mlp", "hidden": [300], "init": name}}).model
+        model = build_model(spec, Shape("features", 400, 1))
+        first = model[0][0]
+        assert torch.all(first.bias == 0)
+        assert abs(first.weight.std().item() - std) / std < 0.05

@@ -1,0 +1,89 @@
+"""The command line: exit codes, one-line errors, run directory contents."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from honed.cli import main
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True)
+
+
+def test_train_writes_a_complete_run_directory(tmp_path, capsys):
+    code = main(["train", str(RECIPES / "linear_regression.yaml"), "--set", "train.epochs=20", "--out",
+                 str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    run = tmp_path / "run"
+    for name in ("recipe.yaml", "metrics.jsonl", "summary.json", "model.safetensors", "model.json",
+                 "preprocess.json", "curves.png"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 20
+    assert {"epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "seconds"} <= set(records[0])
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("test", "val", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "params",
+                "samples_per_second"):
+        assert key in summary
+    assert "train.epochs" not in (run / "recipe.yaml").read_text() and "epochs: 20" in (run / "recipe.yaml").read_text()
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["mse"] == pytest.approx(summary["test"]["mse"], rel=1e-5)
+
+
+def test_recipes_lists_the_bundled_ones(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for name in ("linear_regression", "imdb_seed", "digits_cnn", "diabetes_mlp"):
+        assert name in out
+
+
+def test_a_bundled_recipe_runs_by_name(tmp_path):
+    assert main(["train", "linear_regression", "--set", "train.epochs=2", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "nope.yaml"], ["recipe file not found", "nope.yaml"]),
+    (["train", "linear_regression", "--set", "optimizer.lrr=1"], ["optimizer.lrr", "did you mean 'lr'"]),
+    (["train", "linear_regression", "--set", "optimizer.name=adamm"], ["'adamm'", "'adam'"]),
+    (["train", "linear_regression", "--set", "data.path=missing.csv", "--set", "data.target=y"], ["data.path", "missing.csv", "not found"]),
+    (["train", "linear_regression", "--set", "optimizer.lr=1e9", "--set", "train.epochs=50"], ["loss became", "epoch", "step", "last good weights"]),
+    (["evaluate", "not_a_run"], ["run directory not found"]),
+    (["predict", "not_a_run", "--input", "x.csv"], ["run directory not found"]),
+])
+def test_user_errors_are_one_line_and_exit_2(args, words, tmp_path):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("honed: error: "), result.stderr
+    for w in words:
+        assert w in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "d").mkdir()
+    result = run_cli("evaluate", str(tmp_path / "d"))
+    assert result.returncode == 2 and "is not a honed run" in result.stderr
+
+
+def test_missing_column_and_wrong_label_count(tmp_path):
+    (tmp_path / "t.csv").write_text("text,label\nhello,a\nworld,a\nagain,a\nmore,a\n")
+    result = run_cli("train", "linear_regression", "--set", "data.source=text_files", "--set",
+                     f"data.train={tmp_path / 't.csv'}", "--set", "data.text_column=body", "--set", "model.name=bag")
+    assert result.returncode == 2 and "column 'body' is not in" in result.stderr
+    result = run_cli("train", "linear_regression", "--set", "data.source=text_files", "--set",
+                     f"data.train={tmp_path / 't.csv'}", "--set", "model.name=bag", "--set", "data.val_fraction=0")
+    assert result.returncode == 2 and "only one class" in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = run_cli("--debug", "train", "nope.yaml")
+    assert result.returncode != 0 and "Traceback" in result.stderr

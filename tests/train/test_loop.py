@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from honed.data import build_data
+from honed.models import Shape, build_model
+from honed.recipe import load_recipe
+from honed.train import Hook, NonFiniteLoss, fit
+
+
+def setup(fields: dict):
+    recipe = load_recipe({"data": {"source": "synthetic_regression", "n": 200, "features": 3}} | fields)
+    bundle = build_data(recipe.data)
+    torch.manual_seed(0)
+    model = build_model(recipe.model, Shape(bundle.input_kind, bundle.input_dim, bundle.output_dim))
+    return recipe, bundle, model
+
+
+class CountSteps(Hook):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, trainer, loss):
+        self.steps += 1
+
+
+def test_gd_takes_exactly_one_step_per_epoch_with_the_full_batch_gradient():
+    recipe, bundle, model = setup({"optimizer": {"name": "gd", "lr": 0.1}, "train": {"epochs": 3, "batch_size": 7}})
+    w0 = model.linear.weight.detach().clone()
+    b0 = model.linear.bias.detach().clone()
+    counter = CountSteps()
+    fit(model, bundle, recipe, [counter])
+    assert counter.steps == 3
+    # Reference: three plain full-batch gradient steps computed by hand with torch.
+    x, y = bundle.train.x, bundle.train.y
+    w, b = w0.clone().requires_grad_(), b0.clone().requires_grad_()
+    for _ in range(3):
+        loss = ((x @ w.T).squeeze(-1) + b - y).pow(2).mean()
+        gw, gb = torch.autograd.grad(loss, [w, b])
+        w, b = (w - 0.1 * gw).detach().requires_grad_(), (b - 0.1 * gb).detach().requires_grad_()
+    assert torch.allclose(model.linear.weight, w, atol=1e-5)
+    assert torch.allclose(model.linear.bias, b, atol=1e-5)
+
+
+def test_sgd_steps_per_epoch():
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+                                   "train": {"epochs": 2, "batch_size": 32}})
+    counter = CountSteps()
+    fit(model, bundle, recipe, [counter])
+    assert counter.steps == 2 * int(np.ceil(len(bundle.train) / 32))
+
+
+class KeepWeights(Hook):
+    def __init__(self):
+        self.by_epoch = {}
+
+    def on_epoch_end(self, trainer, record):
+        self.by_epoch[record["epoch"]] = trainer.model.linear.weight.detach().clone()
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.05},
+                                   "train": {"epochs": 100, "early_stopping": {"patience": 2, "min_delta": 0.01}}})
+    kept = KeepWeights()
+    trainer = fit(model, bundle, recipe, [kept])
+    assert trainer.stop_reason.startswith("early stopping")
+    losses = [r["val_loss"] for r in trainer.history]
+    best = trainer.best_epoch
+    assert trainer.epoch == best + 3  # patience 2: the third epoch without improvement stops
+    assert all(losses[best - 1] - v <= 0.01 for v in losses[best:])
+    assert torch.equal(model.linear.weight, kept.by_epoch[best])
+    assert not torch.equal(model.linear.weight, kept.by_epoch[trainer.epoch])
+
+
+def test_convergence_stop():
+    recipe, bundle, model = setup({"optimizer": {"name": "gd", "lr": 0.1},
+                                   "train": {"epochs": 1000, "convergence_tol": 1e-6}})
+    trainer = fit(model, bundle, recipe)
+    assert trainer.stop_reason.startswith("converged") and trainer.epoch < 1000
+    losses = [r["train_loss"] for r in trainer.history]
+    assert abs(losses[-1] - losses[-2]) < 1e-6
+
+
+def test_decoupled_weight_decay_shrinks_weights_without_gradient():
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0.5}})
+    from honed.train import build_optimizer
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = build_optimizer([p], recipe.optimizer)
+    p.grad = torch.zeros(3)
+    opt.step()
+    assert torch.allclose(p, torch.full((3,), 1 - 0.1 * 0.5))
+
+
+def test_nan_loss_stops_with_where_and_last_good_weights():
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 1e6}, "train": {"epochs": 20}})
+    with pytest.raises(NonFiniteLoss) as e:
+        fit(model, bundle, recipe)
+    assert e.value.step >= 1 and e.value.last_good is not None
+    good = e.value.last_good.weights
+    assert all(torch.isfinite(v).all() for v in good.values())
