@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import pandas as pd
 import torch
 
 from honed import data as data_stage
 from honed import run as run_stage
 from honed.errors import UserError
-from honed.evaluate import metric_names, outputs_of, score_split
+from honed.evaluation import metric_names, outputs_of, score_split
 from honed.models import Shape, build_model, count_params
 from honed.recipe import Recipe, dump_recipe, load_recipe
-from honed.train import NonFiniteLoss, build_loss, fit
-from honed.train.device import pick_device, seed_everything
+from honed.training import NonFiniteLoss, build_loss, fit
+from honed.training.device import pick_device, seed_everything
 
 
 @dataclass
@@ -130,7 +129,7 @@ def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:
     return score_split(model, split, pre.task, build_loss(recipe.loss, pre.task), names, pre.output_dim, unscale)
 
 
-def predict(run_dir: str | Path, inputs: str | Path | list | pd.DataFrame, output: str | Path | None = None) -> pd.DataFrame:
+def predict(run_dir: str | Path, inputs, output: str | Path | None = None):
     """Predictions for new inputs (a file, a list of texts, or a DataFrame of feature columns)."""
     from honed.data.predict_inputs import read_inputs
 
@@ -143,7 +142,9 @@ def predict(run_dir: str | Path, inputs: str | Path | list | pd.DataFrame, outpu
     return frame
 
 
-def predictions_frame(scores: torch.Tensor, pre) -> pd.DataFrame:
+def predictions_frame(scores: torch.Tensor, pre):
+    import pandas as pd
+
     if pre.task == "regression":
         return pd.DataFrame({"prediction": pre.unscale(scores).numpy()})
     names = pre.labels.names

@@ -91,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args) -> int:
+    from honed.recipe import load_recipe
+
+    recipe = load_recipe(resolve_recipe(args.recipe), args.overrides)  # validate before importing torch
     import honed
 
     quiet = args.quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))
-    run = honed.train(resolve_recipe(args.recipe), args.overrides, out=args.out, quiet=quiet, started=STARTED)
+    run = honed.train(recipe, out=args.out, quiet=quiet, started=STARTED)
     s = run.summary
     shown = {k: round(v, 4) for k, v in s["test"].items() if isinstance(v, float)}
     print(f"run: {run.path}")

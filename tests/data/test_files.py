@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 
@@ -79,3 +80,34 @@ def test_sklearn_sets():
     assert digits.task == "multiclass" and digits.output_dim == 10 and digits.image_shape == (1, 8, 8)
     diabetes = build_data(load_recipe({"data": {"source": "sklearn", "name": "diabetes"}}).data)
     assert diabetes.task == "regression" and diabetes.input_dim == 10
+
+
+def test_word_tokenizer_matches_a_plain_python_reference(monkeypatch):
+    """Vocabulary = most frequent training words (ties: first seen); unknown words -> 1; parallel == serial."""
+    from collections import Counter
+    import re
+
+    from honed.data import text
+
+    texts = [f"Word{i % 7} and THE film<br />it's word{i % 3}!" for i in range(50)]
+    serial = text.WordTokenizer(num_words=6, max_len=4).fit(texts)
+    words = [[w for w in re.findall(r"[\w']+", t.replace("<br />", " ").lower())] for t in texts]
+    expected = ["<pad>", "<unk>"] + [w for w, _ in Counter(w for d in words for w in d).most_common(4)]
+    assert serial.vocab == expected
+    ids = serial.encode(["the film and word0 unknownword"])
+    assert ids.tolist() == [[serial.index["the"], serial.index["film"], serial.index["and"], 1]]
+    monkeypatch.setattr(text, "PARALLEL_MIN", 10)
+    parallel = text.WordTokenizer(num_words=6, max_len=4).fit(texts)
+    assert parallel.vocab == serial.vocab
+    assert torch.equal(parallel.encode(texts), serial.encode(texts))
+
+
+def test_bpe_tokenizer_round_trips_through_a_run(tmp_path, text_csvs):
+    import honed
+
+    train, test = text_csvs
+    recipe = {"data": {"source": "text_files", "train": str(train), "test": str(test), "tokenizer": "bpe",
+                       "num_words": 60}, "model": {"name": "bag"}, "train": {"epochs": 2}}
+    run = honed.train(recipe, out=tmp_path / "run")
+    assert (run.path / "tokenizer.json").is_file()
+    assert len(honed.predict(run.path, ["goal team", "vote law"])) == 2

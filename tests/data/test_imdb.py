@@ -32,7 +32,7 @@ def test_preprocessing_is_fit_on_train_and_splits_are_stratified(imdb_archive):
     assert len(bundle.train) == 18 and len(bundle.val) == 6 and len(bundle.test) == 24
     assert bundle.val.y.sum() == 3  # stratified: half of the validation split is positive
     assert bundle.train.x.shape[1] <= 6 and bundle.input_dim <= 20
-    vocab = bundle.preprocessor.tokenizer.get_vocab()
+    vocab = bundle.preprocessor.tokenizer.index
     assert vocab["<pad>"] == 0 and vocab["<unk>"] == 1
     assert "br" not in vocab  # HTML line breaks removed
 

@@ -4,11 +4,11 @@ import pytest
 
 from honed.data import SOURCES
 from honed.errors import UserError
-from honed.evaluate import METRICS
+from honed.evaluation import METRICS
 from honed.models import INITS, MODELS
 from honed.recipe import load_recipe, parse_override
 from honed.recipe import schema
-from honed.train import LOSSES, OPTIMIZERS, SCHEDULES
+from honed.training import LOSSES, OPTIMIZERS, SCHEDULES
 
 
 def test_overrides_are_yaml_scalars():

@@ -1,9 +1,9 @@
 """Preprocessing fitted on the training split only, then applied to every split and at prediction.
 
 Two kinds: `TablePreprocessor` (standardized numeric features) and
-`TextPreprocessor` (a word-level tokenizer from Hugging Face `tokenizers`).
+`TextPreprocessor` (a tokenizer chosen by name, see text.py).
 Both share target handling: class labels -> ids, or a (optionally standardized)
-regression target. State is saved as JSON (and tokenizer.json), never pickled.
+regression target. State is saved as JSON (vocab.json or tokenizer.json), never pickled.
 """
 
 from __future__ import annotations
@@ -133,43 +133,40 @@ class TablePreprocessor(Preprocessor):
 
 class TextPreprocessor(Preprocessor):
     kind = "text"
-    TOKENIZER_FILE = "tokenizer.json"
 
     def __init__(self, task: str, num_words: int, max_len: int, lowercase: bool = True,
-                 label_column: str = "label") -> None:
+                 label_column: str = "label", tokenizer: str = "words") -> None:
         super().__init__(task, False, label_column)
         self.num_words = num_words
         self.max_len = max_len
         self.lowercase = lowercase
+        self.tokenizer_name = tokenizer
         self.tokenizer = None
 
     def fit_inputs(self, texts: list[str]) -> None:
-        from honed.data.text import train_tokenizer
+        from honed.data.text import TOKENIZERS
 
-        self.tokenizer = train_tokenizer(texts, self.num_words, self.max_len, self.lowercase)
+        self.tokenizer = TOKENIZERS.get(self.tokenizer_name)(self.num_words, self.max_len, self.lowercase).fit(texts)
 
     def inputs(self, texts: list[str]) -> torch.Tensor:
-        from honed.data.text import encode
-
-        return encode(self.tokenizer, texts, self.max_len)
+        return self.tokenizer.encode(texts)
 
     @property
     def input_dim(self) -> int:
-        return self.tokenizer.get_vocab_size()
+        return self.tokenizer.vocab_size
 
     def state(self) -> dict[str, Any]:
-        return super().state() | {"num_words": self.num_words, "max_len": self.max_len, "lowercase": self.lowercase}
+        return super().state() | {"num_words": self.num_words, "max_len": self.max_len, "lowercase": self.lowercase,
+                                  "tokenizer": self.tokenizer_name}
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
-        from tokenizers import Tokenizer
+        from honed.data.text import TOKENIZERS
 
         super().restore(state, folder)
-        self.tokenizer = Tokenizer.from_file(str(folder / self.TOKENIZER_FILE))
+        self.tokenizer = TOKENIZERS.get(self.tokenizer_name).load(folder, self.num_words, self.max_len, self.lowercase)
 
     def save(self, folder: Path) -> list[Path]:
-        path = folder / self.TOKENIZER_FILE
-        self.tokenizer.save(str(path))
-        return super().save(folder) + [path]
+        return super().save(folder) + [self.tokenizer.save(folder)]
 
 
 def load_preprocessor(folder: Path) -> Preprocessor:
@@ -181,6 +178,7 @@ def load_preprocessor(folder: Path) -> Preprocessor:
         pre: Preprocessor = TablePreprocessor(state["task"], state["columns"], state["standardize"],
                                               state["standardize_target"], state["image_shape"], state["label_column"])
     else:
-        pre = TextPreprocessor(state["task"], state["num_words"], state["max_len"], state["lowercase"], state["label_column"])
+        pre = TextPreprocessor(state["task"], state["num_words"], state["max_len"], state["lowercase"],
+                               state["label_column"], state.get("tokenizer", "words"))
     pre.restore(state, folder)
     return pre

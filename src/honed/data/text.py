@@ -1,40 +1,165 @@
-"""Word-level tokenization with Hugging Face `tokenizers` (Rust, parallel).
+"""Text tokenizers by name, each with fit (on training texts only), encode, save and load.
 
-Normalization: HTML line breaks removed, optional lowercasing, punctuation
-stripped (apostrophes inside words kept). Vocabulary: the `num_words` most
-frequent training words, with id 0 = <pad> and id 1 = <unk> (out of vocabulary).
+- `words`: lowercased word tokens (`[\\w']+` after removing HTML line breaks), a vocabulary of
+  the `num_words` most frequent training words; id 0 = <pad>, id 1 = <unk>. Tokenization
+  runs in parallel worker processes on large inputs. On this kind of data it measured
+  faster than a Rust WordLevel tokenizer, whose per-text Encoding objects cost more than
+  the regex itself.
+- `bpe`: byte-pair-encoding sub-words from Hugging Face `tokenizers` (no unknown words).
+
+Encoded texts are (N, L) int64 tensors, right-padded with 0, L = longest text (<= max_len).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from honed.registry import Registry
+
 PAD, UNK = "<pad>", "<unk>"
+TOKENIZERS: Registry = Registry("tokenizer")
+BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+WORD = re.compile(r"[\w']+")
+PARALLEL_MIN = 4000  # fewer texts than this are not worth starting processes for
 
 
-def train_tokenizer(texts: list[str], num_words: int, max_len: int, lowercase: bool = True):
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    steps = [normalizers.Replace(Regex(r"<br\s*/?>"), " ")]
-    if lowercase:
-        steps.append(normalizers.Lowercase())
-    steps.append(normalizers.Replace(Regex(r"[^\w\s']|'(?!\w)|(?<!\w)'"), " "))
-    tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.normalizer = normalizers.Sequence(steps)
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.WordLevelTrainer(vocab_size=num_words, special_tokens=[PAD, UNK], show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    tok.enable_truncation(max_length=max_len)
-    return tok
+def words_of(text: str, lowercase: bool) -> list[str]:
+    text = BREAK.sub(" ", text)
+    words = (w.strip("'") for w in WORD.findall(text.lower() if lowercase else text))
+    return [w for w in words if w]
 
 
-def encode(tokenizer, texts: list[str], max_len: int) -> torch.Tensor:
-    """(N, L) int64 token ids, right-padded with 0; L = the longest text, at most max_len."""
-    encodings = tokenizer.encode_batch_fast(texts) if hasattr(tokenizer, "encode_batch_fast") else tokenizer.encode_batch(texts)
-    lengths = [len(e.ids) for e in encodings]
-    width = max(1, max(lengths, default=1))
-    out = np.zeros((len(texts), width), dtype=np.int64)
-    for row, (e, n) in enumerate(zip(encodings, lengths)):
-        out[row, :n] = e.ids
-    return torch.from_numpy(out)
+def _count(args: tuple[list[str], bool]) -> Counter:
+    texts, lowercase = args
+    counts: Counter = Counter()
+    for t in texts:
+        counts.update(words_of(t, lowercase))
+    return counts
+
+
+def _encode(args: tuple[list[str], bool, dict[str, int], int]) -> np.ndarray:
+    texts, lowercase, index, max_len = args
+    out = np.zeros((len(texts), max_len), dtype=np.int64)
+    width = 1
+    for row, t in enumerate(texts):
+        ids = [index.get(w, 1) for w in words_of(t, lowercase)[:max_len]]
+        out[row, : len(ids)] = ids
+        width = max(width, len(ids))
+    return out[:, :width]
+
+
+def workers_for(n_texts: int) -> int:
+    return min(os.cpu_count() or 1, 8) if n_texts >= PARALLEL_MIN else 1
+
+
+def run_chunks(fn, texts: list[str], extra: tuple) -> list:
+    """fn over contiguous chunks of texts, in worker processes when it pays."""
+    n = workers_for(len(texts))
+    if n == 1:
+        return [fn((texts, *extra))]
+    size = -(-len(texts) // n)
+    chunks = [(texts[i : i + size], *extra) for i in range(0, len(texts), size)]
+    import multiprocessing as mp
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
+        return list(pool.map(fn, chunks))
+
+
+@TOKENIZERS.register("words")
+class WordTokenizer:
+    FILE = "vocab.json"
+
+    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, vocab: list[str] | None = None):
+        self.num_words, self.max_len, self.lowercase = num_words, max_len, lowercase
+        self.vocab = vocab or []
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+
+    def fit(self, texts: list[str]) -> "WordTokenizer":
+        counts: Counter = Counter()
+        for part in run_chunks(_count, texts, (self.lowercase,)):
+            counts.update(part)
+        # Most frequent first; ties keep first-seen order (Counter is insertion ordered), so it is repeatable.
+        top = [w for w, _ in counts.most_common(self.num_words - 2)]
+        self.vocab = [PAD, UNK] + top
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        return self
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        parts = run_chunks(_encode, texts, (self.lowercase, self.index, self.max_len))
+        width = max(p.shape[1] for p in parts)
+        out = np.zeros((len(texts), width), dtype=np.int64)
+        row = 0
+        for p in parts:
+            out[row : row + len(p), : p.shape[1]] = p
+            row += len(p)
+        return torch.from_numpy(out)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def save(self, folder: Path) -> Path:
+        path = folder / self.FILE
+        path.write_text(json.dumps(self.vocab, ensure_ascii=False))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool) -> "WordTokenizer":
+        vocab = json.loads((folder / cls.FILE).read_text())
+        return cls(num_words, max_len, lowercase, vocab)
+
+
+@TOKENIZERS.register("bpe")
+class BpeTokenizer:
+    """Byte-pair-encoding sub-words (Hugging Face tokenizers), saved as tokenizer.json."""
+
+    FILE = "tokenizer.json"
+
+    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, tokenizer=None):
+        self.num_words, self.max_len, self.lowercase = num_words, max_len, lowercase
+        self.tokenizer = tokenizer
+
+    def fit(self, texts: list[str]) -> "BpeTokenizer":
+        from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+        steps = [normalizers.Replace(Regex(r"<br\s*/?>"), " ")] + ([normalizers.Lowercase()] if self.lowercase else [])
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        tok.normalizer = normalizers.Sequence(steps)
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.BpeTrainer(vocab_size=self.num_words, special_tokens=[PAD, UNK], show_progress=False)
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        tok.enable_truncation(max_length=self.max_len)
+        self.tokenizer = tok
+        return self
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        encodings = self.tokenizer.encode_batch_fast(texts)
+        width = max(1, max((len(e.ids) for e in encodings), default=1))
+        out = np.zeros((len(texts), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            out[row, : len(e.ids)] = e.ids
+        return torch.from_numpy(out)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def save(self, folder: Path) -> Path:
+        path = folder / self.FILE
+        self.tokenizer.save(str(path))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool) -> "BpeTokenizer":
+        from tokenizers import Tokenizer
+
+        return cls(num_words, max_len, lowercase, Tokenizer.from_file(str(folder / cls.FILE)))

@@ -51,6 +51,7 @@ class DataSpec(Section):
     # text
     text_column: str = "text"
     label_column: str = "label"
+    tokenizer: Literal["words", "bpe"] = Field("words", description="words: frequent whole words; bpe: sub-words")
     lowercase: bool = True
     num_words: int = Field(10000, ge=3, description="vocabulary size, including <pad> and <unk>")
     max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")

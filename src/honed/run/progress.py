@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from honed.train.hooks import Hook
+from honed.training.hooks import Hook
 
 
 class ProgressBar(Hook):

@@ -4,7 +4,7 @@
     metrics.jsonl      one JSON object per epoch (and per logged step)
     summary.json       test/val metrics, timings, epochs, parameters, throughput
     model.safetensors  the weights;  model.json  what rebuilds the module
-    preprocess.json    fitted preprocessing (+ tokenizer.json for text)
+    preprocess.json    fitted preprocessing (+ vocab.json or tokenizer.json for text)
     curves.png         loss, metrics and learning rate per epoch
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from honed.errors import UserError
 from honed.run.files import read_json, write_json, write_text
-from honed.train.hooks import Hook
+from honed.training.hooks import Hook
 
 RECIPE, METRICS, SUMMARY, WEIGHTS, MODEL, CURVES = (
     "recipe.yaml", "metrics.jsonl", "summary.json", "model.safetensors", "model.json", "curves.png")

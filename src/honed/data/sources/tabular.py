@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from honed.data.files import read_table, require_columns
 from honed.data.raw import RawData, RawSplit
@@ -32,8 +31,10 @@ def load(spec) -> RawData:
     return RawData(kind="table", task=task, train=train, test=test, feature_names=[str(c) for c in columns])
 
 
-def infer_task(target: pd.Series) -> str:
+def infer_task(target) -> str:
     """Text, bool and small-integer targets are classes; other numbers are regression."""
+    import pandas as pd
+
     if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
         return "classification"
     values = target.dropna()
@@ -42,11 +43,13 @@ def infer_task(target: pd.Series) -> str:
     return "regression"
 
 
-def to_split(frame: pd.DataFrame, columns: list[str], target: str, task: str, path: str) -> RawSplit:
+def to_split(frame, columns: list[str], target: str, task: str, path: str) -> RawSplit:
     return RawSplit(features_of(frame, columns, path), target_of(frame[target], task, target, path))
 
 
-def features_of(frame: pd.DataFrame, columns: list[str], path: str) -> np.ndarray:
+def features_of(frame, columns: list[str], path: str) -> np.ndarray:
+    import pandas as pd
+
     for c in columns:
         if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
             raise UserError(f"data.columns: column {c!r} of {path} is not numeric (dtype {frame[c].dtype}); drop it with data.columns")
@@ -57,7 +60,9 @@ def features_of(frame: pd.DataFrame, columns: list[str], path: str) -> np.ndarra
     return x
 
 
-def target_of(series: pd.Series, task: str, name: str, path: str) -> np.ndarray:
+def target_of(series, task: str, name: str, path: str) -> np.ndarray:
+    import pandas as pd
+
     if series.isna().any():
         raise UserError(f"data.target: column {name!r} of {path} has missing values")
     if task == "regression":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from honed.evaluate.metrics import compute_metrics
+from honed.evaluation.metrics import compute_metrics
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from honed.evaluate import lower_is_better
+from honed.evaluation import lower_is_better
 
 
 class Hook:

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from honed.train.regularization import penalized_weights, penalty
+from honed.training.regularization import penalized_weights, penalty
 
 
 def test_penalty_value_and_gradient_match_hand_derivation():

@@ -5,7 +5,7 @@ import torch
 from honed.data import build_data
 from honed.models import Shape, build_model
 from honed.recipe import load_recipe
-from honed.train import Hook, NonFiniteLoss, fit
+from honed.training import Hook, NonFiniteLoss, fit
 
 
 def setup(fields: dict):
@@ -83,7 +83,7 @@ def test_convergence_stop():
 
 def test_decoupled_weight_decay_shrinks_weights_without_gradient():
     recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0.5}})
-    from honed.train import build_optimizer
+    from honed.training import build_optimizer
 
     p = torch.nn.Parameter(torch.ones(3))
     opt = build_optimizer([p], recipe.optimizer)

@@ -5,7 +5,7 @@ import torch
 
 from honed.errors import UserError
 from honed.recipe import load_recipe
-from honed.train.schedules import Schedule
+from honed.training.schedules import Schedule
 
 LR, SPE, EPOCHS = 0.1, 4, 5
 TOTAL = SPE * EPOCHS

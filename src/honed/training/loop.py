@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from honed.data import DataBundle
-from honed.evaluate import lower_is_better, metric_names, score_split
-from honed.train.batches import Batches
-from honed.train.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights
-from honed.train.losses import build_loss
-from honed.train.optimizers import FULL_BATCH, build_optimizer
-from honed.train.regularization import penalized_weights, penalty
-from honed.train.schedules import Schedule
+from honed.evaluation import lower_is_better, metric_names, score_split
+from honed.training.batches import Batches
+from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights
+from honed.training.losses import build_loss
+from honed.training.optimizers import FULL_BATCH, build_optimizer
+from honed.training.regularization import penalized_weights, penalty
+from honed.training.schedules import Schedule
 
 
 class NonFiniteLoss(Exception):

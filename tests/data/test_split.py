@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from honed.data.raw import RawSplit
+from honed.data.split import carve
+from honed.errors import UserError
+
+
+def labelled(n_a: int, n_b: int, n_c: int = 0) -> RawSplit:
+    y = np.array(["a"] * n_a + ["b"] * n_b + ["c"] * n_c, dtype=object)
+    return RawSplit(np.arange(len(y), dtype=np.float32)[:, None], y)
+
+
+def test_stratified_split_keeps_class_shares_and_is_disjoint():
+    data = labelled(600, 300, 100)
+    rest, carved = carve(data, 0.2, seed=3, stratify=True, what="validation")
+    assert len(carved) == 200 and len(rest) == 800
+    assert {c: int((carved.y == c).sum()) for c in "abc"} == {"a": 120, "b": 60, "c": 20}
+    ids = np.concatenate([rest.x[:, 0], carved.x[:, 0]])
+    assert sorted(ids.tolist()) == list(range(1000))
+
+
+def test_rounding_goes_to_the_largest_remainders():
+    _, carved = carve(labelled(5, 5, 5), 0.2, seed=0, stratify=True, what="test")
+    assert len(carved) == 3 and sorted(carved.y.tolist()) == ["a", "b", "c"]
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    data = labelled(50, 50)
+    a, b, c = (carve(data, 0.3, s, True, "validation")[1].x[:, 0].tolist() for s in (1, 1, 2))
+    assert a == b and a != c
+
+
+def test_too_small_to_split():
+    with pytest.raises(UserError, match="too few"):
+        carve(labelled(1, 1), 0.2, 0, True, "validation")
