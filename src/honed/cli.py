@@ -70,7 +70,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", required=True, help="CSV/JSONL/Parquet with the training columns, or texts one per line")
     pr.add_argument("--output", help="CSV to write (default: print to stdout)")
 
-    sub.add_parser("recipes", help="list the bundled recipes")
+    r = sub.add_parser("recipes", help="list the bundled recipes")
+    r.add_argument("--reference", action="store_true", help="print every recipe key (markdown table)")
     return p
 
 
@@ -126,6 +127,11 @@ def cmd_predict(args) -> int:
 
 
 def cmd_recipes(args) -> int:
+    if args.reference:
+        from honed.recipe.reference import markdown
+
+        print(markdown())
+        return 0
     recipes = bundled_recipes()
     width = max((len(n) for n in recipes), default=0)
     for name, path in recipes.items():

@@ -111,3 +111,15 @@ def test_bpe_tokenizer_round_trips_through_a_run(tmp_path, text_csvs):
     run = honed.train(recipe, out=tmp_path / "run")
     assert (run.path / "tokenizer.json").is_file()
     assert len(honed.predict(run.path, ["goal team", "vote law"])) == 2
+
+
+def test_keep_tokens_last_keeps_the_end_of_long_texts():
+    from honed.data import text
+
+    texts = ["one two three four five six", "one two"]
+    first = text.WordTokenizer(num_words=20, max_len=3).fit(texts)
+    last = text.WordTokenizer(num_words=20, max_len=3, keep_last=True).fit(texts)
+    ix = first.index
+    assert first.encode(texts[:1]).tolist() == [[ix["one"], ix["two"], ix["three"]]]
+    assert last.encode(texts[:1]).tolist() == [[ix["four"], ix["five"], ix["six"]]]
+    assert last.encode(texts[1:]).tolist() == [[ix["one"], ix["two"]]]  # short texts are not touched

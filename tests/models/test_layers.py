@@ -44,3 +44,11 @@ def test_init_schemes_zero_biases_and_match_their_std():
         first = model[0][0]
         assert torch.all(first.bias == 0)
         assert abs(first.weight.std().item() - std) / std < 0.05
+
+
+def test_uniform_embedding_init_is_bounded_and_keeps_padding_zero():
+    torch.manual_seed(0)
+    spec = load_recipe({"model": {"name": "bag", "embedding_init": "uniform", "embedding_scale": 0.05}}).model
+    emb = build_model(spec, Shape("tokens", 1000, 1)).embedding.weight
+    assert emb.abs().max() <= 0.05 and emb[1:].abs().max() > 0.04
+    assert torch.all(emb[0] == 0)

@@ -45,12 +45,13 @@ def _count(args: tuple[list[str], bool]) -> Counter:
     return counts
 
 
-def _encode(args: tuple[list[str], bool, dict[str, int], int]) -> np.ndarray:
-    texts, lowercase, index, max_len = args
+def _encode(args: tuple[list[str], bool, dict[str, int], int, bool]) -> np.ndarray:
+    texts, lowercase, index, max_len, keep_last = args
     out = np.zeros((len(texts), max_len), dtype=np.int64)
     width = 1
     for row, t in enumerate(texts):
-        ids = [index.get(w, 1) for w in words_of(t, lowercase)[:max_len]]
+        words = words_of(t, lowercase)
+        ids = [index.get(w, 1) for w in (words[-max_len:] if keep_last else words[:max_len])]
         out[row, : len(ids)] = ids
         width = max(width, len(ids))
     return out[:, :width]
@@ -78,8 +79,9 @@ def run_chunks(fn, texts: list[str], extra: tuple) -> list:
 class WordTokenizer:
     FILE = "vocab.json"
 
-    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, vocab: list[str] | None = None):
-        self.num_words, self.max_len, self.lowercase = num_words, max_len, lowercase
+    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
+                 vocab: list[str] | None = None):
+        self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
         self.vocab = vocab or []
         self.index = {w: i for i, w in enumerate(self.vocab)}
 
@@ -94,7 +96,7 @@ class WordTokenizer:
         return self
 
     def encode(self, texts: list[str]) -> torch.Tensor:
-        parts = run_chunks(_encode, texts, (self.lowercase, self.index, self.max_len))
+        parts = run_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last))
         width = max(p.shape[1] for p in parts)
         out = np.zeros((len(texts), width), dtype=np.int64)
         row = 0
@@ -113,9 +115,9 @@ class WordTokenizer:
         return path
 
     @classmethod
-    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool) -> "WordTokenizer":
+    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool) -> "WordTokenizer":
         vocab = json.loads((folder / cls.FILE).read_text())
-        return cls(num_words, max_len, lowercase, vocab)
+        return cls(num_words, max_len, lowercase, keep_last, vocab)
 
 
 @TOKENIZERS.register("bpe")
@@ -124,8 +126,9 @@ class BpeTokenizer:
 
     FILE = "tokenizer.json"
 
-    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, tokenizer=None):
-        self.num_words, self.max_len, self.lowercase = num_words, max_len, lowercase
+    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
+                 tokenizer=None):
+        self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
         self.tokenizer = tokenizer
 
     def fit(self, texts: list[str]) -> "BpeTokenizer":
@@ -137,7 +140,7 @@ class BpeTokenizer:
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
         trainer = trainers.BpeTrainer(vocab_size=self.num_words, special_tokens=[PAD, UNK], show_progress=False)
         tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        tok.enable_truncation(max_length=self.max_len)
+        tok.enable_truncation(max_length=self.max_len, direction="left" if self.keep_last else "right")
         self.tokenizer = tok
         return self
 
@@ -159,7 +162,7 @@ class BpeTokenizer:
         return path
 
     @classmethod
-    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool) -> "BpeTokenizer":
+    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool) -> "BpeTokenizer":
         from tokenizers import Tokenizer
 
-        return cls(num_words, max_len, lowercase, Tokenizer.from_file(str(folder / cls.FILE)))
+        return cls(num_words, max_len, lowercase, keep_last, Tokenizer.from_file(str(folder / cls.FILE)))

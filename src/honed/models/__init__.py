@@ -33,7 +33,7 @@ from honed.models.init import INITS, initialize  # noqa: E402
 
 def build_model(spec, shape: Shape) -> nn.Module:
     model = MODELS.get(spec.name)(spec, shape)
-    initialize(model, spec.init)
+    initialize(model, spec.init, spec.embedding_init, spec.embedding_scale)
     return model
 
 

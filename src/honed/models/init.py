@@ -39,11 +39,19 @@ INITIALIZED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU)
 
 
 @torch.no_grad()
-def initialize(model: nn.Module, name: str) -> nn.Module:
-    """Apply scheme `name` to every dense, conv and recurrent weight; zero their biases.
+def initialize(model: nn.Module, name: str, embedding: str = "default", embedding_scale: float = 0.05) -> nn.Module:
+    """Apply scheme `name` to every dense, conv and recurrent weight and zero their biases;
+    `embedding="uniform"` draws embeddings from U(-scale, scale) as Keras does.
 
-    Embeddings keep their N(0, 1) initialization (fan-based schemes make no sense for lookups).
+    Fan-based schemes make no sense for lookup tables, so embeddings have their own choice.
+    A small uniform start keeps rare, barely trained words from adding noise to pooled averages.
     """
+    if embedding == "uniform":
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.uniform_(module.weight, -embedding_scale, embedding_scale)
+                if module.padding_idx is not None:
+                    module.weight[module.padding_idx].zero_()
     scheme = INITS.get(name)
     if name == "default":
         return model

@@ -30,11 +30,11 @@ class Section(BaseModel):
 class DataSpec(Section):
     """Where the data comes from and how it is preprocessed."""
 
-    source: DataSource = "synthetic_regression"
-    task: Task = "auto"
+    source: DataSource = Field("synthetic_regression", description="where the data comes from")
+    task: Task = Field("auto", description="auto: from the source and the target column")
     seed: int = Field(0, description="seed for generated data and for the validation/test splits")
     # files: tabular CSV/Parquet, or the IMDB archive / extracted folder
-    path: Optional[str] = None
+    path: Optional[str] = Field(None, description="tabular file, or IMDB archive/folder (imdb: none = download)")
     train: Optional[str] = Field(None, description="training file (text_files, tabular)")
     test: Optional[str] = Field(None, description="test file (text_files, tabular)")
     # tabular
@@ -43,20 +43,22 @@ class DataSpec(Section):
     standardize: bool = Field(True, description="standardize features with train statistics")
     standardize_target: bool = Field(False, description="regression: train on a standardized target")
     # synthetic_regression
-    n: int = Field(1000, ge=2)
-    features: int = Field(3, ge=1)
-    noise: float = Field(0.1, ge=0)
+    n: int = Field(1000, ge=2, description="synthetic_regression: rows")
+    features: int = Field(3, ge=1, description="synthetic_regression: features")
+    noise: float = Field(0.1, ge=0, description="synthetic_regression: standard deviation of the noise")
     # sklearn
-    name: Optional[SklearnSet] = None
+    name: Optional[SklearnSet] = Field(None, description="sklearn: which bundled data set")
     # text
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str = Field("text", description="text_files: column holding the text")
+    label_column: str = Field("label", description="text_files: column holding the label (strings or ints)")
     tokenizer: Literal["words", "bpe"] = Field("words", description="words: frequent whole words; bpe: sub-words")
-    lowercase: bool = True
+    lowercase: bool = Field(True, description="lowercase text before tokenizing")
     num_words: int = Field(10000, ge=3, description="vocabulary size, including <pad> and <unk>")
     max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")
+    keep_tokens: Literal["first", "last"] = Field(
+        "first", description="which max_len tokens a long text keeps (Keras' pad_sequences keeps the last)")
     # splits
-    val_fraction: float = Field(0.2, ge=0, lt=1)
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
 
     @model_validator(mode="after")
@@ -69,33 +71,36 @@ class DataSpec(Section):
 
 
 class ModelSpec(Section):
-    name: ModelName = "linear"
-    init: InitName = "default"
+    name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), rnn (text), bag (text)")
+    init: InitName = Field("default", description="weight initialization (biases start at zero)")
     hidden: list[int] = Field(default_factory=list, description="mlp / bag dense layer sizes")
-    activation: Activation = "relu"
-    dropout: float = Field(0.0, ge=0, lt=1)
-    embedding_dim: int = Field(16, ge=1)
+    activation: Activation = Field("relu", description="hidden-layer activation")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate in mlp, bag, cnn and rnn")
+    embedding_dim: int = Field(16, ge=1, description="bag, cnn and rnn on text: embedding size")
+    embedding_init: Literal["default", "uniform"] = Field(
+        "default", description="default: N(0, 1) (PyTorch); uniform: U(-embedding_scale, embedding_scale) (Keras)")
+    embedding_scale: float = Field(0.05, gt=0, description="bound of the uniform embedding initialization")
     channels: list[int] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
-    kernel_size: int = Field(3, ge=1)
-    cell: Literal["lstm", "gru"] = "lstm"
+    kernel_size: int = Field(3, ge=1, description="cnn kernel size")
+    cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
     hidden_size: int = Field(64, ge=1, description="rnn hidden units")
     layers: int = Field(1, ge=1, description="rnn layers")
-    bidirectional: bool = False
+    bidirectional: bool = Field(False, description="rnn reads both directions")
 
 
 class LossSpec(Section):
-    name: LossName = "auto"
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    huber_delta: float = Field(1.0, gt=0)
+    name: LossName = Field("auto", description="auto: mse for regression, bce for two classes, cross_entropy for more")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross_entropy label smoothing")
+    huber_delta: float = Field(1.0, gt=0, description="huber: where the loss turns from quadratic to linear")
 
 
 class OptimizerSpec(Section):
-    name: OptimizerName = "adam"
-    lr: float = Field(0.001, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    name: OptimizerName = Field("adam", description="gd = full-batch gradient descent (one step per epoch)")
+    lr: float = Field(0.001, gt=0, description="learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd, gd and rmsprop momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw moment decay rates")
+    eps: float = Field(1e-8, gt=0, description="numerical floor of adaptive optimizers")
     alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing constant")
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW style) for every optimizer")
 
@@ -107,9 +112,9 @@ class OptimizerSpec(Section):
 
 
 class ScheduleSpec(Section):
-    name: ScheduleName = "constant"
+    name: ScheduleName = Field("constant", description="learning-rate schedule, advanced every optimizer step")
     warmup_epochs: float = Field(0.0, ge=0, description="linear warmup in front of any schedule")
-    warmup_start_factor: float = Field(0.01, gt=0, le=1)
+    warmup_start_factor: float = Field(0.01, gt=0, le=1, description="warmup starts at lr times this")
     gamma: float = Field(0.9, gt=0, le=1, description="exponential: factor per epoch; step: factor per drop")
     step_epochs: float = Field(10, gt=0, description="step: epochs between drops")
     end_factor: float = Field(0.0, ge=0, le=1, description="linear: final lr as a fraction of lr")
@@ -120,23 +125,23 @@ class ScheduleSpec(Section):
 
 
 class RegularizationSpec(Section):
-    l1: float = Field(0.0, ge=0, description="l1 * sum|w| added to the loss (weights, not biases)")
-    l2: float = Field(0.0, ge=0, description="l2 * sum w^2 added to the loss (weights, not biases)")
+    l1: float = Field(0.0, ge=0, description="l1 * sum(abs(w)) added to the loss (weights, not biases)")
+    l2: float = Field(0.0, ge=0, description="l2 * sum(w^2) added to the loss (weights, not biases)")
 
 
 class EarlyStoppingSpec(Section):
-    monitor: str = "val_loss"
-    mode: Literal["auto", "min", "max"] = "auto"
-    patience: int = Field(3, ge=0)
-    min_delta: float = Field(0.0, ge=0)
-    restore_best: bool = True
+    monitor: str = Field("val_loss", description="val_loss, or val_<metric> such as val_accuracy")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: min for losses and errors, else max")
+    patience: int = Field(3, ge=0, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+    restore_best: bool = Field(True, description="end with the weights of the best epoch")
 
 
 class TrainSpec(Section):
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, description="passes over the training set")
     batch_size: int = Field(32, ge=1, description="gd treats this as the chunk size of one full-batch step")
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    shuffle: bool = True
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU")
+    shuffle: bool = Field(True, description="reshuffle the training set every epoch (seeded)")
     early_stopping: Optional[EarlyStoppingSpec] = None
     convergence_tol: Optional[float] = Field(
         None, gt=0, description="stop when the training loss changes by less than this between epochs"
@@ -147,8 +152,8 @@ class TrainSpec(Section):
 class Recipe(Section):
     """A whole run: data, model, loss, optimizer, schedule, regularization, training."""
 
-    name: str = "run"
-    seed: int = 0
+    name: str = Field("run", description="names the run directory (default: the recipe file's name)")
+    seed: int = Field(0, description="seeds initialization and batch order")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
@@ -156,7 +161,7 @@ class Recipe(Section):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
-    metrics: list[MetricName] = Field(default_factory=list, description="default: chosen by task")
+    metrics: list[MetricName] = Field(default_factory=list, description="default: mse, rmse, mae, r2 for regression; accuracy, precision, recall, f1, auroc for classes")
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,52 @@
+"""The recipe reference, generated from the schema (`honed recipes --reference`)."""
+
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel
+
+from honed.recipe.schema import Recipe
+
+
+def allowed(annotation) -> str:
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(str(a) for a in args)
+    if args and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return allowed(inner[0]) + " or null"
+    if origin in (list, tuple):
+        return f"list of {allowed(args[0])}" if origin is list else "pair of numbers"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def sections(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, allowed values, default, description) for every leaf field."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        inner = _section_type(field.annotation)
+        if inner is not None:
+            if field.default is None:
+                rows.append((key, "section or null", "null", "off unless given"))
+            rows.extend(sections(inner, key + "."))
+            continue
+        default = field.get_default(call_default_factory=True)
+        rows.append((key, allowed(field.annotation), repr(default) if isinstance(default, str) else str(default),
+                     field.description or ""))
+    return rows
+
+
+def _section_type(annotation):
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def markdown() -> str:
+    lines = ["| key | allowed | default | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{k}` | {a} | {d} | {m} |" for k, a, d, m in sections()]
+    return "\n".join(lines)
