@@ -96,7 +96,7 @@ def test_word_tokenizer_matches_a_plain_python_reference(monkeypatch):
     assert serial.vocab == expected
     ids = serial.encode(["the film and word0 unknownword"])
     assert ids.tolist() == [[serial.index["the"], serial.index["film"], serial.index["and"], 1]]
-    monkeypatch.setattr(text, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(text.parallel, "PARALLEL_MIN", 10)
     parallel = text.WordTokenizer(num_words=6, max_len=4).fit(texts)
     assert parallel.vocab == serial.vocab
     assert torch.equal(parallel.encode(texts), serial.encode(texts))

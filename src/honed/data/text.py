@@ -13,22 +13,20 @@ Encoded texts are (N, L) int64 tensors, right-padded with 0, L = longest text (<
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from honed.data import parallel
 from honed.registry import Registry
 
 PAD, UNK = "<pad>", "<unk>"
 TOKENIZERS: Registry = Registry("tokenizer")
 BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 WORD = re.compile(r"[\w']+")
-PARALLEL_MIN = 4000  # fewer texts than this are not worth starting processes for
 
 
 def words_of(text: str, lowercase: bool) -> list[str]:
@@ -47,7 +45,7 @@ def _count(args: tuple[list[str], bool]) -> Counter:
 
 def _encode(args: tuple[list[str], bool, dict[str, int], int, bool]) -> np.ndarray:
     texts, lowercase, index, max_len, keep_last = args
-    out = np.zeros((len(texts), max_len), dtype=np.int64)
+    out = np.zeros((len(texts), max_len), dtype=np.int32)  # half the bytes to ship back from workers
     width = 1
     for row, t in enumerate(texts):
         words = words_of(t, lowercase)
@@ -55,24 +53,6 @@ def _encode(args: tuple[list[str], bool, dict[str, int], int, bool]) -> np.ndarr
         out[row, : len(ids)] = ids
         width = max(width, len(ids))
     return out[:, :width]
-
-
-def workers_for(n_texts: int) -> int:
-    return min(os.cpu_count() or 1, 8) if n_texts >= PARALLEL_MIN else 1
-
-
-def run_chunks(fn, texts: list[str], extra: tuple) -> list:
-    """fn over contiguous chunks of texts, in worker processes when it pays."""
-    n = workers_for(len(texts))
-    if n == 1:
-        return [fn((texts, *extra))]
-    size = -(-len(texts) // n)
-    chunks = [(texts[i : i + size], *extra) for i in range(0, len(texts), size)]
-    import multiprocessing as mp
-
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-        return list(pool.map(fn, chunks))
 
 
 @TOKENIZERS.register("words")
@@ -87,7 +67,7 @@ class WordTokenizer:
 
     def fit(self, texts: list[str]) -> "WordTokenizer":
         counts: Counter = Counter()
-        for part in run_chunks(_count, texts, (self.lowercase,)):
+        for part in parallel.map_chunks(_count, texts, (self.lowercase,)):
             counts.update(part)
         # Most frequent first; ties keep first-seen order (Counter is insertion ordered), so it is repeatable.
         top = [w for w, _ in counts.most_common(self.num_words - 2)]
@@ -96,7 +76,7 @@ class WordTokenizer:
         return self
 
     def encode(self, texts: list[str]) -> torch.Tensor:
-        parts = run_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last))
+        parts = parallel.map_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last))
         width = max(p.shape[1] for p in parts)
         out = np.zeros((len(texts), width), dtype=np.int64)
         row = 0

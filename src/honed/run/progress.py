@@ -13,14 +13,16 @@ class ProgressBar(Hook):
         self.bar = None
 
     def on_fit_start(self, trainer) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # stderr, so that stdout carries only results
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console,
-                            transient=False)
+                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                            console=self.console or Console(stderr=True), transient=False)
         self.bar.start()
         epochs = trainer.recipe.train.epochs
-        self.task = self.bar.add_task("epoch 1", total=trainer.batches.steps_per_epoch, info="")
+        self.task = self.bar.add_task(f"epoch 1/{epochs}", total=trainer.batches.steps_per_epoch, info="")
         self.epochs = epochs
         self.started, self.seen, self.last = time.perf_counter(), 0, ""
 

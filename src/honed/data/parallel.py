@@ -1,0 +1,43 @@
+"""Spreading CPU-bound preprocessing over cores: one shared process pool, the caller works too."""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Sequence
+
+PARALLEL_MIN = 4000  # fewer items than this are not worth shipping to other processes
+_pool: ProcessPoolExecutor | None = None
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _shared_pool(workers: int) -> ProcessPoolExecutor:
+    """Started once (fork where available, so nothing is re-imported), reused by every later call."""
+    global _pool
+    if _pool is None:
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        _pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+        atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+    return _pool
+
+
+def map_chunks(fn: Callable, items: Sequence, extra: tuple = (), min_items: int | None = None) -> list:
+    """[fn((chunk, *extra)) for each contiguous chunk of items], in order, over all cores.
+
+    The calling process handles the first chunk itself while the pool handles the rest.
+    """
+    n = min(cores(), 8) if len(items) >= (PARALLEL_MIN if min_items is None else min_items) else 1
+    if n == 1:
+        return [fn((items, *extra))]
+    size = -(-len(items) // n)
+    chunks = [(items[i : i + size], *extra) for i in range(0, len(items), size)]
+    futures = [_shared_pool(n - 1).submit(fn, c) for c in chunks[1:]]
+    return [fn(chunks[0])] + [f.result() for f in futures]
