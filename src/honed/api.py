@@ -84,7 +84,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
         "device": str(device),
         "seed": recipe.seed,
     }
-    run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name)
+    run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name, best_epoch=trainer.best_epoch)
     summary["total_seconds"] = time.perf_counter() - started
     run_stage.write_summary(run_dir, summary)
     return Run(run_dir, summary, model)

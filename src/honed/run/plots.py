@@ -7,7 +7,7 @@ from pathlib import Path
 from honed.run.files import atomic_write
 
 
-def plot_curves(history: list[dict], path: Path, title: str = "") -> Path | None:
+def plot_curves(history: list[dict], path: Path, title: str = "", best_epoch: int | None = None) -> Path | None:
     if not history:
         return None
     import matplotlib
@@ -35,6 +35,10 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> Path | None
     axes[2].set(title="learning rate", xlabel="epoch")
     for a in axes:
         a.grid(alpha=0.3)
+        if best_epoch and best_epoch != epochs[-1]:
+            a.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
+    if best_epoch and best_epoch != epochs[-1]:
+        axes[0].text(best_epoch, axes[0].get_ylim()[1], " best", va="top", color="grey")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,8 +1,6 @@
-"""A rich progress bar over epochs and steps, showing loss, validation metric and throughput."""
+"""A rich progress bar over the whole run: epoch, steps, loss, validation metrics, throughput, ETA."""
 
 from __future__ import annotations
-
-import time
 
 from honed.training.hooks import Hook
 
@@ -11,20 +9,21 @@ class ProgressBar(Hook):
     def __init__(self, console=None) -> None:
         self.console = console
         self.bar = None
+        self.last = ""
 
     def on_fit_start(self, trainer) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         # stderr, so that stdout carries only results
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                            console=self.console or Console(stderr=True), transient=False)
+                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                            console=self.console or Console(stderr=True))
+        self.epochs = trainer.recipe.train.epochs
+        self.task = self.bar.add_task(f"epoch 1/{self.epochs}", total=self.epochs * trainer.batches.steps_per_epoch,
+                                      info="")
         self.bar.start()
-        epochs = trainer.recipe.train.epochs
-        self.task = self.bar.add_task(f"epoch 1/{epochs}", total=trainer.batches.steps_per_epoch, info="")
-        self.epochs = epochs
-        self.started, self.seen, self.last = time.perf_counter(), 0, ""
 
     def on_step_end(self, trainer, loss) -> None:
         self.bar.update(self.task, advance=1, info=f"loss {loss:.4f} {self.last}")
@@ -33,10 +32,8 @@ class ProgressBar(Hook):
         rate = trainer.samples_seen / max(trainer.train_seconds, 1e-9)
         val = [f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_") and isinstance(v, float)][:2]
         self.last = " ".join(val) + f" {rate:,.0f} samples/s"
-        if trainer.epoch < self.epochs:
-            self.bar.reset(self.task, total=trainer.batches.steps_per_epoch,
-                           description=f"epoch {trainer.epoch + 1}/{self.epochs}")
-        self.bar.update(self.task, info=f"loss {record['train_loss']:.4f} {self.last}")
+        description = f"epoch {min(trainer.epoch + 1, self.epochs)}/{self.epochs}"
+        self.bar.update(self.task, description=description, info=f"loss {record['train_loss']:.4f} {self.last}")
 
     def on_fit_end(self, trainer) -> None:
         if self.bar is not None:
