@@ -106,3 +106,28 @@ def test_bundled_offline_recipes_learn(tmp_path, name):
         assert s["test"]["accuracy"] > 0.9
     else:
         assert s["test"]["r2"] > 0.3
+
+
+def test_evaluate_on_other_data_and_parquet_input(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    frame["label"] = np.where(frame.a + frame.b > 0, "yes", "no")
+    frame.iloc[:300].to_parquet(tmp_path / "train.parquet")
+    shifted = frame.iloc[300:].copy()
+    shifted["label"] = np.where(shifted.label == "yes", "no", "yes")  # every label flipped
+    shifted.to_csv(tmp_path / "flipped.csv", index=False)
+    recipe = {"data": {"source": "tabular", "path": str(tmp_path / "train.parquet"), "target": "label"},
+              "model": {"name": "logistic"}, "optimizer": {"name": "adam", "lr": 0.1}, "train": {"epochs": 30}}
+    run = honed.train(recipe, out=tmp_path / "run")
+    assert run.summary["task"] == "binary" and run.summary["test"]["accuracy"] > 0.95
+    flipped = honed.evaluate(run.path, ["data.path=" + str(tmp_path / "flipped.csv"), "data.test_fraction=0.5"])
+    assert flipped["accuracy"] < 0.05
+
+
+def test_predict_input_errors(tmp_path):
+    run = honed.train(RECIPES / "linear_regression.yaml", ["train.epochs=2"], out=tmp_path / "run")
+    pd.DataFrame({"x0": [1.0], "x1": [2.0]}).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(honed.UserError, match="column 'x2' is not in"):
+        honed.predict(run.path, tmp_path / "short.csv")
+    with pytest.raises(honed.UserError, match="file not found"):
+        honed.predict(run.path, tmp_path / "missing.csv")
