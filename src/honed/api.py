@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from honed.evaluation import metric_names, outputs_of, score_split
 from honed.models import Shape, build_model, count_params
 from honed.recipe import Recipe, dump_recipe, load_recipe
 from honed.training import NonFiniteLoss, build_loss, fit
+from honed.training.loop import time_to_target
 from honed.training.device import pick_device, seed_everything
 
 
@@ -56,7 +56,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
     if not quiet:
         hooks.append(run_stage.ProgressBar())
     try:
-        trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed)
+        trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started)
     except NonFiniteLoss as e:
         raise UserError(stopped_message(e, model, run_dir)) from None
     run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
@@ -84,6 +84,9 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
         "device": str(device),
         "seed": recipe.seed,
     }
+    target = time_to_target(trainer)
+    if target is not None:
+        summary["time_to_target"] = target
     run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name, best_epoch=trainer.best_epoch)
     summary["total_seconds"] = time.perf_counter() - started
     run_stage.write_summary(run_dir, summary)
@@ -159,5 +162,3 @@ def predictions_frame(scores: torch.Tensor, pre):
     return frame
 
 
-def summary_json(summary: dict) -> str:
-    return json.dumps(summary, indent=2)

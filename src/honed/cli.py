@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -70,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", required=True, help="CSV/JSONL/Parquet with the training columns, or texts one per line")
     pr.add_argument("--output", help="CSV to write (default: print to stdout)")
 
+    c = sub.add_parser("cache", help="the preprocessing cache ($HONED_CACHE)")
+    c.add_argument("action", choices=["clear", "info"])
+
     r = sub.add_parser("recipes", help="list the bundled recipes")
     r.add_argument("--reference", action="store_true", help="print every recipe key (markdown table)")
     return p
@@ -77,6 +81,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(format="honed: %(message)s", level=logging.WARNING if quiet else logging.INFO,
+                        stream=sys.stderr)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -139,4 +146,18 @@ def cmd_recipes(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes}
+def cmd_cache(args) -> int:
+    from honed.data import cache
+
+    if args.action == "clear":
+        entries, size = cache.clear()
+        print(f"removed {entries} preprocessed dataset(s), {size / 1e6:.1f} MB, from {cache.preprocessed_root()}")
+        return 0
+    root = cache.preprocessed_root()
+    entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+    size = sum(f.stat().st_size for p in entries for f in p.rglob("*") if f.is_file())
+    print(f"{root}: {len(entries)} preprocessed dataset(s), {size / 1e6:.1f} MB")
+    return 0
+
+
+COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes}

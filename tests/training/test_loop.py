@@ -99,3 +99,33 @@ def test_nan_loss_stops_with_where_and_last_good_weights():
     assert e.value.step >= 1 and e.value.last_good is not None
     good = e.value.last_good.weights
     assert all(torch.isfinite(v).all() for v in good.values())
+
+
+def test_time_to_target_is_recorded_and_can_stop_training():
+    fields = {"optimizer": {"name": "sgd", "lr": 0.05}, "train": {"epochs": 40, "target": {"metric": "r2", "value": 0.9}}}
+    recipe, bundle, model = setup(fields)
+    from honed.training.loop import time_to_target
+
+    trainer = fit(model, bundle, recipe)
+    result = time_to_target(trainer)
+    r2 = [r["val_r2"] for r in trainer.history]
+    first = next(i + 1 for i, v in enumerate(r2) if v >= 0.9)
+    assert result["reached"] and result["epoch"] == first and result["seconds"] > 0
+    assert trainer.epoch == 40  # recorded, not stopped
+
+    fields["train"]["stop_at_target"] = True
+    recipe, bundle, model = setup(fields)
+    trainer = fit(model, bundle, recipe)
+    assert trainer.epoch == first and trainer.stop_reason.startswith("target reached")
+
+
+def test_a_loss_target_counts_downwards_and_stop_needs_a_target():
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.05},
+                                   "train": {"epochs": 30, "target": {"metric": "loss", "value": 0.05},
+                                             "stop_at_target": True}})
+    trainer = fit(model, bundle, recipe)
+    assert trainer.history[-1]["val_loss"] <= 0.05 and all(r["val_loss"] > 0.05 for r in trainer.history[:-1])
+    from honed.errors import UserError
+
+    with pytest.raises(UserError, match="stop_at_target needs train.target"):
+        load_recipe({"train": {"stop_at_target": True}})

@@ -41,6 +41,21 @@ def make_preprocessor(raw: RawData, spec) -> Preprocessor:
 
 
 def build_data(spec) -> DataBundle:
+    """The DataBundle for `spec`, from the preprocessing cache when the same data was prepared before."""
+    from honed.data import cache
+
+    use_cache = spec.cache and spec.source in cache.CACHED_SOURCES
+    if use_cache:
+        bundle = cache.load_cached(spec)
+        if bundle is not None:
+            return bundle
+    bundle = prepare(spec)
+    if use_cache:
+        cache.store(spec, bundle)
+    return bundle
+
+
+def prepare(spec) -> DataBundle:
     raw = load_raw(spec)
     train, val, test = split_raw(raw, spec)
     pre = make_preprocessor(raw, spec).fit(train)

@@ -57,6 +57,7 @@ class DataSpec(Section):
     max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")
     keep_tokens: Literal["first", "last"] = Field(
         "first", description="which max_len tokens a long text keeps (Keras' pad_sequences keeps the last)")
+    cache: bool = Field(True, description="reuse preprocessed text data cached on disk ($HONED_CACHE)")
     # splits
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
@@ -137,6 +138,14 @@ class EarlyStoppingSpec(Section):
     restore_best: bool = Field(True, description="end with the weights of the best epoch")
 
 
+class TargetSpec(Section):
+    """A validation score to reach: its time from the command's start is recorded (time to accuracy)."""
+
+    metric: str = Field("accuracy", description="validation metric, e.g. accuracy, f1, loss, mse")
+    value: float = Field(description="the score to reach")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: min for losses and errors, else max")
+
+
 class TrainSpec(Section):
     epochs: int = Field(10, ge=1, description="passes over the training set")
     batch_size: int = Field(32, ge=1, description="gd treats this as the chunk size of one full-batch step")
@@ -147,6 +156,14 @@ class TrainSpec(Section):
         None, gt=0, description="stop when the training loss changes by less than this between epochs"
     )
     threads: Optional[int] = Field(None, ge=1, description="CPU threads (default: torch's choice)")
+    target: Optional[TargetSpec] = None
+    stop_at_target: bool = Field(False, description="stop as soon as validation reaches train.target")
+
+    @model_validator(mode="after")
+    def _stop_needs_target(self) -> "TrainSpec":
+        if self.stop_at_target and self.target is None:
+            raise ValueError("train.stop_at_target needs train.target (e.g. {metric: accuracy, value: 0.88})")
+        return self
 
 
 class Recipe(Section):

@@ -7,8 +7,8 @@ setting `trainer.stop_reason`.
 
 from __future__ import annotations
 
-import copy
 import math
+import time
 
 import torch
 
@@ -87,3 +87,29 @@ class LastGoodWeights(Hook):
     def on_epoch_end(self, trainer, record: dict) -> None:
         if math.isfinite(record["train_loss"]):
             self.weights, self.epoch = snapshot(trainer.model), record["epoch"]
+
+
+class TimeToTarget(Hook):
+    """Records when validation `metric` first reaches `value` (seconds from `started`), optionally stopping there."""
+
+    def __init__(self, metric: str, value: float, mode: str = "auto", started: float | None = None,
+                 stop: bool = False) -> None:
+        self.key = metric if metric.startswith("val_") else f"val_{metric}"
+        self.value, self.stop = value, stop
+        self.minimize = lower_is_better(self.key) if mode == "auto" else mode == "min"
+        self.started = started
+        self.result: dict = {"metric": self.key, "value": value, "reached": False, "seconds": None, "epoch": None}
+
+    def on_fit_start(self, trainer) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        score = record.get(self.key)
+        if score is None or self.result["reached"]:
+            return
+        if (score <= self.value) if self.minimize else (score >= self.value):
+            self.result.update(reached=True, seconds=time.perf_counter() - self.started, epoch=record["epoch"],
+                               score=score)
+            if self.stop:
+                trainer.stop_reason = f"target reached: {self.key} {score:.4f} at epoch {record['epoch']}"

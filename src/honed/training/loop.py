@@ -17,7 +17,7 @@ from torch import nn
 from honed.data import DataBundle
 from honed.evaluation import lower_is_better, metric_names, score_split
 from honed.training.batches import Batches
-from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights
+from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights, TimeToTarget
 from honed.training.losses import build_loss
 from honed.training.optimizers import FULL_BATCH, build_optimizer
 from honed.training.regularization import penalized_weights, penalty
@@ -63,9 +63,12 @@ def monitor_of(recipe) -> str:
     return es.monitor if es else "val_loss"
 
 
-def standard_hooks(recipe) -> list[Hook]:
+def standard_hooks(recipe, started: float | None = None) -> list[Hook]:
     """The hooks a recipe asks for, in the order they run."""
     hooks: list[Hook] = [LastGoodWeights()]
+    target = recipe.train.target
+    if target:
+        hooks.append(TimeToTarget(target.metric, target.value, target.mode, started, recipe.train.stop_at_target))
     if recipe.train.convergence_tol:
         hooks.append(ConvergenceStop(recipe.train.convergence_tol))
     es = recipe.train.early_stopping
@@ -74,8 +77,12 @@ def standard_hooks(recipe) -> list[Hook]:
     return hooks
 
 
-def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0) -> Trainer:
-    """Train `model` on `data` as `recipe` says; returns the Trainer with its history."""
+def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0,
+        started: float | None = None) -> Trainer:
+    """Train `model` on `data` as `recipe` says; returns the Trainer with its history.
+
+    `started` (a time.perf_counter() value) is when the whole command began; time to target counts from it.
+    """
     spec = recipe.train
     loss_fn = build_loss(recipe.loss, data.task)
     metrics = metric_names(recipe.metrics, data.task)
@@ -89,7 +96,7 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
     schedule = Schedule(optimizer, recipe.schedule, batches.steps_per_epoch, spec.epochs,
                         "min" if lower_is_better(monitor) else "max")
     trainer = Trainer(model, data, recipe, optimizer, schedule, batches, metrics,
-                      standard_hooks(recipe) + list(extra_hooks))
+                      standard_hooks(recipe, started) + list(extra_hooks))
     weights = penalized_weights(model)
     reg = recipe.regularization
     n_train = len(train_y)
@@ -148,3 +155,9 @@ def grad_norm(model: nn.Module) -> float:
     """L2 norm of all gradients from the last step."""
     grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
     return float(torch.stack(grads).norm()) if grads else 0.0
+
+
+def time_to_target(trainer: Trainer) -> dict | None:
+    """The TimeToTarget hook's record, if the recipe set a target."""
+    hook = next((h for h in trainer.hooks if isinstance(h, TimeToTarget)), None)
+    return hook.result if hook else None

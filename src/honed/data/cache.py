@@ -1,0 +1,126 @@
+"""Preprocessed datasets cached on disk, so later runs skip reading and tokenizing.
+
+Key: a hash of the data settings (the whole `data` section), of the source files' identity
+(absolute path, size, modification time) and of the cache format version. Content: one
+.npy per tensor (loaded with allow_pickle=False), the fitted preprocessing as JSON, and
+meta.json. An entry is written into a temporary folder and renamed into place, so a
+crash never leaves half an entry behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from honed.data.bundle import DataBundle, Split
+from honed.data.download import cache_dir
+
+FORMAT = 1
+CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
+SPLITS = ("train", "val", "test")
+log = logging.getLogger("honed")
+
+
+def preprocessed_root() -> Path:
+    return cache_dir() / "preprocessed"
+
+
+def file_identity(path: str | None) -> list:
+    if not path:
+        return []
+    p = Path(path).expanduser().resolve()
+    if p.is_file():
+        st = p.stat()
+        return [str(p), st.st_size, st.st_mtime_ns]
+    if p.is_dir():  # a folder of files: its newest change and its entry count stand for it
+        entries = list(p.rglob("*"))
+        return [str(p), len(entries), max((e.stat().st_mtime_ns for e in entries), default=0)]
+    return [str(p)]
+
+
+def cache_key(spec) -> str:
+    settings = spec.model_dump(mode="json")
+    files = [file_identity(getattr(spec, k)) for k in ("path", "train", "test")]
+    blob = json.dumps({"format": FORMAT, "data": settings, "files": files}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def load_cached(spec) -> DataBundle | None:
+    from honed.data.preprocess import load_preprocessor
+
+    folder = preprocessed_root() / cache_key(spec)
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        splits = {name: _load_split(folder, name) for name in SPLITS if name in meta["splits"]}
+        bundle = DataBundle(task=meta["task"], input_kind=meta["input_kind"], input_dim=meta["input_dim"],
+                            output_dim=meta["output_dim"], train=splits["train"], val=splits.get("val"),
+                            test=splits["test"], preprocessor=load_preprocessor(folder),
+                            image_shape=tuple(meta["image_shape"]) if meta["image_shape"] else None)
+    except (OSError, ValueError, KeyError) as e:  # damaged entry: rebuild it
+        log.warning("ignoring a damaged cache entry %s (%s)", folder, e)
+        return None
+    log.info("using preprocessed data from the cache (%s)", folder)
+    return bundle
+
+
+def store(spec, bundle: DataBundle) -> Path:
+    root = preprocessed_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / cache_key(spec)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test}
+        for name, split in splits.items():
+            if split is not None:
+                np.save(tmp / f"{name}_x.npy", _compact(split.x))
+                np.save(tmp / f"{name}_y.npy", split.y.numpy())
+        bundle.preprocessor.save(tmp)
+        meta = {"task": bundle.task, "input_kind": bundle.input_kind, "input_dim": bundle.input_dim,
+                "output_dim": bundle.output_dim, "image_shape": list(bundle.image_shape) if bundle.image_shape else None,
+                "splits": [n for n, s in splits.items() if s is not None]}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if final.exists():
+            shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("cached the preprocessed data (%s)", final)
+    return final
+
+
+def _compact(x: torch.Tensor) -> np.ndarray:
+    """Token ids fit in int32 on disk: half the bytes to read back."""
+    arr = x.numpy()
+    if arr.dtype == np.int64 and (arr.size == 0 or arr.max() < 2**31):
+        return arr.astype(np.int32)
+    return arr
+
+
+def _load_split(folder: Path, name: str) -> Split:
+    x = np.load(folder / f"{name}_x.npy", allow_pickle=False)
+    y = np.load(folder / f"{name}_y.npy", allow_pickle=False)
+    xt = torch.from_numpy(x.astype(np.int64) if x.dtype == np.int32 else x)
+    return Split(xt, torch.from_numpy(y))
+
+
+def clear() -> tuple[int, int]:
+    """Remove every cached preprocessed dataset; (entries, bytes) removed."""
+    root = preprocessed_root()
+    if not root.is_dir():
+        return 0, 0
+    entries = [p for p in root.iterdir() if p.is_dir()]
+    size = sum(f.stat().st_size for p in entries for f in p.rglob("*") if f.is_file())
+    shutil.rmtree(root)
+    return len(entries), size

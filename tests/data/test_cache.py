@@ -1,0 +1,48 @@
+import logging
+
+import torch
+
+from honed.cli import main
+from honed.data import build_data, cache
+from honed.recipe import load_recipe
+
+
+def spec_of(path, **extra):
+    return load_recipe({"data": {"source": "imdb", "path": str(path), "num_words": 30, **extra}}).data
+
+
+def test_second_build_comes_from_the_cache_and_is_identical(imdb_archive, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="honed")
+    first = build_data(spec_of(imdb_archive))
+    assert "cached the preprocessed data" in caplog.text
+    calls = []
+    monkeypatch.setattr("honed.data.build.prepare", lambda spec: calls.append(spec))
+    second = build_data(spec_of(imdb_archive))
+    assert calls == [] and "using preprocessed data from the cache" in caplog.text
+    for name in ("train", "val", "test"):
+        a, b = getattr(first, name), getattr(second, name)
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert second.preprocessor.tokenizer.vocab == first.preprocessor.tokenizer.vocab
+    assert (second.task, second.input_dim, second.labels) == (first.task, first.input_dim, first.labels)
+
+
+def test_other_settings_or_a_changed_file_miss_the_cache(imdb_archive):
+    key = cache.cache_key(spec_of(imdb_archive))
+    assert cache.cache_key(spec_of(imdb_archive, max_len=7)) != key
+    assert cache.cache_key(spec_of(imdb_archive, cache=True)) == key
+    imdb_archive.write_bytes(imdb_archive.read_bytes() + b"\0" * 1024)
+    assert cache.cache_key(spec_of(imdb_archive)) != key
+
+
+def test_a_damaged_entry_is_rebuilt(imdb_archive):
+    build_data(spec_of(imdb_archive))
+    folder = cache.preprocessed_root() / cache.cache_key(spec_of(imdb_archive))
+    (folder / "train_x.npy").write_bytes(b"garbage")
+    assert len(build_data(spec_of(imdb_archive)).train) > 0
+
+
+def test_cache_clear(imdb_archive, capsys):
+    build_data(spec_of(imdb_archive))
+    assert main(["cache", "info"]) == 0 and "1 preprocessed dataset" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0 and "removed 1" in capsys.readouterr().out
+    assert not cache.preprocessed_root().exists()
