@@ -123,3 +123,24 @@ def test_keep_tokens_last_keeps_the_end_of_long_texts():
     assert first.encode(texts[:1]).tolist() == [[ix["one"], ix["two"], ix["three"]]]
     assert last.encode(texts[:1]).tolist() == [[ix["four"], ix["five"], ix["six"]]]
     assert last.encode(texts[1:]).tolist() == [[ix["one"], ix["two"]]]  # short texts are not touched
+
+
+def test_hashed_ngrams_match_a_reference_hash():
+    import zlib
+
+    from honed.data import text
+
+    t = text.WordTokenizer(num_words=5, max_len=10, ngrams=3, buckets=1000).fit(["a b c a b", "a b"])
+    ids = t.encode(["a b zz"])[0].tolist()
+    full = [t.index["a"], t.index["b"], zlib.crc32(b"zz") + 2**32]  # the unknown word keeps its own hash
+    M, P, off = 2**64, text.PRIME, len(t.vocab)
+    bigrams = [(full[0] * P + full[1]) % M % 1000 + off, (full[1] * P + full[2]) % M % 1000 + off]
+    trigram = ((full[0] * P + full[1]) % M * P + full[2]) % M % 1000 + off
+    assert ids == [t.index["a"], t.index["b"], 1] + bigrams + [trigram]
+    assert t.vocab_size == len(t.vocab) + 1000
+    assert max(ids) < t.vocab_size
+
+
+def test_ngrams_need_the_words_tokenizer():
+    with pytest.raises(UserError, match="ngrams"):
+        load_recipe({"data": {"ngrams": 2, "tokenizer": "bpe"}})

@@ -135,9 +135,11 @@ class TextPreprocessor(Preprocessor):
     kind = "text"
 
     def __init__(self, task: str, num_words: int, max_len: int, lowercase: bool = True,
-                 label_column: str = "label", tokenizer: str = "words", keep_tokens: str = "first") -> None:
+                 label_column: str = "label", tokenizer: str = "words", keep_tokens: str = "first",
+                 ngrams: int = 1, ngram_buckets: int = 0) -> None:
         super().__init__(task, False, label_column)
         self.keep_tokens = keep_tokens
+        self.ngrams, self.ngram_buckets = ngrams, ngram_buckets
         self.num_words = num_words
         self.max_len = max_len
         self.lowercase = lowercase
@@ -147,8 +149,9 @@ class TextPreprocessor(Preprocessor):
     def fit_inputs(self, texts: list[str]) -> None:
         from honed.data.text import TOKENIZERS
 
-        self.tokenizer = TOKENIZERS.get(self.tokenizer_name)(self.num_words, self.max_len, self.lowercase,
-                                                            self.keep_tokens == "last").fit(texts)
+        self.tokenizer = TOKENIZERS.get(self.tokenizer_name)(
+            self.num_words, self.max_len, self.lowercase, self.keep_tokens == "last",
+            ngrams=self.ngrams, buckets=self.ngram_buckets).fit(texts)
 
     def inputs(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer.encode(texts)
@@ -159,14 +162,16 @@ class TextPreprocessor(Preprocessor):
 
     def state(self) -> dict[str, Any]:
         return super().state() | {"num_words": self.num_words, "max_len": self.max_len, "lowercase": self.lowercase,
-                                  "tokenizer": self.tokenizer_name, "keep_tokens": self.keep_tokens}
+                                  "tokenizer": self.tokenizer_name, "keep_tokens": self.keep_tokens,
+                                  "ngrams": self.ngrams, "ngram_buckets": self.ngram_buckets}
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
         from honed.data.text import TOKENIZERS
 
         super().restore(state, folder)
         self.tokenizer = TOKENIZERS.get(self.tokenizer_name).load(folder, self.num_words, self.max_len, self.lowercase,
-                                                                  self.keep_tokens == "last")
+                                                                  self.keep_tokens == "last", self.ngrams,
+                                                                  self.ngram_buckets)
 
     def save(self, folder: Path) -> list[Path]:
         return super().save(folder) + [self.tokenizer.save(folder)]
@@ -182,6 +187,7 @@ def load_preprocessor(folder: Path) -> Preprocessor:
                                               state["standardize_target"], state["image_shape"], state["label_column"])
     else:
         pre = TextPreprocessor(state["task"], state["num_words"], state["max_len"], state["lowercase"],
-                               state["label_column"], state["tokenizer"], state["keep_tokens"])
+                               state["label_column"], state["tokenizer"], state["keep_tokens"], state["ngrams"],
+                               state["ngram_buckets"])
     pre.restore(state, folder)
     return pre

@@ -8,12 +8,15 @@
 - `bpe`: byte-pair-encoding sub-words from Hugging Face `tokenizers` (no unknown words).
 
 Encoded texts are (N, L) int64 tensors, right-padded with 0, L = longest text (<= max_len).
+With `ngrams` > 1 (words only), each row also carries hashed n-gram ids after its word ids,
+in `buckets` extra ids above the vocabulary (fastText's trick: no n-gram vocabulary to build).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from honed.registry import Registry
 
 PAD, UNK = "<pad>", "<unk>"
 TOKENIZERS: Registry = Registry("tokenizer")
+PRIME = 1_000_003
 BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 WORD = re.compile(r"[\w']+")
 
@@ -43,16 +47,37 @@ def _count(args: tuple[list[str], bool]) -> Counter:
     return counts
 
 
-def _encode(args: tuple[list[str], bool, dict[str, int], int, bool]) -> np.ndarray:
-    texts, lowercase, index, max_len, keep_last = args
-    out = np.zeros((len(texts), max_len), dtype=np.int32)  # half the bytes to ship back from workers
+def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int]) -> np.ndarray:
+    texts, lowercase, index, max_len, keep_last, ngrams, buckets = args
+    offset = len(index)
+    out = np.zeros((len(texts), max_len * ngrams), dtype=np.int32)  # int32: half the bytes to ship back
     width = 1
     for row, t in enumerate(texts):
         words = words_of(t, lowercase)
-        ids = [index.get(w, 1) for w in (words[-max_len:] if keep_last else words[:max_len])]
+        words = words[-max_len:] if keep_last else words[:max_len]
+        ids = [index.get(w, 1) for w in words]
+        if ngrams > 1 and len(words) > 1:
+            ids += ngram_ids(words, ids, ngrams, buckets, offset)
         out[row, : len(ids)] = ids
         width = max(width, len(ids))
     return out[:, :width]
+
+
+def ngram_ids(words: list[str], ids: list[int], n: int, buckets: int, offset: int) -> list[int]:
+    """fastText-style hashed n-grams (2..n) of consecutive words, as ids offset + [0, buckets).
+
+    Hashing runs on word ids (vectorized); out-of-vocabulary words get a stable crc32 of their
+    text instead of the shared <unk> id, so their n-grams stay distinct.
+    """
+    full = np.array([i if i != 1 else zlib.crc32(w.encode()) + 2**32 for w, i in zip(words, ids)], dtype=np.uint64)
+    out = []
+    h = full.copy()
+    for k in range(1, n):
+        if len(full) <= k:
+            break
+        h = h[:-1] * np.uint64(PRIME) + full[k:]  # wraps around modulo 2**64: a rolling hash
+        out.append(h % np.uint64(buckets))
+    return (np.concatenate(out).astype(np.int64) + offset).tolist() if out else []
 
 
 @TOKENIZERS.register("words")
@@ -60,8 +85,9 @@ class WordTokenizer:
     FILE = "vocab.json"
 
     def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 vocab: list[str] | None = None):
+                 vocab: list[str] | None = None, ngrams: int = 1, buckets: int = 0):
         self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
+        self.ngrams, self.buckets = ngrams, buckets
         self.vocab = vocab or []
         self.index = {w: i for i, w in enumerate(self.vocab)}
 
@@ -76,7 +102,8 @@ class WordTokenizer:
         return self
 
     def encode(self, texts: list[str]) -> torch.Tensor:
-        parts = parallel.map_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last))
+        parts = parallel.map_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last,
+                                                     self.ngrams, self.buckets))
         width = max(p.shape[1] for p in parts)
         out = np.zeros((len(texts), width), dtype=np.int64)
         row = 0
@@ -87,7 +114,8 @@ class WordTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        return len(self.vocab)
+        """Words plus n-gram buckets: the rows an embedding table needs."""
+        return len(self.vocab) + (self.buckets if self.ngrams > 1 else 0)
 
     def save(self, folder: Path) -> Path:
         path = folder / self.FILE
@@ -95,9 +123,10 @@ class WordTokenizer:
         return path
 
     @classmethod
-    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool) -> "WordTokenizer":
+    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
+             ngrams: int = 1, buckets: int = 0) -> "WordTokenizer":
         vocab = json.loads((folder / cls.FILE).read_text())
-        return cls(num_words, max_len, lowercase, keep_last, vocab)
+        return cls(num_words, max_len, lowercase, keep_last, vocab, ngrams, buckets)
 
 
 @TOKENIZERS.register("bpe")
@@ -107,7 +136,7 @@ class BpeTokenizer:
     FILE = "tokenizer.json"
 
     def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 tokenizer=None):
+                 tokenizer=None, ngrams: int = 1, buckets: int = 0):
         self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
         self.tokenizer = tokenizer
 
@@ -142,7 +171,8 @@ class BpeTokenizer:
         return path
 
     @classmethod
-    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool) -> "BpeTokenizer":
+    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
+             ngrams: int = 1, buckets: int = 0) -> "BpeTokenizer":
         from tokenizers import Tokenizer
 
         return cls(num_words, max_len, lowercase, keep_last, Tokenizer.from_file(str(folder / cls.FILE)))

@@ -53,6 +53,8 @@ class DataSpec(Section):
     label_column: str = Field("label", description="text_files: column holding the label (strings or ints)")
     tokenizer: Literal["words", "bpe"] = Field("words", description="words: frequent whole words; bpe: sub-words")
     lowercase: bool = Field(True, description="lowercase text before tokenizing")
+    ngrams: int = Field(1, ge=1, le=5, description="words tokenizer: add hashed n-grams up to this length (bag models)")
+    ngram_buckets: int = Field(1_000_000, ge=1, description="hash buckets shared by all n-grams")
     num_words: int = Field(10000, ge=3, description="vocabulary size, including <pad> and <unk>")
     max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")
     keep_tokens: Literal["first", "last"] = Field(
@@ -61,6 +63,12 @@ class DataSpec(Section):
     # splits
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
+
+    @model_validator(mode="after")
+    def _ngrams_need_words(self) -> "DataSpec":
+        if self.ngrams > 1 and self.tokenizer != "words":
+            raise ValueError("data.ngrams > 1 needs data.tokenizer = words")
+        return self
 
     @model_validator(mode="after")
     def _path_means_file(self) -> "DataSpec":
