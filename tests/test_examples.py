@@ -131,3 +131,17 @@ def test_predict_input_errors(tmp_path):
         honed.predict(run.path, tmp_path / "short.csv")
     with pytest.raises(honed.UserError, match="file not found"):
         honed.predict(run.path, tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("recipe", ["imdb_fast", "imdb_best_cpu"])
+def test_fast_imdb_recipes_on_a_small_archive(tmp_path, imdb_archive, recipe):
+    """Hashed n-grams, unique tokens, sparse embeddings and bucketing, end to end through predict."""
+    overrides = [f"data.path={imdb_archive}", "train.epochs=8", "train.batch_size=8", "data.num_words=100",
+                 "data.ngram_buckets=1000", "train.target.value=0.9", "train.early_stopping=null"]
+    run = honed.train(RECIPES / f"{recipe}.yaml", overrides, out=tmp_path / "run")
+    s = run.summary
+    assert s["test"]["accuracy"] == 1.0
+    reached = s["time_to_target"]
+    assert reached["reached"] and 0 < reached["seconds"] <= s["total_seconds"] and reached["epoch"] >= 1
+    out = honed.predict(run.path, ["a wonderful film, great acting", "an awful, boring mess"])
+    assert out["prediction"].tolist() == ["pos", "neg"]

@@ -16,6 +16,7 @@ import torch
 
 from honed import data as data_stage
 from honed import run as run_stage
+from honed import warmup
 from honed.errors import UserError
 from honed.evaluation import metric_names, outputs_of, score_split
 from honed.models import Shape, build_model, count_params
@@ -39,6 +40,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
     """Preprocess, build, train, evaluate on the test split, and write the run directory."""
     started = time.perf_counter() if started is None else started
     recipe = load_recipe(recipe, overrides)
+    warmup.start()
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     device = pick_device(recipe.train.device)

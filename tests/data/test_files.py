@@ -125,6 +125,14 @@ def test_keep_tokens_last_keeps_the_end_of_long_texts():
     assert last.encode(texts[1:]).tolist() == [[ix["one"], ix["two"]]]  # short texts are not touched
 
 
+def splitmix64(z: int) -> int:
+    """Reference splitmix64 finalizer in plain Python integers."""
+    M = 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % M
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % M
+    return z ^ (z >> 31)
+
+
 def test_hashed_ngrams_match_a_reference_hash():
     import zlib
 
@@ -134,11 +142,32 @@ def test_hashed_ngrams_match_a_reference_hash():
     ids = t.encode(["a b zz"])[0].tolist()
     full = [t.index["a"], t.index["b"], zlib.crc32(b"zz") + 2**32]  # the unknown word keeps its own hash
     M, P, off = 2**64, text.PRIME, len(t.vocab)
-    bigrams = [(full[0] * P + full[1]) % M % 1000 + off, (full[1] * P + full[2]) % M % 1000 + off]
-    trigram = ((full[0] * P + full[1]) % M * P + full[2]) % M % 1000 + off
+    bucket = lambda h, k: splitmix64((h + k) % M) % 1000 + off  # noqa: E731
+    bigrams = [bucket((full[0] * P + full[1]) % M, 1), bucket((full[1] * P + full[2]) % M, 1)]
+    trigram = bucket(((full[0] * P + full[1]) % M * P + full[2]) % M, 2)
     assert ids == [t.index["a"], t.index["b"], 1] + bigrams + [trigram]
     assert t.vocab_size == len(t.vocab) + 1000
     assert max(ids) < t.vocab_size
+
+
+def test_ngram_hashes_of_frequent_words_spread_like_random_buckets():
+    """Bigrams of small consecutive word ids must not pile into few buckets (a plain rolling hash does)."""
+    from honed.data.text import ngram_ids
+
+    ids = list(range(2, 20_002))
+    buckets = ngram_ids([str(i) for i in ids], ids, 2, 2_000_000, 0)
+    collisions = len(buckets) - len(set(buckets))
+    expected = len(buckets) ** 2 / (2 * 2_000_000)  # birthday bound: about 100
+    assert collisions < 2 * expected
+
+
+def test_unique_tokens_give_each_word_and_ngram_once_sorted():
+    from honed.data import text
+
+    t = text.WordTokenizer(num_words=10, max_len=20, ngrams=2, buckets=50, unique=True).fit(["a b a b a b c"])
+    row = [i for i in t.encode(["a b a b a b"])[0].tolist() if i]
+    assert row == sorted(set(row))
+    assert len(row) == 4  # a, b, "a b", "b a"
 
 
 def test_ngrams_need_the_words_tokenizer():

@@ -85,11 +85,13 @@ def test_decoupled_weight_decay_shrinks_weights_without_gradient():
     recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 0.5}})
     from honed.training import build_optimizer
 
-    p = torch.nn.Parameter(torch.ones(3))
-    opt = build_optimizer([p], recipe.optimizer)
-    p.grad = torch.zeros(3)
+    layer = torch.nn.Linear(3, 1, bias=False)
+    p = layer.weight
+    torch.nn.init.ones_(p)
+    opt = build_optimizer(layer, recipe.optimizer)
+    p.grad = torch.zeros_like(p)
     opt.step()
-    assert torch.allclose(p, torch.full((3,), 1 - 0.1 * 0.5))
+    assert torch.allclose(p, torch.full((1, 3), 1 - 0.1 * 0.5))
 
 
 def test_nan_loss_stops_with_where_and_last_good_weights():

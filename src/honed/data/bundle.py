@@ -10,6 +10,19 @@ import torch
 from honed.data.preprocess import Preprocessor
 
 
+def trim_padding(x: torch.Tensor) -> torch.Tensor:
+    """A token batch without its trailing columns that are padding (id 0) in every row.
+
+    Rows are right-padded to the longest text of the whole split; a batch only needs
+    its own longest. Feature batches (floating point) pass through unchanged.
+    """
+    if x.is_floating_point() or x.dim() != 2 or x.shape[1] <= 1:
+        return x
+    used = (x != 0).any(dim=0).nonzero()
+    width = int(used[-1]) + 1 if len(used) else 1
+    return x[:, :width]
+
+
 @dataclass
 class Split:
     x: torch.Tensor

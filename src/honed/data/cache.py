@@ -23,7 +23,7 @@ import torch
 from honed.data.bundle import DataBundle, Split
 from honed.data.download import cache_dir
 
-FORMAT = 1
+FORMAT = 2  # 2: n-gram hashes scrambled with splitmix64
 CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
 SPLITS = ("train", "val", "test")
 log = logging.getLogger("honed")

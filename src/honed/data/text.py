@@ -10,6 +10,7 @@
 Encoded texts are (N, L) int64 tensors, right-padded with 0, L = longest text (<= max_len).
 With `ngrams` > 1 (words only), each row also carries hashed n-gram ids after its word ids,
 in `buckets` extra ids above the vocabulary (fastText's trick: no n-gram vocabulary to build).
+With `unique` (words only), a row is the sorted set of its ids: a binary bag of words and n-grams.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def _count(args: tuple[list[str], bool]) -> Counter:
     return counts
 
 
-def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int]) -> np.ndarray:
-    texts, lowercase, index, max_len, keep_last, ngrams, buckets = args
+def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int, bool]) -> np.ndarray:
+    texts, lowercase, index, max_len, keep_last, ngrams, buckets, unique = args
     offset = len(index)
     out = np.zeros((len(texts), max_len * ngrams), dtype=np.int32)  # int32: half the bytes to ship back
     width = 1
@@ -58,6 +59,8 @@ def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int]) -
         ids = [index.get(w, 1) for w in words]
         if ngrams > 1 and len(words) > 1:
             ids += ngram_ids(words, ids, ngrams, buckets, offset)
+        if unique:  # a set of tokens (sorted): each word or n-gram counts once, and rows get shorter
+            ids = np.unique(ids).tolist()
         out[row, : len(ids)] = ids
         width = max(width, len(ids))
     return out[:, :width]
@@ -67,7 +70,9 @@ def ngram_ids(words: list[str], ids: list[int], n: int, buckets: int, offset: in
     """fastText-style hashed n-grams (2..n) of consecutive words, as ids offset + [0, buckets).
 
     Hashing runs on word ids (vectorized); out-of-vocabulary words get a stable crc32 of their
-    text instead of the shared <unk> id, so their n-grams stay distinct.
+    text instead of the shared <unk> id, so their n-grams stay distinct. Word ids are small
+    consecutive integers, so the rolling hash is scrambled (`mix64`) before taking it modulo
+    `buckets`; without that, n-grams of frequent words would pile into a few buckets.
     """
     full = np.array([i if i != 1 else zlib.crc32(w.encode()) + 2**32 for w, i in zip(words, ids)], dtype=np.uint64)
     out = []
@@ -76,8 +81,15 @@ def ngram_ids(words: list[str], ids: list[int], n: int, buckets: int, offset: in
         if len(full) <= k:
             break
         h = h[:-1] * np.uint64(PRIME) + full[k:]  # wraps around modulo 2**64: a rolling hash
-        out.append(h % np.uint64(buckets))
+        out.append(mix64(h + np.uint64(k)) % np.uint64(buckets))  # + k: a bigram and a trigram never share a hash
     return (np.concatenate(out).astype(np.int64) + offset).tolist() if out else []
+
+
+def mix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer: every input bit flips about half of the output bits."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 @TOKENIZERS.register("words")
@@ -85,9 +97,9 @@ class WordTokenizer:
     FILE = "vocab.json"
 
     def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 vocab: list[str] | None = None, ngrams: int = 1, buckets: int = 0):
+                 vocab: list[str] | None = None, ngrams: int = 1, buckets: int = 0, unique: bool = False):
         self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
-        self.ngrams, self.buckets = ngrams, buckets
+        self.ngrams, self.buckets, self.unique = ngrams, buckets, unique
         self.vocab = vocab or []
         self.index = {w: i for i, w in enumerate(self.vocab)}
 
@@ -103,7 +115,7 @@ class WordTokenizer:
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         parts = parallel.map_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last,
-                                                     self.ngrams, self.buckets))
+                                                     self.ngrams, self.buckets, self.unique))
         width = max(p.shape[1] for p in parts)
         out = np.zeros((len(texts), width), dtype=np.int64)
         row = 0
@@ -124,9 +136,9 @@ class WordTokenizer:
 
     @classmethod
     def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
-             ngrams: int = 1, buckets: int = 0) -> "WordTokenizer":
+             ngrams: int = 1, buckets: int = 0, unique: bool = False) -> "WordTokenizer":
         vocab = json.loads((folder / cls.FILE).read_text())
-        return cls(num_words, max_len, lowercase, keep_last, vocab, ngrams, buckets)
+        return cls(num_words, max_len, lowercase, keep_last, vocab, ngrams, buckets, unique)
 
 
 @TOKENIZERS.register("bpe")
@@ -136,7 +148,7 @@ class BpeTokenizer:
     FILE = "tokenizer.json"
 
     def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 tokenizer=None, ngrams: int = 1, buckets: int = 0):
+                 tokenizer=None, ngrams: int = 1, buckets: int = 0, unique: bool = False):
         self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
         self.tokenizer = tokenizer
 
@@ -172,7 +184,7 @@ class BpeTokenizer:
 
     @classmethod
     def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
-             ngrams: int = 1, buckets: int = 0) -> "BpeTokenizer":
+             ngrams: int = 1, buckets: int = 0, unique: bool = False) -> "BpeTokenizer":
         from tokenizers import Tokenizer
 
         return cls(num_words, max_len, lowercase, keep_last, Tokenizer.from_file(str(folder / cls.FILE)))

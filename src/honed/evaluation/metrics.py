@@ -2,14 +2,17 @@
 
 Each metric takes (scores, targets, task, num_classes): `scores` are raw model
 outputs (logits for classifiers, values in target units for regression).
+torchmetrics is imported on first use: it costs seconds, which a run can spend
+on loading data meanwhile (see honed.warmup).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import importlib
+
 import torch
-import torchmetrics.functional as tmf
 
 from honed.errors import UserError
 from honed.registry import Registry
@@ -25,6 +28,16 @@ REGRESSION = {"mse", "rmse", "mae", "r2"}
 LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae"}
 
 
+def tm(name: str) -> Callable:
+    """torchmetrics.functional.<name>, looked up when first called."""
+
+    def call(*args, **kwargs):
+        module, _, attr = f"torchmetrics.functional.{name}".rpartition(".")
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+
+    return call
+
+
 def _probs(scores: torch.Tensor, task: str) -> torch.Tensor:
     return torch.sigmoid(scores) if task == "binary" else torch.softmax(scores, dim=-1)
 
@@ -38,22 +51,22 @@ def _classification(binary_fn, multi_fn, **multi_kwargs):
     return metric
 
 
-METRICS.register("accuracy")(_classification(tmf.classification.binary_accuracy,
-                                             tmf.classification.multiclass_accuracy, average="micro"))
-METRICS.register("precision")(_classification(tmf.classification.binary_precision,
-                                              tmf.classification.multiclass_precision, average="macro"))
-METRICS.register("recall")(_classification(tmf.classification.binary_recall,
-                                           tmf.classification.multiclass_recall, average="macro"))
-METRICS.register("f1")(_classification(tmf.classification.binary_f1_score,
-                                       tmf.classification.multiclass_f1_score, average="macro"))
-METRICS.register("auroc")(_classification(tmf.classification.binary_auroc,
-                                          tmf.classification.multiclass_auroc, average="macro"))
-METRICS.register("confusion_matrix")(_classification(tmf.classification.binary_confusion_matrix,
-                                                     tmf.classification.multiclass_confusion_matrix))
-METRICS.register("mse")(lambda s, t, task, k: tmf.mean_squared_error(s, t))
-METRICS.register("rmse")(lambda s, t, task, k: tmf.mean_squared_error(s, t, squared=False))
-METRICS.register("mae")(lambda s, t, task, k: tmf.mean_absolute_error(s, t))
-METRICS.register("r2")(lambda s, t, task, k: tmf.r2_score(s, t))
+METRICS.register("accuracy")(_classification(tm("classification.binary_accuracy"),
+                                             tm("classification.multiclass_accuracy"), average="micro"))
+METRICS.register("precision")(_classification(tm("classification.binary_precision"),
+                                              tm("classification.multiclass_precision"), average="macro"))
+METRICS.register("recall")(_classification(tm("classification.binary_recall"),
+                                           tm("classification.multiclass_recall"), average="macro"))
+METRICS.register("f1")(_classification(tm("classification.binary_f1_score"),
+                                       tm("classification.multiclass_f1_score"), average="macro"))
+METRICS.register("auroc")(_classification(tm("classification.binary_auroc"),
+                                          tm("classification.multiclass_auroc"), average="macro"))
+METRICS.register("confusion_matrix")(_classification(tm("classification.binary_confusion_matrix"),
+                                                     tm("classification.multiclass_confusion_matrix")))
+METRICS.register("mse")(lambda s, t, task, k: tm("mean_squared_error")(s, t))
+METRICS.register("rmse")(lambda s, t, task, k: tm("mean_squared_error")(s, t, squared=False))
+METRICS.register("mae")(lambda s, t, task, k: tm("mean_absolute_error")(s, t))
+METRICS.register("r2")(lambda s, t, task, k: tm("r2_score")(s, t))
 
 
 def metric_names(requested: list[str], task: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from honed.data.bundle import trim_padding
 from honed.evaluation.metrics import compute_metrics
 
 
@@ -14,7 +15,7 @@ def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> tor
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chunks = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    chunks = [model(trim_padding(x[i : i + batch_size]).to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
 

@@ -1,8 +1,12 @@
-"""Bag of embeddings: Embedding -> mean over the real tokens -> dense layers -> output.
+"""Bag of embeddings: EmbeddingBag (mean over the real tokens) -> dense layers -> output.
 
 With hidden [24], relu and one sigmoid output this is the classic Keras IMDB model
 (Embedding 16 -> GlobalAveragePooling1D -> Dense 24 relu -> Dense 1 sigmoid), except
-that padding is masked out of the average instead of diluting it.
+that padding is left out of the average instead of diluting it.
+
+With hashed n-grams (data.ngrams) the table grows to millions of rows, of which one
+batch touches a few thousand: `model.sparse` then makes the embedding's gradient sparse,
+and the loop steps it with a sparse optimizer (see training/optimizers.py).
 """
 
 from __future__ import annotations
@@ -12,23 +16,25 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.layers import Head, dense_stack, masked_mean
+from honed.models.layers import Head, dense_stack
 
 
 class BagOfEmbeddings(nn.Module):
-    def __init__(self, vocab_size: int, dim: int, hidden: list[int], activation: str, dropout: float, n_out: int) -> None:
+    def __init__(self, vocab_size: int, dim: int, hidden: list[int], activation: str, dropout: float, n_out: int,
+                 sparse: bool = False) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        # padding_idx leaves id 0 out of each mean, so padded and unpadded rows pool the same.
+        self.embedding = nn.EmbeddingBag(vocab_size, dim, mode="mean", padding_idx=0, sparse=sparse)
         self.dense = dense_stack([dim, *hidden], activation, dropout)
         self.head = Head(([dim, *hidden])[-1], n_out)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        pooled = masked_mean(self.embedding(tokens), tokens != 0)
-        return self.head(self.dense(pooled))
+        return self.head(self.dense(self.embedding(tokens)))
 
 
 @MODELS.register("bag")
 def build(spec, shape: Shape) -> nn.Module:
     if shape.input_kind != "tokens":
         raise UserError("model.name = 'bag' needs text data (data.source imdb or text_files)")
-    return BagOfEmbeddings(shape.input_dim, spec.embedding_dim, spec.hidden, spec.activation, spec.dropout, shape.output_dim)
+    return BagOfEmbeddings(shape.input_dim, spec.embedding_dim, spec.hidden, spec.activation, spec.dropout,
+                           shape.output_dim, spec.sparse)

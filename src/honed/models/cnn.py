@@ -46,14 +46,23 @@ class TextCNN(nn.Module):
         for n_ch in channels:
             convs += [nn.Conv1d(n_in, n_ch, kernel, padding=kernel // 2), ACTIVATIONS[activation]()]
             n_in = n_ch
-        self.convs = nn.Sequential(*convs)
+        self.convs = nn.ModuleList(convs)
         self.dropout = nn.Dropout(dropout)
         self.head = Head(n_in, n_out)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        real = tokens != 0
+        keep = real.unsqueeze(1).to(self.head.linear.weight.dtype)  # (N, 1, L)
         x = self.embedding(tokens).transpose(1, 2)  # (N, D, L) for Conv1d
-        x = self.convs(x)[..., : tokens.shape[1]].transpose(1, 2)  # even kernels add one position
-        return self.head(self.dropout(masked_max(x, tokens != 0)))
+        for layer in self.convs:
+            x = layer(x)
+            if isinstance(layer, nn.Conv1d):
+                x = x[..., : tokens.shape[1]]  # even kernels add one position
+            else:
+                # Zero the padded positions after every activation, so a text's output never depends on
+                # how much padding its batch carries (batches are trimmed to their longest text).
+                x = x * keep
+        return self.head(self.dropout(masked_max(x.transpose(1, 2), real)))
 
 
 @MODELS.register("cnn")

@@ -48,7 +48,7 @@ def initialize(model: nn.Module, name: str, embedding: str = "default", embeddin
     """
     if embedding == "uniform":
         for module in model.modules():
-            if isinstance(module, nn.Embedding):
+            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
                 nn.init.uniform_(module.weight, -embedding_scale, embedding_scale)
                 if module.padding_idx is not None:
                     module.weight[module.padding_idx].zero_()

@@ -97,6 +97,8 @@ def describe(err: Mapping[str, Any]) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{key} = {shown} is not allowed{did_you_mean(str(value), _literal_words(expected))}; allowed: {expected}"
     msg = err["msg"].removeprefix("Value error, ")
+    if isinstance(value, dict):  # a rule across several keys: the message names them
+        return f"{key}: {msg}"
     return f"{key} = {shown}: {msg}"
 
 

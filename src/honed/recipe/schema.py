@@ -21,6 +21,7 @@ OptimizerName = Literal["gd", "sgd", "adam", "adamw", "rmsprop", "adagrad"]
 ScheduleName = Literal["constant", "exponential", "linear", "step", "cosine", "onecycle", "plateau"]
 MetricName = Literal["accuracy", "precision", "recall", "f1", "auroc", "confusion_matrix", "mse", "mae", "r2", "rmse"]
 Task = Literal["auto", "regression", "classification"]
+SPARSE_OPTIMIZERS = ("adam", "adamw", "sgd", "gd", "adagrad")  # those with a sparse-gradient counterpart
 
 
 class Section(BaseModel):
@@ -55,6 +56,7 @@ class DataSpec(Section):
     lowercase: bool = Field(True, description="lowercase text before tokenizing")
     ngrams: int = Field(1, ge=1, le=5, description="words tokenizer: add hashed n-grams up to this length (bag models)")
     ngram_buckets: int = Field(1_000_000, ge=1, description="hash buckets shared by all n-grams")
+    unique_tokens: bool = Field(False, description="words tokenizer: each word/n-gram once per text (binary bag; bag models)")
     num_words: int = Field(10000, ge=3, description="vocabulary size, including <pad> and <unk>")
     max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")
     keep_tokens: Literal["first", "last"] = Field(
@@ -68,6 +70,8 @@ class DataSpec(Section):
     def _ngrams_need_words(self) -> "DataSpec":
         if self.ngrams > 1 and self.tokenizer != "words":
             raise ValueError("data.ngrams > 1 needs data.tokenizer = words")
+        if self.unique_tokens and self.tokenizer != "words":
+            raise ValueError("data.unique_tokens needs data.tokenizer = words")
         return self
 
     @model_validator(mode="after")
@@ -95,6 +99,8 @@ class ModelSpec(Section):
     hidden_size: int = Field(64, ge=1, description="rnn hidden units")
     layers: int = Field(1, ge=1, description="rnn layers")
     bidirectional: bool = Field(False, description="rnn reads both directions")
+    sparse: bool = Field(False, description="bag: sparse embedding gradients, stepped by a sparse optimizer "
+                         "(pays with large vocabularies and n-gram buckets; no L1/L2/decay on the embedding)")
 
 
 class LossSpec(Section):
@@ -159,6 +165,7 @@ class TrainSpec(Section):
     batch_size: int = Field(32, ge=1, description="gd treats this as the chunk size of one full-batch step")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU")
     shuffle: bool = Field(True, description="reshuffle the training set every epoch (seeded)")
+    bucketing: bool = Field(False, description="text: batch texts of similar length together (less padding)")
     early_stopping: Optional[EarlyStoppingSpec] = None
     convergence_tol: Optional[float] = Field(
         None, gt=0, description="stop when the training loss changes by less than this between epochs"
@@ -187,6 +194,19 @@ class Recipe(Section):
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     metrics: list[MetricName] = Field(default_factory=list, description="default: mse, rmse, mae, r2 for regression; accuracy, precision, recall, f1, auroc for classes")
+
+    @model_validator(mode="after")
+    def _bag_only_options(self) -> "Recipe":
+        if self.model.name != "bag":
+            for key, used in (("data.ngrams", self.data.ngrams > 1), ("data.unique_tokens", self.data.unique_tokens),
+                              ("model.sparse", self.model.sparse)):
+                if used:
+                    raise ValueError(f"{key} works with model.name = bag only (got {self.model.name!r}): "
+                                     "other models read tokens in order")
+        if self.model.sparse and self.optimizer.name not in SPARSE_OPTIMIZERS:
+            raise ValueError(f"model.sparse needs optimizer.name in {', '.join(SPARSE_OPTIMIZERS)} "
+                             f"(got {self.optimizer.name!r}: it has no sparse-gradient version)")
+        return self
 
     @field_validator("name")
     @classmethod

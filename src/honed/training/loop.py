@@ -87,11 +87,11 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
     loss_fn = build_loss(recipe.loss, data.task)
     metrics = metric_names(recipe.metrics, data.task)
     metrics = [m for m in metrics if m != "confusion_matrix"]  # per-epoch logs stay scalar
-    optimizer = build_optimizer(model.parameters(), recipe.optimizer)
+    optimizer = build_optimizer(model, recipe.optimizer)
     device = next(model.parameters()).device
     train_x, train_y = data.train.x.to(device), data.train.y.to(device)
     batches = Batches(train_x, train_y, spec.batch_size, spec.shuffle, seed,
-                      full_batch=recipe.optimizer.name in FULL_BATCH)
+                      full_batch=recipe.optimizer.name in FULL_BATCH, bucketing=spec.bucketing)
     monitor = monitor_of(recipe)
     schedule = Schedule(optimizer, recipe.schedule, batches.steps_per_epoch, spec.epochs,
                         "min" if lower_is_better(monitor) else "max")

@@ -1,12 +1,15 @@
 """Optimizers by name, built on torch.optim, plus decoupled weight decay as a pre-step transform.
 
 `gd` is plain gradient descent on the full training set: the loop takes exactly
-one optimizer step per pass (see `FULL_BATCH`).
+one optimizer step per pass (see `FULL_BATCH`). Sparse embeddings (model.sparse) get the
+sparse-gradient counterpart of the chosen optimizer (SparseAdam for adam/adamw), with no
+weight decay: decaying a table of millions of rows would touch every row at every step.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from honed.registry import Registry
 
@@ -45,11 +48,74 @@ def _adagrad(params, spec) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps)
 
 
-def build_optimizer(params, spec) -> torch.optim.Optimizer:
-    optimizer = OPTIMIZERS.get(spec.name)(list(params), spec)
+SPARSE_OPTIMIZERS: Registry = Registry("optimizer for sparse gradients")
+
+
+@SPARSE_OPTIMIZERS.register("adam")
+@SPARSE_OPTIMIZERS.register("adamw")
+def _sparse_adam(params, spec) -> torch.optim.Optimizer:
+    # Lazy Adam: moments of a row advance only when the row is in the batch.
+    return torch.optim.SparseAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+
+
+@SPARSE_OPTIMIZERS.register("sgd")
+@SPARSE_OPTIMIZERS.register("gd")
+def _sparse_sgd(params, spec) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=spec.lr)
+
+
+@SPARSE_OPTIMIZERS.register("adagrad")
+def _sparse_adagrad(params, spec) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps)
+
+
+def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Weights of embeddings built with sparse=True: their gradients are sparse tensors."""
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse]
+
+
+def build_optimizer(model: nn.Module, spec) -> torch.optim.Optimizer:
+    """The recipe's optimizer for the model's dense parameters, plus a sparse one for sparse embeddings."""
+    sparse = sparse_parameters(model)
+    dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
+    optimizer = OPTIMIZERS.get(spec.name)(dense, spec)
     if spec.weight_decay and spec.name not in NATIVE_DECOUPLED_DECAY:
         add_decoupled_weight_decay(optimizer, spec.weight_decay)
-    return optimizer
+    if not sparse:
+        return optimizer
+    return SplitOptimizer([optimizer, SPARSE_OPTIMIZERS.get(spec.name)(sparse, spec)])
+
+
+class SplitOptimizer(torch.optim.Optimizer):
+    """Several torch.optim optimizers stepped as one (dense parameters with one, sparse with another).
+
+    `param_groups` holds the parts' own group dicts, so a learning-rate schedule built on
+    this optimizer sets the rate of every part.
+    """
+
+    def __init__(self, parts: list[torch.optim.Optimizer]) -> None:
+        self.parts = parts
+        super().__init__([p for o in parts for g in o.param_groups for p in g["params"]], {})
+        self.param_groups = [g for o in parts for g in o.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for o in self.parts:
+            o.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.parts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"parts": [o.state_dict() for o in self.parts]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for o, s in zip(self.parts, state_dict["parts"], strict=True):
+            o.load_state_dict(s)
+        self.param_groups = [g for o in self.parts for g in o.param_groups]
 
 
 def add_decoupled_weight_decay(optimizer: torch.optim.Optimizer, decay: float) -> None:

@@ -7,8 +7,14 @@ from torch import nn
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
-    """Every parameter with two or more dimensions: dense, conv, recurrent and embedding weights."""
-    return [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    """Every parameter with two or more dimensions: dense, conv, recurrent and embedding weights.
+
+    Sparse embeddings are left out: a penalty's gradient would touch every row at every step.
+    """
+    from honed.training.optimizers import sparse_parameters
+
+    sparse = sparse_parameters(model)
+    return [p for p in model.parameters() if p.requires_grad and p.dim() > 1 and all(p is not q for q in sparse)]
 
 
 def penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | None:

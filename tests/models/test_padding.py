@@ -1,0 +1,24 @@
+"""Text models must give the same outputs however much trailing padding a batch carries."""
+
+import pytest
+import torch
+
+from honed.models import Shape, build_model
+from honed.recipe import load_recipe
+
+
+@pytest.mark.parametrize("model", [
+    {"name": "bag", "hidden": [8]},
+    {"name": "bag", "sparse": True},
+    {"name": "rnn", "hidden_size": 8},
+    {"name": "cnn", "channels": [4, 4], "kernel_size": 3, "activation": "sigmoid"},  # sigmoid(0) != 0
+])
+def test_outputs_do_not_depend_on_padding(model):
+    spec = load_recipe({"model": {"embedding_dim": 6, **model}}).model
+    torch.manual_seed(0)
+    net = build_model(spec, Shape("tokens", 30, 2)).eval()
+    tokens = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    padded = torch.cat([tokens, torch.zeros(2, 9, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(net(tokens), net(padded))
+        torch.testing.assert_close(net(tokens[1:, :2]), net(padded)[1:])
