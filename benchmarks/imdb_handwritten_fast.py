@@ -22,7 +22,7 @@ START = time.perf_counter()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from imdb_handwritten import read  # noqa: E402
+from imdb_handwritten import read, split  # noqa: E402
 
 NUM_WORDS, MAX_LEN, BUCKETS, DIM, EPOCHS, BATCH, LR = 100_000, 500, 2_000_000, 16, 2, 128, 0.02
 TOKEN = re.compile(r"[\w']+")
@@ -55,11 +55,7 @@ def accuracy(model, x, y):
 def main(path):
     torch.manual_seed(0)
     data = read(path)
-    g = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(data["train"]), generator=g).tolist()
-    train = [data["train"][i] for i in order]
-    n_val = len(train) // 5
-    val, train = train[:n_val], train[n_val:]
+    train, _ = split(data["train"])
     train_tok = [tokens(t) for t, _ in train]
     counts = Counter(w for doc in train_tok for w in doc)
     index = {w: i + 2 for i, (w, _) in enumerate(counts.most_common(NUM_WORDS - 2))}
