@@ -9,7 +9,7 @@ Attributes load lazily, so `honed --help` and recipe errors answer without impor
 
 __version__ = "0.1.0"
 
-_API = {"train", "evaluate", "predict", "load_run", "Run"}
+_API = {"train", "resume", "evaluate", "predict", "load_run", "Run"}
 __all__ = sorted(_API | {"load_recipe", "Recipe", "UserError", "__version__"})
 
 

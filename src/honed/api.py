@@ -1,12 +1,14 @@
 """The Python API; the command line calls exactly these functions.
 
     honed.train(recipe, overrides=[...], out=None)  -> Run
+    honed.resume(run_dir)                           -> Run (continues from the newest checkpoint)
     honed.evaluate(run_dir, overrides=[...])        -> metrics dict
     honed.predict(run_dir, inputs, output=None)     -> DataFrame
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,12 @@ from honed.errors import UserError
 from honed.evaluation import metric_names, outputs_of, score_split
 from honed.models import Shape, build_model, count_params
 from honed.recipe import Recipe, dump_recipe, load_recipe
-from honed.training import NonFiniteLoss, build_loss, fit
+from honed.training import Hook, NonFiniteLoss, build_loss, distributed, fit
+from honed.training.accel import deterministic
 from honed.training.loop import time_to_target
 from honed.training.device import pick_device, seed_everything
+
+log = logging.getLogger("honed")
 
 
 @dataclass
@@ -36,39 +41,106 @@ class Run:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out: str | Path | None = None,
-          quiet: bool = True, started: float | None = None) -> Run:
-    """Preprocess, build, train, evaluate on the test split, and write the run directory."""
+          quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
+    """Preprocess, build, train, evaluate on the test split, and write the run directory.
+
+    `hooks` join the training loop after honed's own (see honed.training.hooks.Hook).
+    Under torchrun every worker calls this; the main worker writes the run directory.
+    """
     started = time.perf_counter() if started is None else started
-    recipe = load_recipe(recipe, overrides)
+    return _train(load_recipe(recipe, overrides), out, quiet, started, list(hooks))
+
+
+def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
+    """Continue a stopped run from its newest intact checkpoint, in the same run directory."""
+    started = time.perf_counter() if started is None else started
+    path = Path(run_dir)
+    if not (path / run_stage.RECIPE).is_file():
+        raise UserError(f"--resume {path}: not a honed run directory ({run_stage.RECIPE} is missing)")
+    if (path / run_stage.SUMMARY).is_file():
+        raise UserError(f"--resume {path}: this run already finished (summary.json is there); nothing to resume")
+    state = run_stage.load_latest(path)
+    return _train(load_recipe(path / run_stage.RECIPE), path, quiet, started, list(hooks), state)
+
+
+def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None) -> Run:
     warmup.start()
-    if recipe.train.threads:
-        torch.set_num_threads(recipe.train.threads)
-    device = pick_device(recipe.train.device)
+    spec = recipe.train
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    world, device = distributed.start(pick_device(spec.device), spec.strategy)
+    try:
+        with deterministic(spec.deterministic):
+            return _train_worker(recipe, out, quiet, started, hooks, state, world, device)
+    finally:
+        distributed.stop()
+
+
+def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None,
+                  world: distributed.World, device: torch.device) -> Run:
     seed_everything(recipe.seed)
-    bundle = data_stage.build_data(recipe.data)
+    bundle = _build_data(recipe, world)
     shape = Shape(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape)
     model = build_model(recipe.model, shape).to(device)
+    run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape)) if world.main else "",
+                                              world))
+    if world.parallel:
+        log.info(f"distributed: {world.size} workers ({torch.distributed.get_backend()}), global batch "
+                 f"{recipe.train.batch_size} split across them ({recipe.train.batch_size // world.size} or so each)")
+    ckpt = recipe.train.checkpoint
+    if world.main:
+        hooks = ([run_stage.Resume(state)] if state else []) + [run_stage.MetricsLog(run_dir)] + hooks
+        hooks += [] if quiet else [run_stage.ProgressBar()]
+    elif state:
+        hooks = [run_stage.Resume(state)]
+    if ckpt:
+        hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main))
+    try:
+        trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started, world=world)
+    except NonFiniteLoss as e:
+        raise UserError(stopped_message(e, model, run_dir, world.main)) from None
+    model = distributed.gathered_model(model, trainer.strategy, lambda: build_model(recipe.model, shape))
+    if not world.main:
+        distributed.barrier(world)
+        return Run(run_dir, {}, model)
+    run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
+    summary = _summarize(recipe, bundle, model, trainer, started, device)
+    run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name, best_epoch=trainer.best_epoch)
+    summary["total_seconds"] = time.perf_counter() - started
+    run_stage.write_summary(run_dir, summary)
+    if ckpt and not ckpt.keep_final:
+        run_stage.remove_checkpoints(run_dir)
+    distributed.barrier(world)
+    return Run(run_dir, summary, model)
 
+
+def _build_data(recipe: Recipe, world: distributed.World):
+    """The main worker builds (and caches) the data first; the others then read the cache."""
+    if world.main:
+        bundle = data_stage.build_data(recipe.data)
+    distributed.barrier(world)
+    if not world.main:
+        bundle = data_stage.build_data(recipe.data)
+    return bundle
+
+
+def _start_run_dir(recipe: Recipe, out, bundle, shape: Shape) -> Path:
     run_dir = run_stage.new_run_dir(recipe.name, out)
     run_stage.write_recipe(run_dir, dump_recipe(recipe))
     bundle.preprocessor.save(run_dir)
     run_stage.write_json(run_dir / run_stage.MODEL, {"spec": recipe.model.model_dump(mode="json"),
                                                      "shape": shape.__dict__ | {"image_shape": shape.image_shape}})
-    hooks = [run_stage.MetricsLog(run_dir)]
-    if not quiet:
-        hooks.append(run_stage.ProgressBar())
-    try:
-        trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started)
-    except NonFiniteLoss as e:
-        raise UserError(stopped_message(e, model, run_dir)) from None
-    run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
+    return run_dir
 
+
+def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started: float, device) -> dict:
     loss_fn = build_loss(recipe.loss, bundle.task)
     names = metric_names(recipe.metrics, bundle.task)
     if bundle.task != "regression" and "confusion_matrix" not in names:
         names = names + ["confusion_matrix"]
     unscale = bundle.preprocessor.unscale if bundle.task == "regression" else None
     score = lambda split: score_split(model, split, bundle.task, loss_fn, names, bundle.output_dim, unscale)  # noqa
+    spec = recipe.train
     summary = {
         "name": recipe.name,
         "task": bundle.task,
@@ -84,23 +156,25 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
         "samples_per_second": trainer.samples_seen / max(trainer.train_seconds, 1e-9),
         "sizes": {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)},
         "device": str(device),
+        "workers": trainer.world.size,
+        "strategy": trainer.strategy,
+        "precision": spec.precision,
+        "compile": spec.compile,
         "seed": recipe.seed,
     }
     target = time_to_target(trainer)
     if target is not None:
         summary["time_to_target"] = target
-    run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name, best_epoch=trainer.best_epoch)
-    summary["total_seconds"] = time.perf_counter() - started
-    run_stage.write_summary(run_dir, summary)
-    return Run(run_dir, summary, model)
+    return summary
 
 
-def stopped_message(e: NonFiniteLoss, model: torch.nn.Module, run_dir: Path) -> str:
+def stopped_message(e: NonFiniteLoss, model: torch.nn.Module, run_dir: Path, write: bool = True) -> str:
     """Save the last good weights and say what happened."""
     good = e.last_good
     if good is not None:
         model.load_state_dict(good.weights)
-    run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
+    if write:
+        run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
     where = f"epoch {good.epoch}" if good is not None and good.epoch else "initial weights"
     return (f"training stopped: {e}; the last good weights ({where}) are in {run_dir / run_stage.WEIGHTS}; "
             "try a smaller optimizer.lr or gradient-friendly settings")

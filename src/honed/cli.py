@@ -55,11 +55,19 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a recipe, evaluate it on the test split, write a run directory")
-    t.add_argument("recipe", help="recipe file, or the name of a bundled recipe (see `honed recipes`)")
+    t.add_argument("recipe", nargs="?", help="recipe file, or the name of a bundled recipe (see `honed recipes`)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set optimizer.lr=0.1 (repeatable)")
     t.add_argument("--out", help="run directory (default runs/<recipe>-<timestamp>)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its newest checkpoint")
+    d = t.add_argument_group("distributed training (launched through torchrun; batch_size is the global batch)")
+    d.add_argument("--nproc", type=int, metavar="N", help="worker processes on this machine (one per GPU on GPUs)")
+    d.add_argument("--nnodes", type=int, default=1, metavar="N", help="machines taking part (default 1)")
+    d.add_argument("--node-rank", type=int, default=0, metavar="I", help="this machine's number, 0..nnodes-1")
+    d.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous point shared by all machines")
+    d.add_argument("--master-addr", metavar="HOST", help="instead of --rdzv-endpoint: machine 0's address")
+    d.add_argument("--master-port", type=int, default=29500, metavar="PORT", help="with --master-addr (default 29500)")
 
     e = sub.add_parser("evaluate", help="re-evaluate a saved run and print its metrics as JSON")
     e.add_argument("run_dir")
@@ -81,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    quiet = getattr(args, "quiet", False)
+    args.argv = argv
+    quiet = getattr(args, "quiet", False) or int(os.environ.get("RANK", 0)) > 0  # one worker speaks
     logging.basicConfig(format="honed: %(message)s", level=logging.WARNING if quiet else logging.INFO,
                         stream=sys.stderr)
     try:
@@ -99,13 +108,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args) -> int:
+    from honed.errors import UserError
     from honed.recipe import load_recipe
 
-    recipe = load_recipe(resolve_recipe(args.recipe), args.overrides)  # validate before importing torch
+    if bool(args.recipe) == bool(args.resume):
+        raise UserError("train needs a recipe, or --resume RUN_DIR (not both)")
+    if args.resume and (args.overrides or args.out):
+        raise UserError("--resume continues a run as it was recorded: --set and --out cannot change it")
+    recipe = load_recipe(resolve_recipe(args.recipe), args.overrides) if args.recipe else None  # before torch
+    if args.nproc and "WORLD_SIZE" not in os.environ:
+        from honed.launch import torchrun
+
+        return torchrun(args, sys.argv[1:] if args.argv is None else args.argv, STARTED)
     import honed
 
     quiet = args.quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))
-    run = honed.train(recipe, out=args.out, quiet=quiet, started=STARTED)
+    started = launcher_started()
+    if args.resume:
+        run = honed.resume(args.resume, quiet=quiet, started=started)
+    else:
+        run = honed.train(recipe, out=args.out, quiet=quiet, started=started)
+    if not run.summary:  # a worker other than the main one: the main worker reports
+        return 0
     s = run.summary
     shown = {k: round(v, 4) for k, v in s["test"].items() if isinstance(v, float)}
     print(f"run: {run.path}")
@@ -113,6 +137,12 @@ def cmd_train(args) -> int:
     print(f"epochs: {s['epochs_run']} (best {s['best_epoch']}; {s['stop_reason']}); "
           f"train {s['train_seconds']:.1f}s, total {s['total_seconds']:.1f}s")
     return 0
+
+
+def launcher_started() -> float:
+    """When the command began, as a perf_counter value; under `--nproc`, when the launcher began."""
+    launched = os.environ.get("HONED_STARTED_AT")
+    return time.perf_counter() - (time.time() - float(launched)) if launched else STARTED
 
 
 def cmd_evaluate(args) -> int:

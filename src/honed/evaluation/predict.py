@@ -23,8 +23,13 @@ def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> tor
 def score_split(model: nn.Module, split, task: str, loss_fn, names: list[str], num_classes: int, unscale=None,
                 batch_size: int = 1024) -> dict:
     """{'loss': ..., metric: ...} for a split; regression metrics in the target's own units."""
-    scores = outputs_of(model, split.x, batch_size)
-    targets = split.y.cpu()
+    return score_outputs(outputs_of(model, split.x, batch_size), split.y, task, loss_fn, names, num_classes, unscale)
+
+
+def score_outputs(scores: torch.Tensor, targets: torch.Tensor, task: str, loss_fn, names: list[str],
+                  num_classes: int, unscale=None) -> dict:
+    """{'loss': ..., metric: ...} from a split's raw outputs and its targets."""
+    targets = targets.cpu()
     result = {"loss": float(loss_fn(scores, targets))}
     if task == "regression" and unscale is not None:
         scores, targets = unscale(scores), unscale(targets)

@@ -160,6 +160,15 @@ class TargetSpec(Section):
     mode: Literal["auto", "min", "max"] = Field("auto", description="auto: min for losses and errors, else max")
 
 
+class CheckpointSpec(Section):
+    """When training state is saved, so that `honed train --resume RUN_DIR` continues a stopped run."""
+
+    every_epochs: Optional[int] = Field(1, ge=1, description="save at the end of every this many epochs")
+    every_steps: Optional[int] = Field(None, ge=1, description="also save every this many optimizer steps")
+    keep: int = Field(2, ge=1, description="how many of the newest checkpoints to keep")
+    keep_final: bool = Field(False, description="keep checkpoints once the run has finished (default: removed)")
+
+
 class TrainSpec(Section):
     epochs: int = Field(10, ge=1, description="passes over the training set")
     batch_size: int = Field(32, ge=1, description="gd treats this as the chunk size of one full-batch step")
@@ -171,6 +180,17 @@ class TrainSpec(Section):
         None, gt=0, description="stop when the training loss changes by less than this between epochs"
     )
     threads: Optional[int] = Field(None, ge=1, description="CPU threads (default: torch's choice)")
+    precision: Literal["fp32", "bf16-mixed", "fp16-mixed"] = Field(
+        "fp32", description="mixed precision with autocast (fp16 adds a gradient scaler); pays on GPUs")
+    compile: bool = Field(False, description="torch.compile the model (falls back to eager, with a warning, if it fails)")
+    accumulate: int = Field(1, ge=1, description="batches whose gradients add up to one optimizer step "
+                            "(effective batch = batch_size * accumulate)")
+    clip_grad_norm: Optional[float] = Field(None, gt=0, description="clip the gradients' total L2 norm to this")
+    deterministic: bool = Field(False, description="PyTorch's deterministic algorithms (slower on GPUs)")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="with several workers: ddp (replicas) or fsdp (sharded parameters, for GPU runs)")
+    checkpoint: Optional[CheckpointSpec] = Field(
+        default_factory=CheckpointSpec, description="training state saved for --resume (null: none)")
     target: Optional[TargetSpec] = None
     stop_at_target: bool = Field(False, description="stop as soon as validation reaches train.target")
 
@@ -203,6 +223,15 @@ class Recipe(Section):
                 if used:
                     raise ValueError(f"{key} works with model.name = bag only (got {self.model.name!r}): "
                                      "other models read tokens in order")
+        if self.train.strategy == "fsdp":
+            for key, used in (("model.sparse", self.model.sparse), ("regularization.l1", self.regularization.l1),
+                              ("regularization.l2", self.regularization.l2)):
+                if used:
+                    raise ValueError(f"{key} does not work with train.strategy = fsdp (sharded parameters); "
+                                     "use optimizer.weight_decay for regularization")
+        if self.train.accumulate > 1 and self.optimizer.name == "gd":
+            raise ValueError("train.accumulate has no effect with optimizer.name = gd: every batch of an epoch "
+                             "already adds up to one step")
         if self.model.sparse and self.optimizer.name not in SPARSE_OPTIMIZERS:
             raise ValueError(f"model.sparse needs optimizer.name in {', '.join(SPARSE_OPTIMIZERS)} "
                              f"(got {self.optimizer.name!r}: it has no sparse-gradient version)")

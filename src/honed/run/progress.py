@@ -22,7 +22,7 @@ class ProgressBar(Hook):
                             console=self.console or Console(stderr=True))
         self.epochs = trainer.recipe.train.epochs
         self.task = self.bar.add_task(f"epoch 1/{self.epochs}", total=self.epochs * trainer.batches.steps_per_epoch,
-                                      info="")
+                                      info="", completed=trainer.step)
         self.bar.start()
 
     def on_step_end(self, trainer, loss) -> None:

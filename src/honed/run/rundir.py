@@ -52,7 +52,10 @@ class MetricsLog(Hook):
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / METRICS
-        self.path.write_text("")
+
+    def on_fit_start(self, trainer) -> None:
+        # a resumed run starts from the history its checkpoint kept
+        write_text(self.path, "".join(json.dumps(record) + "\n" for record in trainer.history))
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

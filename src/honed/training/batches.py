@@ -1,8 +1,14 @@
 """Batching in-memory tensors: a seeded permutation per epoch, sliced into batches.
 
 Cheaper than a DataLoader for data that already sits in tensors, which is all
-of honed's preprocessed data. For full-batch `gd` an epoch is one step made of
-chunks whose gradients add up to the full-batch gradient.
+of honed's preprocessed data. Each epoch's order depends only on the seed and the
+epoch number (as DistributedSampler's `set_epoch` does), so a resumed run and every
+distributed worker compute the same order without sharing state.
+
+An optimizer step is a list of (x, y, weight) chunks whose weighted mean losses add
+up to the mean loss over the step's rows: one chunk per step normally, `accumulate`
+batches per step with gradient accumulation, and every batch for full-batch `gd`.
+Under torch.distributed each worker holds its share of every batch (see distributed.share).
 
 Token batches are trimmed to their own longest text. With `bucketing`, texts of
 similar length share a batch (the "sortish" order of fastai and torchtext's
@@ -18,43 +24,58 @@ from typing import Iterator
 import torch
 
 from honed.data.bundle import trim_padding
+from honed.training.distributed import World, share
 
 POOL_BATCHES = 50
+Chunk = tuple[torch.Tensor, torch.Tensor, float]
 
 
 class Batches:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
-                 full_batch: bool = False, bucketing: bool = False) -> None:
+                 full_batch: bool = False, bucketing: bool = False, accumulate: int = 1,
+                 world: World = World()) -> None:
         self.x, self.y = x, y
         self.batch_size = min(batch_size, len(y))
         self.shuffle = shuffle and not full_batch
         self.full_batch = full_batch
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.accumulate = accumulate
+        self.world = world
         tokens = not x.is_floating_point() and x.dim() == 2
         self.lengths = (x != 0).sum(dim=1).cpu() if bucketing and tokens and not full_batch else None
 
     @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    @property
     def steps_per_epoch(self) -> int:
-        return 1 if self.full_batch else math.ceil(len(self.y) / self.batch_size)
+        return 1 if self.full_batch else math.ceil(self.batches_per_epoch / self.accumulate)
 
-    def epoch(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Yields one list of (x, y) chunks per optimizer step."""
-        batches = ((trim_padding(self.x[idx]), self.y[idx]) for idx in self.order())
-        if self.full_batch:
-            yield list(batches)
-            return
-        for chunk in batches:
-            yield [chunk]
+    def epoch(self, number: int = 1, skip_steps: int = 0) -> Iterator[tuple[list[Chunk], int]]:
+        """Yields (chunks, rows of the whole step) per optimizer step of epoch `number`, from step `skip_steps` on."""
+        per_step = self.batches_per_epoch if self.full_batch else self.accumulate
+        order = list(self.order(number))
+        for first in range(skip_steps * per_step, len(order), per_step):
+            rows = order[first : first + per_step]
+            total = sum(len(r) for r in rows)
+            yield [self.chunk(r, total) for r in rows], total
 
-    def order(self) -> Iterator[torch.Tensor | slice]:
-        """Row indices (or slices) of each batch of one epoch."""
+    def chunk(self, rows: torch.Tensor, step_rows: int) -> Chunk:
+        mine, weight = share(rows, self.world)
+        mine = mine.to(self.x.device)
+        return trim_padding(self.x[mine]), self.y[mine], weight * len(rows) / step_rows
+
+    def order(self, number: int) -> Iterator[torch.Tensor]:
+        """Row indices of each batch of epoch `number`."""
         n, size = len(self.y), self.batch_size
         if not self.shuffle:
-            yield from (slice(start, start + size) for start in range(0, n, size))
+            yield from (torch.arange(start, min(start + size, n)) for start in range(0, n, size))
             return
-        perm = torch.randperm(n, generator=self.generator)
+        generator = torch.Generator().manual_seed(self.seed + number)
+        perm = torch.randperm(n, generator=generator)
         if self.lengths is None:
-            yield from (perm[start : start + size].to(self.x.device) for start in range(0, n, size))
+            yield from (perm[start : start + size] for start in range(0, n, size))
             return
         pool = size * POOL_BATCHES
         batches = []
@@ -62,5 +83,5 @@ class Batches:
             rows = perm[start : start + pool]
             rows = rows[torch.argsort(self.lengths[rows], stable=True)]
             batches += [rows[i : i + size] for i in range(0, len(rows), size)]
-        for b in torch.randperm(len(batches), generator=self.generator).tolist():
-            yield batches[b].to(self.x.device)
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[b]

@@ -21,6 +21,13 @@ class Hook:
     def on_epoch_end(self, trainer, record: dict) -> None: ...
     def on_fit_end(self, trainer) -> None: ...
 
+    def state_dict(self) -> dict:
+        """What a checkpoint must keep of this hook (tensors and plain values); {} for nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -54,6 +61,10 @@ class EarlyStopping(Hook):
             if self.waited > self.patience:
                 trainer.stop_reason = f"early stopping: {self.monitor} did not improve for {self.waited} epochs"
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_weights": self.best_weights,
+                "waited": self.waited}
+
     def on_fit_end(self, trainer) -> None:
         trainer.best_epoch = self.best_epoch
         if self.restore_best and self.best_weights is not None:
@@ -73,6 +84,9 @@ class ConvergenceStop(Hook):
             trainer.stop_reason = f"converged: training loss changed by less than {self.tol:g}"
         self.previous = loss
 
+    def state_dict(self) -> dict:
+        return {"previous": self.previous}
+
 
 class LastGoodWeights(Hook):
     """Keeps the weights of the last epoch that ended with finite losses (restored if training blows up)."""
@@ -87,6 +101,9 @@ class LastGoodWeights(Hook):
     def on_epoch_end(self, trainer, record: dict) -> None:
         if math.isfinite(record["train_loss"]):
             self.weights, self.epoch = snapshot(trainer.model), record["epoch"]
+
+    def state_dict(self) -> dict:
+        return {"weights": self.weights, "epoch": self.epoch}
 
 
 class TimeToTarget(Hook):
@@ -103,6 +120,13 @@ class TimeToTarget(Hook):
     def on_fit_start(self, trainer) -> None:
         if self.started is None:
             self.started = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"result": self.result, "elapsed": time.perf_counter() - self.started}
+
+    def load_state_dict(self, state: dict) -> None:
+        # the clock goes on from where the stopped run left it
+        self.result, self.started = dict(state["result"]), time.perf_counter() - state["elapsed"]
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         score = record.get(self.key)

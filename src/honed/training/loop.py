@@ -1,12 +1,15 @@
 """The training loop: one function, read top to bottom.
 
 Everything optional (early stopping, convergence stop, progress, logging,
-checkpoints, and later distributed training, privacy, distillation) joins
-through hooks (see hooks.py); the loop itself only trains and evaluates.
+checkpoints, resuming) joins through hooks (see hooks.py); the loop itself only
+trains and evaluates. Distributed workers run this same loop on their share of
+every batch (see distributed.py); mixed precision, compilation, gradient
+accumulation and clipping are recipe switches on the one step below.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,8 +18,10 @@ import torch
 from torch import nn
 
 from honed.data import DataBundle
-from honed.evaluation import lower_is_better, metric_names, score_split
+from honed.evaluation import lower_is_better, metric_names, outputs_of, score_outputs
+from honed.training.accel import Compiled, autocast, grad_scaler, warn_about_precision
 from honed.training.batches import Batches
+from honed.training.distributed import World, all_sum, gather_rows, wrap
 from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights, TimeToTarget
 from honed.training.losses import build_loss
 from honed.training.optimizers import FULL_BATCH, build_optimizer
@@ -37,16 +42,25 @@ class NonFiniteLoss(Exception):
 class Trainer:
     """What hooks can see and touch while training runs."""
 
-    model: nn.Module
+    model: nn.Module  # the plain module: its state_dict has no DDP or compile prefixes
+    net: nn.Module  # what a step calls: the model, possibly wrapped by DDP/FSDP and compiled
     data: DataBundle
     recipe: object
     optimizer: torch.optim.Optimizer
     schedule: Schedule
+    scaler: torch.amp.GradScaler
     batches: Batches
     metrics: list[str]
     hooks: list[Hook]
+    world: World = World()
+    strategy: str = "none"  # none | ddp | fsdp
     epoch: int = 0
     step: int = 0
+    epoch_step: int = 0  # optimizer steps done in the current epoch: the data-order position
+    epoch_loss: torch.Tensor | float = 0.0  # this worker's summed training loss of the epoch so far
+    resumed_loss: float = 0.0
+    in_epoch: bool = False
+    epoch_started: float = 0.0
     stop_reason: str = ""
     best_epoch: int = 0
     history: list[dict] = field(default_factory=list)
@@ -77,67 +91,67 @@ def standard_hooks(recipe, started: float | None = None) -> list[Hook]:
     return hooks
 
 
+def parallel_strategy(requested: str, world: World) -> str:
+    if requested == "fsdp":
+        return "fsdp"
+    return "ddp" if world.parallel else "none"
+
+
 def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0,
-        started: float | None = None) -> Trainer:
+        started: float | None = None, world: World = World()) -> Trainer:
     """Train `model` on `data` as `recipe` says; returns the Trainer with its history.
 
     `started` (a time.perf_counter() value) is when the whole command began; time to target counts from it.
+    A hook may restore a checkpoint in `on_fit_start` (see run/checkpoints.py): the loop then goes on
+    from the restored epoch and step.
     """
     spec = recipe.train
     loss_fn = build_loss(recipe.loss, data.task)
     metrics = metric_names(recipe.metrics, data.task)
     metrics = [m for m in metrics if m != "confusion_matrix"]  # per-epoch logs stay scalar
-    optimizer = build_optimizer(model, recipe.optimizer)
     device = next(model.parameters()).device
-    train_x, train_y = data.train.x.to(device), data.train.y.to(device)
-    batches = Batches(train_x, train_y, spec.batch_size, spec.shuffle, seed,
-                      full_batch=recipe.optimizer.name in FULL_BATCH, bucketing=spec.bucketing)
+    warn_about_precision(spec.precision, device)
+    strategy = parallel_strategy(spec.strategy, world)
+    net = wrap(model, strategy, world, device)
+    optimizer = build_optimizer(model, recipe.optimizer)  # after wrap: with FSDP its parameters are the shards
+    if spec.compile:
+        net = Compiled(net)
+    batches = Batches(data.train.x.to(device), data.train.y.to(device), spec.batch_size, spec.shuffle, seed,
+                      full_batch=recipe.optimizer.name in FULL_BATCH, bucketing=spec.bucketing,
+                      accumulate=spec.accumulate, world=world)
     monitor = monitor_of(recipe)
     schedule = Schedule(optimizer, recipe.schedule, batches.steps_per_epoch, spec.epochs,
                         "min" if lower_is_better(monitor) else "max")
-    trainer = Trainer(model, data, recipe, optimizer, schedule, batches, metrics,
-                      standard_hooks(recipe, started) + list(extra_hooks))
-    weights = penalized_weights(model)
-    reg = recipe.regularization
-    n_train = len(train_y)
-    unscale = data.preprocessor.unscale if data.task == "regression" else None
+    trainer = Trainer(model, net, data, recipe, optimizer, schedule, grad_scaler(spec.precision, device), batches,
+                      metrics, standard_hooks(recipe, started) + list(extra_hooks), world, strategy)
+    step = Step(trainer, loss_fn, penalized_weights(model), device)
+    n_train = len(data.train)
 
-    trainer.call("on_fit_start")
-    for epoch in range(1, spec.epochs + 1):
-        trainer.epoch = epoch
-        model.train()
-        started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for chunks in batches.epoch():
-            optimizer.zero_grad(set_to_none=True)
-            step_size = sum(len(y) for _, y in chunks)
-            step_loss = torch.zeros((), device=device)
-            for x, y in chunks:
-                # Scaled so that summed chunk gradients equal the gradient of the mean over the step.
-                loss = loss_fn(model(x), y) * (len(y) / step_size)
-                loss.backward()
-                step_loss += loss.detach()
-            extra = penalty(weights, reg.l1, reg.l2)
-            if extra is not None:
-                extra.backward()
-            value = float(step_loss)
-            if not math.isfinite(value) or (extra is not None and not math.isfinite(float(extra.detach()))):
-                error = NonFiniteLoss(epoch, trainer.step + 1, value)
-                error.last_good = next(h for h in trainer.hooks if isinstance(h, LastGoodWeights))
-                raise error
-            optimizer.step()
-            schedule.after_step()
+    trainer.call("on_fit_start")  # may restore a checkpoint
+    first_epoch, skip = max(trainer.epoch, 1), trainer.epoch_step
+    if skip >= batches.steps_per_epoch:  # the checkpoint was taken at the end of an epoch
+        first_epoch, skip = trainer.epoch + 1, 0
+    for epoch in range(first_epoch, spec.epochs + 1):
+        trainer.epoch, trainer.epoch_step = epoch, skip
+        trainer.epoch_loss = torch.tensor(trainer.resumed_loss if skip else 0.0, device=device, dtype=torch.float64)
+        trainer.epoch_started, trainer.in_epoch = time.perf_counter(), True
+        net.train()
+        for chunks, rows in batches.epoch(epoch, skip):
+            value = step(chunks, rows)
             trainer.step += 1
-            trainer.samples_seen += step_size
-            loss_sum += step_loss * step_size
+            trainer.epoch_step += 1
+            trainer.samples_seen += rows
             trainer.call("on_step_end", value)
-        trainer.train_seconds += time.perf_counter() - started
+        skip = 0
+        trainer.in_epoch = False
+        trainer.train_seconds += time.perf_counter() - trainer.epoch_started
 
         # End of epoch: score validation, log, let hooks decide whether to stop.
-        record = {"epoch": epoch, "step": trainer.step, "train_loss": float(loss_sum) / n_train,
-                  "lr": schedule.lr, "grad_norm": grad_norm(model)}
+        train_loss = float(all_sum(trainer.epoch_loss, world)) / n_train
+        record = {"epoch": epoch, "step": trainer.step, "train_loss": train_loss, "lr": schedule.lr,
+                  "grad_norm": grad_norm(model)}
         if data.val is not None:
-            val = score_split(model, data.val, data.task, loss_fn, metrics, data.output_dim, unscale)
+            val = score(trainer, data.val, loss_fn)
             record.update({f"val_{k}": v for k, v in val.items()})
         record["seconds"] = trainer.train_seconds
         schedule.after_epoch(record.get(monitor))
@@ -151,10 +165,76 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
     return trainer
 
 
+class Step:
+    """One optimizer step over a list of (x, y, weight) chunks: forward, backward, clip, step."""
+
+    def __init__(self, trainer: Trainer, loss_fn, penalized: list[torch.Tensor], device: torch.device) -> None:
+        self.t, self.loss_fn, self.penalized = trainer, loss_fn, penalized
+        self.reg, self.spec = trainer.recipe.regularization, trainer.recipe.train
+        self.precision = autocast(self.spec.precision, device)
+        inner = trainer.net.eager if isinstance(trainer.net, Compiled) else trainer.net
+        self.ddp = inner if trainer.strategy == "ddp" else None
+        self.device = device
+
+    def __call__(self, chunks: list[tuple[torch.Tensor, torch.Tensor, float]], rows: int) -> float:
+        """Returns this worker's loss for the step (the step's mean loss when it works alone)."""
+        t = self.t
+        t.optimizer.zero_grad(set_to_none=True)
+        data_loss = torch.zeros((), device=self.device)
+        extra = None
+        for i, (x, y, weight) in enumerate(chunks):
+            last = i == len(chunks) - 1
+            with self.sync(last), self.precision:
+                # weighted so that the chunks' gradients add up to that of the mean over the step's rows
+                loss = self.loss_fn(t.net(x).float(), y) * weight
+            data_loss += loss.detach()
+            if last:
+                # the penalty joins the last backward pass: DDP syncs each gradient once per pass
+                extra = penalty(self.penalized, self.reg.l1, self.reg.l2)
+                if extra is not None:
+                    loss = loss + extra
+            t.scaler.scale(loss).backward()
+        value = float(data_loss)
+        if not math.isfinite(value) or (extra is not None and not math.isfinite(float(extra.detach()))):
+            error = NonFiniteLoss(t.epoch, t.step + 1, value)
+            error.last_good = next(h for h in t.hooks if isinstance(h, LastGoodWeights))
+            raise error
+        if self.spec.clip_grad_norm:
+            t.scaler.unscale_(t.optimizer)
+            torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.spec.clip_grad_norm)
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.schedule.after_step()
+        t.epoch_loss += data_loss * (rows / t.world.size)  # this worker's part of the step's summed loss
+        return value
+
+    def sync(self, last: bool):
+        """DDP all-reduces gradients on the last chunk of a step only (accumulation skips the others)."""
+        if last or self.ddp is None:
+            return contextlib.nullcontext()
+        return self.ddp.no_sync()
+
+
+def score(trainer: Trainer, split, loss_fn) -> dict:
+    """Validation metrics; with several workers each scores its share and the outputs are gathered."""
+    data, world, model = trainer.data, trainer.world, trainer.model
+    unscale = data.preprocessor.unscale if data.task == "regression" else None
+    if world.size == 1:
+        scores = outputs_of(model, split.x)
+    else:
+        parts = torch.tensor_split(torch.arange(len(split)), world.size)
+        mine = parts[world.rank]
+        # equal row counts on every worker: an FSDP forward is a collective, so all must make the same calls
+        rows = torch.cat([mine, parts[0][: len(parts[0]) - len(mine)]])
+        scores = gather_rows(outputs_of(model, split.x[rows])[: len(mine)], [len(p) for p in parts], world)
+    return score_outputs(scores, split.y, data.task, loss_fn, trainer.metrics, data.output_dim, unscale)
+
+
 def grad_norm(model: nn.Module) -> float:
     """L2 norm of all gradients from the last step."""
-    grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(grads).norm()) if grads else 0.0
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    norms = [n.full_tensor() if hasattr(n, "full_tensor") else n for n in norms]  # FSDP: norms of shards
+    return float(torch.stack(norms).norm()) if norms else 0.0
 
 
 def time_to_target(trainer: Trainer) -> dict | None:

@@ -1,0 +1,68 @@
+"""`honed train --nproc N`: start N workers through torchrun (torch.distributed.run) on this machine.
+
+With several machines, run the same command on each, with `--nnodes`, its own `--node-rank`
+and the same `--rdzv-endpoint HOST:PORT` (or `--master-addr/--master-port` of machine 0).
+Every worker runs `honed train` with the remaining arguments; torchrun sets RANK,
+WORLD_SIZE and LOCAL_RANK, and stops every worker when one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from honed.errors import UserError
+
+LAUNCHER_FLAGS = {"--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--master-addr", "--master-port"}
+
+
+def torchrun_command(args, argv: list[str]) -> list[str]:
+    """The torchrun command line that runs this `honed train` on N workers."""
+    if args.nproc < 1 or args.nnodes < 1:
+        raise UserError(f"--nproc {args.nproc} / --nnodes {args.nnodes}: both must be at least 1")
+    if not 0 <= args.node_rank < args.nnodes:
+        raise UserError(f"--node-rank {args.node_rank}: must be between 0 and --nnodes - 1 = {args.nnodes - 1}")
+    if args.nnodes > 1 and not (args.rdzv_endpoint or args.master_addr):
+        raise UserError(f"--nnodes {args.nnodes}: give every machine the same --rdzv-endpoint HOST:PORT "
+                        "(or --master-addr of machine 0)")
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc}",
+               f"--nnodes={args.nnodes}"]
+    if args.rdzv_endpoint:
+        command += ["--rdzv-backend=c10d", f"--rdzv-endpoint={args.rdzv_endpoint}", f"--node-rank={args.node_rank}"]
+    elif args.master_addr:
+        command += [f"--master-addr={args.master_addr}", f"--master-port={args.master_port}",
+                    f"--node-rank={args.node_rank}"]
+    else:
+        command += ["--standalone"]
+    return command + ["-m", "honed"] + worker_argv(argv)
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """The command's own arguments without the launcher's flags (and their values)."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        flag = item.split("=", 1)[0]
+        if flag in LAUNCHER_FLAGS:
+            skip = "=" not in item
+            continue
+        kept.append(item)
+    return kept
+
+
+def worker_env(nproc: int, started: float) -> dict[str, str]:
+    """Split this machine's cores between the workers (torchrun's own default is 1 thread each)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env["HONED_STARTED_AT"] = str(time.time() - (time.perf_counter() - started))  # workers time from here
+    return env
+
+
+def torchrun(args, argv: list[str], started: float) -> int:
+    """Launch and wait; the exit code is torchrun's (non-zero when any worker failed)."""
+    command = torchrun_command(args, argv)
+    return subprocess.run(command, env=worker_env(args.nproc, started)).returncode
