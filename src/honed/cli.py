@@ -119,7 +119,11 @@ def cmd_train(args) -> int:
     if args.nproc and "WORLD_SIZE" not in os.environ:
         from honed.launch import torchrun
 
-        return torchrun(args, sys.argv[1:] if args.argv is None else args.argv, STARTED)
+        if recipe is None:
+            from honed.run import RECIPE
+
+            recipe = load_recipe(Path(args.resume) / RECIPE)
+        return torchrun(args, sys.argv[1:] if args.argv is None else args.argv, STARTED, recipe.train.device)
     import honed
 
     quiet = args.quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))

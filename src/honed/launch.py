@@ -62,7 +62,17 @@ def worker_env(nproc: int, started: float) -> dict[str, str]:
     return env
 
 
-def torchrun(args, argv: list[str], started: float) -> int:
+def check_gpus(nproc: int, device: str) -> None:
+    """On GPUs each worker needs its own: say so before starting any."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        raise UserError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s), one per worker; "
+                        "use fewer workers, or --set train.device=cpu for CPU workers")
+
+
+def torchrun(args, argv: list[str], started: float, device: str = "auto") -> int:
     """Launch and wait; the exit code is torchrun's (non-zero when any worker failed)."""
     command = torchrun_command(args, argv)
+    check_gpus(args.nproc, device)
     return subprocess.run(command, env=worker_env(args.nproc, started)).returncode

@@ -15,7 +15,19 @@ MODULES = ("torch._dynamo", "torchmetrics.functional.classification", "torchmetr
            "matplotlib.figure")
 
 
+_running: threading.Thread | None = None
+
+
+def finish() -> None:
+    """Wait for the background imports: code about to import torch's compiler stack calls this first,
+    because two threads importing intertwined modules can deadlock on Python's import locks."""
+    if _running is not None:
+        _running.join()
+
+
 def start(modules: tuple[str, ...] = MODULES) -> threading.Thread:
+    global _running
+
     def run() -> None:
         for name in modules:
             try:
@@ -25,4 +37,5 @@ def start(modules: tuple[str, ...] = MODULES) -> threading.Thread:
 
     thread = threading.Thread(target=run, name="honed-warmup", daemon=True)
     thread.start()
+    _running = thread
     return thread

@@ -31,6 +31,17 @@ def test_jsonl_and_custom_columns(tmp_path):
     assert bundle.task == "binary" and bundle.labels == ["0", "1"]
 
 
+def test_compressed_tables_read_like_plain_ones(tmp_path):
+    frame = pd.DataFrame({"text": ["good", "bad", "fine", "poor"] * 5, "label": [1, 0, 1, 0] * 5})
+    frame.to_csv(tmp_path / "d.csv.gz", index=False)
+    frame.to_json(tmp_path / "d.jsonl.xz", orient="records", lines=True)
+    for name in ("d.csv.gz", "d.jsonl.xz"):
+        bundle = build_data(text_spec(tmp_path / name))
+        assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 20
+    with pytest.raises(UserError, match="unsupported file type '.txt'"):
+        build_data(text_spec(tmp_path / "d.txt.gz")) if (tmp_path / "d.txt.gz").write_text("x") else None
+
+
 def test_text_errors(tmp_path, text_csvs):
     train, _ = text_csvs
     with pytest.raises(UserError, match="column 'body' is not in"):

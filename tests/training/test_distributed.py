@@ -21,10 +21,10 @@ RECIPE = {
     "name": "ddp", "seed": 1,
     "data": {"source": "sklearn", "name": "digits"},
     "model": {"name": "mlp", "hidden": [32]},
-    "optimizer": {"name": "adam", "lr": 0.01},
+    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},  # unlike Adam, SGD would show a summed gradient
     "schedule": {"name": "linear"},
     "regularization": {"l2": 1e-4},
-    "train": {"epochs": 2, "batch_size": 53, "accumulate": 2},
+    "train": {"epochs": 2, "batch_size": 53, "accumulate": 2, "device": "cpu"},  # CPU workers even beside a GPU
 }
 
 

@@ -14,6 +14,15 @@ READERS = {
     ".json": lambda pd, p: pd.read_json(p, lines=True),
     ".parquet": lambda pd, p: pd.read_parquet(p),
 }
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")  # pandas decompresses these by their suffix
+
+
+def table_kind(p: Path) -> str:
+    """The file type of `p`, looking through a compression suffix: data.csv.gz -> .csv."""
+    suffixes = [s.lower() for s in p.suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in COMPRESSED and suffixes[-2] != ".parquet":
+        return suffixes[-2]
+    return p.suffix.lower()
 
 
 def read_table(path: str | Path, key: str):
@@ -23,9 +32,11 @@ def read_table(path: str | Path, key: str):
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"{key} = {str(path)!r}: file not found")
-    reader = READERS.get(p.suffix.lower())
+    kind = table_kind(p)
+    reader = READERS.get(kind)
     if reader is None:
-        raise UserError(f"{key} = {str(path)!r}: unsupported file type {p.suffix!r}; allowed: {', '.join(READERS)}")
+        raise UserError(f"{key} = {str(path)!r}: unsupported file type {kind!r}; allowed: {', '.join(READERS)}"
+                        f" (CSV, TSV and JSON lines may be compressed: {', '.join(COMPRESSED)})")
     try:
         frame = reader(pd, p)
     except ImportError as e:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from honed.data.files import READERS, read_table, require_columns
+from honed.data.files import READERS, read_table, require_columns, table_kind
 from honed.errors import UserError
 
 
@@ -33,7 +33,7 @@ def read_texts(inputs, text_column: str) -> list[str]:
         require_columns(inputs, [text_column], "the input", "--input")
         return inputs[text_column].fillna("").astype(str).tolist()
     path = Path(inputs)
-    if path.suffix.lower() in READERS:
+    if table_kind(path) in READERS:
         frame = read_table(path, "--input")
         require_columns(frame, [text_column], str(path), "--input")
         return frame[text_column].fillna("").astype(str).tolist()

@@ -9,6 +9,8 @@ import os
 import torch
 from torch import nn
 
+from honed import warmup
+
 log = logging.getLogger("honed")
 
 BACKEND = "inductor"  # torch.compile's default; tests swap in "eager" to skip the C++ build
@@ -49,6 +51,7 @@ class Compiled(nn.Module):
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
+        warmup.finish()
         self.eager = module
         self.compiled = torch.compile(module, backend=BACKEND)
         self.checked = False
@@ -76,6 +79,7 @@ def deterministic(on: bool):
     if not on:
         yield
         return
+    warmup.finish()  # use_deterministic_algorithms imports torch._inductor
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
               torch.backends.cudnn.benchmark)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic

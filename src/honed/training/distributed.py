@@ -149,12 +149,15 @@ def wrap(model: nn.Module, strategy: str, world: World, device: torch.device) ->
     if not world.parallel and strategy != "fsdp":
         return model
     if strategy == "fsdp":
+        from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
+        # the mesh names the workers' device type: CPU workers on a machine with GPUs shard over gloo
+        mesh = init_device_mesh(device.type, (dist.get_world_size(),))
         for module in model.modules():
             if module is not model and isinstance(module, SHARDED_UNITS):
-                fully_shard(module)
-        fully_shard(model)
+                fully_shard(module, mesh=mesh)
+        fully_shard(model, mesh=mesh)
         return model
     from torch.nn.parallel import DistributedDataParallel
 
