@@ -56,6 +56,16 @@ def test_a_bundled_recipe_runs_by_name(tmp_path):
     (["train", "linear_regression", "--set", "data.path=missing.csv", "--set", "data.target=y"], ["data.path", "missing.csv", "not found"]),
     (["train", "linear_regression", "--set", "optimizer.lr=1e9", "--set", "train.epochs=50"], ["loss became", "epoch", "step", "last good weights"]),
     (["evaluate", "not_a_run"], ["run directory not found"]),
+    (["train"], ["needs a recipe, or --resume"]),
+    (["train", "linear_regression", "--resume", "runs/x"], ["not both"]),
+    (["train", "--resume", "runs/x", "--set", "train.epochs=3"], ["--set and --out cannot change it"]),
+    (["train", "--resume", "no_such_run"], ["--resume no_such_run", "not a honed run directory"]),
+    (["train", "linear_regression", "--nproc", "2", "--nnodes", "2"], ["--nnodes 2", "--rdzv-endpoint"]),
+    (["train", "linear_regression", "--set", "train.strategy=fsdp", "--set", "regularization.l2=0.1"],
+     ["regularization.l2", "fsdp", "weight_decay"]),
+    (["train", "linear_regression", "--set", "optimizer.name=gd", "--set", "train.accumulate=4"],
+     ["train.accumulate", "gd"]),
+    (["train", "linear_regression", "--set", "train.precision=fp8"], ["train.precision", "'fp8'", "bf16-mixed"]),
     (["predict", "not_a_run", "--input", "x.csv"], ["run directory not found"]),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, words, tmp_path):

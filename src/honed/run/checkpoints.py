@@ -17,7 +17,6 @@ reported and skipped in favour of the newest good one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import shutil
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from honed.digest import file_digest
 from honed.errors import UserError
 from honed.run.files import atomic_write, read_json, write_json
 from honed.training.hooks import Hook
@@ -87,11 +87,7 @@ def manifests(folder: Path) -> list[Path]:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def load_latest(run_dir: Path) -> dict:
