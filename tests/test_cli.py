@@ -67,6 +67,16 @@ def test_a_bundled_recipe_runs_by_name(tmp_path):
      ["train.accumulate", "gd"]),
     (["train", "linear_regression", "--set", "train.precision=fp8"], ["train.precision", "'fp8'", "bf16-mixed"]),
     (["predict", "not_a_run", "--input", "x.csv"], ["run directory not found"]),
+    (["lr-find", "linear_regression", "--min-lr", "1", "--max-lr", "0.1"], ["--min-lr 1", "need 0 < min-lr < max-lr"]),
+    (["tune", "linear_regression", "--budget", "0"], ["--budget 0", "positive"]),
+    (["tune", "linear_regression", "--budget", "10", "--storage", "sqlite:////no/such/dir/s.db"],
+     ["--storage sqlite:////no/such/dir/s.db", "cannot open"]),
+    (["tune", "linear_regression", "--budget", "10", "--storage", "nosuchdb://x"], ["--storage nosuchdb://x", "cannot open"]),
+    (["tune", "linear_regression", "--budget", "10", "--storage", "postgresql://u:p@127.0.0.1:1/db"],
+     ["--storage postgresql://u:p@127.0.0.1:1/db", "cannot open"]),
+    (["tune", "linear_regression", "--budget", "10", "--pruner", "median"], ["--pruner 'median'", "hyperband"]),
+    (["compare", "linear_regression", "--vary", "optimizer.nme=gd,sgd"], ["--vary optimizer.nme", "optimizer.name"]),
+    (["compare", "not_a_run", "other_run"], ["not_a_run", "not a finished honed run"]),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, words, tmp_path):
     result = run_cli(*args)
@@ -97,3 +107,28 @@ def test_missing_column_and_wrong_label_count(tmp_path):
 def test_debug_shows_the_traceback():
     result = run_cli("--debug", "train", "nope.yaml")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("search, words", [
+    ("optimizer.lrr: {loguniform: [0.0001, 0.1]}", ["unknown parameter 'optimizer.lrr'", "did you mean 'optimizer.lr'"]),
+    ("optimizer.lr: {uniform: [0.1, 0.01]}", ["search.optimizer.lr", "is empty"]),
+])
+def test_bad_search_spaces_exit_2_with_one_line(search, words, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((RECIPES / "linear_regression.yaml").read_text() + f"search:\n  {search}\n")
+    result = run_cli("tune", str(recipe), "--budget", "10", "--out", str(tmp_path / "t"))
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr
+    assert not (tmp_path / "t").exists()  # nothing half-made
+
+
+def test_lr_find_prints_a_rate_and_applies_it(tmp_path):
+    result = run_cli("lr-find", "linear_regression", "--out", str(tmp_path / "f"), "--apply", str(tmp_path / "r.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "suggested optimizer.lr:" in result.stdout
+    rate = float(result.stdout.split("suggested optimizer.lr:")[1].split()[0])
+    from honed.recipe import load_recipe
+
+    assert load_recipe(tmp_path / "r.yaml").optimizer.lr == pytest.approx(rate, rel=1e-2)

@@ -3,6 +3,7 @@
     import honed
     run = honed.train("recipes/linear_regression.yaml", ["optimizer.lr=0.05"])
     honed.predict(run.path, "new_rows.csv")
+    honed.lr_find(recipe) · honed.tune(recipe, budget=300) · honed.compare(recipe, ["optimizer.name=sgd,adam"])
 
 Attributes load lazily, so `honed --help` and recipe errors answer without importing torch.
 """
@@ -10,7 +11,8 @@ Attributes load lazily, so `honed --help` and recipe errors answer without impor
 __version__ = "0.1.0"
 
 _API = {"train", "resume", "evaluate", "predict", "load_run", "Run"}
-__all__ = sorted(_API | {"load_recipe", "Recipe", "UserError", "__version__"})
+_TUNING = {"lr_find", "tune", "compare", "compare_runs"}
+__all__ = sorted(_API | _TUNING | {"load_recipe", "Recipe", "UserError", "__version__"})
 
 
 def __getattr__(name: str):
@@ -18,6 +20,10 @@ def __getattr__(name: str):
         from honed import api
 
         return getattr(api, name)
+    if name in _TUNING:
+        from honed import tuning
+
+        return getattr(tuning, name)
     if name in ("load_recipe", "Recipe"):
         from honed import recipe
 

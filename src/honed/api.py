@@ -41,14 +41,15 @@ class Run:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out: str | Path | None = None,
-          quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
+          quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = (), score_test: bool = True) -> Run:
     """Preprocess, build, train, evaluate on the test split, and write the run directory.
 
     `hooks` join the training loop after honed's own (see honed.training.hooks.Hook).
+    `score_test=False` leaves the test split untouched (searches choose on validation only).
     Under torchrun every worker calls this; the main worker writes the run directory.
     """
     started = time.perf_counter() if started is None else started
-    return _train(load_recipe(recipe, overrides), out, quiet, started, list(hooks))
+    return _train(load_recipe(recipe, overrides), out, quiet, started, list(hooks), score_test=score_test)
 
 
 def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
@@ -63,7 +64,8 @@ def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None
     return _train(load_recipe(path / run_stage.RECIPE), path, quiet, started, list(hooks), state)
 
 
-def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None) -> Run:
+def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None,
+           score_test: bool = True) -> Run:
     warmup.start()
     spec = recipe.train
     if spec.threads:
@@ -71,13 +73,13 @@ def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], 
     world, device = distributed.start(pick_device(spec.device), spec.strategy)
     try:
         with deterministic(spec.deterministic):
-            return _train_worker(recipe, out, quiet, started, hooks, state, world, device)
+            return _train_worker(recipe, out, quiet, started, hooks, state, world, device, score_test)
     finally:
         distributed.stop()
 
 
 def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None,
-                  world: distributed.World, device: torch.device) -> Run:
+                  world: distributed.World, device: torch.device, score_test: bool = True) -> Run:
     seed_everything(recipe.seed)
     bundle = _build_data(recipe, world)
     shape = Shape(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape)
@@ -104,7 +106,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
         distributed.barrier(world)
         return Run(run_dir, {}, model)
     run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
-    summary = _summarize(recipe, bundle, model, trainer, started, device)
+    summary = _summarize(recipe, bundle, model, trainer, started, device, score_test)
     run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name, best_epoch=trainer.best_epoch)
     summary["total_seconds"] = time.perf_counter() - started
     run_stage.write_summary(run_dir, summary)
@@ -133,7 +135,8 @@ def _start_run_dir(recipe: Recipe, out, bundle, shape: Shape) -> Path:
     return run_dir
 
 
-def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started: float, device) -> dict:
+def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started: float, device,
+               score_test: bool = True) -> dict:
     loss_fn = build_loss(recipe.loss, bundle.task)
     names = metric_names(recipe.metrics, bundle.task)
     if bundle.task != "regression" and "confusion_matrix" not in names:
@@ -145,7 +148,7 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
         "name": recipe.name,
         "task": bundle.task,
         "labels": bundle.labels,
-        "test": score(bundle.test),
+        "test": score(bundle.test) if score_test else {},
         "val": score(bundle.val) if bundle.val is not None else {},
         "train_seconds": trainer.train_seconds,
         "total_seconds": time.perf_counter() - started,

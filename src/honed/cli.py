@@ -79,6 +79,40 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", required=True, help="CSV/JSONL/Parquet with the training columns, or texts one per line")
     pr.add_argument("--output", help="CSV to write (default: print to stdout)")
 
+    lf = sub.add_parser("lr-find", help="learning-rate range test: plot loss against rate, suggest a rate")
+    lf.add_argument("recipe", help="recipe file or bundled recipe name")
+    lf.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    lf.add_argument("--min-lr", type=float, default=1e-6, help="first rate of the sweep (default 1e-6)")
+    lf.add_argument("--max-lr", type=float, default=10.0, help="last rate of the sweep (default 10)")
+    lf.add_argument("--steps", type=int, default=100, help="optimizer steps in the sweep (default 100)")
+    lf.add_argument("--seeds", type=int, default=2, help="sweeps with different seeds; their agreement is the "
+                    "confidence (default 2)")
+    lf.add_argument("--out", help="folder for lr_find.png and lr_find.json (default runs/<recipe>-lr-find-<time>)")
+    lf.add_argument("--apply", nargs="?", const="", metavar="RECIPE_OUT",
+                    help="write the recipe with optimizer.lr set to the suggestion (default <out>/recipe.yaml)")
+
+    tu = sub.add_parser("tune", help="search the recipe's settings with Optuna within a time budget")
+    tu.add_argument("recipe", help="recipe file or bundled recipe name (its search: section is the space)")
+    tu.add_argument("--budget", type=float, required=True, metavar="SECONDS", help="wall-clock seconds for the search")
+    tu.add_argument("--trials", type=int, help="stop once the study holds this many trials (all processes together)")
+    tu.add_argument("--storage", metavar="URL", help="Optuna database URL shared by several processes "
+                    "(default sqlite in --out), e.g. postgresql://user:pw@host/db")
+    tu.add_argument("--study", metavar="NAME", help="study name (default the recipe's name)")
+    tu.add_argument("--out", help="report folder (default runs/<recipe>-tune-<time>)")
+    tu.add_argument("--metric", help="validation metric to optimize (default: early stopping's monitor, "
+                    "else accuracy for classes, loss for regression)")
+    tu.add_argument("--pruner", default="hyperband", help="hyperband (default), halving or none")
+    tu.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    cp = sub.add_parser("compare", help="variants of a recipe, or finished runs, side by side (HTML report)")
+    cp.add_argument("targets", nargs="+", metavar="RECIPE | RUN_DIR",
+                    help="one recipe with --vary, or two or more run directories")
+    cp.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                    help="a recipe key and its values; several --vary make a grid")
+    cp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cp.add_argument("--metric", help="validation metric to plot (default accuracy, else mse, else loss)")
+    cp.add_argument("--out", help="report folder (default runs/<recipe>-compare-<time>)")
+
     c = sub.add_parser("cache", help="the preprocessing cache ($HONED_CACHE)")
     c.add_argument("action", choices=["clear", "info"])
 
@@ -149,6 +183,78 @@ def launcher_started() -> float:
     return time.perf_counter() - (time.time() - float(launched)) if launched else STARTED
 
 
+def cmd_lr_find(args) -> int:
+    import honed
+
+    recipe = resolve_recipe(args.recipe)
+    finding, out = honed.lr_find(recipe, args.overrides, args.min_lr, args.max_lr, args.steps, args.seeds,
+                                 args.out)
+    if finding.suggestion is None:
+        print(f"no suggestion: {'; '.join(finding.notes)} (see {out / 'lr_find.png'})")
+        return 1
+    agree = f", seeds agree within {finding.agreement:.2f}x" if finding.agreement else ""
+    print(f"suggested optimizer.lr: {finding.suggestion:.3g} ({finding.confidence} confidence{agree})")
+    for note in finding.notes:
+        print(f"note: {note}")
+    print(f"plot: {out / 'lr_find.png'}")
+    if args.apply is not None:
+        from honed.recipe import dump_recipe, load_recipe
+        from honed.run import write_text
+
+        target = Path(args.apply) if args.apply else out / "recipe.yaml"
+        write_text(target, dump_recipe(load_recipe(recipe, args.overrides + [f"optimizer.lr={finding.suggestion:.4g}"])))
+        print(f"recipe with this rate: {target}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    import honed
+
+    result = honed.tune(resolve_recipe(args.recipe), args.overrides, args.budget, args.trials, args.storage,
+                        args.study, args.out, args.metric, args.pruner, started=STARTED)
+    show_table([{"rank": r["rank"], "trial": r["trial"], "state": r["state"], "value": r["value"],
+                 "epochs": r["epochs"], "s": r["seconds"],
+                 "params": ", ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}" for k, v in r["params"].items())}
+                for r in result.leaderboard[:15]], f"study {result.study}: {result.summary['tune']['metric']}")
+    best = result.best
+    test = {k: round(v, 4) for k, v in result.summary.get("test", {}).items() if isinstance(v, float)}
+    print(f"best: trial {best['trial']} {result.summary['tune']['metric']} {best['value']:.4f}; test {json.dumps(test)}")
+    print(f"recipe: {result.out / 'best.yaml'}   report: {result.out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    import honed
+    from honed.errors import UserError
+
+    if args.vary:
+        if len(args.targets) != 1:
+            raise UserError("compare with --vary takes one recipe")
+        result = honed.compare(resolve_recipe(args.targets[0]), args.vary, args.overrides, args.out, args.metric)
+    else:
+        if args.overrides:
+            raise UserError("--set applies to a recipe with --vary; finished runs are compared as they are")
+        result = honed.compare_runs(args.targets, args.out, metric=args.metric)
+    tests = [f"test {m}" for m in ("accuracy", "f1", "auroc", "mse", "r2") if f"test {m}" in result.rows[0]]
+    keep = ["run", "epochs", result.metric, *tests[:3], "time to target s", "s per epoch", "stopped"]
+    show_table([{k: r.get(k) for k in keep} for r in result.rows], f"compare: {result.metric}")
+    print(f"report: {result.out / 'compare.html'}")
+    return 0
+
+
+def show_table(rows: list[dict], title: str) -> None:
+    """A rich table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in rows[0] if rows else []:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()])
+    Console(width=160).print(table)
+
+
 def cmd_evaluate(args) -> int:
     import honed
 
@@ -194,4 +300,5 @@ def cmd_cache(args) -> int:
     return 0
 
 
-COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes}
+COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "recipes": cmd_recipes, "lr-find": cmd_lr_find, "tune": cmd_tune, "compare": cmd_compare}

@@ -7,9 +7,10 @@ each registry elsewhere must provide exactly these names (a test checks it).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import builtins
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb"]
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
@@ -201,6 +202,39 @@ class TrainSpec(Section):
         return self
 
 
+class Domain(Section):
+    """One searched recipe key for `honed tune`: exactly one of the ranges below."""
+
+    loguniform: Optional[tuple[float, float]] = Field(None, description="a float drawn on a log scale, low > 0")
+    uniform: Optional[tuple[float, float]] = Field(None, description="a float drawn uniformly")
+    int: Optional[tuple[builtins.int, builtins.int]] = Field(None, description="an integer in [low, high]")
+    log: bool = Field(False, description="int: draw on a log scale")
+    step: Optional[float] = Field(None, gt=0, description="uniform/int: spacing of the values")
+    choice: Optional[list[Any]] = Field(None, description="one of these values (numbers, names, lists)")
+
+    @model_validator(mode="after")
+    def _one_range(self) -> "Domain":
+        given = [k for k in ("loguniform", "uniform", "int", "choice") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of loguniform, uniform, int, choice "
+                             f"(got {', '.join(given) or 'none'})")
+        kind = given[0]
+        if kind == "choice" and not self.choice:
+            raise ValueError("choice is empty: list at least one value")
+        if kind != "choice":
+            low, high = getattr(self, kind)
+            if not low < high:
+                raise ValueError(f"{kind} range [{low}, {high}] is empty: low must be below high")
+            if (kind == "loguniform" or self.log) and low <= 0:
+                raise ValueError(f"{kind} on a log scale needs low > 0 (got {low})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler) -> dict:
+        # written back as the user wrote it: {loguniform: [a, b]}, not every unset field
+        return {k: v for k, v in handler(self).items() if v is not None and not (k == "log" and v is False)}
+
+
 class Recipe(Section):
     """A whole run: data, model, loss, optimizer, schedule, regularization, training."""
 
@@ -214,6 +248,17 @@ class Recipe(Section):
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     metrics: list[MetricName] = Field(default_factory=list, description="default: mse, rmse, mae, r2 for regression; accuracy, precision, recall, f1, auroc for classes")
+    search: dict[str, Domain] = Field(default_factory=dict, description="honed tune: recipe keys to search, "
+                                      "e.g. optimizer.lr: {loguniform: [1e-4, 1e-1]} (empty: a default space)")
+
+    @field_validator("search")
+    @classmethod
+    def _search_keys_exist(cls, v: dict) -> dict:
+        for key in v:
+            problem = setting_problem(key)
+            if problem:
+                raise ValueError(problem)
+        return v
 
     @model_validator(mode="after")
     def _bag_only_options(self) -> "Recipe":
@@ -243,3 +288,35 @@ class Recipe(Section):
         if not v or any(c in v for c in "/\\") or v.startswith("."):
             raise ValueError("name must be a plain word usable in a folder name")
         return v
+
+
+def setting_problem(key: str) -> str | None:
+    """Why `key` (dotted, e.g. optimizer.lr) is not a recipe setting a search can vary; None if it is."""
+    from honed.errors import did_you_mean
+
+    model: Any = Recipe
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields or (i == 0 and part in ("search", "name")):
+            where = ".".join(parts[:i])
+            allowed = [f for f in fields if i or f not in ("search", "name")]
+            full = [f"{where}.{f}" if where else f for f in allowed]
+            return (f"unknown parameter {key!r}{did_you_mean(key, full)}; "
+                    f"{where or 'a recipe'} has: {', '.join(sorted(allowed))}")
+        inner = _section_of(fields[part].annotation)
+        if i == len(parts) - 1:
+            return f"{key!r} is a section, not a setting; name one of its keys" if inner else None
+        if inner is None:
+            return f"unknown parameter {key!r}: {'.'.join(parts[: i + 1])} is a setting, not a section"
+        model = inner
+    return None
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None

@@ -1,0 +1,209 @@
+"""`honed compare`: variants of one recipe, or finished runs, side by side.
+
+    honed compare RECIPE --vary optimizer.name=gd,sgd,adam --vary schedule.name=constant,exponential
+    honed compare RUN_DIR RUN_DIR ...
+
+Variants share the recipe's seed and data; only the varied keys change. The report is
+compare.html (self-contained, the figure embedded), compare.png, compare.csv and compare.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from honed.errors import UserError
+from honed.recipe import load_recipe
+from honed.recipe.load import parse_override
+from honed.recipe.schema import setting_problem
+from honed.run import METRICS, SUMMARY, read_metrics, read_summary, write_json, write_text
+from honed.tuning.plots import plot_comparison
+from honed.tuning.space import apply
+
+log = logging.getLogger("honed")
+
+
+@dataclass
+class Comparison:
+    out: Path
+    rows: list[dict]
+    metric: str
+
+
+def parse_vary(items: list[str]) -> dict[str, list]:
+    """['optimizer.name=gd,sgd'] -> {'optimizer.name': ['gd', 'sgd']} (values read as YAML scalars)."""
+    vary: dict[str, list] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise UserError(f"--vary {item!r} must look like section.key=value1,value2")
+        problem = setting_problem(key)
+        if problem:
+            raise UserError(f"--vary {key}: {problem}")
+        if key in vary:
+            raise UserError(f"--vary {key} is given twice; list all its values in one --vary")
+        vary[key] = [parse_override(f"{key}={v.strip()}")[1] for v in text.split(",")]
+    return vary
+
+
+def variants(vary: dict[str, list]) -> list[dict]:
+    """Every combination of the varied values (the grid)."""
+    keys = list(vary)
+    return [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
+
+
+def label_of(params: dict) -> str:
+    """'optimizer.name=sgd schedule.name=cosine' -> 'optimizer.name=sgd schedule.name=cosine', but
+    'optimizer.lr=0.1 train.epochs=5' -> 'lr=0.1 epochs=5' (short names when they are unambiguous)."""
+    short = [k.split(".")[-1] for k in params]
+    names = short if len(set(short)) == len(short) else list(params)
+    return " ".join(f"{n}={v}" for n, v in zip(names, params.values()))
+
+
+def folder_of(params: dict) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(f"{k}={v}" for k, v in params.items()))
+
+
+def compare(recipe, vary: list[str], overrides=(), out=None, metric: str | None = None) -> Comparison:
+    """Train every variant of the recipe, then compare them."""
+    import honed
+
+    grid = variants(parse_vary(vary))
+    if not grid:
+        raise UserError("compare needs at least one --vary key=value1,value2")
+    base = load_recipe(recipe, list(overrides))
+    recipes = []
+    for params in grid:  # every variant must be valid before any of them trains
+        try:
+            recipes.append(apply(base, params))
+        except UserError as e:
+            raise UserError(f"variant {label_of(params)}: {e}") from None
+    out = Path(out) if out else _default_out(base.name)
+    runs, failed = [], {}
+    for i, (params, variant) in enumerate(zip(grid, recipes), 1):
+        folder = out / "runs" / folder_of(params)
+        log.info(f"compare: variant {i}/{len(grid)}: {label_of(params)}")
+        try:
+            honed.train(variant, out=folder)
+        except UserError as e:  # a diverging variant is a result too
+            failed[str(folder)] = str(e).splitlines()[0]
+            log.info(f"compare: {label_of(params)} failed: {failed[str(folder)]}")
+        runs.append((folder, label_of(params)))
+    return compare_runs([f for f, _ in runs], out, [label for _, label in runs], metric, failed)
+
+
+def compare_runs(run_dirs: list, out=None, labels: list[str] | None = None, metric: str | None = None,
+                 failed: dict[str, str] | None = None) -> Comparison:
+    """Compare finished run directories: curves, final metrics, time to target, time per epoch."""
+    failed = failed or {}
+    paths = [Path(p) for p in run_dirs]
+    labels = labels or _unique_labels(paths)
+    runs = []
+    for path, label in zip(paths, labels):
+        if str(path) in failed:
+            runs.append({"label": label, "path": str(path), "history": read_metrics(path), "summary": {},
+                         "failed": failed[str(path)]})
+            continue
+        if not (path / SUMMARY).is_file() or not (path / METRICS).is_file():
+            raise UserError(f"{path}: not a finished honed run ({SUMMARY} or {METRICS} is missing)")
+        runs.append({"label": label, "path": str(path), "history": read_metrics(path), "summary": read_summary(path)})
+    if len(runs) < 2:
+        raise UserError("compare needs two or more runs (or a recipe and --vary)")
+    key = _metric(metric, runs)
+    out = Path(out) if out else _default_out("runs")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [row_of(run, key) for run in runs]
+    figure = plot_comparison(runs, key, out / "compare.png", f"{len(runs)} runs: {key}")
+    write_text(out / "compare.csv", _csv(rows))
+    write_json(out / "compare.json", {"metric": key, "runs": rows})
+    write_text(out / "compare.html", _html(rows, key, figure))
+    return Comparison(out, rows, key)
+
+
+def row_of(run: dict, key: str) -> dict:
+    """The comparison table's row for one run."""
+    s, history = run["summary"], run["history"]
+    epochs = s.get("epochs_run") or len(history)
+    train_seconds = s.get("train_seconds") or (history[-1]["seconds"] if history else None)
+    target = s.get("time_to_target") or {}
+    row = {
+        "run": run["label"],
+        "epochs": epochs,
+        "best epoch": s.get("best_epoch"),
+        "final train loss": history[-1]["train_loss"] if history else None,
+        key: s.get("val", {}).get(key.removeprefix("val_")) if s else (history[-1].get(key) if history else None),
+    }
+    for name, value in (s.get("test") or {}).items():
+        if isinstance(value, (int, float)):
+            row[f"test {name}"] = value
+    row["time to target s"] = target.get("seconds") if target.get("reached") else None
+    row["s per epoch"] = train_seconds / epochs if train_seconds and epochs else None
+    row["total s"] = s.get("total_seconds")
+    row["stopped"] = run.get("failed") or s.get("stop_reason", "")
+    row["path"] = run["path"]
+    return row
+
+
+def _metric(metric: str | None, runs: list[dict]) -> str:
+    if metric:
+        return metric if metric.startswith("val_") else f"val_{metric}"
+    first = next((r["history"][0] for r in runs if r["history"]), {})
+    return next((k for k in ("val_accuracy", "val_mse", "val_loss") if k in first), "val_loss")
+
+
+def _unique_labels(paths: list[Path]) -> list[str]:
+    names = [p.name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
+def _default_out(name: str) -> Path:
+    return Path("runs") / f"{name}-compare-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _html(rows: list[dict], key: str, figure: Path) -> str:
+    image = base64.b64encode(figure.read_bytes()).decode("ascii")
+    columns = [c for c in _columns(rows) if c != "path"]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_shown(r.get(c)))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>honed compare: {html.escape(key)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child,th:first-child{{text-align:left}}
+img{{max-width:100%}}</style></head>
+<body><h1>honed compare</h1>
+<p>{len(rows)} runs, validation metric <code>{html.escape(key)}</code>; curves by epoch and by training seconds.</p>
+<img alt="learning curves" src="data:image/png;base64,{image}">
+<table><tr>{head}</tr>{body}</table>
+</body></html>
+"""

@@ -1,0 +1,113 @@
+"""What a finished search leaves in its folder.
+
+    leaderboard.csv   every trial: rank, state, validation score, epochs, seconds, values tried
+    best.yaml         the best trial's complete recipe (`honed train best.yaml` reruns it)
+    summary.json      the best trial's run summary, its test metrics, and the study's facts
+    tune.png          optimization history, parameter importance, learning curves of the best trials
+    trials/trial-N/   the best trial's run directory (the others are removed as the search goes)
+    study.db          the Optuna study (SQLite, unless --storage named another database)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+from honed.errors import UserError
+from honed.recipe import Recipe, dump_recipe, load_recipe
+from honed.run import read_summary, write_json, write_summary, write_text
+from honed.tuning.plots import plot_study
+from honed.tuning.space import Space, apply, decode
+
+log = logging.getLogger("honed")
+TOP = 5  # learning curves drawn for this many of the best trials
+ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 2, "FAIL": 3}
+
+
+def leaderboard(study, space: Space, maximize: bool) -> list[dict]:
+    """One row per trial, best first: finished trials by score, then pruned ones by their last score."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        value = t.value if t.state.name == "COMPLETE" else (
+            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+        note = t.user_attrs.get("error") or t.user_attrs.get("stopped") or t.user_attrs.get("origin") or ""
+        params = {k: decode(space[k], v) if k in space else v for k, v in t.params.items()}
+        rows.append({"trial": t.number, "state": t.state.name, "value": value, "epochs": t.user_attrs.get("epochs"),
+                     "seconds": t.user_attrs.get("seconds"), "params": params, "note": note,
+                     "worker": t.user_attrs.get("worker", "")})
+    sign = -1 if maximize else 1
+    rows.sort(key=lambda r: (ORDER.get(r["state"], 2), sign * r["value"] if r["value"] is not None else 0, r["trial"]))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+def leaderboard_csv(rows: list[dict], keys: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["rank", "trial", "state", "value", "epochs", "seconds", *keys, "note", "worker"])
+    for r in rows:
+        writer.writerow([r["rank"], r["trial"], r["state"], r["value"], r["epochs"], r["seconds"],
+                         *[r["params"].get(k, "") for k in keys], r["note"], r["worker"]])
+    return buffer.getvalue()
+
+
+def importances(study) -> dict[str, float]:
+    """Optuna's parameter importances (its default evaluator); empty when too few finished trials differ."""
+    import warnings
+
+    import optuna
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: str, budget: float, started: float):
+    import honed
+    from honed.tuning.tune import TuneResult
+
+    maximize = study.direction.name == "MAXIMIZE"
+    rows = leaderboard(study, space, maximize)
+    write_text(out / "leaderboard.csv", leaderboard_csv(rows, list(space)))
+    counts = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    top = {r["trial"]: r for r in done[:TOP]}
+    curves = {t.number: t.user_attrs.get("curve", []) for t in study.get_trials(deepcopy=False) if t.number in top}
+    plot_study(rows, curves, importances(study) if len(done) > 1 else {}, key, maximize, out / "tune.png",
+               f"{study.study_name}: {len(rows)} trials")
+    if not done:
+        first = next((r["note"] for r in rows if r["state"] == "FAIL"), "")
+        raise UserError(f"no trial finished within the budget of {budget:g} s ({counts['PRUNED']} pruned or cut, "
+                        f"{counts['FAIL']} failed{': ' + first if first else ''}); give a larger --budget, "
+                        f"fewer train.epochs or a smaller space. Trials so far: {out / 'leaderboard.csv'}")
+    best = study.best_trial
+    params = {k: decode(space[k], v) if k in space else v for k, v in best.params.items()}
+    best_recipe = apply(load_recipe(user.model_dump(mode="json") | {"search": {}}), params)
+    write_text(out / "best.yaml", f"# Best trial ({best.number}) of `honed tune` study {study.study_name}: "
+               f"{key} {best.value:.4f}\n# Run:  honed train {out / 'best.yaml'}\n" + dump_recipe(best_recipe))
+    run_dir = Path(best.user_attrs.get("run_dir", ""))
+    summary = {}
+    if (run_dir / "summary.json").is_file():
+        summary = read_summary(run_dir)
+        summary["test"] = honed.evaluate(run_dir)  # the test split, once, for the chosen trial only
+        write_summary(run_dir, summary)
+    else:
+        log.warning(f"the best trial ran on {best.user_attrs.get('worker', 'another worker')}: its run directory "
+                    f"{run_dir} is not here, so its test metrics are not in this report")
+    summary["tune"] = {
+        "study": study.study_name, "storage": url, "metric": key, "direction": study.direction.name.lower(),
+        "best_trial": best.number, "best_value": best.value, "params": params, "best_run": str(run_dir),
+        "trials": counts | {"total": len(rows)}, "budget_seconds": budget,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_json(out / "summary.json", summary)
+    return TuneResult(out, study.study_name, url, {"trial": best.number, "value": best.value, "params": params,
+                                                   "run_dir": str(run_dir)}, rows, summary)
+

@@ -1,0 +1,124 @@
+"""Search spaces: the recipe's `search:` section, or a default one for the model type.
+
+A space maps dotted recipe keys to a `Domain` (loguniform, uniform, int or choice).
+Optuna draws one value per key; `apply` turns the drawn values into a validated recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from honed.errors import UserError
+from honed.recipe import Recipe, load_recipe
+from honed.recipe.load import set_dotted
+from honed.recipe.schema import SPARSE_OPTIMIZERS, Domain
+
+Space = dict[str, Domain]
+
+
+def space_of(recipe: Recipe) -> tuple[Space, bool]:
+    """(the space to search, whether the recipe declared it)."""
+    if recipe.search:
+        return dict(recipe.search), True
+    return default_space(recipe), False
+
+
+def default_space(recipe: Recipe) -> Space:
+    """What is worth searching for this model type when the recipe declares nothing."""
+    model, opt = recipe.model, recipe.optimizer
+    space: Space = {"optimizer.lr": Domain(loguniform=(1e-4, 3e-1))}
+    if opt.name != "gd":
+        names = ["adam", "adamw", "sgd"] if not model.sparse else [n for n in ("adam", "adamw", "sgd")
+                                                                        if n in SPARSE_OPTIMIZERS]
+        space["optimizer.name"] = Domain(choice=names)
+        space["train.batch_size"] = Domain(choice=sorted({32, 64, 128, 256, recipe.train.batch_size}))
+    schedules = ["constant", "cosine"] + ([] if recipe.schedule.warmup_epochs else ["onecycle"])
+    space["schedule.name"] = Domain(choice=schedules)
+    space["optimizer.weight_decay"] = Domain(choice=[0.0, 1e-5, 1e-4, 1e-3, 1e-2])
+    if model.name == "mlp":
+        space["model.hidden"] = Domain(choice=[[32], [64], [128], [64, 64], [128, 64]])
+    elif model.name == "bag":
+        space["model.embedding_dim"] = Domain(choice=[16, 32, 64])
+        space["model.hidden"] = Domain(choice=[[], [24], [64]])
+    elif model.name == "cnn":
+        space["model.channels"] = Domain(choice=[[16, 32], [32, 64], [32, 64, 128]])
+    elif model.name == "rnn":
+        space["model.hidden_size"] = Domain(choice=[32, 64, 128])
+        space["model.bidirectional"] = Domain(choice=[False, True])
+    if model.name in ("mlp", "bag", "cnn", "rnn"):
+        space["model.dropout"] = Domain(uniform=(0.0, 0.5))
+    return space
+
+
+def encode(value: Any) -> Any:
+    """Optuna stores choices as plain scalars: lists and mappings travel as JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict, tuple)) else value
+
+
+def decode(domain: Domain, drawn: Any) -> Any:
+    if domain.choice is not None:
+        for value in domain.choice:
+            if encode(value) == drawn:
+                return value
+    return drawn
+
+
+def suggest(trial, space: Space) -> dict[str, Any]:
+    """Draw one value per key from an Optuna trial; returns recipe values (lists decoded)."""
+    params = {}
+    for key, d in space.items():
+        if d.choice is not None:
+            drawn = trial.suggest_categorical(key, [encode(v) for v in d.choice])
+        elif d.int is not None:
+            drawn = trial.suggest_int(key, d.int[0], d.int[1], log=d.log, step=int(d.step or 1))
+        else:
+            low, high = d.loguniform or d.uniform
+            drawn = trial.suggest_float(key, low, high, log=d.loguniform is not None, step=d.step)
+        params[key] = decode(d, drawn)
+    return params
+
+
+def apply(recipe: Recipe, params: dict[str, Any]) -> Recipe:
+    """The recipe with `params` (dotted keys) set, validated."""
+    raw = recipe.model_dump(mode="json")
+    for key, value in params.items():
+        set_dotted(raw, key, value)
+    return load_recipe(raw)
+
+
+def candidates(d: Domain) -> list[Any]:
+    """The values that bound a domain: both ends of a range, or every choice."""
+    if d.choice is not None:
+        return list(d.choice)
+    return list(d.int or d.loguniform or d.uniform)
+
+
+def check_space(recipe: Recipe, space: Space) -> None:
+    """Every end of every range and every choice must make a valid recipe on its own."""
+    for key, d in space.items():
+        for value in candidates(d):
+            try:
+                apply(recipe, {key: value})
+            except UserError as e:
+                raise UserError(f"search.{key}: the value {value!r} makes an invalid recipe: {e}") from None
+
+
+def recipe_values(recipe: Recipe, space: Space) -> dict[str, Any] | None:
+    """The recipe's own values of the searched keys, encoded for Optuna; None if one lies outside its domain."""
+    raw = recipe.model_dump(mode="json")
+    found = {}
+    for key, d in space.items():
+        node: Any = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if d.choice is not None:
+            if node not in d.choice:
+                return None
+            found[key] = encode(node)
+            continue
+        low, high = d.int or d.loguniform or d.uniform
+        if not isinstance(node, (int, float)) or not low <= node <= high:
+            return None
+        found[key] = node
+    return found

@@ -1,0 +1,280 @@
+"""`honed tune`: a budgeted search over a recipe with Optuna.
+
+Each trial is an ordinary `honed.train` run of the recipe with drawn values set, scored on
+the validation split only. TPE proposes the values; Hyperband (or successive halving) stops
+trials whose per-epoch validation score trails, so the budget goes to promising ones. The
+study lives in a database (SQLite in the output folder by default), so a stopped search
+resumes, and several processes on several machines can share one study through a common
+database URL. The test split is scored once, for the best trial, after the search.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from honed.errors import UserError
+from honed.evaluation import lower_is_better
+from honed.recipe import Recipe, load_recipe
+from honed.training.hooks import Hook
+from honed.tuning.space import Space, apply, check_space, recipe_values, space_of, suggest
+
+log = logging.getLogger("honed")
+PRUNERS = ("hyperband", "halving", "none")
+
+
+class BudgetTooSmall(Exception):
+    """The budget ran out before the first trial finished one epoch."""
+
+
+class TrialFailed(Exception):
+    """A trial broke (NaN loss, invalid combination, ...): recorded, and the study goes on."""
+
+
+@dataclass
+class TuneResult:
+    out: Path
+    study: str
+    storage: str
+    best: dict | None
+    leaderboard: list[dict]
+    summary: dict
+
+
+def import_optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("honed tune needs Optuna: pip install 'honed[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # honed logs one line per trial itself
+    return optuna
+
+
+def metric_key(metric: str | None, recipe: Recipe, task_is_regression: bool) -> str:
+    """The validation key a search optimizes, e.g. val_accuracy."""
+    if metric is None:
+        es, target = recipe.train.early_stopping, recipe.train.target
+        metric = es.monitor if es else target.metric if target else ("loss" if task_is_regression else "accuracy")
+    return metric if metric.startswith("val_") else f"val_{metric}"
+
+
+class TrialReport(Hook):
+    """Reports each epoch's validation score to Optuna; stops a trial that is pruned or out of time."""
+
+    def __init__(self, trial, key: str, deadline: float, search) -> None:
+        self.trial, self.key, self.deadline, self.search = trial, key, deadline, search
+        self.pruned_at = 0
+        self.out_of_time = False
+        self.curve: list[dict] = []
+
+    def on_step_end(self, trainer, loss) -> None:
+        if not self.search.epochs_done and time.perf_counter() > self.deadline:
+            done, total = trainer.epoch_step, trainer.batches.steps_per_epoch
+            spent = time.perf_counter() - self.search.started
+            need = spent / max(done, 1) * total
+            raise BudgetTooSmall(f"--budget {self.search.budget:g}: too small to finish one epoch (the first trial "
+                                 f"had done {done} of {total} steps of epoch 1); give at least about "
+                                 f"{need * 1.5:.0f} s, or a smaller data set or model")
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        self.search.epochs_done += 1
+        value = record.get(self.key)
+        if value is None:
+            raise UserError(f"--metric {self.key}: not measured; the run records "
+                            f"{', '.join(k for k in record if k.startswith('val_'))}")
+        self.curve.append({"epoch": record["epoch"], "value": value})
+        self.trial.report(value, record["epoch"])
+        if self.trial.should_prune():
+            self.pruned_at = record["epoch"]
+            trainer.stop_reason = f"pruned by the search at epoch {record['epoch']}"
+        elif time.perf_counter() > self.deadline and record["epoch"] < trainer.recipe.train.epochs:
+            self.out_of_time = True
+            trainer.stop_reason = "stopped: the search's budget ran out"
+
+
+class Search:
+    """The objective Optuna calls once per trial."""
+
+    def __init__(self, base: Recipe, space: Space, key: str, out: Path, budget: float, started: float) -> None:
+        self.base, self.space, self.key, self.out = base, space, key, out
+        self.budget, self.started = budget, started
+        self.deadline = started + budget
+        self.epochs_done = 0
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, trial) -> float:
+        import honed
+        import optuna
+
+        params = suggest(trial, self.space)
+        run_dir = self.out / "trials" / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        trial.set_user_attr("worker", self.worker)
+        hook = TrialReport(trial, self.key, self.deadline, self)
+        began = time.perf_counter()
+        try:
+            run = honed.train(apply(self.base, params), out=run_dir, hooks=[hook], score_test=False)
+        except BudgetTooSmall:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        except Exception as e:  # noqa: BLE001 - a broken trial is recorded, never the end of the study
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            trial.set_user_attr("error", message)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.info(f"trial {trial.number}: failed: {message}")
+            raise TrialFailed(message) from None
+        finally:
+            release_memory()
+        trial.set_user_attr("curve", hook.curve)
+        trial.set_user_attr("epochs", run.summary["epochs_run"])
+        trial.set_user_attr("seconds", round(time.perf_counter() - began, 2))
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        if hook.pruned_at or hook.out_of_time:
+            reason = f"pruned at epoch {hook.pruned_at}" if hook.pruned_at else "stopped by the budget"
+            trial.set_user_attr("stopped", reason)
+            log.info(f"trial {trial.number}: {reason} ({shown})")
+            raise optuna.TrialPruned(reason)
+        value = run.summary["val"][self.key.removeprefix("val_")]
+        log.info(f"trial {trial.number}: {self.key} {value:.4f} after {run.summary['epochs_run']} epochs "
+                 f"in {time.perf_counter() - began:.1f} s ({shown})")
+        return value
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def open_storage(optuna, url: str):
+    """An Optuna RDB storage; a bad or unreachable URL is a user error."""
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+            warnings.simplefilter("ignore")
+            # heartbeats let a restarted search mark the trials of a killed process as failed
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
+    except Exception as e:  # noqa: BLE001 - sqlalchemy/driver errors of every kind mean the same to a user
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"--storage {url}: cannot open it ({reason})") from None
+
+
+def make_pruner(optuna, name: str, epochs: int):
+    if name not in PRUNERS:
+        raise UserError(f"--pruner {name!r} is not allowed; allowed: {', '.join(PRUNERS)}")
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def tune(recipe, overrides=(), budget: float = 600.0, trials: int | None = None, storage: str | None = None,
+         study: str | None = None, out=None, metric: str | None = None, pruner: str = "hyperband",
+         started: float | None = None) -> TuneResult:
+    """Search the recipe's space within `budget` seconds (from `started`); write the report to `out`."""
+    started = time.perf_counter() if started is None else started
+    optuna = import_optuna()
+    if budget <= 0:
+        raise UserError(f"--budget {budget:g}: give a positive number of seconds")
+    if trials is not None and trials < 1:
+        raise UserError(f"--trials {trials}: give at least 1")
+    user = load_recipe(recipe, overrides)
+    if user.data.val_fraction == 0:
+        raise UserError("data.val_fraction = 0: a search chooses on the validation split; set it above 0")
+    space, declared = space_of(user)
+    check_space(user, space)
+    base = load_recipe(user, ["train.checkpoint=null"])  # trials are short-lived: no checkpoints
+    key = metric_key(metric, user, task_is_regression=_task_of(user) == "regression")
+    direction = "minimize" if lower_is_better(key) else "maximize"
+    out = Path(out) if out else _default_out(user.name)
+    created_out = not out.exists()
+    store = open_storage(optuna, storage) if storage else None  # a bad URL fails before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    store = store or open_storage(optuna, url)
+    name = study or user.name
+    is_new = name not in [s.study_name for s in optuna.get_all_study_summaries(store)]
+    the_study = optuna.create_study(storage=store, study_name=name, direction=direction, load_if_exists=True,
+                                    sampler=optuna.samplers.TPESampler(seed=user.seed, multivariate=True,
+                                                                       n_startup_trials=5, constant_liar=True),
+                                    pruner=make_pruner(optuna, pruner, user.train.epochs))
+    if the_study.direction.name.lower() != direction:
+        raise UserError(f"--study {name}: this study {the_study.direction.name.lower()}s, "
+                        f"but {key} should be {direction}d; use another --study")
+    if is_new:
+        the_study.set_user_attr("metric", key)
+        the_study.set_user_attr("space_declared", declared)
+        start = recipe_values(user, space)
+        if start is not None:  # measure the recipe as written first
+            the_study.enqueue_trial(start, user_attrs={"origin": "the recipe as written"})
+    log.info(f"tune: {name} ({'new' if is_new else 'resumed, ' + str(len(the_study.trials)) + ' trials so far'}), "
+             f"{direction} {key} over {len(space)} keys ({'from the recipe' if declared else 'default space'}), "
+             f"budget {budget:g} s; storage {url}")
+    search = Search(base, space, key, out, budget, started)
+    callbacks = [_keep_best_only(out)]
+    if trials:
+        callbacks.append(optuna.study.MaxTrialsCallback(trials, states=None))
+    try:
+        remaining = search.deadline - time.perf_counter()
+        if remaining <= 0:
+            raise BudgetTooSmall(f"--budget {budget:g}: too small; it ran out before the first trial began "
+                                 f"(reading the data took {time.perf_counter() - started:.1f} s)")
+        the_study.optimize(search, timeout=remaining, catch=(TrialFailed,), callbacks=callbacks)
+    except BudgetTooSmall as e:
+        _discard_if_empty(optuna, store, name, the_study, is_new, out if created_out and not storage else None)
+        raise UserError(str(e)) from None
+    from honed.tuning.report import write_report
+
+    return write_report(the_study, user, space, key, out, url, budget, started)
+
+
+def _task_of(recipe: Recipe) -> str:
+    """Build the data once before the search: its task picks the default metric, and a bad path fails here."""
+    from honed.data import build_data
+
+    task = build_data(recipe.data).task
+    release_memory()
+    return task
+
+
+def _default_out(name: str) -> Path:
+    import datetime as dt
+
+    return Path("runs") / f"{name}-tune-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _keep_best_only(out: Path):
+    """After each trial, delete the run folders of finished trials that are not the best (disk stays small)."""
+
+    def callback(study, trial) -> None:
+        try:
+            best = study.best_trial.number
+        except ValueError:
+            best = None
+        states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+        for folder in (out / "trials").glob("trial-*"):
+            number = int(folder.name.split("-")[1])
+            if number != best and states.get(number, "RUNNING") != "RUNNING":
+                shutil.rmtree(folder, ignore_errors=True)
+
+    return callback
+
+
+def _discard_if_empty(optuna, store, name: str, study, is_new: bool, folder: Path | None) -> None:
+    """A search that finished nothing leaves nothing behind (no half-made study)."""
+    if not is_new or any(t.state.name == "COMPLETE" for t in study.trials):
+        return
+    optuna.delete_study(study_name=name, storage=store)
+    if folder is not None:
+        store.engine.dispose() if hasattr(store, "engine") else None
+        shutil.rmtree(folder, ignore_errors=True)

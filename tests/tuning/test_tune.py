@@ -1,0 +1,123 @@
+"""honed tune: budget, pruning, failing trials, resuming, the report, and several processes on one study."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+import honed
+from honed import api
+from honed.errors import UserError
+from honed.recipe import load_recipe
+
+SMALL = {"name": "small", "seed": 0, "data": {"source": "sklearn", "name": "breast_cancer"},
+         "model": {"name": "mlp", "hidden": [16]}, "optimizer": {"name": "adam", "lr": 0.01},
+         "train": {"epochs": 3, "batch_size": 64},
+         "search": {"optimizer.lr": {"loguniform": [1e-4, 1e-1]}, "model.hidden": {"choice": [[16], [32, 16]]}}}
+
+
+def trials_of(out, name="small"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials
+
+
+def test_a_search_writes_its_report_and_scores_the_test_split_once(tmp_path, monkeypatch):
+    scored = []
+    summarize = api._summarize
+    monkeypatch.setattr(api, "_summarize", lambda *a, **k: scored.append(a[-1] if len(a) > 6 else k.get(
+        "score_test", True)) or summarize(*a, **k))
+    evaluations = []
+    evaluate = api.evaluate
+    monkeypatch.setattr(api, "evaluate", lambda *a, **k: evaluations.append(a) or evaluate(*a, **k))
+    result = honed.tune(SMALL, budget=120, trials=5, out=tmp_path / "t")
+    out = result.out
+    assert not any(scored), "a trial scored the test split"
+    assert len(evaluations) == 1
+    for name in ("leaderboard.csv", "best.yaml", "summary.json", "tune.png", "study.db"):
+        assert (out / name).is_file(), name
+    trials = trials_of(out)
+    assert len(trials) == 5
+    assert trials[0].params == {"optimizer.lr": 0.01, "model.hidden": "[16]"}  # the recipe as written comes first
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tune"]["best_trial"] == best.number and summary["tune"]["best_value"] == best.value
+    assert summary["val"]["accuracy"] == pytest.approx(best.value)
+    assert 0.5 < summary["test"]["accuracy"] <= 1.0
+    # only the best trial's run directory is kept, and best.yaml reruns it exactly
+    assert [p.name for p in (out / "trials").iterdir()] == [f"trial-{best.number:04d}"]
+    rerun = honed.train(out / "best.yaml", ["train.checkpoint=null"], out=tmp_path / "rerun")
+    assert rerun.summary["val"]["accuracy"] == pytest.approx(best.value)
+    assert "search" not in (out / "best.yaml").read_text().split("metrics:")[1] or load_recipe(out / "best.yaml").search == {}
+    rows = (out / "leaderboard.csv").read_text().splitlines()
+    assert len(rows) == 6 and rows[0].startswith("rank,trial,state,value")
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
+    recipe = dict(SMALL, optimizer={"name": "sgd", "lr": 0.01},
+                  search={"optimizer.lr": {"choice": [0.01, 1.0e12]}})
+    result = honed.tune(recipe, budget=120, trials=6, out=tmp_path / "t", pruner="none")
+    states = {t.state.name for t in trials_of(result.out)}
+    assert states == {"COMPLETE", "FAIL"}
+    failed = [r for r in result.leaderboard if r["state"] == "FAIL"]
+    assert failed and all("loss became" in r["note"] for r in failed)
+    assert result.best["params"]["optimizer.lr"] == 0.01
+
+
+def test_a_stopped_search_resumes_where_it_was(tmp_path):
+    honed.tune(SMALL, budget=120, trials=2, out=tmp_path / "t")
+    result = honed.tune(SMALL, budget=120, trials=4, out=tmp_path / "t")
+    assert len(trials_of(result.out)) == 4
+    assert result.summary["tune"]["trials"]["total"] == 4
+
+
+def test_the_budget_ends_the_search_within_one_epoch(tmp_path):
+    recipe = dict(SMALL, train={"epochs": 500, "batch_size": 8})  # one trial would take about a minute
+    budget = 6
+    began = time.perf_counter()
+    with pytest.raises(UserError, match="no trial finished within the budget of 6 s"):
+        honed.tune(recipe, budget=budget, out=tmp_path / "t", pruner="none")
+    elapsed = time.perf_counter() - began
+    (cut,) = trials_of(tmp_path / "t")
+    assert cut.state.name == "PRUNED" and cut.user_attrs["stopped"] == "stopped by the budget"
+    epochs = cut.user_attrs["epochs"]
+    assert 1 <= epochs < 500
+    epoch = cut.user_attrs["seconds"] / epochs
+    assert elapsed < budget + 2 * epoch + 3  # one epoch past the budget, plus writing the report
+    assert "trial" in (tmp_path / "t" / "leaderboard.csv").read_text()
+
+
+def test_a_budget_too_small_for_one_epoch_is_a_user_error_and_leaves_no_study(tmp_path):
+    recipe = dict(SMALL, data={"source": "synthetic_regression", "n": 200000, "features": 20},
+                  model={"name": "linear"}, train={"epochs": 2, "batch_size": 4}, search={})
+    with pytest.raises(UserError, match="too small to finish one epoch"):
+        honed.tune(recipe, budget=0.5, out=tmp_path / "t", started=time.perf_counter() + 1.0)
+    assert not (tmp_path / "t").exists()
+    with pytest.raises(UserError, match="too small; it ran out before the first trial began"):
+        honed.tune(recipe, budget=0.5, out=tmp_path / "t", started=time.perf_counter() - 1.0)
+    assert not (tmp_path / "t").exists()
+
+
+def test_an_unreachable_storage_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="--storage sqlite:////no/such/folder/x.db: cannot open it"):
+        honed.tune(SMALL, budget=10, storage="sqlite:////no/such/folder/x.db", out=tmp_path / "t")
+
+
+def test_two_processes_share_one_study_through_one_database(tmp_path):
+    (tmp_path / "small.json").write_text(json.dumps(SMALL))
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text((tmp_path / "small.json").read_text())  # JSON is YAML
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "honed", "tune", str(recipe), "--budget", "120", "--trials", "8",
+                               "--storage", url, "--study", "shared", "--out", str(tmp_path / f"w{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name="shared", storage=url).trials
+    assert 8 <= len(trials) <= 9  # each process stops once the study holds 8 trials
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    assert len({t.number for t in trials}) == len(trials)
