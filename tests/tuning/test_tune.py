@@ -121,3 +121,24 @@ def test_two_processes_share_one_study_through_one_database(tmp_path):
     assert 8 <= len(trials) <= 9  # each process stops once the study holds 8 trials
     assert len({t.user_attrs["worker"] for t in trials}) == 2
     assert len({t.number for t in trials}) == len(trials)
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    owner = next(i for i in range(2) if str(tmp_path / f"w{i}") in best.user_attrs["run_dir"])
+    assert "accuracy" in json.loads((tmp_path / f"w{owner}" / "summary.json").read_text())["test"]
+
+
+def test_the_bundled_text_recipe_tunes_any_text_csv(text_csvs, tmp_path):
+    train, test = text_csvs
+    from honed.cli import resolve_recipe
+
+    result = honed.tune(resolve_recipe("text_classification"), [f"data.train={train}", f"data.test={test}",
+                        "train.epochs=2"], budget=120, trials=3, out=tmp_path / "t")
+    assert result.summary["tune"]["trials"]["total"] == 3
+    assert "accuracy" in result.summary["test"] and result.summary["tune"]["metric"] == "val_accuracy"
+
+
+def test_images_with_the_default_space(tmp_path):
+    recipe = {"name": "digits", "data": {"source": "sklearn", "name": "digits"}, "model": {"name": "cnn"},
+              "train": {"epochs": 1, "batch_size": 256}}
+    result = honed.tune(recipe, budget=120, trials=2, out=tmp_path / "t")
+    assert result.summary["tune"]["trials"]["COMPLETE"] >= 1
+    assert set(result.best["params"]) >= {"optimizer.lr", "model.channels", "model.dropout"}

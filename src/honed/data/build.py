@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections import OrderedDict
+
 from honed.data.bundle import DataBundle, Split
 from honed.data.preprocess import Preprocessor, TablePreprocessor, TextPreprocessor
 from honed.data.raw import RawData, RawSplit
@@ -40,8 +44,42 @@ def make_preprocessor(raw: RawData, spec) -> Preprocessor:
                              raw.image_shape, label_column)
 
 
+log = logging.getLogger("honed")
+_KEPT: OrderedDict | None = None  # data settings -> bundle, inside reuse_built_data()
+KEEP = 2  # bundles held at once: a search that varies data settings keeps the last two
+
+
+@contextlib.contextmanager
+def reuse_built_data():
+    """Inside this block, `build_data` hands back the bundle it built before for the same data settings.
+
+    A search trains many models on one data set; reading it again for every trial would cost
+    seconds each time. Training never modifies a bundle's tensors, so sharing them is safe.
+    """
+    global _KEPT
+    previous, _KEPT = _KEPT, OrderedDict()
+    try:
+        yield
+    finally:
+        _KEPT = previous
+
+
 def build_data(spec) -> DataBundle:
     """The DataBundle for `spec`, from the preprocessing cache when the same data was prepared before."""
+    if _KEPT is None:
+        return _build_data(spec)
+    key = spec.model_dump_json()
+    if key in _KEPT:
+        _KEPT.move_to_end(key)
+        log.info("data: reusing the data set built for an earlier trial")
+        return _KEPT[key]
+    bundle = _KEPT[key] = _build_data(spec)
+    while len(_KEPT) > KEEP:
+        _KEPT.popitem(last=False)
+    return bundle
+
+
+def _build_data(spec) -> DataBundle:
     from honed.data import cache
 
     use_cache = spec.cache and spec.source in cache.CACHED_SOURCES

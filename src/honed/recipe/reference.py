@@ -28,6 +28,10 @@ def sections(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[st
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         inner = _section_type(field.annotation)
+        if typing.get_origin(field.annotation) is dict:  # search: {recipe key: Domain}
+            rows.append((key, "mapping of recipe keys", "{}", field.description or ""))
+            rows.extend(sections(inner, key + ".<key>."))
+            continue
         if inner is not None:
             if field.default is None:
                 rows.append((key, "section or null", "null", "off unless given"))

@@ -94,13 +94,14 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
                f"{key} {best.value:.4f}\n# Run:  honed train {out / 'best.yaml'}\n" + dump_recipe(best_recipe))
     run_dir = Path(best.user_attrs.get("run_dir", ""))
     summary = {}
-    if (run_dir / "summary.json").is_file():
+    # only a run folder of this process's own --out: another process may be deleting folders in its own
+    if run_dir.is_relative_to(out.resolve()) and (run_dir / "summary.json").is_file():
         summary = read_summary(run_dir)
         summary["test"] = honed.evaluate(run_dir)  # the test split, once, for the chosen trial only
         write_summary(run_dir, summary)
     else:
-        log.warning(f"the best trial ran on {best.user_attrs.get('worker', 'another worker')}: its run directory "
-                    f"{run_dir} is not here, so its test metrics are not in this report")
+        log.warning(f"the best trial ran in another process ({best.user_attrs.get('worker', '?')}): its run "
+                    f"directory {run_dir} belongs to that process's report, which has its test metrics")
     summary["tune"] = {
         "study": study.study_name, "storage": url, "metric": key, "direction": study.direction.name.lower(),
         "best_trial": best.number, "best_value": best.value, "params": params, "best_run": str(run_dir),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import random
 import shutil
 import socket
 import time
@@ -30,6 +31,7 @@ from honed.tuning.space import Space, apply, check_space, recipe_values, space_o
 
 log = logging.getLogger("honed")
 PRUNERS = ("hyperband", "halving", "none")
+RACES = ("already exists", "locked", "UNIQUE constraint")  # errors of processes opening one new database together
 
 
 class BudgetTooSmall(Exception):
@@ -158,14 +160,18 @@ def release_memory() -> None:
 def open_storage(optuna, url: str):
     """An Optuna RDB storage; a bad or unreachable URL is a user error."""
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-            warnings.simplefilter("ignore")
-            # heartbeats let a restarted search mark the trials of a killed process as failed
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
-    except Exception as e:  # noqa: BLE001 - sqlalchemy/driver errors of every kind mean the same to a user
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"--storage {url}: cannot open it ({reason})") from None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                warnings.simplefilter("ignore")
+                # heartbeats let a restarted search mark the trials of a killed process as failed
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120)
+        except Exception as e:  # noqa: BLE001 - sqlalchemy/driver errors of every kind mean the same to a user
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if attempt < 4 and any(w in reason for w in RACES):  # another process is creating the same tables
+                time.sleep(0.5 + random.random())
+                continue
+            raise UserError(f"--storage {url}: cannot open it ({reason})") from None
 
 
 def make_pruner(optuna, name: str, epochs: int):
@@ -193,6 +199,14 @@ def tune(recipe, overrides=(), budget: float = 600.0, trials: int | None = None,
         raise UserError("data.val_fraction = 0: a search chooses on the validation split; set it above 0")
     space, declared = space_of(user)
     check_space(user, space)
+    from honed.data import reuse_built_data
+
+    with reuse_built_data():  # trials with the same data settings share one in-memory data set
+        return _search(optuna, user, space, declared, metric, budget, trials, storage, study, out, pruner, started)
+
+
+def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: float, trials, storage, study, out,
+            pruner: str, started: float) -> TuneResult:
     base = load_recipe(user, ["train.checkpoint=null"])  # trials are short-lived: no checkpoints
     key = metric_key(metric, user, task_is_regression=_task_of(user) == "regression")
     direction = "minimize" if lower_is_better(key) else "maximize"
@@ -242,9 +256,7 @@ def _task_of(recipe: Recipe) -> str:
     """Build the data once before the search: its task picks the default metric, and a bad path fails here."""
     from honed.data import build_data
 
-    task = build_data(recipe.data).task
-    release_memory()
-    return task
+    return build_data(recipe.data).task  # kept for the first trial by reuse_built_data
 
 
 def _default_out(name: str) -> Path:
