@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import honed
+
 POS = ["a wonderful film, great acting and a great story", "loved it, brilliant and moving", "great fun, superb cast"]
 NEG = ["a terrible film, awful acting and a dull story", "hated it, boring and bad", "awful mess, worst cast"]
 
@@ -69,3 +71,28 @@ def text_csvs(tmp_path) -> tuple[Path, Path]:
     frame.iloc[:45].to_csv(train, index=False)
     frame.iloc[45:].to_csv(test, index=False)
     return train, test
+
+
+# small trained runs to export, quantize and serve (generated data, seconds each)
+
+@pytest.fixture
+def digits_run(tmp_path):
+    return honed.train({"name": "digits_mlp", "data": {"source": "sklearn", "name": "digits"},
+                        "model": {"name": "mlp", "hidden": [256, 128]}, "optimizer": {"lr": 0.01},
+                        "train": {"epochs": 4, "batch_size": 64, "checkpoint": None}}, out=tmp_path / "digits").path
+
+
+@pytest.fixture
+def text_run(tmp_path, text_csvs):
+    train, test = text_csvs
+    return honed.train({"name": "topics", "data": {"source": "text_files", "train": str(train), "test": str(test),
+                                                   "ngrams": 2, "ngram_buckets": 5000},
+                        "model": {"name": "bag", "hidden": [16]}, "optimizer": {"lr": 0.05},
+                        "train": {"epochs": 5, "batch_size": 8, "checkpoint": None}}, out=tmp_path / "text").path
+
+
+@pytest.fixture
+def regression_run(tmp_path):
+    return honed.train({"name": "lin", "data": {"source": "synthetic_regression", "n": 300},
+                        "model": {"name": "linear"}, "optimizer": {"name": "gd", "lr": 0.1},
+                        "train": {"epochs": 50, "checkpoint": None}}, out=tmp_path / "lin").path

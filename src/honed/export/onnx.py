@@ -1,0 +1,114 @@
+"""`honed export RUN_DIR --format onnx`: an ONNX model with dynamic batch (and sequence) axes, checked
+against PyTorch on real inputs with onnxruntime, in a folder that carries its preprocessing.
+
+    RUN_DIR/onnx/model.onnx       input "input" (token ids int64 [batch, seq], right-padded with 0;
+                                  or float32 features [batch, features]); output "scores" (raw logits or values)
+    RUN_DIR/onnx/bundle.json      task, labels, input/output, post-processing, the check's max abs difference
+    RUN_DIR/onnx/preprocess.json  (+ vocab.json or tokenizer.json): what turns raw text/rows into the input
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from honed.errors import UserError
+from honed.export.inputs import check_inputs
+
+log = logging.getLogger("honed")
+BUNDLE = "bundle.json"
+MODEL = "model.onnx"
+TOLERANCE = 1e-4  # max abs difference allowed between ONNX Runtime and PyTorch outputs (fp32)
+
+
+def onnxruntime():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("ONNX export needs onnx and onnxruntime: pip install 'honed[export]'") from None
+    return ort
+
+
+def write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """torch.onnx (the torch.export-based exporter) with dynamic batch and, for tokens, sequence axes."""
+    from honed.run import atomic_write
+
+    dims = {0: torch.export.Dim("batch", min=1)}
+    if example.dtype == torch.int64:
+        dims[1] = torch.export.Dim("seq", min=1)
+    model.eval()
+
+    def export(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"],
+                                        output_names=["scores"], dynamic_shapes=(dims,), verbose=False)
+        program.save(str(tmp))
+
+    try:
+        atomic_write(path, export)
+    except Exception as e:  # noqa: BLE001 - the exporter's many failure types mean one thing here
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"this model cannot be exported to ONNX yet ({type(model).__name__}: {reason[:200]})") from None
+
+
+def max_difference(session, model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Largest |ONNX Runtime - PyTorch| over the rows of x, and over a smaller, shorter batch."""
+    from honed.data.bundle import trim_padding
+
+    worst = 0.0
+    batches = [x, trim_padding(x[:3]) if x.dtype == torch.int64 else x[:3]]
+    with torch.no_grad():
+        for batch in batches:
+            expected = model(batch).float().numpy()
+            got = session.run(None, {"input": batch.numpy()})[0]
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> dict:
+    from honed import __version__
+
+    post = {"regression": "value * target_std + target_mean", "binary": "sigmoid", "multiclass": "softmax"}[pre.task]
+    return {
+        "format": "honed-onnx", "honed": __version__, "model": recipe.model.name, "task": pre.task,
+        "labels": pre.labels.classes if pre.labels else None,
+        "input": {"name": "input", "kind": "tokens" if x.dtype == torch.int64 else "features",
+                  "dtype": "int64" if x.dtype == torch.int64 else "float32",
+                  "shape": ["batch", "seq"] if x.dtype == torch.int64 else ["batch", int(x.shape[1])],
+                  "padding": "token id 0 on the right" if x.dtype == torch.int64 else None},
+        "output": {"name": "scores", "postprocess": post, "target_mean": pre.target_mean,
+                   "target_std": pre.target_std},
+        "check": {"rows": rows, "max_abs_difference": difference, "tolerance": TOLERANCE},
+    }
+
+
+def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
+    """Export a run to ONNX, check it against PyTorch with onnxruntime, write the bundle; returns bundle.json."""
+    from honed.api import load_run
+    from honed.run import write_json
+
+    ort = onnxruntime()
+    recipe, model, pre = load_run(run_dir)
+    folder = Path(out) if out else Path(run_dir) / "onnx"
+    folder.mkdir(parents=True, exist_ok=True)
+    x = check_inputs(recipe, pre, inputs, rows)
+    started = time.perf_counter()
+    write_onnx(model, x[:2], folder / MODEL)
+    session = ort.InferenceSession(str(folder / MODEL), providers=["CPUExecutionProvider"])
+    difference = max_difference(session, model, x)
+    if difference > TOLERANCE:
+        raise UserError(f"the ONNX model differs from PyTorch by {difference:.3g} (> {TOLERANCE:g}) on "
+                        f"{len(x)} rows; not written as a bundle")
+    pre.save(folder)
+    info = bundle_info(recipe, pre, x, difference, len(x)) | {"seconds": round(time.perf_counter() - started, 2),
+                                                             "bytes": (folder / MODEL).stat().st_size}
+    write_json(folder / BUNDLE, info)
+    log.info(f"export: {folder / MODEL} ({info['bytes'] / 1e6:.2f} MB), max |onnx - torch| {difference:.2e} "
+             f"on {len(x)} rows")
+    return info | {"path": str(folder)}

@@ -1,0 +1,142 @@
+"""`honed quantize RUN_DIR`: dynamic int8 quantization on CPU, PyTorch's and ONNX Runtime's side by side.
+
+Weights of Linear/LSTM/GRU layers become int8 (activations are quantized on the fly). Each version
+is measured on the run's test split: the metric, the file size, and the CPU latency per example at
+batch 1 and at batch 64. The faster int8 version is recorded in RUN_DIR/quantized/report.json;
+ONNX Runtime's is a file (onnx/model.int8.onnx), PyTorch's is rebuilt from the float weights when
+loaded (quantize_dynamic is deterministic), so no pickled module is ever written.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from honed.errors import UserError
+from honed.export.inputs import check_inputs
+
+log = logging.getLogger("honed")
+QUANTIZED = (nn.Linear, nn.LSTM, nn.GRU)
+
+
+def torch_int8(model: nn.Module) -> nn.Module:
+    """PyTorch dynamic int8 quantization of Linear/LSTM/GRU layers (a copy; CPU)."""
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().eval(), set(QUANTIZED),
+                                                      dtype=torch.qint8)
+
+
+def onnx_int8(source: Path, target: Path) -> Path:
+    """ONNX Runtime dynamic int8 quantization of an exported model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from honed.run import atomic_write
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime.quantization advises pre-processing through the root logger
+    try:
+        atomic_write(target, lambda tmp: quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8))
+    finally:
+        root.setLevel(level)
+    return target
+
+
+def latency_ms(scores, x: torch.Tensor, batch: int, repeats: int = 200) -> float:
+    """Median milliseconds per example of `scores` on batches of `batch` rows."""
+    from honed.data.bundle import trim_padding
+
+    batches = [x[i: i + batch] for i in range(0, len(x) - batch + 1, batch)] or [x]
+    batches = [trim_padding(b) if b.dtype == torch.int64 else b for b in batches]
+    for b in batches[:3]:
+        scores(b)  # warm up
+    times = []
+    for i in range(max(1, repeats // max(1, batch // 8))):
+        b = batches[i % len(batches)]
+        began = time.perf_counter()
+        scores(b)
+        times.append((time.perf_counter() - began) / len(b))
+    return 1000 * statistics.median(times)
+
+
+def state_bytes(model: nn.Module) -> int:
+    """Bytes of the model's serialized weights (measured in memory; never written)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def metric_of(scores, split, pre) -> tuple[str, float]:
+    from honed.data.bundle import trim_padding
+
+    x, y = split
+    out = torch.cat([scores(trim_padding(x[i: i + 512]) if x.dtype == torch.int64 else x[i: i + 512])
+                     for i in range(0, len(x), 512)])
+    if pre.task == "regression":
+        return "mse", float(((pre.unscale(out.squeeze(-1)) - pre.unscale(y)) ** 2).mean())
+    predicted = (out.squeeze(-1) > 0).long() if pre.task == "binary" else out.argmax(dim=1)
+    return "accuracy", float((predicted == y.long()).float().mean())
+
+
+def measure(name: str, scores, size: int, x: torch.Tensor, y, pre) -> dict:
+    row = {"version": name, "bytes": size, "ms per example (batch 1)": latency_ms(scores, x, 1),
+           "ms per example (batch 64)": latency_ms(scores, x, 64)}
+    if y is not None:
+        metric, value = metric_of(scores, (x, y), pre)
+        row[f"test {metric}"] = value
+    return row
+
+
+def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
+    """Measure float, PyTorch int8 and ONNX Runtime int8 versions; record the faster int8 one."""
+    from honed.api import load_run
+    from honed.data import test_split
+    from honed.run import check_run_dir, write_json
+
+    path = check_run_dir(run_dir)
+    recipe, model, pre = load_run(path)
+    x = check_inputs(recipe, pre, inputs, rows) if inputs else None
+    if x is None:
+        try:
+            split = test_split(recipe.data, pre)
+        except UserError as e:
+            raise UserError(f"{e} (quantize measures the test split; or give --input FILE)") from None
+        x, y = split.x[:rows], split.y[:rows]
+    else:
+        y = None
+    versions = {"float32 (PyTorch)": (model, state_bytes(model))}
+    qmodel = torch_int8(model)
+    versions["int8 (PyTorch)"] = (qmodel, state_bytes(qmodel))
+    try:
+        from honed.export.onnx import export_onnx
+
+        folder = path / "onnx"
+        if not (folder / "model.onnx").is_file():
+            export_onnx(path, inputs=inputs)
+        from honed.export.predictor import OnnxPredictor
+
+        versions["float32 (ONNX Runtime)"] = (OnnxPredictor(folder).scores, (folder / "model.onnx").stat().st_size)
+        target = onnx_int8(folder / "model.onnx", folder / "model.int8.onnx")
+        versions["int8 (ONNX Runtime)"] = (OnnxPredictor(folder, "model.int8.onnx").scores, target.stat().st_size)
+    except (UserError, ImportError) as e:
+        log.warning(f"quantize: no ONNX Runtime version ({str(e).splitlines()[0]})")
+    with torch.inference_mode():
+        rows_out = [measure(name, scores, size, x, y, pre) for name, (scores, size) in versions.items()]
+    base = rows_out[0]
+    for row in rows_out:
+        row["size vs float"] = row["bytes"] / base["bytes"]
+        row["speed-up (batch 1)"] = base["ms per example (batch 1)"] / row["ms per example (batch 1)"]
+    best = min((r for r in rows_out if r["version"].startswith("int8")), key=lambda r: r["ms per example (batch 1)"])
+    report = {"rows": len(x), "versions": rows_out, "chosen": best["version"],
+              "backend": "onnx-int8" if "ONNX" in best["version"] else "torch-int8"}
+    write_json(path / "quantized" / "report.json", report)
+    return report | {"path": str(path / "quantized")}

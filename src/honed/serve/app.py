@@ -1,0 +1,127 @@
+"""The HTTP API of a served run.
+
+    POST /predict   {"texts": [...]} for text models, {"rows": [{column: value}, ...]} (or lists of
+                    numbers in column order) for tabular/image models -> {"predictions": [...]}
+    GET  /health    {"status": "ok"}
+    GET  /metadata  model, task, labels, expected input, test metrics, limits, version
+    GET  /docs      OpenAPI documentation
+
+Every bad request gets a 4xx with a one-line "error" (never a 500), and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Optional, Union
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from honed.serve.batcher import MicroBatcher
+
+
+@dataclass
+class Limits:
+    max_items: int = 256  # texts or rows per request
+    max_chars: int = 100_000  # characters per text
+    max_batch: int = 64  # items per model call (micro-batching)
+    max_wait_ms: float = 5.0  # how long a request waits for others to share its model call
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: Optional[list[str]] = Field(None, description="text models: the texts to classify")
+    rows: Optional[list[Union[dict[str, float], list[float]]]] = Field(
+        None, description="tabular/image models: rows as {column: value} or lists in column order")
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
+    from honed import __version__
+
+    app = FastAPI(title="honed model server", version=__version__,
+                  description=f"{predictor.info.get('model', 'model')} ({predictor.pre.task}) on {predictor.backend}")
+    batcher = MicroBatcher(predictor.predict, limits.max_batch, limits.max_wait_ms / 1000)
+    app.state.batcher, app.state.predictor = batcher, predictor
+    columns = getattr(predictor.pre, "columns", None)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, e: BadRequest):
+        return JSONResponse({"error": str(e)}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError):
+        first = e.errors()[0]
+        if first.get("type") == "json_invalid":
+            return JSONResponse({"error": f"malformed JSON: {first.get('msg', '')}"}, status_code=400)
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/metadata")
+    async def metadata() -> dict:
+        pre = predictor.pre
+        expects = ({"texts": "list of strings"} if pre.kind == "text" else
+                   {"rows": f"list of {{column: number}} or lists of {len(columns)} numbers", "columns": columns})
+        return {"model": predictor.info.get("model"), "backend": predictor.backend, "task": pre.task,
+                "labels": pre.labels.classes if pre.labels else None, "input": expects,
+                "metrics": predictor.info.get("metrics", {}), "recipe": predictor.info.get("recipe"),
+                "limits": asdict(limits), "honed": __version__}
+
+    @app.post("/predict")
+    async def predict(body: PredictRequest) -> dict:
+        items = check(body, predictor.pre.kind, columns, limits)
+        return {"predictions": await batcher.submit(items)}
+
+    return app
+
+
+def check(body: PredictRequest, kind: str, columns: list[str] | None, limits: Limits) -> list:
+    """The request's items in the predictor's form, or a BadRequest naming what is wrong."""
+    if kind == "text":
+        if body.rows is not None or body.texts is None:
+            raise BadRequest(422, "this is a text model: send {\"texts\": [\"...\", ...]}")
+        items = body.texts
+    else:
+        if body.texts is not None or body.rows is None:
+            raise BadRequest(422, f"this model takes feature rows: send {{\"rows\": [{{column: value}}, ...]}} "
+                                  f"with columns {', '.join(columns)}")
+        items = [row_values(row, columns, i) for i, row in enumerate(body.rows)]
+    if not items:
+        raise BadRequest(422, "empty batch: send at least one item")
+    if len(items) > limits.max_items:
+        raise BadRequest(413, f"{len(items)} items in one request; the limit is {limits.max_items}")
+    if kind == "text":
+        for i, text in enumerate(items):
+            if len(text) > limits.max_chars:
+                raise BadRequest(413, f"texts[{i}] has {len(text)} characters; the limit is {limits.max_chars}")
+    return items
+
+
+def row_values(row, columns: list[str], i: int) -> list[float]:
+    if isinstance(row, dict):
+        missing = [c for c in columns if c not in row]
+        extra = [c for c in row if c not in columns]
+        if missing or extra:
+            raise BadRequest(422, f"rows[{i}]: " + "; ".join(
+                part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                  f"unknown {', '.join(extra)}" if extra else "") if part))
+        values = [float(row[c]) for c in columns]
+    elif len(row) != len(columns):
+        raise BadRequest(422, f"rows[{i}] has {len(row)} values; the model takes {len(columns)}")
+    else:
+        values = [float(v) for v in row]
+    if not all(math.isfinite(v) for v in values):
+        raise BadRequest(422, f"rows[{i}]: values must be finite numbers")
+    return values

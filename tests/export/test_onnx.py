@@ -1,0 +1,59 @@
+"""ONNX export: dynamic axes, outputs equal to PyTorch's on new inputs, a bundle that carries its preprocessing."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import honed
+from honed.errors import UserError
+from honed.export import OnnxPredictor, TorchPredictor, export_onnx
+
+
+@pytest.mark.parametrize("fixture", ["digits_run", "text_run", "regression_run"])
+def test_export_matches_pytorch_on_other_batch_sizes_and_lengths(fixture, request):
+    run = request.getfixturevalue(fixture)
+    info = export_onnx(run)
+    folder = run / "onnx"
+    for name in ("model.onnx", "bundle.json", "preprocess.json"):
+        assert (folder / name).is_file(), name
+    bundle = json.loads((folder / "bundle.json").read_text())
+    assert bundle["check"]["max_abs_difference"] <= 1e-4 and bundle["check"]["rows"] > 0
+    assert info["task"] == bundle["task"]
+    _, model, pre = honed.load_run(run)
+    session = ort.InferenceSession(str(folder / "model.onnx"))
+    gen = torch.Generator().manual_seed(0)
+    for batch, length in ((1, 3), (7, 11), (33, 40)):
+        if pre.kind == "text":
+            x = torch.randint(1, pre.input_dim, (batch, length), generator=gen)
+            x[0, length // 2:] = 0  # right padding inside the batch
+        else:
+            x = torch.randn(batch, pre.input_dim, generator=gen)
+        got = session.run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
+
+
+def test_the_bundle_alone_predicts_like_the_run(text_run):
+    export_onnx(text_run)
+    texts = ["match goal team score", "vote election party law", "recipe cook taste bake", "unknown words here"]
+    onnx = OnnxPredictor(text_run / "onnx").predict(texts)
+    torch_ = TorchPredictor(text_run).predict(texts)
+    assert [p["prediction"] for p in onnx] == [p["prediction"] for p in torch_]
+    for a, b in zip(onnx, torch_):
+        assert sum(a["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        for label in a["probabilities"]:
+            assert a["probabilities"][label] == pytest.approx(b["probabilities"][label], abs=1e-5)
+    labels = json.loads((text_run / "onnx" / "bundle.json").read_text())["labels"]
+    assert sorted(labels) == ["food", "politics", "sports"]
+
+
+def test_a_model_the_exporter_cannot_take_is_a_clear_error(tmp_path, text_csvs):
+    train, test = text_csvs
+    run = honed.train({"data": {"source": "text_files", "train": str(train), "test": str(test)},
+                       "model": {"name": "rnn", "hidden_size": 8}, "train": {"epochs": 1, "checkpoint": None}},
+                      out=tmp_path / "rnn").path
+    with pytest.raises(UserError, match="cannot be exported to ONNX yet"):
+        export_onnx(run)

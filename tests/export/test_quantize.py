@@ -1,0 +1,34 @@
+"""Quantization: int8 versions measured against float on the test split; the faster one recorded."""
+
+import json
+
+import pytest
+import torch
+
+import honed
+from honed.export import load_predictor, quantize
+from honed.export.quantize import torch_int8
+
+
+def test_quantize_reports_accuracy_size_and_latency_of_each_version(digits_run):
+    report = quantize(digits_run)
+    versions = {v["version"]: v for v in report["versions"]}
+    assert set(versions) == {"float32 (PyTorch)", "int8 (PyTorch)", "float32 (ONNX Runtime)", "int8 (ONNX Runtime)"}
+    base = versions["float32 (PyTorch)"]
+    assert base["test accuracy"] == pytest.approx(json.loads((digits_run / "summary.json").read_text())["test"]["accuracy"],
+                                                  abs=1e-6)
+    for name in ("int8 (PyTorch)", "int8 (ONNX Runtime)"):
+        assert versions[name]["bytes"] < 0.4 * base["bytes"]  # weights in int8: about a quarter
+        assert abs(versions[name]["test accuracy"] - base["test accuracy"]) < 0.03
+        assert versions[name]["ms per example (batch 1)"] > 0
+    assert report["chosen"].startswith("int8") and report["backend"] in ("torch-int8", "onnx-int8")
+    assert json.loads((digits_run / "quantized" / "report.json").read_text())["chosen"] == report["chosen"]
+
+
+def test_int8_outputs_stay_close_to_float(digits_run):
+    _, model, pre = honed.load_run(digits_run)
+    x = torch.randn(50, pre.input_dim)
+    with torch.no_grad():
+        float_out, int8_out = model(x), torch_int8(model)(x)
+    assert (float_out.argmax(1) == int8_out.argmax(1)).float().mean() > 0.9
+    assert load_predictor(digits_run, "torch-int8").info["quantized"] is True

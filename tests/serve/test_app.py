@@ -1,0 +1,125 @@
+"""The HTTP service: every endpoint, every bad input (4xx, never 500), micro-batching, a real server."""
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from honed.export import load_predictor
+from honed.serve import Limits, create_app
+
+
+@pytest.fixture
+def text_client(text_run):
+    return TestClient(create_app(load_predictor(text_run), Limits(max_items=8, max_chars=200)))
+
+
+def test_health_metadata_and_docs(text_client):
+    assert text_client.get("/health").json() == {"status": "ok"}
+    meta = text_client.get("/metadata").json()
+    assert meta["task"] == "multiclass" and sorted(meta["labels"]) == ["food", "politics", "sports"]
+    assert meta["input"] == {"texts": "list of strings"} and meta["backend"] == "torch"
+    assert "accuracy" in meta["metrics"] and meta["limits"]["max_items"] == 8
+    assert text_client.get("/docs").status_code == 200
+    assert "/predict" in text_client.get("/openapi.json").json()["paths"]
+
+
+def test_predict_returns_labels_and_probabilities(text_client, text_run):
+    texts = ["match goal team score", "recipe cook taste bake"]
+    body = text_client.post("/predict", json={"texts": texts}).json()
+    assert [p["prediction"] for p in body["predictions"]] == [p["prediction"] for p in
+                                                               load_predictor(text_run).predict(texts)]
+    for p in body["predictions"]:
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("payload, status, words", [
+    ({"texts": []}, 422, "empty batch"),
+    ({"texts": ["a"] * 9}, 413, "limit is 8"),
+    ({"texts": ["x" * 201]}, 413, "texts[0] has 201 characters"),
+    ({"texts": [1, {"a": 2}]}, 422, "texts.0"),
+    ({}, 422, "text model"),
+    ({"rows": [[1.0]]}, 422, "text model"),
+    ({"texts": ["a"], "extra": 1}, 422, "extra"),
+    ("not json at all", 400, "malformed JSON"),
+    ([1, 2, 3], 422, "body"),
+])
+def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(text_client, payload, status, words):
+    if isinstance(payload, str):
+        response = text_client.post("/predict", content=payload, headers={"content-type": "application/json"})
+    else:
+        response = text_client.post("/predict", json=payload)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+    assert text_client.post("/predict", json={"texts": ["goal"]}).status_code == 200
+
+
+def test_feature_rows_by_name_or_position(digits_run):
+    client = TestClient(create_app(load_predictor(digits_run)))
+    columns = client.get("/metadata").json()["input"]["columns"]
+    assert len(columns) == 64
+    by_name = client.post("/predict", json={"rows": [{c: 0.5 for c in columns}]}).json()["predictions"]
+    by_position = client.post("/predict", json={"rows": [[0.5] * 64]}).json()["predictions"]
+    assert by_name == by_position and by_name[0]["prediction"] in [str(i) for i in range(10)]
+    for payload, words in (({"rows": [{columns[0]: 1.0}]}, "missing"), ({"rows": [[1.0, 2.0]]}, "has 2 values"),
+                           ({"texts": ["a"]}, "feature rows"), ({"rows": [["a"] * 64]}, "rows.0")):
+        response = client.post("/predict", json=payload)
+        assert response.status_code == 422 and words in response.json()["error"], response.text
+    nan = client.post("/predict", content='{"rows": [[NaN' + ", 0" * 63 + "]]}",
+                      headers={"content-type": "application/json"})
+    assert nan.status_code == 422 and "finite" in nan.json()["error"]
+
+
+def test_regression_predictions_are_values(regression_run):
+    client = TestClient(create_app(load_predictor(regression_run)))
+    body = client.post("/predict", json={"rows": [{"x0": 0.0, "x1": 0.0, "x2": 0.0}]}).json()
+    assert isinstance(body["predictions"][0]["prediction"], float)
+
+
+def test_concurrent_requests_share_model_calls(text_run):
+    predictor = load_predictor(text_run)
+    app = create_app(predictor, Limits(max_batch=64, max_wait_ms=50))
+    texts = [f"goal team {i}" for i in range(20)]
+
+    async def send_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(*(client.post("/predict", json={"texts": [t]}) for t in texts))
+
+    responses = asyncio.run(send_all())
+    assert all(r.status_code == 200 for r in responses)
+    assert app.state.batcher.calls < len(texts)  # requests were batched together
+    alone = predictor.predict(texts)
+    assert [r.json()["predictions"][0]["prediction"] for r in responses] == [p["prediction"] for p in alone]
+
+
+def test_honed_serve_answers_on_a_loopback_port(text_run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "honed", "serve", str(text_run), "--port", str(port),
+                               "--backend", "onnx"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(150):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if json.loads(r.read()) == {"status": "ok"}:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not come up")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=b'{"texts": ["vote party"]}',
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert json.loads(r.read())["predictions"][0]["prediction"] in ("food", "politics", "sports")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
