@@ -77,6 +77,10 @@ def test_a_bundled_recipe_runs_by_name(tmp_path):
     (["tune", "linear_regression", "--budget", "10", "--pruner", "median"], ["--pruner 'median'", "hyperband"]),
     (["compare", "linear_regression", "--vary", "optimizer.nme=gd,sgd"], ["--vary optimizer.nme", "optimizer.name"]),
     (["compare", "not_a_run", "other_run"], ["not_a_run", "not a finished honed run"]),
+    (["distill", "not_a_run", "linear_regression"], ["run directory not found"]),
+    (["export", "not_a_run"], ["run directory not found"]),
+    (["quantize", "not_a_run"], ["run directory not found"]),
+    (["serve", "not_a_run"], ["run directory not found"]),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, words, tmp_path):
     result = run_cli(*args)
@@ -132,3 +136,15 @@ def test_lr_find_prints_a_rate_and_applies_it(tmp_path):
     from honed.recipe import load_recipe
 
     assert load_recipe(tmp_path / "r.yaml").optimizer.lr == pytest.approx(rate, rel=1e-2)
+
+
+def test_distill_export_and_serve_refuse_bad_settings_in_one_line(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "linear_regression", "--set", "train.epochs=2", "--out", str(run), "--quiet"]) == 0
+    for args, words in ((["distill", str(run), "linear_regression", "--temperature", "0"], "--temperature 0"),
+                        (["distill", str(run), "linear_regression", "--alpha", "2"], "--alpha 2"),
+                        (["serve", str(run), "--backend", "tpu"], "--backend 'tpu'"),
+                        (["serve", str(run), "--backend", "auto"], "run honed quantize")):
+        result = run_cli(*args)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert words in result.stderr

@@ -41,15 +41,18 @@ class Run:
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out: str | Path | None = None,
-          quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = (), score_test: bool = True) -> Run:
+          quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = (), score_test: bool = True,
+          teacher=None) -> Run:
     """Preprocess, build, train, evaluate on the test split, and write the run directory.
 
     `hooks` join the training loop after honed's own (see honed.training.hooks.Hook).
     `score_test=False` leaves the test split untouched (searches choose on validation only).
+    `teacher` (honed.export.distill.Teacher) makes this a distillation run: the loss also follows its outputs.
     Under torchrun every worker calls this; the main worker writes the run directory.
     """
     started = time.perf_counter() if started is None else started
-    return _train(load_recipe(recipe, overrides), out, quiet, started, list(hooks), score_test=score_test)
+    return _train(load_recipe(recipe, overrides), out, quiet, started, list(hooks), score_test=score_test,
+                  teacher=teacher)
 
 
 def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
@@ -65,7 +68,7 @@ def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None
 
 
 def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None,
-           score_test: bool = True) -> Run:
+           score_test: bool = True, teacher=None) -> Run:
     warmup.start()
     spec = recipe.train
     if spec.threads:
@@ -73,15 +76,19 @@ def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], 
     world, device = distributed.start(pick_device(spec.device), spec.strategy)
     try:
         with deterministic(spec.deterministic):
-            return _train_worker(recipe, out, quiet, started, hooks, state, world, device, score_test)
+            return _train_worker(recipe, out, quiet, started, hooks, state, world, device, score_test, teacher)
     finally:
         distributed.stop()
 
 
 def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None,
-                  world: distributed.World, device: torch.device, score_test: bool = True) -> Run:
+                  world: distributed.World, device: torch.device, score_test: bool = True, teacher=None) -> Run:
     seed_everything(recipe.seed)
     bundle = _build_data(recipe, world)
+    loss_fn = None
+    if teacher is not None:  # the training targets carry the teacher's logits beside each label
+        bundle = bundle.with_train_targets(teacher.targets(recipe.data, bundle))
+        loss_fn = teacher.loss(build_loss(recipe.loss, bundle.task), bundle.task)
     shape = Shape(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape)
     model = build_model(recipe.model, shape).to(device)
     run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape)) if world.main else "",
@@ -98,7 +105,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if ckpt:
         hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main))
     try:
-        trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started, world=world)
+        trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started, world=world, loss_fn=loss_fn)
     except NonFiniteLoss as e:
         raise UserError(stopped_message(e, model, run_dir, world.main)) from None
     model = distributed.gathered_model(model, trainer.strategy, lambda: build_model(recipe.model, shape))

@@ -113,6 +113,14 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--metric", help="validation metric to plot (default accuracy, else mse, else loss)")
     cp.add_argument("--out", help="report folder (default runs/<recipe>-compare-<time>)")
 
+    di = sub.add_parser("distill", help="train a student recipe on a teacher run's outputs; compare with and without")
+    di.add_argument("teacher_run", help="a finished run (the teacher)")
+    di.add_argument("student_recipe", help="recipe file or bundled recipe name (same data as the teacher)")
+    di.add_argument("--temperature", type=float, default=2.0, help="softens both distributions (default 2)")
+    di.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's term, 0..1 (default 0.5)")
+    di.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    di.add_argument("--out", help="report folder (default runs/<student>-distill-<time>)")
+
     ex = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch with onnxruntime")
     ex.add_argument("run_dir")
     ex.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (the only one so far)")
@@ -275,6 +283,18 @@ def show_table(rows: list[dict], title: str) -> None:
     Console(width=160).print(table)
 
 
+def cmd_distill(args) -> int:
+    from honed.export import distill
+
+    report = distill(args.teacher_run, resolve_recipe(args.student_recipe), args.overrides, args.temperature,
+                     args.alpha, args.out)
+    keep = ("model", "params", "bytes", "ms per example", "test accuracy", "test f1", "test mse", "test r2")
+    show_table([{k: row[k] for k in keep if k in row} for row in report["rows"]],
+               f"distillation (teacher outputs computed {report['teacher_passes']} time(s))")
+    print(f"report: {report['path']}/summary.json")
+    return 0
+
+
 def cmd_export(args) -> int:
     from honed.export import export_onnx
 
@@ -357,4 +377,4 @@ def cmd_cache(args) -> int:
 
 COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "recipes": cmd_recipes, "lr-find": cmd_lr_find, "tune": cmd_tune, "compare": cmd_compare,
-            "export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve}
+            "distill": cmd_distill, "export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve}

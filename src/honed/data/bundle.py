@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -47,3 +47,7 @@ class DataBundle:
     @property
     def labels(self) -> list[str] | None:
         return self.preprocessor.labels.names if self.preprocessor.labels else None
+
+    def with_train_targets(self, y: torch.Tensor) -> "DataBundle":
+        """The same bundle with other training targets (e.g. labels with a teacher's outputs beside them)."""
+        return replace(self, train=Split(self.train.x, y))

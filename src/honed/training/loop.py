@@ -98,15 +98,16 @@ def parallel_strategy(requested: str, world: World) -> str:
 
 
 def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0,
-        started: float | None = None, world: World = World()) -> Trainer:
+        started: float | None = None, world: World = World(), loss_fn=None) -> Trainer:
     """Train `model` on `data` as `recipe` says; returns the Trainer with its history.
 
     `started` (a time.perf_counter() value) is when the whole command began; time to target counts from it.
+    `loss_fn` replaces the recipe's loss (distillation passes one that also reads the teacher's outputs).
     A hook may restore a checkpoint in `on_fit_start` (see run/checkpoints.py): the loop then goes on
     from the restored epoch and step.
     """
     spec = recipe.train
-    loss_fn = build_loss(recipe.loss, data.task)
+    loss_fn = loss_fn or build_loss(recipe.loss, data.task)
     metrics = metric_names(recipe.metrics, data.task)
     metrics = [m for m in metrics if m != "confusion_matrix"]  # per-epoch logs stay scalar
     device = next(model.parameters()).device
