@@ -50,10 +50,25 @@ def test_the_bundle_alone_predicts_like_the_run(text_run):
     assert sorted(labels) == ["food", "politics", "sports"]
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recurrent_models_export_without_packed_sequences(tmp_path, text_csvs, cell):
+    train, test = text_csvs
+    run = honed.train({"data": {"source": "text_files", "train": str(train), "test": str(test)},
+                       "model": {"name": "rnn", "cell": cell, "hidden_size": 8, "layers": 2},
+                       "train": {"epochs": 1, "checkpoint": None}}, out=tmp_path / "rnn").path
+    export_onnx(run)
+    _, model, pre = honed.load_run(run)
+    session = ort.InferenceSession(str(run / "onnx" / "model.onnx"))
+    x = torch.randint(1, pre.input_dim, (5, 9), generator=torch.Generator().manual_seed(1))
+    x[1, 3:], x[4, 1:] = 0, 0  # texts of different lengths, right-padded
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], model(x).numpy(), atol=1e-4)
+
+
 def test_a_model_the_exporter_cannot_take_is_a_clear_error(tmp_path, text_csvs):
     train, test = text_csvs
     run = honed.train({"data": {"source": "text_files", "train": str(train), "test": str(test)},
-                       "model": {"name": "rnn", "hidden_size": 8}, "train": {"epochs": 1, "checkpoint": None}},
-                      out=tmp_path / "rnn").path
+                       "model": {"name": "rnn", "hidden_size": 8, "bidirectional": True},
+                       "train": {"epochs": 1, "checkpoint": None}}, out=tmp_path / "rnn").path
     with pytest.raises(UserError, match="cannot be exported to ONNX yet"):
         export_onnx(run)

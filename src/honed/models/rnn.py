@@ -24,6 +24,8 @@ class RNNClassifier(nn.Module):
         self.head = Head(hidden * (2 if bidirectional else 1), n_out)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_exporting():
+            return self.head(self.dropout(self.last_real_state(tokens)))
         # Packing makes the recurrence stop at each text's last real token, so padding never
         # reaches the final state (right padding would otherwise wash it out).
         lengths = (tokens != 0).sum(dim=1).clamp(min=1).cpu()
@@ -32,6 +34,18 @@ class RNNClassifier(nn.Module):
         h = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
         last = torch.cat([h[-2], h[-1]], dim=1) if self.rnn.bidirectional else h[-1]
         return self.head(self.dropout(last))
+
+    def last_real_state(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The top layer's output at each text's last real token: what packing gives, without packing.
+
+        For export (ONNX has no packed sequences). Right padding comes after the last real token,
+        so a forward recurrence has not seen it there yet; a backward one would, hence one direction only.
+        """
+        if self.rnn.bidirectional:
+            raise NotImplementedError("bidirectional recurrent models cannot be exported yet")
+        outputs, _ = self.rnn(self.embedding(tokens))
+        last = ((tokens != 0).sum(dim=1).clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+        return outputs.gather(1, last).squeeze(1)
 
 
 @MODELS.register("rnn")
