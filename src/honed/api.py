@@ -89,7 +89,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if teacher is not None:  # the training targets carry the teacher's logits beside each label
         bundle = bundle.with_train_targets(teacher.targets(recipe.data, bundle))
         loss_fn = teacher.loss(build_loss(recipe.loss, bundle.task), bundle.task)
-    shape = Shape(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape)
+    shape = Shape.of(bundle)
     model = build_model(recipe.model, shape).to(device)
     run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape)) if world.main else "",
                                               world))
@@ -198,7 +198,7 @@ def load_run(run_dir: str | Path) -> tuple[Recipe, torch.nn.Module, object]:
     info = run_stage.read_json(path / run_stage.MODEL)
     shape = info["shape"]
     shape = Shape(shape["input_kind"], shape["input_dim"], shape["output_dim"],
-                  tuple(shape["image_shape"]) if shape.get("image_shape") else None)
+                  tuple(shape["image_shape"]) if shape.get("image_shape") else None, shape.get("encoder"))
     model = build_model(recipe.model, shape)
     run_stage.load_weights(path / run_stage.WEIGHTS, model)
     model.eval()

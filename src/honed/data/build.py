@@ -38,7 +38,7 @@ def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
 def make_preprocessor(raw: RawData, spec) -> Preprocessor:
     if raw.kind == "text":
         return TextPreprocessor(raw.task, spec.num_words, spec.max_len, spec.lowercase, spec.label_column, spec.tokenizer,
-                                spec.keep_tokens, spec.ngrams, spec.ngram_buckets, spec.unique_tokens)
+                                spec.keep_tokens, spec.ngrams, spec.ngram_buckets, spec.unique_tokens, spec.pretrained)
     label_column = spec.target or "target"
     return TablePreprocessor(raw.task, list(raw.feature_names), spec.standardize, spec.standardize_target,
                              raw.image_shape, label_column)

@@ -136,8 +136,10 @@ class TextPreprocessor(Preprocessor):
 
     def __init__(self, task: str, num_words: int, max_len: int, lowercase: bool = True,
                  label_column: str = "label", tokenizer: str = "words", keep_tokens: str = "first",
-                 ngrams: int = 1, ngram_buckets: int = 0, unique_tokens: bool = False) -> None:
+                 ngrams: int = 1, ngram_buckets: int = 0, unique_tokens: bool = False,
+                 pretrained: str | None = None) -> None:
         super().__init__(task, False, label_column)
+        self.pretrained = pretrained
         self.keep_tokens = keep_tokens
         self.ngrams, self.ngram_buckets, self.unique_tokens = ngrams, ngram_buckets, unique_tokens
         self.num_words = num_words
@@ -151,7 +153,8 @@ class TextPreprocessor(Preprocessor):
 
         self.tokenizer = TOKENIZERS.get(self.tokenizer_name)(
             self.num_words, self.max_len, self.lowercase, self.keep_tokens == "last",
-            ngrams=self.ngrams, buckets=self.ngram_buckets, unique=self.unique_tokens).fit(texts)
+            ngrams=self.ngrams, buckets=self.ngram_buckets, unique=self.unique_tokens,
+            pretrained=self.pretrained).fit(texts)
 
     def inputs(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer.encode(texts)
@@ -164,7 +167,7 @@ class TextPreprocessor(Preprocessor):
         return super().state() | {"num_words": self.num_words, "max_len": self.max_len, "lowercase": self.lowercase,
                                   "tokenizer": self.tokenizer_name, "keep_tokens": self.keep_tokens,
                                   "ngrams": self.ngrams, "ngram_buckets": self.ngram_buckets,
-                                  "unique_tokens": self.unique_tokens}
+                                  "unique_tokens": self.unique_tokens, "pretrained": self.pretrained}
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
         from honed.data.text import TOKENIZERS
@@ -172,7 +175,8 @@ class TextPreprocessor(Preprocessor):
         super().restore(state, folder)
         self.tokenizer = TOKENIZERS.get(self.tokenizer_name).load(folder, self.num_words, self.max_len, self.lowercase,
                                                                   self.keep_tokens == "last", self.ngrams,
-                                                                  self.ngram_buckets, self.unique_tokens)
+                                                                  self.ngram_buckets, self.unique_tokens,
+                                                                  self.pretrained)
 
     def save(self, folder: Path) -> list[Path]:
         return super().save(folder) + [self.tokenizer.save(folder)]
@@ -189,6 +193,6 @@ def load_preprocessor(folder: Path) -> Preprocessor:
     else:
         pre = TextPreprocessor(state["task"], state["num_words"], state["max_len"], state["lowercase"],
                                state["label_column"], state["tokenizer"], state["keep_tokens"], state["ngrams"],
-                               state["ngram_buckets"], state.get("unique_tokens", False))
+                               state["ngram_buckets"], state.get("unique_tokens", False), state.get("pretrained"))
     pre.restore(state, folder)
     return pre

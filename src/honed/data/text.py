@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from honed.data import parallel
+from honed.errors import UserError
 from honed.registry import Registry
 
 PAD, UNK = "<pad>", "<unk>"
@@ -97,7 +98,8 @@ class WordTokenizer:
     FILE = "vocab.json"
 
     def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 vocab: list[str] | None = None, ngrams: int = 1, buckets: int = 0, unique: bool = False):
+                 vocab: list[str] | None = None, ngrams: int = 1, buckets: int = 0, unique: bool = False,
+                 pretrained: str | None = None):
         self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
         self.ngrams, self.buckets, self.unique = ngrams, buckets, unique
         self.vocab = vocab or []
@@ -136,7 +138,7 @@ class WordTokenizer:
 
     @classmethod
     def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
-             ngrams: int = 1, buckets: int = 0, unique: bool = False) -> "WordTokenizer":
+             ngrams: int = 1, buckets: int = 0, unique: bool = False, pretrained: str | None = None) -> "WordTokenizer":
         vocab = json.loads((folder / cls.FILE).read_text())
         return cls(num_words, max_len, lowercase, keep_last, vocab, ngrams, buckets, unique)
 
@@ -148,9 +150,9 @@ class BpeTokenizer:
     FILE = "tokenizer.json"
 
     def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 tokenizer=None, ngrams: int = 1, buckets: int = 0, unique: bool = False):
+                 tokenizer=None, ngrams: int = 1, buckets: int = 0, unique: bool = False, pretrained: str | None = None):
         self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
-        self.tokenizer = tokenizer
+        self.tokenizer, self.pretrained = tokenizer, pretrained
 
     def fit(self, texts: list[str]) -> "BpeTokenizer":
         from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -184,7 +186,30 @@ class BpeTokenizer:
 
     @classmethod
     def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
-             ngrams: int = 1, buckets: int = 0, unique: bool = False) -> "BpeTokenizer":
+             ngrams: int = 1, buckets: int = 0, unique: bool = False, pretrained: str | None = None) -> "BpeTokenizer":
         from tokenizers import Tokenizer
 
-        return cls(num_words, max_len, lowercase, keep_last, Tokenizer.from_file(str(folder / cls.FILE)))
+        return cls(num_words, max_len, lowercase, keep_last, Tokenizer.from_file(str(folder / cls.FILE)),
+                   pretrained=pretrained)
+
+
+@TOKENIZERS.register("pretrained")
+class PretrainedTokenizer(BpeTokenizer):
+    """A pretrained encoder's own tokenizer (data.pretrained), used as it was trained: nothing to fit.
+
+    Its padding is turned off (honed pads each batch with id 0, which is BERT's [PAD]) and its
+    truncation set to data.max_len; the tokenizer, so configured, is saved with the run.
+    """
+
+    def fit(self, texts: list[str]) -> "PretrainedTokenizer":
+        from tokenizers import Tokenizer
+
+        from honed.pretrained import encoder_folder
+
+        tok = Tokenizer.from_file(str(encoder_folder(self.pretrained) / "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(max_length=self.max_len, direction="left" if self.keep_last else "right")
+        if tok.token_to_id("[PAD]") not in (None, 0):
+            raise UserError(f"data.pretrained = {self.pretrained!r}: its padding token is not id 0")
+        self.tokenizer = tok
+        return self

@@ -25,15 +25,23 @@ class Shape:
     input_dim: int  # features, or vocabulary size
     output_dim: int
     image_shape: Optional[tuple[int, ...]] = None
+    encoder: Optional[str] = None  # the pretrained encoder whose tokenizer made the token ids
+
+    @classmethod
+    def of(cls, bundle) -> "Shape":
+        """The shape of a DataBundle's inputs and outputs."""
+        return cls(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape,
+                   getattr(bundle.preprocessor, "pretrained", None))
 
 
-from honed.models import bag, cnn, linear, mlp, rnn  # noqa: E402,F401  (registers)
+from honed.models import bag, cnn, linear, mlp, rnn, transformer  # noqa: E402,F401  (registers)
 from honed.models.init import INITS, initialize  # noqa: E402
 
 
 def build_model(spec, shape: Shape) -> nn.Module:
     model = MODELS.get(spec.name)(spec, shape)
-    initialize(model, spec.init, spec.embedding_init, spec.embedding_scale)
+    # a pretrained model initializes only its new parts (e.g. the classification head)
+    initialize(getattr(model, "fresh", model), spec.init, spec.embedding_init, spec.embedding_scale)
     return model
 
 

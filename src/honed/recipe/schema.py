@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb"]
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
-ModelName = Literal["linear", "logistic", "mlp", "cnn", "rnn", "bag"]
+ModelName = Literal["linear", "logistic", "mlp", "cnn", "rnn", "bag", "transformer"]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
 InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
 LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy"]
@@ -53,7 +53,10 @@ class DataSpec(Section):
     # text
     text_column: str = Field("text", description="text_files: column holding the text")
     label_column: str = Field("label", description="text_files: column holding the label (strings or ints)")
-    tokenizer: Literal["words", "bpe"] = Field("words", description="words: frequent whole words; bpe: sub-words")
+    tokenizer: Literal["words", "bpe", "pretrained"] = Field(
+        "words", description="words: frequent whole words; bpe: sub-words; pretrained: data.pretrained's own")
+    pretrained: Optional[str] = Field(None, description="tokenizer pretrained / model transformer: the encoder, "
+                                      "all-minilm-l6-v2 (bundled) or a folder in Hugging Face layout")
     lowercase: bool = Field(True, description="lowercase text before tokenizing")
     ngrams: int = Field(1, ge=1, le=5, description="words tokenizer: add hashed n-grams up to this length (bag models)")
     ngram_buckets: int = Field(1_000_000, ge=1, description="hash buckets shared by all n-grams")
@@ -76,6 +79,13 @@ class DataSpec(Section):
         return self
 
     @model_validator(mode="after")
+    def _pretrained_names_an_encoder(self) -> "DataSpec":
+        if (self.tokenizer == "pretrained") != (self.pretrained is not None):
+            raise ValueError("data.tokenizer = pretrained and data.pretrained go together "
+                             "(e.g. data.pretrained = all-minilm-l6-v2)")
+        return self
+
+    @model_validator(mode="after")
     def _path_means_file(self) -> "DataSpec":
         # A recipe built on generated data can be pointed at a user's file with
         # `--set data.path=...`: the file then replaces the generated data.
@@ -85,7 +95,8 @@ class DataSpec(Section):
 
 
 class ModelSpec(Section):
-    name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), rnn (text), bag (text)")
+    name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), rnn (text), bag (text), "
+                            "transformer (fine-tunes data.pretrained's encoder)")
     init: InitName = Field("default", description="weight initialization (biases start at zero)")
     hidden: list[int] = Field(default_factory=list, description="mlp / bag dense layer sizes")
     activation: Activation = Field("relu", description="hidden-layer activation")
@@ -268,6 +279,9 @@ class Recipe(Section):
                 if used:
                     raise ValueError(f"{key} works with model.name = bag only (got {self.model.name!r}): "
                                      "other models read tokens in order")
+        if self.model.name == "transformer" and self.data.tokenizer != "pretrained":
+            raise ValueError("model.name = transformer fine-tunes a pretrained encoder: set data.tokenizer = pretrained "
+                             "and data.pretrained (e.g. all-minilm-l6-v2)")
         if self.train.strategy == "fsdp":
             for key, used in (("model.sparse", self.model.sparse), ("regularization.l1", self.regularization.l1),
                               ("regularization.l2", self.regularization.l2)):

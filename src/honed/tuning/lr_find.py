@@ -71,7 +71,7 @@ def range_test(recipe: Recipe, bundle, seed: int, min_lr: float, max_lr: float, 
     """Train with the rate rising exponentially from min_lr to max_lr over `steps` steps."""
     seed_everything(seed)
     device = pick_device(recipe.train.device)
-    shape = Shape(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape)
+    shape = Shape.of(bundle)
     model = build_model(recipe.model, shape).to(device)
     optimizer = build_optimizer(model, recipe.optimizer)
     loss_fn = build_loss(recipe.loss, bundle.task)
