@@ -20,7 +20,7 @@ from honed import data as data_stage
 from honed import run as run_stage
 from honed import warmup
 from honed.errors import UserError
-from honed.evaluation import metric_names, outputs_of, score_split
+from honed.evaluation import class_probabilities, metric_names, outputs_of, score_split
 from honed.models import Shape, build_model, count_params
 from honed.recipe import Recipe, dump_recipe, load_recipe
 from honed.training import Hook, NonFiniteLoss, build_loss, distributed, fit
@@ -237,11 +237,7 @@ def predictions_frame(scores: torch.Tensor, pre):
     if pre.task == "regression":
         return pd.DataFrame({"prediction": pre.unscale(scores).numpy()})
     names = pre.labels.names
-    if pre.task == "binary":
-        p1 = torch.sigmoid(scores)
-        probs = torch.stack([1 - p1, p1], dim=1)
-    else:
-        probs = torch.softmax(scores, dim=1)
+    probs = class_probabilities(scores, pre.task)
     frame = pd.DataFrame({"prediction": [names[i] for i in probs.argmax(dim=1).tolist()]})
     for i, name in enumerate(names):
         frame[f"prob_{name}"] = probs[:, i].numpy()

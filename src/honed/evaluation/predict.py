@@ -34,3 +34,11 @@ def score_outputs(scores: torch.Tensor, targets: torch.Tensor, task: str, loss_f
     if task == "regression" and unscale is not None:
         scores, targets = unscale(scores), unscale(targets)
     return result | compute_metrics(names, scores, targets, task, num_classes)
+
+
+def class_probabilities(scores: torch.Tensor, task: str) -> torch.Tensor:
+    """(N, K) class probabilities from raw scores: sigmoid for one binary logit, softmax for K logits."""
+    if task == "binary":
+        p1 = torch.sigmoid(scores)
+        return torch.stack([1 - p1, p1], dim=1)
+    return torch.softmax(scores, dim=1)

@@ -104,16 +104,13 @@ def teacher_cache() -> Path:
     return cache_dir() / "teacher"
 
 
-def latency_ms(run_dir: Path, rows: int = 500) -> float:
-    """Median CPU milliseconds per example at batch 1 on the run's own test split."""
+def timing_inputs(run_dir: Path, rows: int = 500) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The run's model and the first `rows` of its own test split (read once, timed several times)."""
     from honed.api import load_run
     from honed.data import test_split
-    from honed.export.quantize import latency_ms as timed
 
     recipe, model, pre = load_run(run_dir)
-    x = test_split(recipe.data, pre).x[:rows]
-    with torch.inference_mode():
-        return timed(model, x, 1)
+    return model, test_split(recipe.data, pre).x[:rows]
 
 
 def describe(name: str, run_dir: Path, summary: dict) -> dict:
@@ -123,12 +120,17 @@ def describe(name: str, run_dir: Path, summary: dict) -> dict:
 
 
 def add_latencies(rows: list[dict], rounds: int = 3) -> None:
-    """Per-example latency of each run, the best of a few interleaved rounds (one busy moment skews less)."""
-    for row in rows:
-        row["ms per example"] = float("inf")
-    for _ in range(rounds):
-        for row in rows:
-            row["ms per example"] = min(row["ms per example"], latency_ms(Path(row["run"])))
+    """CPU ms per example at batch 1 for each run: the best of a few interleaved rounds (one busy moment skews less)."""
+    from honed.export.quantize import latency_ms
+
+    inputs = [timing_inputs(Path(row["run"])) for row in rows]
+    best = [float("inf")] * len(rows)
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for i, (model, x) in enumerate(inputs):
+                best[i] = min(best[i], latency_ms(model, x, 1))
+    for row, ms in zip(rows, best):
+        row["ms per example"] = ms
 
 
 def distill(teacher_run, student_recipe, overrides=(), temperature: float = 2.0, alpha: float = 0.5,

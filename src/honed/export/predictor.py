@@ -32,19 +32,18 @@ class Predictor:
         raise NotImplementedError
 
     def predict(self, inputs) -> list[dict]:
-        """[{prediction, probabilities: {label: p}}] for texts, or {prediction} values for regression."""
-        from honed.api import predictions_frame
+        """[{prediction, probabilities: {label: p}}] for classes, [{prediction: value}] for regression."""
+        from honed.evaluation import class_probabilities
 
         x = self.pre.inputs(inputs if self.kind == "text" else np.asarray(inputs, dtype=np.float32))
-        parts = [self.scores(trim_padding(x[i: i + BATCH]) if x.dtype == torch.int64 else x[i: i + BATCH])
-                 for i in range(0, len(x), BATCH)]
-        frame = predictions_frame(torch.cat(parts), self.pre)
+        scores = torch.cat([self.scores(trim_padding(x[i: i + BATCH]) if x.dtype == torch.int64 else x[i: i + BATCH])
+                            for i in range(0, len(x), BATCH)])
         if self.pre.task == "regression":
-            return [{"prediction": float(v)} for v in frame["prediction"]]
+            return [{"prediction": float(v)} for v in self.pre.unscale(scores).tolist()]
         names = self.pre.labels.names
-        probs = frame[[f"prob_{n}" for n in names]].to_numpy()
-        return [{"prediction": label, "probabilities": {n: float(p) for n, p in zip(names, row)}}
-                for label, row in zip(frame["prediction"], probs)]
+        probs = class_probabilities(scores, self.pre.task).tolist()
+        return [{"prediction": names[max(range(len(row)), key=row.__getitem__)],
+                 "probabilities": dict(zip(names, row))} for row in probs]
 
 
 class TorchPredictor(Predictor):

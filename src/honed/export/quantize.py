@@ -104,15 +104,14 @@ def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
 
     path = check_run_dir(run_dir)
     recipe, model, pre = load_run(path)
-    x = check_inputs(recipe, pre, inputs, rows) if inputs else None
-    if x is None:
+    if inputs:  # the user's rows: timed, but without labels there is no accuracy
+        x, y = check_inputs(recipe, pre, inputs, rows), None
+    else:
         try:
             split = test_split(recipe.data, pre)
         except UserError as e:
             raise UserError(f"{e} (quantize measures the test split; or give --input FILE)") from None
         x, y = split.x[:rows], split.y[:rows]
-    else:
-        y = None
     versions = {"float32 (PyTorch)": (model, state_bytes(model))}
     qmodel = torch_int8(model)
     versions["int8 (PyTorch)"] = (qmodel, state_bytes(qmodel))

@@ -14,7 +14,6 @@ import html
 import itertools
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from honed.errors import UserError
 from honed.recipe import load_recipe
 from honed.recipe.load import parse_override
 from honed.recipe.schema import setting_problem
-from honed.run import METRICS, SUMMARY, read_metrics, read_summary, write_json, write_text
+from honed.run import METRICS, SUMMARY, new_run_dir, read_metrics, read_summary, write_json, write_text
 from honed.tuning.plots import plot_comparison
 from honed.tuning.space import apply
 
@@ -85,7 +84,7 @@ def compare(recipe, vary: list[str], overrides=(), out=None, metric: str | None 
             recipes.append(apply(base, params))
         except UserError as e:
             raise UserError(f"variant {label_of(params)}: {e}") from None
-    out = Path(out) if out else _default_out(base.name)
+    out = new_run_dir(f"{base.name}-compare", out)
     runs, failed = [], {}
     for i, (params, variant) in enumerate(zip(grid, recipes), 1):
         folder = out / "runs" / folder_of(params)
@@ -117,8 +116,7 @@ def compare_runs(run_dirs: list, out=None, labels: list[str] | None = None, metr
     if len(runs) < 2:
         raise UserError("compare needs two or more runs (or a recipe and --vary)")
     key = _metric(metric, runs)
-    out = Path(out) if out else _default_out("runs")
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_run_dir("runs-compare", out)
     rows = [row_of(run, key) for run in runs]
     figure = plot_comparison(runs, key, out / "compare.png", f"{len(runs)} runs: {key}")
     write_text(out / "compare.csv", _csv(rows))
@@ -161,10 +159,6 @@ def _metric(metric: str | None, runs: list[dict]) -> str:
 def _unique_labels(paths: list[Path]) -> list[str]:
     names = [p.name for p in paths]
     return names if len(set(names)) == len(names) else [str(p) for p in paths]
-
-
-def _default_out(name: str) -> Path:
-    return Path("runs") / f"{name}-compare-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _columns(rows: list[dict]) -> list[str]:

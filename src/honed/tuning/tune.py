@@ -287,6 +287,5 @@ def _discard_if_empty(optuna, store, name: str, study, is_new: bool, folder: Pat
     if not is_new or any(t.state.name == "COMPLETE" for t in study.trials):
         return
     optuna.delete_study(study_name=name, storage=store)
-    if folder is not None:
-        store.engine.dispose() if hasattr(store, "engine") else None
+    if folder is not None:  # the folder (and its study.db) was made by this command
         shutil.rmtree(folder, ignore_errors=True)
