@@ -147,12 +147,12 @@ def splitmix64(z: int) -> int:
 def test_hashed_ngrams_match_a_reference_hash():
     import zlib
 
-    from honed.data import text
+    from honed.data import text, words
 
     t = text.WordTokenizer(num_words=5, max_len=10, ngrams=3, buckets=1000).fit(["a b c a b", "a b"])
     ids = t.encode(["a b zz"])[0].tolist()
     full = [t.index["a"], t.index["b"], zlib.crc32(b"zz") + 2**32]  # the unknown word keeps its own hash
-    M, P, off = 2**64, text.PRIME, len(t.vocab)
+    M, P, off = 2**64, words.PRIME, len(t.vocab)
     bucket = lambda h, k: splitmix64((h + k) % M) % 1000 + off  # noqa: E731
     bigrams = [bucket((full[0] * P + full[1]) % M, 1), bucket((full[1] * P + full[2]) % M, 1)]
     trigram = bucket(((full[0] * P + full[1]) % M * P + full[2]) % M, 2)
@@ -163,7 +163,7 @@ def test_hashed_ngrams_match_a_reference_hash():
 
 def test_ngram_hashes_of_frequent_words_spread_like_random_buckets():
     """Bigrams of small consecutive word ids must not pile into few buckets (a plain rolling hash does)."""
-    from honed.data.text import ngram_ids
+    from honed.data.words import ngram_ids
 
     ids = list(range(2, 20_002))
     buckets = ngram_ids([str(i) for i in ids], ids, 2, 2_000_000, 0)

@@ -34,3 +34,24 @@ def test_same_seed_same_split_other_seed_other_split():
 def test_too_small_to_split():
     with pytest.raises(UserError, match="too few"):
         carve(labelled(1, 1), 0.2, 0, True, "validation")
+
+
+def test_a_training_sample_leaves_validation_and_test_whole():
+    from honed.data.build import load_raw, split_raw
+    from honed.recipe import load_recipe
+
+    def splits(**data):
+        spec = load_recipe({"data": {"source": "sklearn", "name": "digits"} | data}).data
+        return split_raw(load_raw(spec), spec)
+
+    full_train, full_val, full_test = splits()
+    train, val, test = splits(max_train_rows=300)
+    assert len(train) == 300 and len(full_train) > 1000
+    np.testing.assert_array_equal(val.x, full_val.x)
+    np.testing.assert_array_equal(test.x, full_test.x)
+    rows = {r.tobytes() for r in full_train.x}
+    assert all(r.tobytes() in rows for r in train.x)  # a subset of the full training split
+    shares = np.unique(train.y.astype(str), return_counts=True)[1] / 300
+    full_shares = np.unique(full_train.y.astype(str), return_counts=True)[1] / len(full_train)
+    np.testing.assert_allclose(shares, full_shares, atol=0.01)  # stratified
+    assert len(splits(max_train_rows=10**6)[0]) == len(full_train)

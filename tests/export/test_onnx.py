@@ -65,10 +65,54 @@ def test_recurrent_models_export_without_packed_sequences(tmp_path, text_csvs, c
         np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], model(x).numpy(), atol=1e-4)
 
 
-def test_a_model_the_exporter_cannot_take_is_a_clear_error(tmp_path, text_csvs):
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_export_path_equals_packed_sequences(cell, bidirectional):
+    from honed.models.rnn import RNNClassifier
+
+    torch.manual_seed(0)
+    model = RNNClassifier(50, 6, cell, 5, layers=3, bidirectional=bidirectional, dropout=0.3, n_out=2).eval()
+    x = torch.randint(1, 50, (6, 12))
+    for row, length in enumerate((12, 1, 5, 7, 2, 11)):
+        x[row, length:] = 0
+    with torch.no_grad():
+        packed = model(x)
+        unpacked = model.head(model.last_real_state(x))
+    torch.testing.assert_close(unpacked, packed, atol=1e-5, rtol=1e-5)
+
+
+def test_a_bidirectional_rnn_exports(tmp_path, text_csvs):
     train, test = text_csvs
     run = honed.train({"data": {"source": "text_files", "train": str(train), "test": str(test)},
-                       "model": {"name": "rnn", "hidden_size": 8, "bidirectional": True},
+                       "model": {"name": "rnn", "hidden_size": 8, "bidirectional": True, "layers": 2},
                        "train": {"epochs": 1, "checkpoint": None}}, out=tmp_path / "rnn").path
-    with pytest.raises(UserError, match="cannot be exported to ONNX yet"):
-        export_onnx(run)
+    assert export_onnx(run)["check"]["max_abs_difference"] <= 1e-4
+    _, model, pre = honed.load_run(run)
+    session = ort.InferenceSession(str(run / "onnx" / "model.onnx"))
+    x = torch.randint(1, pre.input_dim, (5, 9), generator=torch.Generator().manual_seed(1))
+    x[1, 3:], x[4, 1:] = 0, 0
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], model(x).numpy(), atol=1e-4)
+
+
+class SizeDependent(torch.nn.Module):
+    def forward(self, x):
+        return x if x.shape[0] == 2 else 2 * x  # a branch on the batch size: the exporter keeps the example's
+
+
+class Unsupported(torch.nn.Module):
+    def forward(self, x):
+        if torch.compiler.is_exporting():
+            raise RuntimeError("no ONNX form for this operator")
+        return x
+
+
+def test_a_model_the_exporter_cannot_take_is_a_clear_error(tmp_path):
+    from honed.export.onnx import max_difference, write_onnx
+
+    with pytest.raises(UserError, match="cannot be exported to ONNX yet .Unsupported: no ONNX form"):
+        write_onnx(Unsupported(), torch.ones(2, 3), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    write_onnx(SizeDependent(), torch.ones(2, 3), tmp_path / "fixed.onnx")  # exported, but for batches of 2 only
+    session = ort.InferenceSession(str(tmp_path / "fixed.onnx"))
+    assert max_difference(session, SizeDependent(), torch.randn(2, 3)) == float("inf")

@@ -38,6 +38,20 @@ def test_padding_never_changes_an_output_and_the_run_reloads(text_csvs, tmp_path
         torch.testing.assert_close(model(x), run.model.eval()(x), atol=1e-5, rtol=1e-5)
 
 
+def test_the_fine_tuned_encoder_exports_to_onnx_with_its_tokenizer(text_csvs, tmp_path):
+    from honed.export import OnnxPredictor, TorchPredictor, export_onnx
+
+    run = honed.train(minilm(text_csvs, epochs=1), out=tmp_path / "run").path
+    info = export_onnx(run)
+    assert info["check"]["max_abs_difference"] <= 1e-4 and (run / "onnx" / "tokenizer.json").is_file()
+    texts = ["the team scored a late goal in the match", "vote", "bake the bread and cook the spice for dinner"]
+    onnx, torch_ = OnnxPredictor(run / "onnx").predict(texts), TorchPredictor(run).predict(texts)
+    for a, b in zip(onnx, torch_):
+        assert a["prediction"] == b["prediction"]
+        for label, p in a["probabilities"].items():
+            assert p == pytest.approx(b["probabilities"][label], abs=1e-5)
+
+
 def test_a_transformer_teaches_a_bag_student(text_csvs, tmp_path):
     teacher = honed.train(minilm(text_csvs), out=tmp_path / "teacher").path
     train_csv, test_csv = text_csvs

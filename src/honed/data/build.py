@@ -13,6 +13,8 @@ from honed.data.sources import SOURCES
 from honed.data.split import carve
 from honed.errors import UserError
 
+log = logging.getLogger("honed")
+
 
 def load_raw(spec) -> RawData:
     raw = SOURCES.get(spec.source)(spec)
@@ -32,6 +34,11 @@ def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
     val = None
     if spec.val_fraction > 0:
         train, val = carve(train, spec.val_fraction, spec.seed + 1, stratify, "validation")
+    if spec.max_train_rows and len(train) > spec.max_train_rows:
+        # A sample for models too slow for the whole set on this machine (a Transformer on a CPU);
+        # carved after validation, so validation and test scores stay comparable with full runs.
+        _, train = carve(train, spec.max_train_rows / len(train), spec.seed + 2, stratify, "training sample")
+        log.info(f"data: training on a sample of {len(train)} rows (data.max_train_rows)")
     return train, val, test
 
 
@@ -44,7 +51,6 @@ def make_preprocessor(raw: RawData, spec) -> Preprocessor:
                              raw.image_shape, label_column)
 
 
-log = logging.getLogger("honed")
 _KEPT: OrderedDict | None = None  # data settings -> bundle, inside reuse_built_data()
 KEEP = 2  # bundles held at once: a search that varies data settings keeps the last two
 

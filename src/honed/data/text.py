@@ -16,8 +16,6 @@ With `unique` (words only), a row is the sorted set of its ids: a binary bag of 
 from __future__ import annotations
 
 import json
-import re
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -25,20 +23,11 @@ import numpy as np
 import torch
 
 from honed.data import parallel
+from honed.data.words import PAD, UNK, text_ids, words_of
 from honed.errors import UserError
 from honed.registry import Registry
 
-PAD, UNK = "<pad>", "<unk>"
 TOKENIZERS: Registry = Registry("tokenizer")
-PRIME = 1_000_003
-BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-WORD = re.compile(r"[\w']+")
-
-
-def words_of(text: str, lowercase: bool) -> list[str]:
-    text = BREAK.sub(" ", text)
-    words = (w.strip("'") for w in WORD.findall(text.lower() if lowercase else text))
-    return [w for w in words if w]
 
 
 def _count(args: tuple[list[str], bool]) -> Counter:
@@ -51,46 +40,13 @@ def _count(args: tuple[list[str], bool]) -> Counter:
 
 def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int, bool]) -> np.ndarray:
     texts, lowercase, index, max_len, keep_last, ngrams, buckets, unique = args
-    offset = len(index)
     out = np.zeros((len(texts), max_len * ngrams), dtype=np.int32)  # int32: half the bytes to ship back
     width = 1
     for row, t in enumerate(texts):
-        words = words_of(t, lowercase)
-        words = words[-max_len:] if keep_last else words[:max_len]
-        ids = [index.get(w, 1) for w in words]
-        if ngrams > 1 and len(words) > 1:
-            ids += ngram_ids(words, ids, ngrams, buckets, offset)
-        if unique:  # a set of tokens (sorted): each word or n-gram counts once, and rows get shorter
-            ids = np.unique(ids).tolist()
+        ids = text_ids(t, index, lowercase, max_len, keep_last, ngrams, buckets, unique)
         out[row, : len(ids)] = ids
         width = max(width, len(ids))
     return out[:, :width]
-
-
-def ngram_ids(words: list[str], ids: list[int], n: int, buckets: int, offset: int) -> list[int]:
-    """fastText-style hashed n-grams (2..n) of consecutive words, as ids offset + [0, buckets).
-
-    Hashing runs on word ids (vectorized); out-of-vocabulary words get a stable crc32 of their
-    text instead of the shared <unk> id, so their n-grams stay distinct. Word ids are small
-    consecutive integers, so the rolling hash is scrambled (`mix64`) before taking it modulo
-    `buckets`; without that, n-grams of frequent words would pile into a few buckets.
-    """
-    full = np.array([i if i != 1 else zlib.crc32(w.encode()) + 2**32 for w, i in zip(words, ids)], dtype=np.uint64)
-    out = []
-    h = full.copy()
-    for k in range(1, n):
-        if len(full) <= k:
-            break
-        h = h[:-1] * np.uint64(PRIME) + full[k:]  # wraps around modulo 2**64: a rolling hash
-        out.append(mix64(h + np.uint64(k)) % np.uint64(buckets))  # + k: a bigram and a trigram never share a hash
-    return (np.concatenate(out).astype(np.int64) + offset).tolist() if out else []
-
-
-def mix64(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer: every input bit flips about half of the output bits."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 @TOKENIZERS.register("words")

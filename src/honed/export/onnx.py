@@ -5,11 +5,14 @@ against PyTorch on real inputs with onnxruntime, in a folder that carries its pr
                                   or float32 features [batch, features]); output "scores" (raw logits or values)
     RUN_DIR/onnx/bundle.json      task, labels, input/output, post-processing, the check's max abs difference
     RUN_DIR/onnx/preprocess.json  (+ vocab.json or tokenizer.json): what turns raw text/rows into the input
+    RUN_DIR/onnx/predict.py       a client that needs only numpy + onnxruntime (+ tokenizers for sub-words),
+                                  with bundle_words.py (the words tokenizer): see export/client.py
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from pathlib import Path
@@ -44,6 +47,8 @@ def write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Non
     model.eval()
 
     def export(tmp: Path) -> None:
+        # The exporter warns about optional packages (torchvision) that honed models never need.
+        logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"],
@@ -53,22 +58,44 @@ def write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Non
     try:
         atomic_write(path, export)
     except Exception as e:  # noqa: BLE001 - the exporter's many failure types mean one thing here
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = root_cause(e)
         raise UserError(f"this model cannot be exported to ONNX yet ({type(model).__name__}: {reason[:200]})") from None
 
 
+def root_cause(error: BaseException) -> str:
+    """The first line of the innermost exception: the exporter wraps the real reason in its own messages."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def max_difference(session, model: torch.nn.Module, x: torch.Tensor) -> float:
-    """Largest |ONNX Runtime - PyTorch| over the rows of x, and over a smaller, shorter batch."""
+    """Largest |ONNX Runtime - PyTorch| over the rows of x, a smaller batch, and a longer one.
+
+    Shapes other than the example's catch a graph the exporter quietly fixed to one size;
+    such a graph fails in ONNX Runtime, which counts as an infinite difference.
+    """
+    worst = 0.0
+    for batch in check_batches(x):
+        with torch.no_grad():
+            expected = model(batch).float().numpy()
+        try:
+            got = session.run(None, {"input": batch.numpy()})[0]
+        except Exception:  # noqa: BLE001 - onnxruntime raises its own error types for shape mismatches
+            return float("inf")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def check_batches(x: torch.Tensor) -> list[torch.Tensor]:
+    """x itself, its first 3 rows (tokens: without their shared padding), and x twice over with one more padding column."""
     from honed.data.bundle import trim_padding
 
-    worst = 0.0
-    batches = [x, trim_padding(x[:3]) if x.dtype == torch.int64 else x[:3]]
-    with torch.no_grad():
-        for batch in batches:
-            expected = model(batch).float().numpy()
-            got = session.run(None, {"input": batch.numpy()})[0]
-            worst = max(worst, float(np.abs(got - expected).max()))
-    return worst
+    if x.dtype != torch.int64:
+        return [x, x[:3], torch.cat([x, x.flip(0)])]
+    longer = torch.cat([torch.cat([x, x.flip(0)]), torch.zeros(2 * len(x), 1, dtype=x.dtype)], dim=1)
+    return [x, trim_padding(x[:3]), longer]
 
 
 def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> dict:
@@ -85,7 +112,19 @@ def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> d
         "output": {"name": "scores", "postprocess": post, "target_mean": pre.target_mean,
                    "target_std": pre.target_std},
         "check": {"rows": rows, "max_abs_difference": difference, "tolerance": TOLERANCE},
+        "client": "predict.py",
     }
+
+
+def write_client(folder: Path) -> None:
+    """The standalone client and the tokenizer code it imports, copied beside the model."""
+    import shutil
+
+    from honed.data import words
+    from honed.export import client
+
+    shutil.copyfile(client.__file__, folder / "predict.py")
+    shutil.copyfile(words.__file__, folder / "bundle_words.py")
 
 
 def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
@@ -102,10 +141,14 @@ def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
     write_onnx(model, x[:2], folder / MODEL)
     session = ort.InferenceSession(str(folder / MODEL), providers=["CPUExecutionProvider"])
     difference = max_difference(session, model, x)
+    if difference == float("inf"):
+        raise UserError("this model cannot be exported to ONNX yet: the exported graph only takes the example's "
+                        "batch size or length; not written as a bundle")
     if difference > TOLERANCE:
         raise UserError(f"the ONNX model differs from PyTorch by {difference:.3g} (> {TOLERANCE:g}) on "
                         f"{len(x)} rows; not written as a bundle")
     pre.save(folder)
+    write_client(folder)
     info = bundle_info(recipe, pre, x, difference, len(x)) | {"seconds": round(time.perf_counter() - started, 2),
                                                              "bytes": (folder / MODEL).stat().st_size}
     write_json(folder / BUNDLE, info)

@@ -36,16 +36,44 @@ class RNNClassifier(nn.Module):
         return self.head(self.dropout(last))
 
     def last_real_state(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The top layer's output at each text's last real token: what packing gives, without packing.
+        """What packing gives (each direction's final state over the real tokens), without packing.
 
-        For export (ONNX has no packed sequences). Right padding comes after the last real token,
-        so a forward recurrence has not seen it there yet; a backward one would, hence one direction only.
+        For export: ONNX has no packed sequences. A forward direction reads the right-padded rows as
+        they are (padding comes after the last real token, so the output there has not seen it).
+        A backward one, layer by layer, reads each row reversed within its own length, so it too
+        starts at the last real token. Dropout between layers is off in inference.
         """
-        if self.rnn.bidirectional:
-            raise NotImplementedError("bidirectional recurrent models cannot be exported yet")
-        outputs, _ = self.rnn(self.embedding(tokens))
-        last = ((tokens != 0).sum(dim=1).clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
-        return outputs.gather(1, last).squeeze(1)
+        lengths = (tokens != 0).sum(dim=1).clamp(min=1)
+        x = self.embedding(tokens)
+        if not self.rnn.bidirectional:
+            return at_steps(self.rnn(x)[0], (lengths - 1).unsqueeze(1)).squeeze(1)
+        flip = reversal_within(lengths, tokens.shape[1])
+        for layer in range(self.rnn.num_layers):
+            forward = self.direction(x, layer, "")
+            backward = at_steps(self.direction(at_steps(x, flip), layer, "_reverse"), flip)
+            x = torch.cat([forward, backward], dim=2)
+        # forward: the output at the last real token; backward: at the first, after reading the text end to start
+        last = at_steps(x, (lengths - 1).unsqueeze(1)).squeeze(1)
+        return torch.cat([last[:, : self.rnn.hidden_size], x[:, 0, self.rnn.hidden_size:]], dim=1)
+
+    def direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
+        """One layer, one direction of self.rnn: a one-layer cell of the same kind run with that layer's weights."""
+        rnn = self.rnn
+        cell = type(rnn)(x.shape[2], rnn.hidden_size, 1, bias=rnn.bias, batch_first=True)
+        weights = {name.removesuffix(f"_l{layer}{suffix}") + "_l0": p for name, p in rnn.named_parameters()
+                   if name.endswith(f"_l{layer}{suffix}")}
+        return torch.func.functional_call(cell, weights, (x,))[0]
+
+
+def reversal_within(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """Per row, the step order that reverses its first `length` steps and leaves padding in place (its own inverse)."""
+    steps = torch.arange(width, device=lengths.device).unsqueeze(0)
+    return torch.where(steps < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - steps, steps)
+
+
+def at_steps(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """x[b, steps[b, j]] for every row b: (batch, len(steps), features)."""
+    return x.gather(1, steps.unsqueeze(2).expand(-1, -1, x.shape[2]))
 
 
 @MODELS.register("rnn")

@@ -69,6 +69,8 @@ class DataSpec(Section):
     # splits
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
+    max_train_rows: Optional[int] = Field(None, ge=1, description="train on a seeded, stratified sample of at most "
+                                          "this many rows (after the validation split; validation and test stay whole)")
 
     @model_validator(mode="after")
     def _ngrams_need_words(self) -> "DataSpec":

@@ -1,0 +1,107 @@
+"""Predict with an exported honed ONNX bundle, without honed: numpy and onnxruntime
+(and `tokenizers` for sub-word and pretrained-encoder bundles).
+
+`honed export` copies this file into each bundle as predict.py, beside bundle_words.py:
+
+    python predict.py "a wonderful film" "a dull, boring mess"     texts, one per argument
+    python predict.py --rows rows.json                             feature rows: [[...], ...] or [{column: value}, ...]
+
+    import sys; sys.path.insert(0, "path/to/onnx")
+    from predict import Bundle
+    Bundle("path/to/onnx").predict(["a wonderful film"])  # [{"prediction": ..., "probabilities": {...}}]
+
+The preprocessing is the one fitted in training, read from preprocess.json (+ vocab.json or tokenizer.json);
+the post-processing (sigmoid, softmax, regression scale) is the one bundle.json names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+if __package__:  # imported as part of honed
+    from honed.data.words import text_ids
+else:  # run or imported from the bundle folder: the tokenizer copy exported with the model
+    from bundle_words import text_ids
+
+BATCH = 1024
+
+
+class Bundle:
+    """An exported model with its preprocessing: raw texts or feature rows in, predictions out."""
+
+    def __init__(self, folder, model_file: str = "model.onnx") -> None:
+        import onnxruntime
+
+        self.folder = Path(folder)
+        self.info = json.loads((self.folder / "bundle.json").read_text())
+        self.pre = json.loads((self.folder / "preprocess.json").read_text())
+        self.session = onnxruntime.InferenceSession(str(self.folder / model_file), providers=["CPUExecutionProvider"])
+        self.encode = self._text_encoder() if self.pre["kind"] == "text" else None
+
+    def predict(self, items: list) -> list[dict]:
+        """[{prediction, probabilities: {label: p}}] for classes, [{prediction: value}] for regression."""
+        scores = np.concatenate([self.scores(self.inputs(items[i: i + BATCH])) for i in range(0, len(items), BATCH)])
+        post = self.info["output"]
+        if self.info["task"] == "regression":
+            values = scores.reshape(-1) * post["target_std"] + post["target_mean"]
+            return [{"prediction": float(v)} for v in values]
+        if self.info["task"] == "binary":
+            p1 = 1 / (1 + np.exp(-scores.reshape(-1).astype(np.float64)))
+            probs = np.stack([1 - p1, p1], axis=1)
+        else:
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            probs = e / e.sum(axis=1, keepdims=True)
+        labels = [str(c) for c in self.info["labels"]]
+        return [{"prediction": labels[int(row.argmax())], "probabilities": dict(zip(labels, map(float, row)))}
+                for row in probs]
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.info["input"]["name"]: x})[0]
+
+    def inputs(self, items: list) -> np.ndarray:
+        """Texts -> int64 token ids right-padded with 0; rows -> standardized float32 features."""
+        if self.encode is not None:
+            rows = [self.encode(str(t)) for t in items]
+            out = np.zeros((len(rows), max(1, max(map(len, rows), default=1))), dtype=np.int64)
+            for i, ids in enumerate(rows):
+                out[i, : len(ids)] = ids
+            return out
+        columns = self.pre["columns"]
+        x = np.array([[row[c] for c in columns] if isinstance(row, dict) else row for row in items], dtype=np.float32)
+        return ((x - np.array(self.pre["mean"], dtype=np.float32)) / np.array(self.pre["std"], dtype=np.float32))
+
+    def _text_encoder(self):
+        pre = self.pre
+        if pre["tokenizer"] == "words":
+            index = {w: i for i, w in enumerate(json.loads((self.folder / "vocab.json").read_text()))}
+            ngrams = pre["ngrams"]
+            return lambda text: text_ids(text, index, pre["lowercase"], pre["max_len"], pre["keep_tokens"] == "last",
+                                         ngrams, pre["ngram_buckets"], pre["unique_tokens"])
+        from tokenizers import Tokenizer  # sub-words and pretrained encoders: the saved Hugging Face tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))  # truncation to max_len is saved in it
+        return lambda text: tokenizer.encode(text).ids
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Predict with this exported model (prints JSON lines).")
+    p.add_argument("texts", nargs="*", help="texts to classify (text models)")
+    p.add_argument("--rows", help="JSON file of feature rows (tabular models)")
+    p.add_argument("--bundle", default=str(Path(__file__).resolve().parent), help="bundle folder (default: here)")
+    args = p.parse_args(argv)
+    bundle = Bundle(args.bundle)
+    items = json.loads(Path(args.rows).read_text()) if args.rows else args.texts
+    if not items:
+        p.error("give texts, or --rows FILE")
+    for item, result in zip(items, bundle.predict(items)):
+        json.dump({"input": item} | result, sys.stdout)
+        sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The bundle's own client (predict.py): predicts like the run, with honed not importable at all."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import honed
+from honed.export import TorchPredictor, export_onnx
+
+BLOCK_HONED = "import sys, runpy; sys.modules['honed'] = None; sys.argv = ['predict.py', *sys.argv[1:]]; " \
+              "runpy.run_path('predict.py', run_name='__main__')"
+TEXTS = ["match goal team score", "vote election party law", "recipe cook taste bake", "unknown words here", ""]
+
+
+def client_predictions(run, tmp_path, args: list[str]) -> list[dict]:
+    """Export, copy the bundle somewhere else, and run its predict.py there without honed."""
+    export_onnx(run)
+    bundle = shutil.copytree(run / "onnx", tmp_path / "elsewhere")
+    done = subprocess.run([sys.executable, "-c", BLOCK_HONED, *args], cwd=bundle, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def assert_same(client: list[dict], reference: list[dict]) -> None:
+    assert len(client) == len(reference)
+    for a, b in zip(client, reference):
+        if "probabilities" in b:
+            assert a["prediction"] == b["prediction"]
+            for label, p in b["probabilities"].items():
+                assert a["probabilities"][label] == pytest.approx(p, abs=1e-5)
+        else:
+            assert a["prediction"] == pytest.approx(b["prediction"], rel=1e-4, abs=1e-4)
+
+
+def text_recipe(text_csvs, **data):
+    train, test = text_csvs
+    return {"data": {"source": "text_files", "train": str(train), "test": str(test)} | data,
+            "model": {"name": "bag", "hidden": [16]}, "optimizer": {"lr": 0.05},
+            "train": {"epochs": 3, "batch_size": 8, "checkpoint": None}}
+
+
+@pytest.mark.parametrize("data", [
+    {"ngrams": 2, "ngram_buckets": 5000},
+    {"ngrams": 3, "ngram_buckets": 777, "unique_tokens": True, "keep_tokens": "last", "max_len": 3, "num_words": 12},
+    {"tokenizer": "bpe", "num_words": 60, "max_len": 5},
+], ids=["bigrams", "trigrams-unique-last", "bpe"])
+def test_text_bundles_tokenize_like_training(text_csvs, tmp_path, data):
+    run = honed.train(text_recipe(text_csvs, **data), out=tmp_path / "run").path
+    client = client_predictions(run, tmp_path, TEXTS)
+    assert [c["input"] for c in client] == TEXTS
+    assert_same(client, TorchPredictor(run).predict(TEXTS))
+
+
+@pytest.mark.parametrize("fixture", ["digits_run", "regression_run"])
+def test_feature_bundles_standardize_like_training(fixture, request, tmp_path):
+    run = request.getfixturevalue(fixture)
+    predictor = TorchPredictor(run)
+    rows = np.random.default_rng(0).normal(size=(6, len(predictor.pre.columns))) * 3
+    by_name = [dict(zip(predictor.pre.columns, map(float, r))) for r in rows]
+    (tmp_path / "rows.json").write_text(json.dumps(by_name[:3] + rows[3:].tolist()))  # by name, and by position
+    client = client_predictions(run, tmp_path, ["--rows", str(tmp_path / "rows.json")])
+    assert_same(client, predictor.predict(rows.astype(np.float32)))
+
+
+def test_the_client_refuses_an_empty_call(regression_run, tmp_path):
+    export_onnx(regression_run)
+    done = subprocess.run([sys.executable, "predict.py"], cwd=regression_run / "onnx", capture_output=True, text=True)
+    assert done.returncode == 2 and "give texts, or --rows FILE" in done.stderr
