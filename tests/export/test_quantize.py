@@ -32,3 +32,24 @@ def test_int8_outputs_stay_close_to_float(digits_run):
         float_out, int8_out = model(x), torch_int8(model)(x)
     assert (float_out.argmax(1) == int8_out.argmax(1)).float().mean() > 0.9
     assert load_predictor(digits_run, "torch-int8").info["quantized"] is True
+
+
+@pytest.mark.parametrize("model,data", [({"name": "bag", "embedding_dim": 32, "hidden": [16]},
+                                         {"ngrams": 2, "ngram_buckets": 20000}),
+                                        ({"name": "rnn", "embedding_dim": 32, "hidden_size": 16}, {})],
+                         ids=["bag", "rnn"])
+def test_embedding_tables_shrink_and_padding_stays_out(text_csvs, tmp_path, model, data):
+    from honed.export.quantize import state_bytes
+
+    train, test = text_csvs
+    run = honed.train({"data": {"source": "text_files", "train": str(train), "test": str(test)} | data,
+                       "model": model, "train": {"epochs": 2, "checkpoint": None}}, out=tmp_path / "run").path
+    _, float_model, pre = honed.load_run(run)
+    int8 = torch_int8(float_model)
+    if model["name"] == "bag":  # 20,000 hashed bigram rows dominate: 8 bits a weight, plus a scale per row
+        assert state_bytes(int8) < 0.35 * state_bytes(float_model)
+    x = pre.inputs(["match goal team score", "vote", "recipe cook taste bake dinner spice", ""])
+    padded = torch.cat([x, torch.zeros(len(x), 5, dtype=x.dtype)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(int8(padded), int8(x))  # padding never reaches the int8 bag either
+        torch.testing.assert_close(int8(x), float_model(x), atol=0.05, rtol=0.05)

@@ -1,6 +1,7 @@
 """`honed quantize RUN_DIR`: dynamic int8 quantization on CPU, PyTorch's and ONNX Runtime's side by side.
 
-Weights of Linear/LSTM/GRU layers become int8 (activations are quantized on the fly). Each version
+Weights of Linear/LSTM/GRU layers become int8 (activations are quantized on the fly), and embedding
+tables 8-bit per row (on ONNX Runtime, its Gather quantization). Each version
 is measured on the run's test split: the metric, the file size, and the CPU latency per example at
 batch 1 and at batch 64. The faster int8 version is recorded in RUN_DIR/quantized/report.json;
 ONNX Runtime's is a file (onnx/model.int8.onnx), PyTorch's is rebuilt from the float weights when
@@ -28,11 +29,39 @@ QUANTIZED = (nn.Linear, nn.LSTM, nn.GRU)
 
 
 def torch_int8(model: nn.Module) -> nn.Module:
-    """PyTorch dynamic int8 quantization of Linear/LSTM/GRU layers (a copy; CPU)."""
+    """PyTorch dynamic int8 quantization of Linear/LSTM/GRU layers and an 8-bit token table (a copy; CPU)."""
+    from torch.ao import quantization as tq
+
+    spec: dict = {layer: tq.default_dynamic_qconfig for layer in QUANTIZED}
+    if isinstance(getattr(model, "embedding", None), (nn.Embedding, nn.EmbeddingBag)):
+        # honed's own token tables (bag, rnn, cnn); a pretrained encoder's embeddings stay as they are
+        spec["embedding"] = tq.float_qparams_weight_only_qconfig
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().eval(), set(QUANTIZED),
-                                                      dtype=torch.qint8)
+        quantized = tq.quantize_dynamic(copy.deepcopy(model).cpu().eval(), spec, dtype=torch.qint8)
+    for parent in list(quantized.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.ao.nn.quantized.EmbeddingBag):
+                setattr(parent, name, PaddingFreeBag(child))
+    return quantized
+
+
+class PaddingFreeBag(nn.Module):
+    """A quantized EmbeddingBag given only the real tokens of right-padded rows, and averaged here.
+
+    PyTorch's quantized EmbeddingBag has no padding_idx, and sums whatever its mode says, so it
+    gets the non-zero ids with offsets (one bag per row) and the sums are divided by the counts.
+    """
+
+    def __init__(self, bag: nn.Module) -> None:
+        super().__init__()
+        self.bag = bag
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        real = tokens != 0
+        counts = real.sum(dim=1)
+        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+        return self.bag(tokens[real], offsets) / counts.clamp(min=1).unsqueeze(1).to(torch.float32)
 
 
 def onnx_int8(source: Path, target: Path) -> Path:
