@@ -105,12 +105,12 @@ def test_word_tokenizer_matches_a_plain_python_reference(monkeypatch):
     words = [[w for w in re.findall(r"[\w']+", t.replace("<br />", " ").lower())] for t in texts]
     expected = ["<pad>", "<unk>"] + [w for w, _ in Counter(w for d in words for w in d).most_common(4)]
     assert serial.vocab == expected
-    ids = serial.encode(["the film and word0 unknownword"])
+    ids = serial.encode(["the film and word0 unknownword"])[:]
     assert ids.tolist() == [[serial.index["the"], serial.index["film"], serial.index["and"], 1]]
     monkeypatch.setattr(text.parallel, "PARALLEL_MIN", 10)
     parallel = text.WordTokenizer(num_words=6, max_len=4).fit(texts)
     assert parallel.vocab == serial.vocab
-    assert torch.equal(parallel.encode(texts), serial.encode(texts))
+    assert torch.equal(parallel.encode(texts)[:], serial.encode(texts)[:])
 
 
 def test_bpe_tokenizer_round_trips_through_a_run(tmp_path, text_csvs):
@@ -131,9 +131,9 @@ def test_keep_tokens_last_keeps_the_end_of_long_texts():
     first = text.WordTokenizer(num_words=20, max_len=3).fit(texts)
     last = text.WordTokenizer(num_words=20, max_len=3, keep_last=True).fit(texts)
     ix = first.index
-    assert first.encode(texts[:1]).tolist() == [[ix["one"], ix["two"], ix["three"]]]
-    assert last.encode(texts[:1]).tolist() == [[ix["four"], ix["five"], ix["six"]]]
-    assert last.encode(texts[1:]).tolist() == [[ix["one"], ix["two"]]]  # short texts are not touched
+    assert first.encode(texts[:1])[:].tolist() == [[ix["one"], ix["two"], ix["three"]]]
+    assert last.encode(texts[:1])[:].tolist() == [[ix["four"], ix["five"], ix["six"]]]
+    assert last.encode(texts[1:])[:].tolist() == [[ix["one"], ix["two"]]]  # short texts are not touched
 
 
 def splitmix64(z: int) -> int:

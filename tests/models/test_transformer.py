@@ -31,7 +31,7 @@ def test_fine_tuning_the_bundled_encoder_learns_the_task_offline(text_csvs, tmp_
 def test_padding_never_changes_an_output_and_the_run_reloads(text_csvs, tmp_path):
     run = honed.train(minilm(text_csvs, epochs=1), out=tmp_path / "run")
     _, model, pre = honed.load_run(run.path)
-    x = pre.inputs(["vote for the party", "a long match with a goal and a win for the team"])
+    x = pre.inputs(["vote for the party", "a long match with a goal and a win for the team"])[:]
     padded = torch.cat([x, torch.zeros(2, 9, dtype=torch.long)], dim=1)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model(padded), atol=1e-5, rtol=1e-5)

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from honed.data.preprocess import Preprocessor
+from honed.data.tokens import TokenRows
 
 
 def trim_padding(x: torch.Tensor) -> torch.Tensor:
@@ -25,7 +26,7 @@ def trim_padding(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Split:
-    x: torch.Tensor
+    x: torch.Tensor | TokenRows  # features (rows, ...) or token ids
     y: torch.Tensor
 
     def __len__(self) -> int:

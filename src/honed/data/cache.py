@@ -22,8 +22,9 @@ import torch
 
 from honed.data.bundle import DataBundle, Split
 from honed.data.download import cache_dir
+from honed.data.tokens import TokenRows
 
-FORMAT = 2  # 2: n-gram hashes scrambled with splitmix64
+FORMAT = 3  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding
 CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
 SPLITS = ("train", "val", "test")
 log = logging.getLogger("honed")
@@ -83,7 +84,7 @@ def store(spec, bundle: DataBundle) -> Path:
         splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test}
         for name, split in splits.items():
             if split is not None:
-                np.save(tmp / f"{name}_x.npy", _compact(split.x))
+                _save_inputs(tmp, name, split.x)
                 np.save(tmp / f"{name}_y.npy", split.y.numpy())
         bundle.preprocessor.save(tmp)
         meta = {"task": bundle.task, "input_kind": bundle.input_kind, "input_dim": bundle.input_dim,
@@ -100,19 +101,22 @@ def store(spec, bundle: DataBundle) -> Path:
     return final
 
 
-def _compact(x: torch.Tensor) -> np.ndarray:
-    """Token ids fit in int32 on disk: half the bytes to read back."""
-    arr = x.numpy()
-    if arr.dtype == np.int64 and (arr.size == 0 or arr.max() < 2**31):
-        return arr.astype(np.int32)
-    return arr
+def _save_inputs(folder: Path, name: str, x) -> None:
+    """Token rows as their ids (int32) and offsets; features as they are."""
+    if isinstance(x, TokenRows):
+        np.save(folder / f"{name}_ids.npy", x.values.numpy())
+        np.save(folder / f"{name}_offsets.npy", x.offsets.numpy())
+    else:
+        np.save(folder / f"{name}_x.npy", x.numpy())
 
 
 def _load_split(folder: Path, name: str) -> Split:
-    x = np.load(folder / f"{name}_x.npy", allow_pickle=False)
-    y = np.load(folder / f"{name}_y.npy", allow_pickle=False)
-    xt = torch.from_numpy(x.astype(np.int64) if x.dtype == np.int32 else x)
-    return Split(xt, torch.from_numpy(y))
+    y = torch.from_numpy(np.load(folder / f"{name}_y.npy", allow_pickle=False))
+    if (folder / f"{name}_ids.npy").is_file():
+        ids = np.load(folder / f"{name}_ids.npy", allow_pickle=False)
+        offsets = np.load(folder / f"{name}_offsets.npy", allow_pickle=False)
+        return Split(TokenRows(torch.from_numpy(ids), torch.from_numpy(offsets)), y)
+    return Split(torch.from_numpy(np.load(folder / f"{name}_x.npy", allow_pickle=False)), y)
 
 
 def clear() -> tuple[int, int]:

@@ -17,6 +17,7 @@ import torch
 
 from honed.data.labels import LabelEncoder
 from honed.data.raw import RawSplit
+from honed.data.tokens import TokenRows
 from honed.errors import UserError
 
 STATE_FILE = "preprocess.json"
@@ -156,7 +157,7 @@ class TextPreprocessor(Preprocessor):
             ngrams=self.ngrams, buckets=self.ngram_buckets, unique=self.unique_tokens,
             pretrained=self.pretrained).fit(texts)
 
-    def inputs(self, texts: list[str]) -> torch.Tensor:
+    def inputs(self, texts: list[str]) -> TokenRows:
         return self.tokenizer.encode(texts)
 
     @property

@@ -7,7 +7,7 @@
   the regex itself.
 - `bpe`: byte-pair-encoding sub-words from Hugging Face `tokenizers` (no unknown words).
 
-Encoded texts are (N, L) int64 tensors, right-padded with 0, L = longest text (<= max_len).
+Encoded texts are TokenRows (data/tokens.py): ids back to back, padded with 0 only batch by batch.
 With `ngrams` > 1 (words only), each row also carries hashed n-gram ids after its word ids,
 in `buckets` extra ids above the vocabulary (fastText's trick: no n-gram vocabulary to build).
 With `unique` (words only), a row is the sorted set of its ids: a binary bag of words and n-grams.
@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from honed.data import parallel
+from honed.data.tokens import TokenRows
 from honed.data.words import PAD, UNK, text_ids, words_of
 from honed.errors import UserError
 from honed.registry import Registry
@@ -38,15 +38,13 @@ def _count(args: tuple[list[str], bool]) -> Counter:
     return counts
 
 
-def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int, bool]) -> np.ndarray:
+def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int, bool]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids of all texts back to back as int32, ids per text): compact to ship back from a worker."""
     texts, lowercase, index, max_len, keep_last, ngrams, buckets, unique = args
-    out = np.zeros((len(texts), max_len * ngrams), dtype=np.int32)  # int32: half the bytes to ship back
-    width = 1
-    for row, t in enumerate(texts):
-        ids = text_ids(t, index, lowercase, max_len, keep_last, ngrams, buckets, unique)
-        out[row, : len(ids)] = ids
-        width = max(width, len(ids))
-    return out[:, :width]
+    rows = [text_ids(t, index, lowercase, max_len, keep_last, ngrams, buckets, unique) for t in texts]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    values = np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(lengths.sum()))
+    return values, lengths
 
 
 @TOKENIZERS.register("words")
@@ -71,16 +69,12 @@ class WordTokenizer:
         self.index = {w: i for i, w in enumerate(self.vocab)}
         return self
 
-    def encode(self, texts: list[str]) -> torch.Tensor:
+    def encode(self, texts: list[str]) -> TokenRows:
         parts = parallel.map_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last,
                                                      self.ngrams, self.buckets, self.unique))
-        width = max(p.shape[1] for p in parts)
-        out = np.zeros((len(texts), width), dtype=np.int64)
-        row = 0
-        for p in parts:
-            out[row : row + len(p), : p.shape[1]] = p
-            row += len(p)
-        return torch.from_numpy(out)
+        if not parts:
+            return TokenRows.from_lists([])
+        return TokenRows.from_arrays(np.concatenate([v for v, _ in parts]), np.concatenate([n for _, n in parts]))
 
     @property
     def vocab_size(self) -> int:
@@ -123,13 +117,8 @@ class BpeTokenizer:
         self.tokenizer = tok
         return self
 
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        encodings = self.tokenizer.encode_batch_fast(texts)
-        width = max(1, max((len(e.ids) for e in encodings), default=1))
-        out = np.zeros((len(texts), width), dtype=np.int64)
-        for row, e in enumerate(encodings):
-            out[row, : len(e.ids)] = e.ids
-        return torch.from_numpy(out)
+    def encode(self, texts: list[str]) -> TokenRows:
+        return TokenRows.from_lists([e.ids for e in self.tokenizer.encode_batch_fast(texts)])
 
     @property
     def vocab_size(self) -> int:

@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 
 from honed.data.bundle import trim_padding
+from honed.data.tokens import row_lengths
 from honed.training.distributed import World, share
 
 POOL_BATCHES = 50
@@ -42,7 +43,7 @@ class Batches:
         self.accumulate = accumulate
         self.world = world
         tokens = not x.is_floating_point() and x.dim() == 2
-        self.lengths = (x != 0).sum(dim=1).cpu() if bucketing and tokens and not full_batch else None
+        self.lengths = row_lengths(x).cpu() if bucketing and tokens and not full_batch else None
 
     @property
     def batches_per_epoch(self) -> int:

@@ -1,0 +1,92 @@
+"""TokenRows: the token ids of many texts, stored back to back, padded only when a batch is taken.
+
+Texts differ a lot in length (an IMDB review with its hashed n-grams: 600 ids on average, 7,500 at
+most), so a padded (texts, longest) matrix would be mostly zeros: gigabytes for IMDB. Stored here as
+one int32 vector plus row offsets; indexing (an int, a slice, or row indices) returns those rows as
+an int64 tensor right-padded with 0 to the longest of them, which is what every model takes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class TokenRows:
+    dtype = torch.int64  # of the batches it hands out
+
+    def __init__(self, values: torch.Tensor, offsets: torch.Tensor) -> None:
+        self.values = values  # int32 ids of all rows, back to back
+        self.offsets = offsets  # int64, len(rows) + 1: row i is values[offsets[i]:offsets[i + 1]]
+
+    @classmethod
+    def from_lists(cls, rows: list[list[int]] | list[np.ndarray]) -> "TokenRows":
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        values = np.concatenate([np.asarray(r, dtype=np.int32) for r in rows]) if rows else np.zeros(0, np.int32)
+        return cls.from_arrays(values, lengths)
+
+    @classmethod
+    def from_arrays(cls, values: np.ndarray, lengths: np.ndarray) -> "TokenRows":
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(torch.from_numpy(values.astype(np.int32, copy=False)), torch.from_numpy(offsets))
+
+    @classmethod
+    def from_padded(cls, x: torch.Tensor) -> "TokenRows":
+        """From a right-padded (rows, width) matrix: each row up to its last non-zero id."""
+        nonzero = x != 0
+        width = x.shape[1]
+        lengths = torch.where(nonzero.any(dim=1), width - nonzero.flip(1).int().argmax(dim=1), 0)
+        mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        return cls(x[mask].to(torch.int32), torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self), int(self.lengths.max()) if len(self) else 0
+
+    def dim(self) -> int:
+        return 2
+
+    def is_floating_point(self) -> bool:
+        return False
+
+    def to(self, device) -> "TokenRows":
+        return TokenRows(self.values.to(device), self.offsets.to(device))
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, int):
+            return self[[key]][0]
+        if isinstance(key, slice):
+            rows = torch.arange(len(self), device=self.device)[key]
+        else:
+            rows = torch.as_tensor(key, device=self.device)
+            if rows.dtype == torch.bool:
+                rows = rows.nonzero().squeeze(1)
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        width = max(1, int(lengths.max())) if len(rows) else 1
+        steps = torch.arange(width, device=self.device)
+        real = steps.unsqueeze(0) < lengths.unsqueeze(1)
+        where = (starts.unsqueeze(1) + steps).masked_fill_(~real, 0).clamp_(max=max(0, len(self.values) - 1))
+        if len(self.values) == 0:
+            return torch.zeros(len(rows), width, dtype=torch.int64, device=self.device)
+        return self.values[where].long().masked_fill_(~real, 0)
+
+    def __repr__(self) -> str:
+        return f"TokenRows({len(self)} rows, {len(self.values)} ids)"
+
+
+def row_lengths(x) -> torch.Tensor:
+    """Real tokens per row, for TokenRows or a right-padded matrix."""
+    return x.lengths if isinstance(x, TokenRows) else (x != 0).sum(dim=1)
