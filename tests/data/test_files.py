@@ -161,6 +161,46 @@ def test_hashed_ngrams_match_a_reference_hash():
     assert max(ids) < t.vocab_size
 
 
+def reference_ids(text: str, index: dict, max_len: int, keep_last: bool, n: int, buckets: int, unique: bool) -> list[int]:
+    """One text's ids in plain Python integers: words, then 2-grams, then 3-grams...; a sorted set if unique."""
+    import re
+    import zlib
+
+    from honed.data import words
+
+    tokens = [w.strip("'") for w in re.findall(r"[\w']+", re.sub(r"<br\s*/?>", " ", text, flags=re.I).lower())]
+    tokens = [w for w in tokens if w]
+    tokens = tokens[-max_len:] if keep_last else tokens[:max_len]
+    ids = [index.get(w, 1) for w in tokens]
+    full = [i if i != 1 else zlib.crc32(w.encode()) + 2**32 for w, i in zip(tokens, ids)]
+    out = list(ids)
+    for k in range(1, n):
+        for start in range(len(full) - k):
+            h = full[start]
+            for j in range(start + 1, start + k + 1):
+                h = (h * words.PRIME + full[j]) % 2**64
+            out.append(splitmix64((h + k) % 2**64) % buckets + len(index))
+    return sorted(set(out)) if unique else out
+
+
+@pytest.mark.parametrize("keep_last,unique", [(False, False), (True, True)])
+def test_a_batch_of_texts_encodes_like_each_text_alone(keep_last, unique):
+    """The vectorized batch path against a per-text plain-Python reference: no n-gram crosses two texts."""
+    import random
+
+    from honed.data import text
+
+    rng = random.Random(0)
+    vocab = "good bad film plot not very it's acting zzz qqq".split()
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))) + rng.choice(["", "<br />x", " ''"])
+             for _ in range(40)]
+    t = text.WordTokenizer(num_words=7, max_len=9, keep_last=keep_last, ngrams=3, buckets=97, unique=unique).fit(texts)
+    got = t.encode(texts)
+    for i, doc in enumerate(texts):
+        expected = reference_ids(doc, t.index, 9, keep_last, 3, 97, unique)
+        assert got[i][: len(expected)].tolist() == expected and int(got.lengths[i]) == len(expected)
+
+
 def test_ngram_hashes_of_frequent_words_spread_like_random_buckets():
     """Bigrams of small consecutive word ids must not pile into few buckets (a plain rolling hash does)."""
     from honed.data.words import ngram_ids

@@ -23,7 +23,7 @@ import numpy as np
 
 from honed.data import parallel
 from honed.data.tokens import TokenRows
-from honed.data.words import PAD, UNK, text_ids, words_of
+from honed.data.words import PAD, UNK, texts_ids, words_of
 from honed.errors import UserError
 from honed.registry import Registry
 
@@ -41,10 +41,7 @@ def _count(args: tuple[list[str], bool]) -> Counter:
 def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int, bool]) -> tuple[np.ndarray, np.ndarray]:
     """(ids of all texts back to back as int32, ids per text): compact to ship back from a worker."""
     texts, lowercase, index, max_len, keep_last, ngrams, buckets, unique = args
-    rows = [text_ids(t, index, lowercase, max_len, keep_last, ngrams, buckets, unique) for t in texts]
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    values = np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(lengths.sum()))
-    return values, lengths
+    return texts_ids(texts, index, lowercase, max_len, keep_last, ngrams, buckets, unique)
 
 
 @TOKENIZERS.register("words")

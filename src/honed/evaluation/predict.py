@@ -11,11 +11,22 @@ from honed.evaluation.metrics import compute_metrics
 
 @torch.no_grad()
 def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Raw model outputs for all rows of x, in eval mode (no dropout), batch by batch."""
+    """Raw model outputs for all rows of x, in eval mode (no dropout), batch by batch.
+
+    A model whose activations grow with every token (a Transformer) says how many tokens a batch
+    may hold (`max_tokens_per_batch`); its batches are cut to fit, so evaluation memory stays flat.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chunks = [model(trim_padding(x[i : i + batch_size]).to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    budget = getattr(model, "max_tokens_per_batch", None)
+    chunks, i = [], 0
+    while i < len(x):
+        batch = trim_padding(x[i : i + batch_size])
+        if budget and not batch.is_floating_point() and len(batch) * batch.shape[1] > budget:
+            batch = trim_padding(batch[: max(1, budget // batch.shape[1])])
+        chunks.append(model(batch.to(device)).float().cpu())
+        i += len(batch)
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
 

@@ -17,6 +17,8 @@ from honed.models.layers import Head
 
 
 class TransformerClassifier(nn.Module):
+    max_tokens_per_batch = 16384  # in evaluation: activations grow with batch x length (attention, with its square)
+
     def __init__(self, folder, n_out: int, dropout: float) -> None:
         super().__init__()
         import transformers

@@ -29,8 +29,15 @@ class Hook:
         vars(self).update(state)
 
 
-def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def snapshot(model: torch.nn.Module, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights; copied into `into` (an earlier snapshot) when given, so that
+    the old and the new copy never sit in memory together (for a 4M-row embedding: 0.5 GB less peak)."""
+    state = model.state_dict()
+    if into is None or into.keys() != state.keys():
+        return {k: v.detach().clone() for k, v in state.items()}
+    for k, v in state.items():
+        into[k].copy_(v.detach())
+    return into
 
 
 class EarlyStopping(Hook):
@@ -55,7 +62,7 @@ class EarlyStopping(Hook):
         if self.improved(value):
             self.best, self.best_epoch, self.waited = value, record["epoch"], 0
             if self.restore_best:
-                self.best_weights = snapshot(trainer.model)
+                self.best_weights = snapshot(trainer.model, self.best_weights)
         else:
             self.waited += 1
             if self.waited > self.patience:
@@ -100,7 +107,7 @@ class LastGoodWeights(Hook):
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if math.isfinite(record["train_loss"]):
-            self.weights, self.epoch = snapshot(trainer.model), record["epoch"]
+            self.weights, self.epoch = snapshot(trainer.model, self.weights), record["epoch"]
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "epoch": self.epoch}
