@@ -193,7 +193,7 @@ def test_a_batch_of_texts_encodes_like_each_text_alone(keep_last, unique):
     rng = random.Random(0)
     vocab = "good bad film plot not very it's acting zzz qqq".split()
     texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))) + rng.choice(["", "<br />x", " ''"])
-             for _ in range(40)]
+             for _ in range(40)] + [""]
     t = text.WordTokenizer(num_words=7, max_len=9, keep_last=keep_last, ngrams=3, buckets=97, unique=unique).fit(texts)
     got = t.encode(texts)
     for i, doc in enumerate(texts):

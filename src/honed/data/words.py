@@ -58,7 +58,9 @@ def texts_ids(texts: list[str], index: dict[str, int], lowercase: bool, max_len:
     if unique:  # a set of tokens per text, sorted: each word or n-gram counts once, and rows get shorter
         width = np.int64(len(index) + buckets)
         keys = np.sort(rows * width + values)  # by text, then id (np.sort: numpy 2's np.unique hashes, 50x slower here)
-        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        keys = keys[first]
         values, rows = keys % width, keys // width
     else:  # per text: its words, then its bigrams, then trigrams (a stable sort keeps that order)
         order = np.argsort(rows, kind="stable")
