@@ -22,3 +22,13 @@ def test_outputs_do_not_depend_on_padding(model):
     with torch.no_grad():
         torch.testing.assert_close(net(tokens), net(padded))
         torch.testing.assert_close(net(tokens[1:, :2]), net(padded)[1:])
+
+
+def test_the_bag_export_path_pools_like_the_embedding_bag():
+    from honed.models.bag import BagOfEmbeddings
+
+    torch.manual_seed(0)
+    model = BagOfEmbeddings(40, 6, [5], "relu", 0.0, 2).eval()
+    x = torch.randint(1, 40, (5, 9))
+    x[1, 3:], x[2, :] = 0, 0  # a short row, and an empty one
+    torch.testing.assert_close(model.masked_mean(x), model.embedding(x))
