@@ -148,3 +148,19 @@ def test_distill_export_and_serve_refuse_bad_settings_in_one_line(tmp_path):
         result = run_cli(*args)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert words in result.stderr
+
+
+def test_the_command_ends_with_its_worker_processes(tmp_path):
+    """`honed` skips the interpreter's teardown, but not the exit handlers that stop the
+    preprocessing pool: a forked worker left behind would keep the output pipe open."""
+    import pandas as pd
+
+    texts = [f"review {i} {'great fun' if i % 2 else 'dull mess'} word{i % 97}" for i in range(5000)]
+    pd.DataFrame({"text": texts, "label": [i % 2 for i in range(5000)]}).to_csv(tmp_path / "t.csv", index=False)
+    args = ["train", "text_classification", "--set", f"data.train={tmp_path / 't.csv'}", "--set",
+            f"data.test={tmp_path / 't.csv'}", "--set", "train.epochs=1", "--set", "data.ngram_buckets=1000",
+            "--out", str(tmp_path / "run"), "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "HONED_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test"]["accuracy"] == 1.0

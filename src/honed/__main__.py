@@ -1,3 +1,3 @@
-from honed.cli import main
+from honed.cli import console
 
-raise SystemExit(main())
+console()

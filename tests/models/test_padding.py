@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from honed.models import Shape, build_model
+from honed.models.layers import real_tokens
 from honed.recipe import load_recipe
 
 
@@ -31,4 +32,14 @@ def test_the_bag_export_path_pools_like_the_embedding_bag():
     model = BagOfEmbeddings(40, 6, [5], "relu", 0.0, 2).eval()
     x = torch.randint(1, 40, (5, 9))
     x[1, 3:], x[2, :] = 0, 0  # a short row, and an empty one
-    torch.testing.assert_close(model.masked_mean(x), model.embedding(x))
+    table = model.embedding.weight.detach()
+    reference = torch.stack([table[row[row != 0]].mean(0) if (row != 0).any() else torch.zeros(6) for row in x])
+    with torch.no_grad():
+        torch.testing.assert_close(model.masked_mean(x), reference)
+        torch.testing.assert_close(model.embedding(*real_tokens(x)), reference)
+
+
+def test_real_tokens_are_the_nonzero_ids_with_row_starts():
+    ids, offsets = real_tokens(torch.tensor([[3, 4, 0], [0, 0, 0], [5, 0, 0], [6, 7, 8]]))
+    assert ids.tolist() == [3, 4, 5, 6, 7, 8]
+    assert offsets.tolist() == [0, 2, 2, 3]

@@ -25,7 +25,8 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
     if _pool is None:
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         _pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
-        atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+        # wait: idle workers exit at once, and none is left holding the parent's pipes
+        atexit.register(_pool.shutdown, wait=True, cancel_futures=True)
     return _pool
 
 

@@ -42,26 +42,22 @@ def torch_int8(model: nn.Module) -> nn.Module:
     for parent in list(quantized.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.ao.nn.quantized.EmbeddingBag):
-                setattr(parent, name, PaddingFreeBag(child))
+                setattr(parent, name, MeanOfSums(child))
     return quantized
 
 
-class PaddingFreeBag(nn.Module):
-    """A quantized EmbeddingBag given only the real tokens of right-padded rows, and averaged here.
-
-    PyTorch's quantized EmbeddingBag has no padding_idx, and sums whatever its mode says, so it
-    gets the non-zero ids with offsets (one bag per row) and the sums are divided by the counts.
-    """
+class MeanOfSums(nn.Module):
+    """A quantized EmbeddingBag, averaged here: PyTorch's quantized EmbeddingBag sums whatever its
+    mode says, so the sums of the (ids, offsets) bags the model hands it are divided by their sizes."""
 
     def __init__(self, bag: nn.Module) -> None:
         super().__init__()
         self.bag = bag
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        real = tokens != 0
-        counts = real.sum(dim=1)
-        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
-        return self.bag(tokens[real], offsets) / counts.clamp(min=1).unsqueeze(1).to(torch.float32)
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        ends = torch.cat([offsets[1:], offsets.new_tensor([len(ids)])])
+        counts = (ends - offsets).clamp(min=1).unsqueeze(1).to(torch.float32)
+        return self.bag(ids, offsets) / counts
 
 
 def onnx_int8(source: Path, target: Path) -> Path:

@@ -16,20 +16,23 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.layers import Head, dense_stack
+from honed.models.layers import Head, dense_stack, real_tokens
 
 
 class BagOfEmbeddings(nn.Module):
     def __init__(self, vocab_size: int, dim: int, hidden: list[int], activation: str, dropout: float, n_out: int,
                  sparse: bool = False) -> None:
         super().__init__()
-        # padding_idx leaves id 0 out of each mean, so padded and unpadded rows pool the same.
-        self.embedding = nn.EmbeddingBag(vocab_size, dim, mode="mean", padding_idx=0, sparse=sparse)
+        # Id 0 is padding: forward hands the table only the real ids of each row (see real_tokens),
+        # so padded and unpadded rows pool the same and row 0 is never read.
+        self.embedding = nn.EmbeddingBag(vocab_size, dim, mode="mean", sparse=sparse)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
         self.dense = dense_stack([dim, *hidden], activation, dropout)
         self.head = Head(([dim, *hidden])[-1], n_out)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        pooled = self.masked_mean(tokens) if torch.compiler.is_exporting() else self.embedding(tokens)
+        pooled = self.masked_mean(tokens) if torch.compiler.is_exporting() else self.embedding(*real_tokens(tokens))
         return self.head(self.dense(pooled))
 
     def masked_mean(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -50,8 +50,10 @@ def initialize(model: nn.Module, name: str, embedding: str = "default", embeddin
         for module in model.modules():
             if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
                 nn.init.uniform_(module.weight, -embedding_scale, embedding_scale)
-                if module.padding_idx is not None:
-                    module.weight[module.padding_idx].zero_()
+                # id 0 pads every honed table (a bag never reads it: see models/bag.py)
+                padding = 0 if module.padding_idx is None and isinstance(module, nn.EmbeddingBag) else module.padding_idx
+                if padding is not None:
+                    module.weight[padding].zero_()
     scheme = INITS.get(name)
     if name == "default":
         return model

@@ -32,6 +32,19 @@ def masked_mean(embedded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum(dim=1).clamp(min=1.0)
 
 
+def real_tokens(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero ids of right-padded rows (N, L) back to back, and where each row starts.
+
+    EmbeddingBag takes this form on its fast path; given padded rows and a padding_idx it takes
+    a generic path about 20x slower on CPU (measured on IMDB batches of 128 x ~800 ids).
+    """
+    real = tokens != 0
+    counts = real.sum(dim=1)
+    offsets = torch.zeros_like(counts)
+    torch.cumsum(counts[:-1], dim=0, out=offsets[1:])
+    return tokens[real], offsets
+
+
 def masked_max(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Max over the sequence of (N, L, D) ignoring padded positions (all-padding rows give 0)."""
     filled = features.masked_fill(~mask.unsqueeze(-1), float("-inf"))

@@ -2,7 +2,7 @@
 
 `gd` is plain gradient descent on the full training set: the loop takes exactly
 one optimizer step per pass (see `FULL_BATCH`). Sparse embeddings (model.sparse) get the
-sparse-gradient counterpart of the chosen optimizer (SparseAdam for adam/adamw), with no
+sparse-gradient counterpart of the chosen optimizer (SparseAdam's update for adam/adamw), with no
 weight decay: decaying a table of millions of rows would touch every row at every step.
 """
 
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from honed.registry import Registry
+from honed.training.sparse_adam import RowSparseAdam
 
 OPTIMIZERS: Registry = Registry("optimizer")
 FULL_BATCH = {"gd"}
@@ -55,7 +56,7 @@ SPARSE_OPTIMIZERS: Registry = Registry("optimizer for sparse gradients")
 @SPARSE_OPTIMIZERS.register("adamw")
 def _sparse_adam(params, spec) -> torch.optim.Optimizer:
     # Lazy Adam: moments of a row advance only when the row is in the batch.
-    return torch.optim.SparseAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+    return RowSparseAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
 
 
 @SPARSE_OPTIMIZERS.register("sgd")

@@ -1,0 +1,69 @@
+"""torch.optim.SparseAdam's update, computed on dense blocks of the rows a step touched.
+
+SparseAdam adds sparse tensors into its dense state (coalesce, sparse_mask, sparse add_ for
+each moment and the weights). On a 2M-row table of which an IMDB batch touches ~25k rows,
+that is ~22 ms a step on 2 CPU cores, three times the forward and backward together. The
+same arithmetic as one gather and one scatter per tensor takes ~6 ms. The state and
+hyperparameters are SparseAdam's own, so checkpoints move between the two, and gradients
+this does not expect (sparse in more than the row dimension) take SparseAdam's path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class RowSparseAdam(torch.optim.SparseAdam):
+    """Lazy Adam for row-sparse gradients (nn.Embedding/EmbeddingBag with sparse=True)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if any(p.grad is not None and (not p.grad.is_sparse or p.grad.sparse_dim() != 1)
+               for group in self.param_groups for p in group["params"]):
+            return super().step(closure)  # SparseAdam's own checks and messages
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, group)
+        return loss
+
+    def _update(self, p: torch.Tensor, group: dict) -> None:
+        beta1, beta2 = group["betas"]
+        rows, grad = summed_rows(p.grad)
+        if group.get("maximize", False):
+            grad = -grad
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        # Moments of the touched rows only: rows outside the batch keep theirs (lazy Adam).
+        exp_avg = state["exp_avg"].index_select(0, rows).lerp_(grad, 1 - beta1)
+        exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        state["exp_avg"].index_copy_(0, rows, exp_avg)
+        state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+        step = state["step"]
+        step_size = float(group["lr"]) * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        # scaled first: index_add_ with an alpha takes a path 7x slower than without
+        p.index_add_(0, rows, exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"])).mul_(-step_size))
+
+
+def summed_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distinct row ids, the gradient summed per row) of a row-sparse gradient.
+
+    An embedding's backward lists one row per token, repeats included; unique + index_add
+    sums them in about half the time of coalesce().
+    """
+    if grad.is_coalesced():
+        return grad.indices()[0], grad.values()
+    rows, where = torch.unique(grad._indices()[0], return_inverse=True)
+    values = grad._values()
+    summed = values.new_zeros((len(rows), *values.shape[1:])).index_add_(0, where, values)
+    return rows, summed
