@@ -164,3 +164,16 @@ def test_the_command_ends_with_its_worker_processes(tmp_path):
                           env={**__import__("os").environ, "HONED_CACHE": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["test"]["accuracy"] == 1.0
+
+
+def test_an_out_holding_a_finished_run_is_refused_before_any_data_is_read(tmp_path, capsys, monkeypatch):
+    args = ["train", "linear_regression", "--set", "train.epochs=1", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(args) == 0
+
+    def no_data(*_):
+        raise AssertionError("data was read")
+
+    monkeypatch.setattr("honed.api.data_stage.build_data", no_data)
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "a finished run is already there" in capsys.readouterr().err

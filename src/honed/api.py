@@ -51,8 +51,9 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
     Under torchrun every worker calls this; the main worker writes the run directory.
     """
     started = time.perf_counter() if started is None else started
-    return _train(load_recipe(recipe, overrides), out, quiet, started, list(hooks), score_test=score_test,
-                  teacher=teacher)
+    recipe = load_recipe(recipe, overrides)
+    run_stage.check_out_free(out)
+    return _train(recipe, out, quiet, started, list(hooks), score_test=score_test, teacher=teacher)
 
 
 def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:

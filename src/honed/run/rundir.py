@@ -30,10 +30,18 @@ def new_run_dir(name: str, out: str | Path | None, root: str | Path = "runs") ->
         while out.exists():
             n += 1
             out = Path(root) / f"{name}-{stamp}-{n}"
-    path = Path(out)
-    if path.exists() and any(path.iterdir()) and (path / SUMMARY).exists():
-        raise UserError(f"--out {path}: a finished run is already there; choose another directory")
+    path = check_out_free(out)
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_out_free(out: str | Path | None) -> Path | None:
+    """Refuse an --out that holds a finished run (checked before any data is read, and again when made)."""
+    if out is None:
+        return None
+    path = Path(out)
+    if (path / SUMMARY).exists():
+        raise UserError(f"--out {path}: a finished run is already there; choose another directory")
     return path
 
 
