@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from honed.errors import UserError
+from honed.training.device import pick_device
 from honed.training.distill import DistillationLoss
 
 log = logging.getLogger("honed")
@@ -86,9 +87,13 @@ class Teacher:
             raise UserError("the teacher's view of the training rows does not line up with the student's; "
                             "give both the same data source and split settings (data.seed, data.val_fraction)")
         x = self.pre.inputs(train.x)
-        log.info(f"distill: running the teacher over {len(x)} training rows (once)")
+        device = pick_device("auto")  # a GPU when there is one: a Transformer teacher's pass is the slow part
+        log.info(f"distill: running the teacher over {len(x)} training rows (once, on {device})")
         self.computed += 1
-        return outputs_of(self.model, x)
+        try:
+            return outputs_of(self.model.to(device), x)
+        finally:
+            self.model.cpu()  # latencies are measured on the CPU
 
     def cache_key(self, data_spec) -> str:
         weights = self.path / "model.safetensors"
