@@ -36,10 +36,10 @@ def hand_written(model, x, y, recipe, seed: int) -> float:
     optimizer = build_optimizer(model, recipe.optimizer)
     steps = -(-len(y) // recipe.train.batch_size)
     schedule = Schedule(optimizer, recipe.schedule, steps, recipe.train.epochs)
-    g = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
-    for _ in range(recipe.train.epochs):
-        perm = torch.randperm(len(y), generator=g)
+    for epoch in range(1, recipe.train.epochs + 1):
+        # the order honed's Batches uses: a permutation seeded by (seed + epoch), so resumes agree
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + epoch))
         for i in range(0, len(y), recipe.train.batch_size):
             idx = perm[i : i + recipe.train.batch_size]
             optimizer.zero_grad(set_to_none=True)
