@@ -1,6 +1,7 @@
 """The command line: exit codes, one-line errors, run directory contents."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_the_command_ends_with_its_worker_processes(tmp_path):
             f"data.test={tmp_path / 't.csv'}", "--set", "train.epochs=1", "--set", "data.ngram_buckets=1000",
             "--out", str(tmp_path / "run"), "--quiet"]
     done = subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "HONED_CACHE": str(tmp_path / "cache")})
+                          env={**os.environ, "HONED_CACHE": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["test"]["accuracy"] == 1.0
 
