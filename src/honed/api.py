@@ -22,10 +22,10 @@ from honed import warmup
 from honed.errors import UserError
 from honed.evaluation import class_probabilities, metric_names, outputs_of, score_split
 from honed.models import Shape, build_model, count_params
+from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe
 from honed.training import Hook, NonFiniteLoss, build_loss, distributed, fit
 from honed.training.accel import deterministic
-from honed.training.loop import time_to_target
 from honed.training.device import pick_device, seed_everything
 
 log = logging.getLogger("honed")
@@ -91,7 +91,10 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
         bundle = bundle.with_train_targets(teacher.targets(recipe.data, bundle))
         loss_fn = teacher.loss(build_loss(recipe.loss, bundle.task), bundle.task)
     shape = Shape.of(bundle)
-    model = build_model(recipe.model, shape).to(device)
+    model = build_model(recipe.model, shape)
+    if recipe.model.pooling == "tfidf":  # the idf of every token, from the training texts only
+        set_document_frequency(model, bundle.train.x.document_frequency(shape.input_dim), len(bundle.train))
+    model = model.to(device)
     run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape)) if world.main else "",
                                               world))
     if world.parallel:
@@ -104,7 +107,8 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     elif state:
         hooks = [run_stage.Resume(state)]
     if ckpt:
-        hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main))
+        hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main,
+                                           every_minutes=ckpt.every_minutes))
     try:
         trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started, world=world, loss_fn=loss_fn)
     except NonFiniteLoss as e:
@@ -173,9 +177,8 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
         "compile": spec.compile,
         "seed": recipe.seed,
     }
-    target = time_to_target(trainer)
-    if target is not None:
-        summary["time_to_target"] = target
+    if "time_to_target" in trainer.results:
+        summary["time_to_target"] = trainer.results["time_to_target"]
     return summary
 
 

@@ -34,11 +34,20 @@ def test_other_settings_or_a_changed_file_miss_the_cache(imdb_archive):
     assert cache.cache_key(spec_of(imdb_archive)) != key
 
 
-def test_a_damaged_entry_is_rebuilt(imdb_archive):
-    build_data(spec_of(imdb_archive))
+def test_a_damaged_entry_is_rebuilt(imdb_archive, caplog):
+    """Each file a text entry holds, damaged in turn: the entry is rebuilt, identical to a fresh build."""
+    caplog.set_level(logging.INFO, logger="honed")
+    fresh = build_data(spec_of(imdb_archive))
     folder = cache.preprocessed_root() / cache.cache_key(spec_of(imdb_archive))
-    (folder / "train_x.npy").write_bytes(b"garbage")
-    assert len(build_data(spec_of(imdb_archive)).train) > 0
+    files = sorted(p.name for p in folder.iterdir())
+    assert "train_ids.npy" in files or any(f.endswith(".npy") for f in files)
+    for name in files:
+        (folder / name).write_bytes(b"garbage")
+        caplog.clear()
+        rebuilt = build_data(spec_of(imdb_archive))
+        assert "cached the preprocessed data" in caplog.text, name  # rebuilt and stored again
+        assert len(rebuilt.train) > 0
+        assert torch.equal(rebuilt.train.x[:], fresh.train.x[:]) and torch.equal(rebuilt.test.y, fresh.test.y)
 
 
 def test_cache_clear(imdb_archive, capsys):

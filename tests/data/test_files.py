@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from honed.data import build_data
+from honed.data.words import TextSettings
 from honed.errors import UserError
 from honed.recipe import load_recipe
 
@@ -101,14 +102,14 @@ def test_word_tokenizer_matches_a_plain_python_reference(monkeypatch):
     from honed.data import text
 
     texts = [f"Word{i % 7} and THE film<br />it's word{i % 3}!" for i in range(50)]
-    serial = text.WordTokenizer(num_words=6, max_len=4).fit(texts)
+    serial = text.WordTokenizer(TextSettings(num_words=6, max_len=4)).fit(texts)
     words = [[w for w in re.findall(r"[\w']+", t.replace("<br />", " ").lower())] for t in texts]
     expected = ["<pad>", "<unk>"] + [w for w, _ in Counter(w for d in words for w in d).most_common(4)]
     assert serial.vocab == expected
     ids = serial.encode(["the film and word0 unknownword"])[:]
     assert ids.tolist() == [[serial.index["the"], serial.index["film"], serial.index["and"], 1]]
     monkeypatch.setattr(text.parallel, "PARALLEL_MIN", 10)
-    parallel = text.WordTokenizer(num_words=6, max_len=4).fit(texts)
+    parallel = text.WordTokenizer(TextSettings(num_words=6, max_len=4)).fit(texts)
     assert parallel.vocab == serial.vocab
     assert torch.equal(parallel.encode(texts)[:], serial.encode(texts)[:])
 
@@ -128,8 +129,8 @@ def test_keep_tokens_last_keeps_the_end_of_long_texts():
     from honed.data import text
 
     texts = ["one two three four five six", "one two"]
-    first = text.WordTokenizer(num_words=20, max_len=3).fit(texts)
-    last = text.WordTokenizer(num_words=20, max_len=3, keep_last=True).fit(texts)
+    first = text.WordTokenizer(TextSettings(num_words=20, max_len=3)).fit(texts)
+    last = text.WordTokenizer(TextSettings(num_words=20, max_len=3, keep_last=True)).fit(texts)
     ix = first.index
     assert first.encode(texts[:1])[:].tolist() == [[ix["one"], ix["two"], ix["three"]]]
     assert last.encode(texts[:1])[:].tolist() == [[ix["four"], ix["five"], ix["six"]]]
@@ -149,7 +150,7 @@ def test_hashed_ngrams_match_a_reference_hash():
 
     from honed.data import text, words
 
-    t = text.WordTokenizer(num_words=5, max_len=10, ngrams=3, buckets=1000).fit(["a b c a b", "a b"])
+    t = text.WordTokenizer(TextSettings(num_words=5, max_len=10, ngrams=3, buckets=1000)).fit(["a b c a b", "a b"])
     ids = t.encode(["a b zz"])[0].tolist()
     full = [t.index["a"], t.index["b"], zlib.crc32(b"zz") + 2**32]  # the unknown word keeps its own hash
     M, P, off = 2**64, words.PRIME, len(t.vocab)
@@ -194,7 +195,7 @@ def test_a_batch_of_texts_encodes_like_each_text_alone(keep_last, unique):
     vocab = "good bad film plot not very it's acting zzz qqq".split()
     texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))) + rng.choice(["", "<br />x", " ''"])
              for _ in range(40)] + [""]
-    t = text.WordTokenizer(num_words=7, max_len=9, keep_last=keep_last, ngrams=3, buckets=97, unique=unique).fit(texts)
+    t = text.WordTokenizer(TextSettings(num_words=7, max_len=9, keep_last=keep_last, ngrams=3, buckets=97, unique=unique)).fit(texts)
     got = t.encode(texts)
     for i, doc in enumerate(texts):
         expected = reference_ids(doc, t.index, 9, keep_last, 3, 97, unique)
@@ -215,7 +216,7 @@ def test_ngram_hashes_of_frequent_words_spread_like_random_buckets():
 def test_unique_tokens_give_each_word_and_ngram_once_sorted():
     from honed.data import text
 
-    t = text.WordTokenizer(num_words=10, max_len=20, ngrams=2, buckets=50, unique=True).fit(["a b a b a b c"])
+    t = text.WordTokenizer(TextSettings(num_words=10, max_len=20, ngrams=2, buckets=50, unique=True)).fit(["a b a b a b c"])
     row = [i for i in t.encode(["a b a b a b"])[0].tolist() if i]
     assert row == sorted(set(row))
     assert len(row) == 4  # a, b, "a b", "b a"

@@ -27,7 +27,7 @@ RECIPE = {
     "schedule": {"name": "cosine", "warmup_epochs": 0.5},
     "train": {"epochs": 4, "batch_size": 64, "early_stopping": {"patience": 10},
               "target": {"metric": "accuracy", "value": 0.5},
-              "checkpoint": {"every_steps": 5, "keep": 2}},
+              "checkpoint": {"every_steps": 5, "every_epochs": 1, "keep": 2}},
 }
 KILL_AT_STEP = 23  # epoch 2 of 4 (18 steps per epoch): mid-epoch, 3 steps after the checkpoint at step 20
 
@@ -148,3 +148,19 @@ def test_checkpoints_hold_no_code():
     torch.save(state, buffer)
     buffer.seek(0)
     assert torch.load(buffer, weights_only=True)["b"] == [1, 2.0, None, (3, "x")]
+
+
+def test_checkpoints_by_time_a_short_run_writes_none_and_a_due_one_logs_its_cost(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="honed")
+    quick = {**RECIPE, "train": {"epochs": 2, "batch_size": 64, "checkpoint": {"keep_final": True}}}
+    run = honed.train(quick, out=tmp_path / "quick")  # default policy: every 10 minutes
+    assert not (run.path / "checkpoints").exists()
+    due = {**RECIPE, "train": {"epochs": 2, "batch_size": 64,
+                               "checkpoint": {"every_minutes": 1e-9, "keep": 5, "keep_final": True}}}
+    run = honed.train(due, out=tmp_path / "due")
+    written = sorted(p.name for p in (run.path / "checkpoints").glob("*.pt"))
+    steps = run.summary["sizes"]["train"] // 64 + 1
+    assert written == [f"step-{s:08d}.pt" for s in range(2 * steps - 4, 2 * steps + 1)]  # due at every step; keep 5
+    assert f"checkpoint step-{2 * steps:08d}.pt:" in caplog.text and " MB in " in caplog.text

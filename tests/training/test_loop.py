@@ -106,10 +106,8 @@ def test_nan_loss_stops_with_where_and_last_good_weights():
 def test_time_to_target_is_recorded_and_can_stop_training():
     fields = {"optimizer": {"name": "sgd", "lr": 0.05}, "train": {"epochs": 40, "target": {"metric": "r2", "value": 0.9}}}
     recipe, bundle, model = setup(fields)
-    from honed.training.loop import time_to_target
-
     trainer = fit(model, bundle, recipe)
-    result = time_to_target(trainer)
+    result = trainer.results["time_to_target"]
     r2 = [r["val_r2"] for r in trainer.history]
     first = next(i + 1 for i, v in enumerate(r2) if v >= 0.9)
     assert result["reached"] and result["epoch"] == first and result["seconds"] > 0

@@ -81,3 +81,23 @@ def test_the_suggested_rate_trains_as_well_as_the_best_rate_of_a_grid(raw, tmp_p
     grid = [10.0 ** e for e in np.arange(-3, 0.01, 0.5)]
     best = min(val_loss(lr) for lr in grid)
     assert val_loss(finding.suggestion) <= best * 1.15 + 0.01
+
+
+def test_the_range_test_runs_the_loops_own_step_with_precision_accumulation_and_clipping(monkeypatch):
+    """lr-find is an ordinary fit: the recipe's step settings reach it (a copy of the step would drop them)."""
+    import sys
+
+    from honed.training.loop import grad_norm
+
+    module = sys.modules[range_test.__module__]  # honed.tuning.lr_find (the package exports a function of that name)
+    trainers = []
+    real_fit = module.fit
+    monkeypatch.setattr(module, "fit", lambda *a, **k: trainers.append(real_fit(*a, **k)) or trainers[-1])
+    recipe = load_recipe(DIGITS_SGD, ["train.precision=bf16-mixed", "train.accumulate=2", "train.clip_grad_norm=0.01"])
+    sweep = range_test(recipe, build_data(recipe.data), 0, 1e-4, 10.0, 40)
+    trainer = trainers[0]
+    assert trainer.recipe.train.precision == "bf16-mixed" and trainer.batches.accumulate == 2
+    assert trainer.step == len(sweep.losses) == 40  # one recorded point per optimizer step (two batches each)
+    assert grad_norm(trainer.model) <= 0.01 * 1.001  # the last step's gradients were clipped
+    # clipped steps of at most lr * 0.01 cannot blow up even at lr 10: the sweep reaches its end
+    assert sweep.stop.startswith("reached max_lr")

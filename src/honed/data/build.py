@@ -5,13 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from honed.data.bundle import DataBundle, Split
 from honed.data.preprocess import Preprocessor, TablePreprocessor, TextPreprocessor
 from honed.data.raw import RawData, RawSplit
+from honed.data.rules import text_settings
 from honed.data.sources import SOURCES
 from honed.data.split import carve
 from honed.errors import UserError
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import DataSpec
 
 log = logging.getLogger("honed")
 
@@ -42,10 +47,10 @@ def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
     return train, val, test
 
 
-def make_preprocessor(raw: RawData, spec) -> Preprocessor:
+def make_preprocessor(raw: RawData, train: RawSplit, spec: DataSpec) -> Preprocessor:
+    """An unfitted preprocessor for the source's kind; `auto` text settings are resolved from `train`'s texts."""
     if raw.kind == "text":
-        return TextPreprocessor(raw.task, spec.num_words, spec.max_len, spec.lowercase, spec.label_column, spec.tokenizer,
-                                spec.keep_tokens, spec.ngrams, spec.ngram_buckets, spec.unique_tokens, spec.pretrained)
+        return TextPreprocessor(raw.task, text_settings(spec, train.x), spec.label_column)
     label_column = spec.target or "target"
     return TablePreprocessor(raw.task, list(raw.feature_names), spec.standardize, spec.standardize_target,
                              raw.image_shape, label_column)
@@ -102,7 +107,7 @@ def _build_data(spec) -> DataBundle:
 def prepare(spec) -> DataBundle:
     raw = load_raw(spec)
     train, val, test = split_raw(raw, spec)
-    pre = make_preprocessor(raw, spec).fit(train)
+    pre = make_preprocessor(raw, train, spec).fit(train)
     to_split = lambda s: Split(pre.inputs(s.x), pre.targets(s.y))  # noqa: E731
     return DataBundle(
         task=pre.task,

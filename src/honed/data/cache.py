@@ -23,6 +23,7 @@ import torch
 from honed.data.bundle import DataBundle, Split
 from honed.data.download import cache_dir
 from honed.data.tokens import TokenRows
+from honed.errors import UserError
 
 FORMAT = 3  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding
 CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
@@ -68,7 +69,7 @@ def load_cached(spec) -> DataBundle | None:
                             output_dim=meta["output_dim"], train=splits["train"], val=splits.get("val"),
                             test=splits["test"], preprocessor=load_preprocessor(folder),
                             image_shape=tuple(meta["image_shape"]) if meta["image_shape"] else None)
-    except (OSError, ValueError, KeyError) as e:  # damaged entry: rebuild it
+    except (OSError, ValueError, KeyError, UserError) as e:  # damaged entry: rebuild it
         log.warning("ignoring a damaged cache entry %s (%s)", folder, e)
         return None
     log.info("using preprocessed data from the cache (%s)", folder)

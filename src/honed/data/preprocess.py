@@ -18,6 +18,7 @@ import torch
 from honed.data.labels import LabelEncoder
 from honed.data.raw import RawSplit
 from honed.data.tokens import TokenRows
+from honed.data.words import TextSettings
 from honed.errors import UserError
 
 STATE_FILE = "preprocess.json"
@@ -87,9 +88,9 @@ class Preprocessor:
             self.labels = LabelEncoder(state["labels"])
 
     def save(self, folder: Path) -> list[Path]:
-        path = folder / STATE_FILE
-        path.write_text(json.dumps(self.state(), indent=2))
-        return [path]
+        from honed.run.files import write_json
+
+        return [write_json(folder / STATE_FILE, self.state())]
 
 
 class TablePreprocessor(Preprocessor):
@@ -135,27 +136,19 @@ class TablePreprocessor(Preprocessor):
 class TextPreprocessor(Preprocessor):
     kind = "text"
 
-    def __init__(self, task: str, num_words: int, max_len: int, lowercase: bool = True,
-                 label_column: str = "label", tokenizer: str = "words", keep_tokens: str = "first",
-                 ngrams: int = 1, ngram_buckets: int = 0, unique_tokens: bool = False,
-                 pretrained: str | None = None) -> None:
+    def __init__(self, task: str, settings: TextSettings, label_column: str = "label") -> None:
         super().__init__(task, False, label_column)
-        self.pretrained = pretrained
-        self.keep_tokens = keep_tokens
-        self.ngrams, self.ngram_buckets, self.unique_tokens = ngrams, ngram_buckets, unique_tokens
-        self.num_words = num_words
-        self.max_len = max_len
-        self.lowercase = lowercase
-        self.tokenizer_name = tokenizer
+        self.settings = settings
         self.tokenizer = None
+
+    @property
+    def pretrained(self) -> str | None:
+        return self.settings.pretrained
 
     def fit_inputs(self, texts: list[str]) -> None:
         from honed.data.text import TOKENIZERS
 
-        self.tokenizer = TOKENIZERS.get(self.tokenizer_name)(
-            self.num_words, self.max_len, self.lowercase, self.keep_tokens == "last",
-            ngrams=self.ngrams, buckets=self.ngram_buckets, unique=self.unique_tokens,
-            pretrained=self.pretrained).fit(texts)
+        self.tokenizer = TOKENIZERS.get(self.settings.tokenizer)(self.settings).fit(texts)
 
     def inputs(self, texts: list[str]) -> TokenRows:
         return self.tokenizer.encode(texts)
@@ -165,19 +158,13 @@ class TextPreprocessor(Preprocessor):
         return self.tokenizer.vocab_size
 
     def state(self) -> dict[str, Any]:
-        return super().state() | {"num_words": self.num_words, "max_len": self.max_len, "lowercase": self.lowercase,
-                                  "tokenizer": self.tokenizer_name, "keep_tokens": self.keep_tokens,
-                                  "ngrams": self.ngrams, "ngram_buckets": self.ngram_buckets,
-                                  "unique_tokens": self.unique_tokens, "pretrained": self.pretrained}
+        return super().state() | {"text": self.settings.to_dict()}
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
         from honed.data.text import TOKENIZERS
 
         super().restore(state, folder)
-        self.tokenizer = TOKENIZERS.get(self.tokenizer_name).load(folder, self.num_words, self.max_len, self.lowercase,
-                                                                  self.keep_tokens == "last", self.ngrams,
-                                                                  self.ngram_buckets, self.unique_tokens,
-                                                                  self.pretrained)
+        self.tokenizer = TOKENIZERS.get(self.settings.tokenizer).load(folder, self.settings)
 
     def save(self, folder: Path) -> list[Path]:
         return super().save(folder) + [self.tokenizer.save(folder)]
@@ -187,13 +174,18 @@ def load_preprocessor(folder: Path) -> Preprocessor:
     path = folder / STATE_FILE
     if not path.is_file():
         raise UserError(f"{folder} is not a honed run: {STATE_FILE} is missing")
-    state = json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        return _rebuild(state, folder)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: damaged ({type(e).__name__}: {str(e)[:80]}); train the run again") from None
+
+
+def _rebuild(state: dict[str, Any], folder: Path) -> Preprocessor:
     if state["kind"] == "table":
         pre: Preprocessor = TablePreprocessor(state["task"], state["columns"], state["standardize"],
                                               state["standardize_target"], state["image_shape"], state["label_column"])
     else:
-        pre = TextPreprocessor(state["task"], state["num_words"], state["max_len"], state["lowercase"],
-                               state["label_column"], state["tokenizer"], state["keep_tokens"], state["ngrams"],
-                               state["ngram_buckets"], state.get("unique_tokens", False), state.get("pretrained"))
+        pre = TextPreprocessor(state["task"], TextSettings.from_dict(state["text"]), state["label_column"])
     pre.restore(state, folder)
     return pre

@@ -10,7 +10,10 @@
 Encoded texts are TokenRows (data/tokens.py): ids back to back, padded with 0 only batch by batch.
 With `ngrams` > 1 (words only), each row also carries hashed n-gram ids after its word ids,
 in `buckets` extra ids above the vocabulary (fastText's trick: no n-gram vocabulary to build).
+With `char_ngrams` (words only), the character n-grams of every word (scikit-learn's char_wb) are
+hashed into the same buckets: spelling variants, typos and word pieces share rows.
 With `unique` (words only), a row is the sorted set of its ids: a binary bag of words and n-grams.
+Every tokenizer takes one TextSettings (words.py) and is saved and loaded with it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from honed.data import parallel
 from honed.data.tokens import TokenRows
-from honed.data.words import PAD, UNK, texts_ids, words_of
+from honed.data.words import PAD, UNK, TextSettings, texts_ids, words_of
 from honed.errors import UserError
 from honed.registry import Registry
 
@@ -38,37 +41,33 @@ def _count(args: tuple[list[str], bool]) -> Counter:
     return counts
 
 
-def _encode(args: tuple[list[str], bool, dict[str, int], int, bool, int, int, bool]) -> tuple[np.ndarray, np.ndarray]:
+def _encode(args: tuple[list[str], dict[str, int], TextSettings]) -> tuple[np.ndarray, np.ndarray]:
     """(ids of all texts back to back as int32, ids per text): compact to ship back from a worker."""
-    texts, lowercase, index, max_len, keep_last, ngrams, buckets, unique = args
-    return texts_ids(texts, index, lowercase, max_len, keep_last, ngrams, buckets, unique)
+    texts, index, settings = args
+    return texts_ids(texts, index, settings)
 
 
 @TOKENIZERS.register("words")
 class WordTokenizer:
     FILE = "vocab.json"
 
-    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 vocab: list[str] | None = None, ngrams: int = 1, buckets: int = 0, unique: bool = False,
-                 pretrained: str | None = None):
-        self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
-        self.ngrams, self.buckets, self.unique = ngrams, buckets, unique
+    def __init__(self, settings: TextSettings, vocab: list[str] | None = None):
+        self.settings = settings
         self.vocab = vocab or []
         self.index = {w: i for i, w in enumerate(self.vocab)}
 
     def fit(self, texts: list[str]) -> "WordTokenizer":
         counts: Counter = Counter()
-        for part in parallel.map_chunks(_count, texts, (self.lowercase,)):
+        for part in parallel.map_chunks(_count, texts, (self.settings.lowercase,)):
             counts.update(part)
         # Most frequent first; ties keep first-seen order (Counter is insertion ordered), so it is repeatable.
-        top = [w for w, _ in counts.most_common(self.num_words - 2)]
+        top = [w for w, _ in counts.most_common(self.settings.num_words - 2)]
         self.vocab = [PAD, UNK] + top
         self.index = {w: i for i, w in enumerate(self.vocab)}
         return self
 
     def encode(self, texts: list[str]) -> TokenRows:
-        parts = parallel.map_chunks(_encode, texts, (self.lowercase, self.index, self.max_len, self.keep_last,
-                                                     self.ngrams, self.buckets, self.unique))
+        parts = parallel.map_chunks(_encode, texts, (self.index, self.settings))
         if not parts:
             return TokenRows.from_lists([])
         return TokenRows.from_arrays(np.concatenate([v for v, _ in parts]), np.concatenate([n for _, n in parts]))
@@ -76,18 +75,16 @@ class WordTokenizer:
     @property
     def vocab_size(self) -> int:
         """Words plus n-gram buckets: the rows an embedding table needs."""
-        return len(self.vocab) + (self.buckets if self.ngrams > 1 else 0)
+        return len(self.vocab) + (self.settings.buckets if self.settings.hashed else 0)
 
     def save(self, folder: Path) -> Path:
-        path = folder / self.FILE
-        path.write_text(json.dumps(self.vocab, ensure_ascii=False))
-        return path
+        from honed.run.files import write_text
+
+        return write_text(folder / self.FILE, json.dumps(self.vocab, ensure_ascii=False))
 
     @classmethod
-    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
-             ngrams: int = 1, buckets: int = 0, unique: bool = False, pretrained: str | None = None) -> "WordTokenizer":
-        vocab = json.loads((folder / cls.FILE).read_text())
-        return cls(num_words, max_len, lowercase, keep_last, vocab, ngrams, buckets, unique)
+    def load(cls, folder: Path, settings: TextSettings) -> "WordTokenizer":
+        return cls(settings, json.loads((folder / cls.FILE).read_text(encoding="utf-8")))
 
 
 @TOKENIZERS.register("bpe")
@@ -96,21 +93,20 @@ class BpeTokenizer:
 
     FILE = "tokenizer.json"
 
-    def __init__(self, num_words: int, max_len: int, lowercase: bool = True, keep_last: bool = False,
-                 tokenizer=None, ngrams: int = 1, buckets: int = 0, unique: bool = False, pretrained: str | None = None):
-        self.num_words, self.max_len, self.lowercase, self.keep_last = num_words, max_len, lowercase, keep_last
-        self.tokenizer, self.pretrained = tokenizer, pretrained
+    def __init__(self, settings: TextSettings, tokenizer=None):
+        self.settings, self.tokenizer = settings, tokenizer
 
     def fit(self, texts: list[str]) -> "BpeTokenizer":
         from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-        steps = [normalizers.Replace(Regex(r"<br\s*/?>"), " ")] + ([normalizers.Lowercase()] if self.lowercase else [])
+        s = self.settings
+        steps = [normalizers.Replace(Regex(r"<br\s*/?>"), " ")] + ([normalizers.Lowercase()] if s.lowercase else [])
         tok = Tokenizer(models.BPE(unk_token=UNK))
         tok.normalizer = normalizers.Sequence(steps)
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.BpeTrainer(vocab_size=self.num_words, special_tokens=[PAD, UNK], show_progress=False)
+        trainer = trainers.BpeTrainer(vocab_size=s.num_words, special_tokens=[PAD, UNK], show_progress=False)
         tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        tok.enable_truncation(max_length=self.max_len, direction="left" if self.keep_last else "right")
+        tok.enable_truncation(max_length=s.max_len, direction="left" if s.keep_last else "right")
         self.tokenizer = tok
         return self
 
@@ -122,17 +118,15 @@ class BpeTokenizer:
         return self.tokenizer.get_vocab_size()
 
     def save(self, folder: Path) -> Path:
-        path = folder / self.FILE
-        self.tokenizer.save(str(path))
-        return path
+        from honed.run.files import write_text
+
+        return write_text(folder / self.FILE, self.tokenizer.to_str())
 
     @classmethod
-    def load(cls, folder: Path, num_words: int, max_len: int, lowercase: bool, keep_last: bool,
-             ngrams: int = 1, buckets: int = 0, unique: bool = False, pretrained: str | None = None) -> "BpeTokenizer":
+    def load(cls, folder: Path, settings: TextSettings) -> "BpeTokenizer":
         from tokenizers import Tokenizer
 
-        return cls(num_words, max_len, lowercase, keep_last, Tokenizer.from_file(str(folder / cls.FILE)),
-                   pretrained=pretrained)
+        return cls(settings, Tokenizer.from_file(str(folder / cls.FILE)))
 
 
 @TOKENIZERS.register("pretrained")
@@ -148,10 +142,11 @@ class PretrainedTokenizer(BpeTokenizer):
 
         from honed.pretrained import encoder_folder
 
-        tok = Tokenizer.from_file(str(encoder_folder(self.pretrained) / "tokenizer.json"))
+        tok = Tokenizer.from_file(str(encoder_folder(self.settings.pretrained) / "tokenizer.json"))
         tok.no_padding()
-        tok.enable_truncation(max_length=self.max_len, direction="left" if self.keep_last else "right")
+        s = self.settings
+        tok.enable_truncation(max_length=s.max_len, direction="left" if s.keep_last else "right")
         if tok.token_to_id("[PAD]") not in (None, 0):
-            raise UserError(f"data.pretrained = {self.pretrained!r}: its padding token is not id 0")
+            raise UserError(f"data.pretrained = {s.pretrained!r}: its padding token is not id 0")
         self.tokenizer = tok
         return self

@@ -83,6 +83,13 @@ class TokenRows:
             return torch.zeros(len(rows), width, dtype=torch.int64, device=self.device)
         return self.values[where].long().masked_fill_(~real, 0)
 
+    def document_frequency(self, vocab_size: int) -> torch.Tensor:
+        """How many rows hold each id at least once (int64, one count per id)."""
+        values = self.values.long()
+        rows = torch.repeat_interleave(torch.arange(len(self), device=self.device), self.lengths)
+        pairs = torch.unique(rows * vocab_size + values)  # each (row, id) once
+        return torch.bincount(pairs % vocab_size, minlength=vocab_size)
+
     def __repr__(self) -> str:
         return f"TokenRows({len(self)} rows, {len(self.values)} ids)"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import re
 import zlib
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
 
 import numpy as np
 
@@ -20,52 +22,123 @@ BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 WORD = re.compile(r"\w(?:[\w']*\w)?")
 
 
+@dataclass(frozen=True)
+class TextSettings:
+    """How texts become token ids: the text part of the recipe's data section, kept whole by the
+    preprocessing (preprocess.json's "text") and read back by honed and by bundle clients alike."""
+
+    tokenizer: str = "words"  # words | bpe | pretrained
+    num_words: int = 10000  # vocabulary size, <pad> and <unk> included
+    max_len: int = 500  # words (or sub-words) kept per text
+    lowercase: bool = True
+    keep_last: bool = False  # keep a long text's last max_len words instead of its first
+    ngrams: int = 1  # words: hashed word n-grams up to this length
+    buckets: int = 0  # hash buckets shared by word and character n-grams
+    unique: bool = False  # words: each id once per text, sorted (a binary bag)
+    char_ngrams: Optional[tuple[int, int]] = None  # words: hashed character n-grams of each word, lengths lo..hi
+    pretrained: Optional[str] = None  # pretrained: the encoder whose tokenizer is used
+
+    @property
+    def hashed(self) -> bool:
+        """Whether ids above the vocabulary (hash buckets) are used."""
+        return self.ngrams > 1 or self.char_ngrams is not None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "TextSettings":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in state.items() if k in known}
+        if values.get("char_ngrams") is not None:
+            values["char_ngrams"] = tuple(values["char_ngrams"])
+        return cls(**values)
+
+
 def words_of(text: str, lowercase: bool) -> list[str]:
     """Word tokens (see WORD) after removing HTML line breaks."""
     text = BREAK.sub(" ", text)
     return WORD.findall(text.lower() if lowercase else text)
 
 
-def text_ids(text: str, index: dict[str, int], lowercase: bool, max_len: int, keep_last: bool = False,
-             ngrams: int = 1, buckets: int = 0, unique: bool = False) -> list[int]:
-    """The ids of one text: its first (or last) max_len words, then their hashed n-grams; a sorted set if unique."""
-    values, _ = texts_ids([text], index, lowercase, max_len, keep_last, ngrams, buckets, unique)
+def text_ids(text: str, index: dict[str, int], settings: TextSettings) -> list[int]:
+    """The ids of one text: its first (or last) max_len words, their hashed word n-grams, then the hashed
+    character n-grams of each word; a sorted set if unique."""
+    values, _ = texts_ids([text], index, settings)
     return values.tolist()
 
 
-def texts_ids(texts: list[str], index: dict[str, int], lowercase: bool, max_len: int, keep_last: bool = False,
-              ngrams: int = 1, buckets: int = 0, unique: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def texts_ids(texts: list[str], index: dict[str, int], settings: TextSettings) -> tuple[np.ndarray, np.ndarray]:
     """(ids of all texts back to back as int32, ids per text), as text_ids gives them one by one.
 
     Words are looked up one by one (a regex and a dict); everything after — n-gram hashing, the
     order within each text, the unique sets — runs on whole arrays at once: per-text numpy calls
     would cost more than the arithmetic.
     """
+    s = settings
     words = []
     for text in texts:
-        w = words_of(text, lowercase)
-        words.append(w[-max_len:] if keep_last else w[:max_len])
+        w = words_of(text, s.lowercase)
+        words.append(w[-s.max_len:] if s.keep_last else w[: s.max_len])
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     flat = list(itertools.chain.from_iterable(words))
     ids = np.array(list(map(index.get, flat, itertools.repeat(1))), dtype=np.int64)
     row = np.repeat(np.arange(len(texts)), lengths)
     parts, part_rows = [ids], [row]
-    if ngrams > 1:
-        for k, hashed, valid in ngram_hashes(flat, ids, row, ngrams):
-            parts.append((mix64(hashed + np.uint64(k)) % np.uint64(buckets)).astype(np.int64) + len(index))
+    if s.ngrams > 1:
+        for k, hashed, valid in ngram_hashes(flat, ids, row, s.ngrams):
+            parts.append(bucket_ids(hashed + np.uint64(k), s.buckets, len(index)))
             part_rows.append(row[: len(row) - k][valid])
+    if s.char_ngrams is not None:
+        hashed, per_word = char_ngram_hashes(flat, *s.char_ngrams)
+        parts.append(bucket_ids(hashed, s.buckets, len(index)))
+        part_rows.append(np.repeat(row, per_word))
     values, rows = np.concatenate(parts), np.concatenate(part_rows)
-    if unique:  # a set of tokens per text, sorted: each word or n-gram counts once, and rows get shorter
-        width = np.int64(len(index) + buckets)
+    if s.unique:  # a set of tokens per text, sorted: each word or n-gram counts once, and rows get shorter
+        width = np.int64(len(index) + s.buckets)
         keys = np.sort(rows * width + values)  # by text, then id (np.sort: numpy 2's np.unique hashes, 50x slower here)
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
         keys = keys[first]
         values, rows = keys % width, keys // width
-    else:  # per text: its words, then its bigrams, then trigrams (a stable sort keeps that order)
+    else:  # per text: its words, then its bigrams, then trigrams, then character n-grams (a stable sort keeps that order)
         order = np.argsort(rows, kind="stable")
         values, rows = values[order], rows[order]
     return values.astype(np.int32), np.bincount(rows, minlength=len(texts)).astype(np.int64)
+
+
+def bucket_ids(hashes: np.ndarray, buckets: int, offset: int) -> np.ndarray:
+    """Scrambled hashes -> ids offset + [0, buckets)."""
+    return (mix64(hashes) % np.uint64(buckets)).astype(np.int64) + offset
+
+
+def word_char_ngrams(word: str, lo: int, hi: int) -> list[int]:
+    """Hashes of the character n-grams (lengths lo..hi) of one word padded with a space on each side
+    (scikit-learn's char_wb analyzer): " film " -> " f", "fi", ..., "m ", " fi", ... The length is
+    mixed into the hash, so an n-gram and a longer one never share a hash by construction."""
+    padded = f" {word} "
+    return [zlib.crc32(padded[i : i + n].encode()) + (n << 32)
+            for n in range(lo, hi + 1) for i in range(len(padded) - n + 1)]
+
+
+def char_ngram_hashes(flat: list[str], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(character n-gram hashes of every word position, back to back as uint64; how many per position).
+
+    A word's n-grams depend on the word alone, so each distinct word is cut once and its hashes
+    are gathered for every position it occurs at.
+    """
+    types: dict[str, int] = {}
+    kind = np.fromiter((types.setdefault(w, len(types)) for w in flat), dtype=np.int64, count=len(flat))
+    per_type = [word_char_ngrams(w, lo, hi) for w in types]
+    sizes = np.fromiter(map(len, per_type), dtype=np.int64, count=len(per_type))
+    table = np.fromiter(itertools.chain.from_iterable(per_type), dtype=np.uint64, count=int(sizes.sum()))
+    starts = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    per_word = sizes[kind]
+    total = int(per_word.sum())
+    first = np.repeat(starts[kind], per_word)  # where each position's run of hashes starts in `table`
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per_word) - per_word, per_word)
+    return table[first + within], per_word
 
 
 def ngram_hashes(words: list[str], ids: np.ndarray, row: np.ndarray, n: int):
@@ -92,8 +165,7 @@ def ngram_hashes(words: list[str], ids: np.ndarray, row: np.ndarray, n: int):
 def ngram_ids(words: list[str], ids: list[int], n: int, buckets: int, offset: int) -> list[int]:
     """The hashed n-gram ids (2..n) of one text's words, as ids offset + [0, buckets)."""
     arr, row = np.asarray(ids, dtype=np.int64), np.zeros(len(ids), dtype=np.int64)
-    out = [(mix64(h + np.uint64(k)) % np.uint64(buckets)).astype(np.int64) + offset
-           for k, h, _ in ngram_hashes(words, arr, row, n)]
+    out = [bucket_ids(h + np.uint64(k), buckets, offset) for k, h, _ in ngram_hashes(words, arr, row, n)]
     return np.concatenate(out).tolist() if out else []
 
 

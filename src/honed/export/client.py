@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 if __package__:  # imported as part of honed
-    from honed.data.words import text_ids
+    from honed.data.words import TextSettings, text_ids
 else:  # run or imported from the bundle folder: the tokenizer copy exported with the model
-    from bundle_words import text_ids
+    from bundle_words import TextSettings, text_ids
 
 BATCH = 1024
 
@@ -76,12 +76,10 @@ class Bundle:
         return ((x - np.array(self.pre["mean"], dtype=np.float32)) / np.array(self.pre["std"], dtype=np.float32))
 
     def _text_encoder(self):
-        pre = self.pre
-        if pre["tokenizer"] == "words":
-            index = {w: i for i, w in enumerate(json.loads((self.folder / "vocab.json").read_text()))}
-            ngrams = pre["ngrams"]
-            return lambda text: text_ids(text, index, pre["lowercase"], pre["max_len"], pre["keep_tokens"] == "last",
-                                         ngrams, pre["ngram_buckets"], pre["unique_tokens"])
+        settings = TextSettings.from_dict(self.pre["text"])
+        if settings.tokenizer == "words":
+            index = {w: i for i, w in enumerate(json.loads((self.folder / "vocab.json").read_text(encoding="utf-8")))}
+            return lambda text: text_ids(text, index, settings)
         from tokenizers import Tokenizer  # sub-words and pretrained encoders: the saved Hugging Face tokenizer
 
         tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))  # truncation to max_len is saved in it

@@ -23,6 +23,7 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.export.inputs import check_inputs
+from honed.models.layers import TokenPool
 
 log = logging.getLogger("honed")
 QUANTIZED = (nn.Linear, nn.LSTM, nn.GRU)
@@ -33,16 +34,16 @@ def torch_int8(model: nn.Module) -> nn.Module:
     from torch.ao import quantization as tq
 
     spec: dict = {layer: tq.default_dynamic_qconfig for layer in QUANTIZED}
-    if isinstance(getattr(model, "embedding", None), (nn.Embedding, nn.EmbeddingBag)):
-        # honed's own token tables (bag, rnn, cnn); a pretrained encoder's embeddings stay as they are
-        spec["embedding"] = tq.float_qparams_weight_only_qconfig
+    for name, module in model.named_modules():
+        # honed's own token tables (bag, linear, rnn, cnn); a pretrained encoder's embeddings stay as they are
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and not name.startswith("encoder."):
+            spec[name] = tq.float_qparams_weight_only_qconfig
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
         quantized = tq.quantize_dynamic(copy.deepcopy(model).cpu().eval(), spec, dtype=torch.qint8)
-    for parent in list(quantized.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.ao.nn.quantized.EmbeddingBag):
-                setattr(parent, name, MeanOfSums(child))
+    for pool in list(quantized.modules()):
+        if isinstance(pool, TokenPool) and pool.pooling == "mean":  # a TF-IDF pool sums: nothing to average
+            pool.embedding = MeanOfSums(pool.embedding)
     return quantized
 
 
@@ -106,10 +107,12 @@ def metric_of(scores, split, pre) -> tuple[str, float]:
     x, y = split
     out = torch.cat([scores(trim_padding(x[i: i + 512]) if x.dtype == torch.int64 else x[i: i + 512])
                      for i in range(0, len(x), 512)])
+    from honed.evaluation.metrics import compute_metrics
+
+    out = out.squeeze(-1) if pre.task != "multiclass" else out
     if pre.task == "regression":
-        return "mse", float(((pre.unscale(out.squeeze(-1)) - pre.unscale(y)) ** 2).mean())
-    predicted = (out.squeeze(-1) > 0).long() if pre.task == "binary" else out.argmax(dim=1)
-    return "accuracy", float((predicted == y.long()).float().mean())
+        return "mse", compute_metrics(["mse"], pre.unscale(out), pre.unscale(y), pre.task, 1)["mse"]
+    return "accuracy", compute_metrics(["accuracy"], out, y, pre.task, pre.output_dim)["accuracy"]
 
 
 def measure(name: str, scores, size: int, x: torch.Tensor, y, pre) -> dict:

@@ -16,31 +16,23 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.layers import Head, dense_stack, real_tokens
+from honed.models.layers import Head, TokenPool, dense_stack
 
 
 class BagOfEmbeddings(nn.Module):
     def __init__(self, vocab_size: int, dim: int, hidden: list[int], activation: str, dropout: float, n_out: int,
-                 sparse: bool = False) -> None:
+                 sparse: bool = False, pooling: str = "mean") -> None:
         super().__init__()
-        # Id 0 is padding: forward hands the table only the real ids of each row (see real_tokens),
-        # so padded and unpadded rows pool the same and row 0 is never read.
-        self.embedding = nn.EmbeddingBag(vocab_size, dim, mode="mean", sparse=sparse)
-        with torch.no_grad():
-            self.embedding.weight[0].zero_()
+        self.pool = TokenPool(vocab_size, dim, pooling, sparse)
         self.dense = dense_stack([dim, *hidden], activation, dropout)
         self.head = Head(([dim, *hidden])[-1], n_out)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        pooled = self.masked_mean(tokens) if torch.compiler.is_exporting() else self.embedding(*real_tokens(tokens))
-        return self.head(self.dense(pooled))
+    @property
+    def embedding(self) -> nn.EmbeddingBag:
+        return self.pool.embedding
 
-    def masked_mean(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The same mean as the EmbeddingBag, as a gather and a sum: for export, where ONNX's form of
-        EmbeddingBag (a loop over bags) runs 30x slower in ONNX Runtime than this."""
-        real = (tokens != 0).unsqueeze(-1).to(self.embedding.weight.dtype)
-        vectors = nn.functional.embedding(tokens, self.embedding.weight)
-        return (vectors * real).sum(dim=1) / real.sum(dim=1).clamp(min=1.0)
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dense(self.pool(tokens)))
 
 
 @MODELS.register("bag")
@@ -48,4 +40,4 @@ def build(spec, shape: Shape) -> nn.Module:
     if shape.input_kind != "tokens":
         raise UserError("model.name = 'bag' needs text data (data.source imdb or text_files)")
     return BagOfEmbeddings(shape.input_dim, spec.embedding_dim, spec.hidden, spec.activation, spec.dropout,
-                           shape.output_dim, spec.sparse)
+                           shape.output_dim, spec.sparse, spec.pooling)

@@ -41,11 +41,16 @@ INITIALIZED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU)
 @torch.no_grad()
 def initialize(model: nn.Module, name: str, embedding: str = "default", embedding_scale: float = 0.05) -> nn.Module:
     """Apply scheme `name` to every dense, conv and recurrent weight and zero their biases;
-    `embedding="uniform"` draws embeddings from U(-scale, scale) as Keras does.
+    `embedding="uniform"` draws embeddings from U(-scale, scale) as Keras does; "zeros" starts them at zero
+    (a linear model on text: a convex problem, started where logistic regression starts).
 
     Fan-based schemes make no sense for lookup tables, so embeddings have their own choice.
     A small uniform start keeps rare, barely trained words from adding noise to pooled averages.
     """
+    if embedding == "zeros":
+        for module in model.modules():
+            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+                module.weight.zero_()
     if embedding == "uniform":
         for module in model.modules():
             if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):

@@ -1,17 +1,35 @@
-"""Linear and logistic regression: one affine map (the loss makes it one or the other)."""
+"""Linear and logistic regression: one affine map (the loss makes it one or the other).
+
+On numeric features: a Linear layer. On text: one weight vector per output for every token id,
+pooled over a text (its TF-IDF weighted sum with model.pooling = tfidf: logistic regression on
+TF-IDF features, held as an EmbeddingBag so that a text costs only its own ids).
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.layers import Head
+from honed.models.layers import Head, TokenPool
+
+
+class TextLinear(nn.Module):
+    """scores = pooled token weights + bias: a linear model on a bag of (hashed) words and n-grams."""
+
+    def __init__(self, vocab_size: int, n_out: int, pooling: str, sparse: bool = False) -> None:
+        super().__init__()
+        self.pool = TokenPool(vocab_size, n_out, pooling, sparse)
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.pool(tokens) + self.bias
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 def _affine(spec, shape: Shape) -> nn.Module:
-    if shape.input_kind != "features":
-        raise UserError(f"model.name = {spec.name!r} needs numeric features; for text use bag, cnn or rnn")
+    if shape.input_kind == "tokens":
+        return TextLinear(shape.input_dim, shape.output_dim, spec.pooling, spec.sparse)
     return Head(shape.input_dim, shape.output_dim)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.layers import Head
+from honed.models.layers import Head, masked_mean
 
 
 class TransformerClassifier(nn.Module):
@@ -35,11 +35,9 @@ class TransformerClassifier(nn.Module):
         return self.head
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        mask = (tokens != 0).long()
-        hidden = self.encoder(input_ids=tokens, attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+        mask = tokens != 0
+        hidden = self.encoder(input_ids=tokens, attention_mask=mask.long()).last_hidden_state
+        return self.head(self.dropout(masked_mean(hidden, mask)))
 
 
 @MODELS.register("transformer")

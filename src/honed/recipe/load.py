@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from honed.errors import UserError, did_you_mean
-from honed.recipe.schema import Recipe
+from honed.recipe.schema import Recipe, section_of
 
 
 def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iterable[str] = ()) -> Recipe:
@@ -109,21 +109,11 @@ def allowed_keys(loc: list[str]) -> list[str]:
         field = model.model_fields.get(part)
         if field is None:
             break
-        inner = _model_type(field.annotation)
+        inner = section_of(field.annotation)
         if inner is None:
             break
         model = inner
     return sorted(model.model_fields)
-
-
-def _model_type(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_type(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _literal_words(expected: str) -> list[str]:

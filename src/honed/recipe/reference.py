@@ -6,7 +6,7 @@ import typing
 
 from pydantic import BaseModel
 
-from honed.recipe.schema import Recipe
+from honed.recipe.schema import Recipe, section_of
 
 
 def allowed(annotation) -> str:
@@ -27,7 +27,7 @@ def sections(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[st
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        inner = _section_type(field.annotation)
+        inner = section_of(field.annotation)
         if typing.get_origin(field.annotation) is dict:  # search: {recipe key: Domain}
             rows.append((key, "mapping of recipe keys", "{}", field.description or ""))
             rows.extend(sections(inner, key + ".<key>."))
@@ -41,13 +41,6 @@ def sections(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[st
         rows.append((key, allowed(field.annotation), repr(default) if isinstance(default, str) else str(default),
                      field.description or ""))
     return rows
-
-
-def _section_type(annotation):
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
 
 
 def markdown() -> str:

@@ -8,7 +8,7 @@ each registry elsewhere must provide exactly these names (a test checks it).
 from __future__ import annotations
 
 import builtins
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
@@ -18,11 +18,12 @@ ModelName = Literal["linear", "logistic", "mlp", "cnn", "rnn", "bag", "transform
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
 InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
 LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy"]
-OptimizerName = Literal["gd", "sgd", "adam", "adamw", "rmsprop", "adagrad"]
+OptimizerName = Literal["gd", "sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs"]
 ScheduleName = Literal["constant", "exponential", "linear", "step", "cosine", "onecycle", "plateau"]
 MetricName = Literal["accuracy", "precision", "recall", "f1", "auroc", "confusion_matrix", "mse", "mae", "r2", "rmse"]
 Task = Literal["auto", "regression", "classification"]
 SPARSE_OPTIMIZERS = ("adam", "adamw", "sgd", "gd", "adagrad")  # those with a sparse-gradient counterpart
+BAG_MODELS = ("bag", "linear", "logistic")  # text models that read a text as a set of tokens
 
 
 class Section(BaseModel):
@@ -61,6 +62,9 @@ class DataSpec(Section):
     ngrams: int = Field(1, ge=1, le=5, description="words tokenizer: add hashed n-grams up to this length (bag models)")
     ngram_buckets: int = Field(1_000_000, ge=1, description="hash buckets shared by all n-grams")
     unique_tokens: bool = Field(False, description="words tokenizer: each word/n-gram once per text (binary bag; bag models)")
+    char_ngrams: Union[Literal["auto"], tuple[int, int], None] = Field(
+        None, description="words tokenizer: hashed character n-grams of each word, lengths [lo, hi] (e.g. [2, 5]), "
+        "in the n-gram buckets; auto: [2, 5] for short texts (median up to 50 words), else none")
     num_words: int = Field(10000, ge=3, description="vocabulary size, including <pad> and <unk>")
     max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")
     keep_tokens: Literal["first", "last"] = Field(
@@ -78,6 +82,10 @@ class DataSpec(Section):
             raise ValueError("data.ngrams > 1 needs data.tokenizer = words")
         if self.unique_tokens and self.tokenizer != "words":
             raise ValueError("data.unique_tokens needs data.tokenizer = words")
+        if self.char_ngrams is not None and self.tokenizer != "words":
+            raise ValueError("data.char_ngrams needs data.tokenizer = words")
+        if isinstance(self.char_ngrams, tuple) and not 1 <= self.char_ngrams[0] <= self.char_ngrams[1] <= 8:
+            raise ValueError(f"data.char_ngrams = {list(self.char_ngrams)}: need 1 <= lo <= hi <= 8 (e.g. [2, 5])")
         return self
 
     @model_validator(mode="after")
@@ -104,8 +112,12 @@ class ModelSpec(Section):
     activation: Activation = Field("relu", description="hidden-layer activation")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate in mlp, bag, cnn and rnn")
     embedding_dim: int = Field(16, ge=1, description="bag, cnn and rnn on text: embedding size")
-    embedding_init: Literal["default", "uniform"] = Field(
-        "default", description="default: N(0, 1) (PyTorch); uniform: U(-embedding_scale, embedding_scale) (Keras)")
+    embedding_init: Literal["default", "uniform", "zeros"] = Field(
+        "default", description="default: N(0, 1) (PyTorch); uniform: U(-embedding_scale, embedding_scale) (Keras); "
+        "zeros: all zero (linear models on text, as logistic regression starts)")
+    pooling: Literal["mean", "tfidf"] = Field(
+        "mean", description="bag, and linear/logistic on text: the mean of a text's token vectors, or their TF-IDF "
+        "weighted sum (idf from the training texts, unit L2 norm per text)")
     embedding_scale: float = Field(0.05, gt=0, description="bound of the uniform embedding initialization")
     channels: list[int] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
     kernel_size: int = Field(3, ge=1, description="cnn kernel size")
@@ -124,7 +136,8 @@ class LossSpec(Section):
 
 
 class OptimizerSpec(Section):
-    name: OptimizerName = Field("adam", description="gd = full-batch gradient descent (one step per epoch)")
+    name: OptimizerName = Field("adam", description="gd = full-batch gradient descent (one step per epoch); "
+                                "lbfgs = full-batch L-BFGS with a line search (one step of 20 iterations per epoch)")
     lr: float = Field(0.001, gt=0, description="learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd, gd and rmsprop momentum")
     nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
@@ -156,6 +169,14 @@ class ScheduleSpec(Section):
 class RegularizationSpec(Section):
     l1: float = Field(0.0, ge=0, description="l1 * sum(abs(w)) added to the loss (weights, not biases)")
     l2: float = Field(0.0, ge=0, description="l2 * sum(w^2) added to the loss (weights, not biases)")
+    c: Optional[float] = Field(None, gt=0, description="scikit-learn's C instead of l2: l2 = 1 / (2 * c * training rows), "
+                               "so the penalty keeps its weight against the data as the data grows")
+
+    @model_validator(mode="after")
+    def _l2_or_c(self) -> "RegularizationSpec":
+        if self.c is not None and self.l2:
+            raise ValueError("give regularization.l2 or regularization.c, not both")
+        return self
 
 
 class EarlyStoppingSpec(Section):
@@ -177,7 +198,9 @@ class TargetSpec(Section):
 class CheckpointSpec(Section):
     """When training state is saved, so that `honed train --resume RUN_DIR` continues a stopped run."""
 
-    every_epochs: Optional[int] = Field(1, ge=1, description="save at the end of every this many epochs")
+    every_minutes: Optional[float] = Field(10, gt=0, description="save once this many minutes have passed since the "
+                                           "last save (a shorter run writes none; a stopped run loses at most this)")
+    every_epochs: Optional[int] = Field(None, ge=1, description="also save at the end of every this many epochs")
     every_steps: Optional[int] = Field(None, ge=1, description="also save every this many optimizer steps")
     keep: int = Field(2, ge=1, description="how many of the newest checkpoints to keep")
     keep_final: bool = Field(False, description="keep checkpoints once the run has finished (default: removed)")
@@ -275,12 +298,21 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _bag_only_options(self) -> "Recipe":
-        if self.model.name != "bag":
+        if self.model.name not in BAG_MODELS:
             for key, used in (("data.ngrams", self.data.ngrams > 1), ("data.unique_tokens", self.data.unique_tokens),
-                              ("model.sparse", self.model.sparse)):
+                              ("data.char_ngrams", self.data.char_ngrams is not None),
+                              ("model.sparse", self.model.sparse), ("model.pooling", self.model.pooling != "mean")):
                 if used:
-                    raise ValueError(f"{key} works with model.name = bag only (got {self.model.name!r}): "
-                                     "other models read tokens in order")
+                    raise ValueError(f"{key} works with model.name = bag only, or linear/logistic on text (got "
+                                     f"{self.model.name!r}): other models read tokens in order")
+        if self.optimizer.name == "lbfgs":
+            for key, used in (("model.sparse", self.model.sparse), ("train.clip_grad_norm", self.train.clip_grad_norm),
+                              ("train.accumulate", self.train.accumulate > 1),
+                              ("train.precision", self.train.precision != "fp32"),
+                              ("schedule.name", self.schedule.name != "constant")):
+                if used:
+                    raise ValueError(f"{key} does not work with optimizer.name = lbfgs (full-batch steps with "
+                                     "their own line search, in fp32); leave it at its default")
         if self.model.name == "transformer" and self.data.tokenizer != "pretrained":
             raise ValueError("model.name = transformer fine-tunes a pretrained encoder: set data.tokenizer = pretrained "
                              "and data.pretrained (e.g. all-minilm-l6-v2)")
@@ -290,6 +322,10 @@ class Recipe(Section):
                 if used:
                     raise ValueError(f"{key} does not work with train.strategy = fsdp (sharded parameters); "
                                      "use optimizer.weight_decay for regularization")
+        es = self.train.early_stopping
+        if es and es.monitor.startswith("val_") and self.data.val_fraction == 0:
+            raise ValueError(f"train.early_stopping monitors {es.monitor}, but data.val_fraction = 0 leaves no "
+                             "validation rows: set data.val_fraction (e.g. 0.2) or monitor train_loss")
         if self.train.accumulate > 1 and self.optimizer.name == "gd":
             raise ValueError("train.accumulate has no effect with optimizer.name = gd: every batch of an epoch "
                              "already adds up to one step")
@@ -320,7 +356,7 @@ def setting_problem(key: str) -> str | None:
             full = [f"{where}.{f}" if where else f for f in allowed]
             return (f"unknown parameter {key!r}{did_you_mean(key, full)}; "
                     f"{where or 'a recipe'} has: {', '.join(sorted(allowed))}")
-        inner = _section_of(fields[part].annotation)
+        inner = section_of(fields[part].annotation)
         if i == len(parts) - 1:
             return f"{key!r} is a section, not a setting; name one of its keys" if inner else None
         if inner is None:
@@ -329,10 +365,13 @@ def setting_problem(key: str) -> str | None:
     return None
 
 
-def _section_of(annotation: Any) -> type[BaseModel] | None:
+def section_of(annotation: Any) -> type[BaseModel] | None:
+    """The recipe section a field's annotation holds (`Optional[EarlyStoppingSpec]` -> EarlyStoppingSpec), or None
+    for a plain setting. The one helper every reader of the schema's shape uses."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
+        found = section_of(arg)
+        if found is not None:
+            return found
     return None

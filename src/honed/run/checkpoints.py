@@ -18,12 +18,10 @@ reported and skipped in favour of the newest good one.
 from __future__ import annotations
 
 import logging
-import random
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from honed.digest import file_digest
@@ -33,40 +31,60 @@ from honed.training.hooks import Hook
 
 log = logging.getLogger("honed")
 FOLDER = "checkpoints"
-FORMAT = 1
+FORMAT = 2  # 2: the trainer's own state_dict()
 
 
 class Checkpoints(Hook):
-    """Saves the training state every `every_steps` optimizer steps and every `every_epochs` epochs."""
+    """Saves the training state once `every_minutes` have passed since the last save (checked after every
+    step), and every `every_steps` optimizer steps and every `every_epochs` epochs when those are set.
+
+    By time, a checkpoint costs what it saves: a run shorter than `every_minutes` writes none, and a
+    long run loses at most that much work. Each save logs its size and how long it took.
+    """
 
     def __init__(self, run_dir: Path, every_epochs: int | None, every_steps: int | None, keep: int,
-                 write: bool = True) -> None:
+                 write: bool = True, every_minutes: float | None = None) -> None:
         self.folder = Path(run_dir) / FOLDER
         self.every_epochs, self.every_steps, self.keep = every_epochs, every_steps, keep
+        self.every_seconds = every_minutes * 60 if every_minutes else None
         self.write = write  # only the main worker writes; with FSDP every worker still helps gather the state
+        self.last_save = time.perf_counter()
+
+    def on_fit_start(self, trainer) -> None:
+        self.last_save = time.perf_counter()
+
+    def due(self) -> bool:
+        return self.every_seconds is not None and time.perf_counter() - self.last_save >= self.every_seconds
 
     def on_step_end(self, trainer, loss) -> None:
         mid_epoch = trainer.epoch_step < trainer.batches.steps_per_epoch
-        if self.every_steps and trainer.step % self.every_steps == 0 and mid_epoch:
+        by_steps = self.every_steps and trainer.step % self.every_steps == 0
+        if mid_epoch and (by_steps or self.due()):
             self.save(trainer)
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        if self.every_epochs and trainer.epoch % self.every_epochs == 0 and not trainer.stop_reason:
+        by_epochs = self.every_epochs and trainer.epoch % self.every_epochs == 0
+        if not trainer.stop_reason and (by_epochs or self.due()):
             self.save(trainer)
 
     def save(self, trainer) -> Path | None:
-        state = capture(trainer)
+        began = time.perf_counter()
+        state = trainer.state_dict() | {"format": FORMAT}
         if not self.write:
+            self.last_save = time.perf_counter()
             return None
         name = f"step-{trainer.step:08d}"
         data = self.folder / f"{name}.pt"
         atomic_write(data, lambda tmp: torch.save(state, tmp))
+        size = data.stat().st_size
         write_json(self.folder / f"{name}.json", {"format": FORMAT, "epoch": trainer.epoch, "step": trainer.step,
-                                                 "epoch_step": trainer.epoch_step, "bytes": data.stat().st_size,
+                                                 "epoch_step": trainer.epoch_step, "bytes": size,
                                                  "sha256": sha256(data)})
         for old in manifests(self.folder)[self.keep :]:
             old.with_suffix(".pt").unlink(missing_ok=True)
             old.unlink(missing_ok=True)
+        self.last_save = time.perf_counter()
+        log.info(f"checkpoint {data.name}: {size / 1e6:.1f} MB in {self.last_save - began:.2f} s")
         return data
 
 
@@ -77,7 +95,7 @@ class Resume(Hook):
         self.state = state
 
     def on_fit_start(self, trainer) -> None:
-        restore(trainer, self.state)
+        trainer.load_state_dict(self.state)
         self.state = {}  # the tensors are in the trainer now
 
 
@@ -127,86 +145,3 @@ def check(manifest: Path) -> str | None:
 
 def remove_all(run_dir: Path) -> None:
     shutil.rmtree(Path(run_dir) / FOLDER, ignore_errors=True)
-
-
-# --- capturing and restoring the state ------------------------------------------------------------
-
-
-def capture(trainer) -> dict:
-    """The whole training state as tensors and plain values (what torch.load(weights_only=True) accepts)."""
-    model_state, optimizer_state = model_and_optimizer_state(trainer)
-    elapsed = trainer.train_seconds + (time.perf_counter() - trainer.epoch_started if trainer.in_epoch else 0.0)
-    return {
-        "format": FORMAT,
-        "epoch": trainer.epoch,
-        "step": trainer.step,
-        "epoch_step": trainer.epoch_step,
-        "epoch_loss": float(trainer.epoch_loss),
-        "train_seconds": elapsed,
-        "samples_seen": trainer.samples_seen,
-        "best_epoch": trainer.best_epoch,
-        "history": trainer.history,
-        "model": model_state,
-        "optimizer": optimizer_state,
-        "schedule": trainer.schedule.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict(),
-        "hooks": {type(h).__name__: h.state_dict() for h in trainer.hooks if h.state_dict()},
-        "rng": rng_state(),
-    }
-
-
-def restore(trainer, state: dict) -> None:
-    """Put a captured state back into a freshly built trainer."""
-    load_model_and_optimizer(trainer, state["model"], state["optimizer"])
-    trainer.schedule.scheduler.load_state_dict(state["schedule"])
-    if state["scaler"]:
-        trainer.scaler.load_state_dict(state["scaler"])
-    for hook in trainer.hooks:
-        saved = state["hooks"].get(type(hook).__name__)
-        if saved is not None:
-            hook.load_state_dict(saved)
-    trainer.epoch, trainer.step, trainer.epoch_step = state["epoch"], state["step"], state["epoch_step"]
-    trainer.resumed_loss = state["epoch_loss"]
-    trainer.train_seconds, trainer.samples_seen = state["train_seconds"], state["samples_seen"]
-    trainer.best_epoch, trainer.history = state["best_epoch"], list(state["history"])
-    set_rng_state(state["rng"])
-
-
-def model_and_optimizer_state(trainer) -> tuple[dict, dict]:
-    if trainer.strategy != "fsdp":
-        return trainer.model.state_dict(), trainer.optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-    return get_state_dict(trainer.model, trainer.optimizer,
-                          options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def load_model_and_optimizer(trainer, model_state: dict, optimizer_state: dict) -> None:
-    if trainer.strategy != "fsdp":
-        trainer.model.load_state_dict(model_state)
-        trainer.optimizer.load_state_dict(optimizer_state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-
-    set_state_dict(trainer.model, trainer.optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state,
-                   options=StateDictOptions(full_state_dict=True))
-
-
-def rng_state() -> dict:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))

@@ -2,7 +2,8 @@
 
 A hook may implement any of `on_fit_start(trainer)`, `on_step_end(trainer, loss)`,
 `on_epoch_end(trainer, record)` and `on_fit_end(trainer)`. It stops training by
-setting `trainer.stop_reason`.
+setting `trainer.stop_reason`, and publishes what it produces under a name in
+`trainer.results` (the summary and other hooks read it there, never by looking for its type).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class EarlyStopping(Hook):
                 "waited": self.waited}
 
     def on_fit_end(self, trainer) -> None:
-        trainer.best_epoch = self.best_epoch
+        if self.best_epoch:
+            trainer.results["best_epoch"] = self.best_epoch
         if self.restore_best and self.best_weights is not None:
             trainer.model.load_state_dict(self.best_weights)
 
@@ -104,6 +106,7 @@ class LastGoodWeights(Hook):
 
     def on_fit_start(self, trainer) -> None:
         self.weights = snapshot(trainer.model)
+        trainer.results["last_good"] = self
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if math.isfinite(record["train_loss"]):
@@ -127,6 +130,9 @@ class TimeToTarget(Hook):
     def on_fit_start(self, trainer) -> None:
         if self.started is None:
             self.started = time.perf_counter()
+
+    def on_fit_end(self, trainer) -> None:
+        trainer.results["time_to_target"] = self.result
 
     def state_dict(self) -> dict:
         return {"result": self.result, "elapsed": time.perf_counter() - self.started}

@@ -24,18 +24,19 @@ from honed.training.batches import Batches
 from honed.training.distributed import World, all_sum, gather_rows, wrap
 from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights, TimeToTarget
 from honed.training.losses import build_loss
-from honed.training.optimizers import FULL_BATCH, build_optimizer
-from honed.training.regularization import penalized_weights, penalty
+from honed.training.optimizers import CLOSURE, FULL_BATCH, build_optimizer
+from honed.training import state
+from honed.training.regularization import l2_of, penalized_weights, penalty
 from honed.training.schedules import Schedule
 
 
 class NonFiniteLoss(Exception):
-    """The loss became NaN or infinite; carries where, so the user can be told."""
+    """The loss became NaN or infinite; carries where, and the last good weights, so the user can be told."""
 
-    def __init__(self, epoch: int, step: int, value: float) -> None:
+    def __init__(self, epoch: int, step: int, value: float, last_good: LastGoodWeights | None = None) -> None:
         super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
-        self.last_good: LastGoodWeights | None = None
+        self.last_good = last_good
 
 
 @dataclass
@@ -62,14 +63,61 @@ class Trainer:
     in_epoch: bool = False
     epoch_started: float = 0.0
     stop_reason: str = ""
-    best_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_seen: int = 0
+    # What hooks produce, by name (their one place): "best_epoch" (EarlyStopping), "time_to_target"
+    # (TimeToTarget), "last_good" (LastGoodWeights); a hook another one needs is found here, never by type.
+    results: dict = field(default_factory=dict)
 
     def call(self, event: str, *args) -> None:
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch whose weights the model ends with: early stopping's best, else the last one run."""
+        return self.results.get("best_epoch", self.epoch)
+
+    def elapsed(self) -> float:
+        """Training seconds so far, the running epoch included."""
+        return self.train_seconds + (time.perf_counter() - self.epoch_started if self.in_epoch else 0.0)
+
+    def state_dict(self) -> dict:
+        """The whole training state as tensors and plain values (what torch.load(weights_only=True) accepts):
+        model, optimizer, schedule, scaler, position in the data order, history, every hook's state, RNGs."""
+        model_state, optimizer_state = state.model_and_optimizer(self.model, self.optimizer, self.strategy)
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "epoch_step": self.epoch_step,
+            "epoch_loss": float(self.epoch_loss),
+            "train_seconds": self.elapsed(),
+            "samples_seen": self.samples_seen,
+            "history": self.history,
+            "model": model_state,
+            "optimizer": optimizer_state,
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks if h.state_dict()},
+            "rng": state.rng_state(),
+        }
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Put a state from `state_dict()` back into this freshly built trainer."""
+        state.load_model_and_optimizer(self.model, self.optimizer, self.strategy, saved["model"], saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        if saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        for hook in self.hooks:
+            hook_state = saved["hooks"].get(type(hook).__name__)
+            if hook_state is not None:
+                hook.load_state_dict(hook_state)
+        self.epoch, self.step, self.epoch_step = saved["epoch"], saved["step"], saved["epoch_step"]
+        self.resumed_loss = saved["epoch_loss"]
+        self.train_seconds, self.samples_seen = saved["train_seconds"], saved["samples_seen"]
+        self.history = list(saved["history"])
+        state.set_rng_state(saved["rng"])
 
 
 def monitor_of(recipe) -> str:
@@ -125,8 +173,8 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
                         "min" if lower_is_better(monitor) else "max")
     trainer = Trainer(model, net, data, recipe, optimizer, schedule, grad_scaler(spec.precision, device), batches,
                       metrics, standard_hooks(recipe, started) + list(extra_hooks), world, strategy)
-    step = Step(trainer, loss_fn, penalized_weights(model), device)
     n_train = len(data.train)
+    step = Step(trainer, loss_fn, penalized_weights(model), device, l2_of(recipe.regularization, n_train))
 
     trainer.call("on_fit_start")  # may restore a checkpoint
     first_epoch, skip = max(trainer.epoch, 1), trainer.epoch_step
@@ -143,6 +191,8 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
             trainer.epoch_step += 1
             trainer.samples_seen += rows
             trainer.call("on_step_end", value)
+            if trainer.stop_reason:  # a hook may stop within an epoch (the range test does)
+                break
         skip = 0
         trainer.in_epoch = False
         trainer.train_seconds += time.perf_counter() - trainer.epoch_started
@@ -160,25 +210,53 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
         trainer.call("on_epoch_end", record)
         if trainer.stop_reason:
             break
-    if not trainer.best_epoch:
-        trainer.best_epoch = trainer.epoch
     trainer.call("on_fit_end")
     return trainer
 
 
 class Step:
-    """One optimizer step over a list of (x, y, weight) chunks: forward, backward, clip, step."""
+    """One optimizer step over a list of (x, y, weight) chunks: forward, backward, clip, step.
 
-    def __init__(self, trainer: Trainer, loss_fn, penalized: list[torch.Tensor], device: torch.device) -> None:
+    An optimizer that re-evaluates the loss within its step (L-BFGS's line search) gets the
+    forward and backward passes as a closure; the loss logged is the one where the step started.
+    """
+
+    def __init__(self, trainer: Trainer, loss_fn, penalized: list[torch.Tensor], device: torch.device,
+                 l2: float) -> None:
         self.t, self.loss_fn, self.penalized = trainer, loss_fn, penalized
-        self.reg, self.spec = trainer.recipe.regularization, trainer.recipe.train
+        self.l1, self.l2, self.spec = trainer.recipe.regularization.l1, l2, trainer.recipe.train
         self.precision = autocast(self.spec.precision, device)
         inner = trainer.net.eager if isinstance(trainer.net, Compiled) else trainer.net
         self.ddp = inner if trainer.strategy == "ddp" else None
         self.device = device
+        self.closure = trainer.recipe.optimizer.name in CLOSURE
 
     def __call__(self, chunks: list[tuple[torch.Tensor, torch.Tensor, float]], rows: int) -> float:
         """Returns this worker's loss for the step (the step's mean loss when it works alone)."""
+        t = self.t
+        if self.closure:
+            seen: list[torch.Tensor] = []
+
+            def closure() -> torch.Tensor:
+                data_loss, objective = self.backward(chunks)
+                seen.append(data_loss)
+                return objective
+
+            t.scaler.step(t.optimizer, closure)
+            data_loss = seen[0]
+        else:
+            data_loss, _ = self.backward(chunks)
+            if self.spec.clip_grad_norm:
+                t.scaler.unscale_(t.optimizer)
+                torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.spec.clip_grad_norm)
+            t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.schedule.after_step()
+        t.epoch_loss += data_loss * (rows / t.world.size)  # this worker's part of the step's summed loss
+        return float(data_loss)
+
+    def backward(self, chunks: list[tuple[torch.Tensor, torch.Tensor, float]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of the step's mean loss (+ penalty) over its chunks; (data loss, data loss + penalty)."""
         t = self.t
         t.optimizer.zero_grad(set_to_none=True)
         data_loss = torch.zeros((), device=self.device)
@@ -191,23 +269,14 @@ class Step:
             data_loss += loss.detach()
             if last:
                 # the penalty joins the last backward pass: DDP syncs each gradient once per pass
-                extra = penalty(self.penalized, self.reg.l1, self.reg.l2)
+                extra = penalty(self.penalized, self.l1, self.l2)
                 if extra is not None:
                     loss = loss + extra
             t.scaler.scale(loss).backward()
         value = float(data_loss)
         if not math.isfinite(value) or (extra is not None and not math.isfinite(float(extra.detach()))):
-            error = NonFiniteLoss(t.epoch, t.step + 1, value)
-            error.last_good = next(h for h in t.hooks if isinstance(h, LastGoodWeights))
-            raise error
-        if self.spec.clip_grad_norm:
-            t.scaler.unscale_(t.optimizer)
-            torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.spec.clip_grad_norm)
-        t.scaler.step(t.optimizer)
-        t.scaler.update()
-        t.schedule.after_step()
-        t.epoch_loss += data_loss * (rows / t.world.size)  # this worker's part of the step's summed loss
-        return value
+            raise NonFiniteLoss(t.epoch, t.step + 1, value, t.results.get("last_good"))
+        return data_loss, data_loss + (extra.detach() if extra is not None else 0.0)
 
     def sync(self, last: bool):
         """DDP all-reduces gradients on the last chunk of a step only (accumulation skips the others)."""
@@ -238,7 +307,3 @@ def grad_norm(model: nn.Module) -> float:
     return float(torch.stack(norms).norm()) if norms else 0.0
 
 
-def time_to_target(trainer: Trainer) -> dict | None:
-    """The TimeToTarget hook's record, if the recipe set a target."""
-    hook = next((h for h in trainer.hooks if isinstance(h, TimeToTarget)), None)
-    return hook.result if hook else None

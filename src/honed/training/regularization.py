@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import RegularizationSpec
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -28,3 +33,12 @@ def penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor |
         if l2:
             total = total + l2 * w.square().sum()
     return total
+
+
+def l2_of(spec: "RegularizationSpec", rows: int) -> float:
+    """The L2 coefficient: regularization.l2, or from scikit-learn's C as 1 / (2 * C * rows).
+
+    scikit-learn minimizes 0.5 * |w|^2 + C * sum(losses); divided by C * rows, that is the mean
+    loss (what honed minimizes) + |w|^2 / (2 * C * rows).
+    """
+    return 1.0 / (2.0 * spec.c * rows) if spec.c is not None else spec.l2

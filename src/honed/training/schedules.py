@@ -8,55 +8,60 @@ steps per epoch. A linear warmup can go in front of any schedule but onecycle
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch.optim import Optimizer, lr_scheduler
 
 from honed.errors import UserError
 from honed.registry import Registry
 
+if TYPE_CHECKING:
+    from honed.recipe.schema import ScheduleSpec
+
 SCHEDULES: Registry = Registry("schedule")
 
 
 @SCHEDULES.register("constant")
-def _constant(opt, spec, steps_per_epoch: int, total: int):
+def _constant(opt, spec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
 @SCHEDULES.register("exponential")
-def _exponential(opt, spec, steps_per_epoch: int, total: int):
+def _exponential(opt, spec, steps_per_epoch: int, total: int, mode: str):
     # lr_t = lr * gamma ** (t / steps_per_epoch): gamma is the decay per epoch
     return lr_scheduler.ExponentialLR(opt, gamma=spec.gamma ** (1.0 / steps_per_epoch))
 
 
 @SCHEDULES.register("linear")
-def _linear(opt, spec, steps_per_epoch: int, total: int):
+def _linear(opt, spec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=spec.end_factor, total_iters=max(1, total))
 
 
 @SCHEDULES.register("step")
-def _step(opt, spec, steps_per_epoch: int, total: int):
+def _step(opt, spec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.StepLR(opt, step_size=max(1, round(spec.step_epochs * steps_per_epoch)), gamma=spec.gamma)
 
 
 @SCHEDULES.register("cosine")
-def _cosine(opt, spec, steps_per_epoch: int, total: int):
+def _cosine(opt, spec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total), eta_min=spec.min_lr)
 
 
 @SCHEDULES.register("onecycle")
-def _onecycle(opt, spec, steps_per_epoch: int, total: int):
+def _onecycle(opt, spec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(2, total),
                                    pct_start=spec.pct_start)
 
 
 @SCHEDULES.register("plateau")
-def _plateau(opt, spec, steps_per_epoch: int, total: int):
-    return lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=spec.factor, patience=spec.patience)
+def _plateau(opt, spec, steps_per_epoch: int, total: int, mode: str):
+    return lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=spec.factor, patience=spec.patience)
 
 
 class Schedule:
     """One object the loop calls: `after_step()` every optimizer step, `after_epoch(value)` every epoch."""
 
-    def __init__(self, optimizer: Optimizer, spec, steps_per_epoch: int, epochs: int, monitor_mode: str = "min"):
+    def __init__(self, optimizer: Optimizer, spec: ScheduleSpec, steps_per_epoch: int, epochs: int, monitor_mode: str = "min"):
         self.optimizer = optimizer
         self.name = spec.name
         total = steps_per_epoch * epochs
@@ -65,16 +70,19 @@ class Schedule:
             raise UserError(f"schedule.warmup_epochs is not used with schedule.name = {spec.name!r}; set it to 0")
         if warmup >= total and warmup:
             raise UserError(f"schedule.warmup_epochs = {spec.warmup_epochs} covers the whole run of {epochs} epochs")
-        main = SCHEDULES.get(spec.name)(optimizer, spec, steps_per_epoch, total - warmup)
-        if spec.name == "plateau":
-            main.mode = monitor_mode
-            main._init_is_better(mode=monitor_mode, threshold=main.threshold, threshold_mode=main.threshold_mode)
+        main = SCHEDULES.get(spec.name)(optimizer, spec, steps_per_epoch, total - warmup, monitor_mode)
         self.per_epoch = spec.name == "plateau"
         if warmup:
             ramp = lr_scheduler.LinearLR(optimizer, start_factor=spec.warmup_start_factor, end_factor=1.0,
                                          total_iters=warmup)
             main = lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
         self.scheduler = main
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
 
     def after_step(self) -> None:
         if not self.per_epoch:

@@ -19,7 +19,7 @@ robustly:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +27,8 @@ import torch
 
 from honed.models import Shape, build_model
 from honed.recipe import Recipe
-from honed.training.batches import Batches
+from honed.training import Hook, NonFiniteLoss, fit
 from honed.training.device import pick_device, seed_everything
-from honed.training.losses import build_loss
-from honed.training.optimizers import FULL_BATCH, build_optimizer
-from honed.training.regularization import penalized_weights, penalty
 
 DIVERGENCE = 4.0  # the sweep stops when the smoothed loss exceeds this many times its best
 STEEP_ENOUGH = 0.25  # a suggestion must fall at least this fraction as fast as the steepest point
@@ -67,48 +64,73 @@ class Finding:
         return asdict(self)
 
 
+class RangeTest(Hook):
+    """Raises the learning rate exponentially, one optimizer step at a time, records each step's loss,
+    and stops the run once the loss diverges or the sweep has its `steps` points.
+
+    It sets the rate after the schedule's own per-step update (the recipe's schedule is constant here),
+    so the loop's step — precision, accumulation, clipping, bucketing, compile, workers — is untouched.
+    """
+
+    def __init__(self, sweep: Sweep, min_lr: float, max_lr: float, steps: int) -> None:
+        self.sweep, self.min_lr, self.steps = sweep, min_lr, steps
+        self.growth = (max_lr / min_lr) ** (1 / max(1, steps - 1))
+        self.best, self.ema = math.inf, None
+
+    def rate(self) -> float:
+        return self.min_lr * self.growth ** len(self.sweep.losses)
+
+    def set_rate(self, trainer) -> None:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = self.rate()
+
+    def on_fit_start(self, trainer) -> None:
+        self.set_rate(trainer)
+
+    def on_step_end(self, trainer, loss: float | None) -> None:
+        sweep = self.sweep
+        sweep.lrs.append(self.rate())
+        sweep.losses.append(loss)
+        # a fast running average only to notice divergence; the suggestion uses `smooth` below
+        self.ema = loss if self.ema is None else 0.8 * self.ema + 0.2 * loss
+        self.best = min(self.best, self.ema)
+        if len(sweep.losses) > self.steps // 10 and self.ema > DIVERGENCE * self.best:
+            trainer.stop_reason = sweep.stop = f"loss diverged at lr {sweep.lrs[-1]:.3g}"
+        elif len(sweep.losses) >= self.steps:
+            trainer.stop_reason = "the sweep has all its steps"
+        else:
+            self.set_rate(trainer)
+
+
+def sweep_recipe(recipe: Recipe, bundle, min_lr: float, steps: int) -> Recipe:
+    """The recipe as a range test runs it: a constant schedule, enough epochs for `steps` steps, and none of
+    the options that would end the run early or write files (early stopping, a target, checkpoints)."""
+    from honed.training.batches import Batches
+    from honed.training.optimizers import FULL_BATCH
+
+    spec = recipe.train
+    per_epoch = Batches(bundle.train.x, bundle.train.y, spec.batch_size, False, 0,
+                        full_batch=recipe.optimizer.name in FULL_BATCH, accumulate=spec.accumulate).steps_per_epoch
+    changes = {"optimizer": recipe.optimizer.model_copy(update={"lr": min_lr}),
+               "schedule": recipe.schedule.model_copy(update={"name": "constant", "warmup_epochs": 0.0}),
+               "train": spec.model_copy(update={"epochs": math.ceil(steps / per_epoch), "early_stopping": None,
+                                                "target": None, "stop_at_target": False, "checkpoint": None,
+                                                "convergence_tol": None})}
+    return recipe.model_copy(update=changes)
+
+
 def range_test(recipe: Recipe, bundle, seed: int, min_lr: float, max_lr: float, steps: int) -> Sweep:
-    """Train with the rate rising exponentially from min_lr to max_lr over `steps` steps."""
+    """Train with the rate rising exponentially from min_lr to max_lr over `steps` steps: an ordinary `fit`."""
     seed_everything(seed)
     device = pick_device(recipe.train.device)
-    shape = Shape.of(bundle)
-    model = build_model(recipe.model, shape).to(device)
-    optimizer = build_optimizer(model, recipe.optimizer)
-    loss_fn = build_loss(recipe.loss, bundle.task)
-    penalized, reg = penalized_weights(model), recipe.regularization
-    batches = Batches(bundle.train.x.to(device), bundle.train.y.to(device), recipe.train.batch_size,
-                      recipe.train.shuffle, seed, full_batch=recipe.optimizer.name in FULL_BATCH)
-    growth = (max_lr / min_lr) ** (1 / max(1, steps - 1))
+    model = build_model(recipe.model, Shape.of(bundle)).to(device)
     sweep = Sweep(seed, [], [])
-    best, ema, epoch = math.inf, None, 0
-    model.train()
-    while len(sweep.losses) < steps and not sweep.stop:
-        epoch += 1
-        for chunks, _ in batches.epoch(epoch):
-            lr = min_lr * growth ** len(sweep.losses)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for i, (x, y, weight) in enumerate(chunks):
-                loss = loss_fn(model(x).float(), y) * weight
-                extra = penalty(penalized, reg.l1, reg.l2) if i == len(chunks) - 1 else None
-                (loss if extra is None else loss + extra).backward()
-                total += float(loss.detach())
-            if not math.isfinite(total):
-                sweep.stop = f"loss became {total} at lr {lr:.3g}"
-                break
-            optimizer.step()
-            sweep.lrs.append(lr)
-            sweep.losses.append(total)
-            # a fast running average only to notice divergence; the suggestion uses `smooth` below
-            ema = total if ema is None else 0.8 * ema + 0.2 * total
-            best = min(best, ema)
-            if len(sweep.losses) > steps // 10 and ema > DIVERGENCE * best:
-                sweep.stop = f"loss diverged at lr {lr:.3g}"
-                break
-            if len(sweep.losses) >= steps:
-                break
+    no_validation = replace(bundle, val=None)  # the sweep reads training losses only
+    try:
+        fit(model, no_validation, sweep_recipe(recipe, bundle, min_lr, steps), [RangeTest(sweep, min_lr, max_lr, steps)],
+            seed=seed)
+    except NonFiniteLoss as e:
+        sweep.stop = f"loss became {e.value} at lr {min_lr * (max_lr / min_lr) ** (len(sweep.losses) / max(1, steps - 1)):.3g}"
     sweep.stop = sweep.stop or f"reached max_lr {max_lr:g} without diverging"
     suggest(sweep)
     return sweep

@@ -184,6 +184,9 @@ def make_pruner(optuna, name: str, epochs: int):
     return optuna.pruners.NopPruner()
 
 
+SEARCH_VALIDATION = 0.2  # share of the training rows a search holds out when the recipe holds out none
+
+
 def tune(recipe, overrides=(), budget: float = 600.0, trials: int | None = None, storage: str | None = None,
          study: str | None = None, out=None, metric: str | None = None, pruner: str = "hyperband",
          started: float | None = None) -> TuneResult:
@@ -195,8 +198,10 @@ def tune(recipe, overrides=(), budget: float = 600.0, trials: int | None = None,
     if trials is not None and trials < 1:
         raise UserError(f"--trials {trials}: give at least 1")
     user = load_recipe(recipe, overrides)
-    if user.data.val_fraction == 0:
-        raise UserError("data.val_fraction = 0: a search chooses on the validation split; set it above 0")
+    if user.data.val_fraction == 0:  # a recipe that trains on every row; a search needs rows to choose on
+        user = load_recipe(user, [f"data.val_fraction={SEARCH_VALIDATION}"])
+        log.info(f"tune: the recipe holds out no validation rows (data.val_fraction = 0); the search holds out "
+                 f"{SEARCH_VALIDATION:.0%} of the training rows to choose on")
     space, declared = space_of(user)
     check_space(user, space)
     from honed.data import reuse_built_data

@@ -1,0 +1,94 @@
+"""honed's bundled text_classification recipe beside the classic TF-IDF + logistic regression baseline,
+on every text set given, each run end to end as its own process (imports included, a cold
+preprocessing cache), on the same splits and the same machine. Prints a markdown table.
+
+    python benchmarks/text_suite.py                      # ../shared/data/text/{cr,mpqa,trec}
+    python benchmarks/text_suite.py --sets DIR [DIR ...] # folders with train.csv and test.csv
+    python benchmarks/text_suite.py --imdb               # also IMDB (the archive, as CSV files made once)
+    python benchmarks/text_suite.py --recipe my.yaml --set key=value ...
+
+Nothing is tuned on the test files: the recipe runs as bundled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, SHARED_IMDB, table
+
+SHARED_TEXT = ROOT.parent / "shared" / "data" / "text"
+
+
+def baseline(train: Path, test: Path) -> dict:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "text_baseline.py"), str(train), str(test)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def honed(recipe: str, train: Path, test: Path, overrides: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "honed", "train", recipe, "--out", f"{tmp}/run", "--quiet",
+               "--set", f"data.train={train}", "--set", f"data.test={test}"]
+        cmd += [a for o in overrides for a in ("--set", o)]
+        env = {**os.environ, "HONED_CACHE": f"{tmp}/cache"}  # cold: preprocessing is part of the time
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, cwd=ROOT, env=env)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+        summary = json.loads(Path(f"{tmp}/run/summary.json").read_text())
+    peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
+    return {"accuracy": summary["test"]["accuracy"], "seconds": wall, "peak_mb": peak_mb,
+            "rows": summary["sizes"]["train"]}
+
+
+def imdb_csvs(folder: Path) -> Path:
+    """IMDB's train and test splits as text,label CSV files (made once, under `folder`)."""
+    out = folder / "imdb"
+    if not (out / "test.csv").is_file():
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import pandas as pd
+        from imdb_handwritten import read
+
+        out.mkdir(parents=True, exist_ok=True)
+        for split, rows in read(str(SHARED_IMDB)).items():
+            pd.DataFrame(rows, columns=["text", "label"]).to_csv(out / f"{split}.csv", index=False)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sets", nargs="*", type=Path, help="folders holding train.csv and test.csv")
+    p.add_argument("--imdb", action="store_true", help="add IMDB (written once as CSV files to --work)")
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "honed-text-suite")
+    p.add_argument("--recipe", default="text_classification")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args()
+    sets = args.sets or sorted(d for d in SHARED_TEXT.iterdir() if (d / "train.csv").is_file())
+    if args.imdb:
+        sets.append(imdb_csvs(args.work))
+    rows, gains = [], []
+    for folder in sets:
+        train, test = folder / "train.csv", folder / "test.csv"
+        base = baseline(train, test)
+        ours = honed(args.recipe, train, test, args.overrides)
+        gain = 100 * (ours["accuracy"] - base["accuracy"])
+        gains.append(gain)
+        rows.append([folder.name, f"{ours['rows']:,}", f"{100 * base['accuracy']:.2f}%", f"{100 * ours['accuracy']:.2f}%",
+                     f"{gain:+.2f}", f"{base['seconds']:.1f} s", f"{ours['seconds']:.1f} s",
+                     f"{ours['seconds'] / base['seconds']:.1f}x", f"{ours['peak_mb']:.0f}"])
+        print(f"{folder.name}: baseline {base}, honed {ours}", file=sys.stderr, flush=True)
+    print(table(["set", "train rows", "TF-IDF + LR", f"honed {args.recipe}", "points", "baseline time",
+                 "honed time", "time ratio", "honed peak MB"], rows))
+    print(f"\nmean gain over the baseline: {sum(gains) / len(gains):+.2f} points on {len(gains)} sets")
+
+
+if __name__ == "__main__":
+    main()
