@@ -24,7 +24,7 @@ from honed.evaluation import class_probabilities, metric_names, outputs_of, scor
 from honed.models import Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe
-from honed.training import Hook, NonFiniteLoss, build_loss, distributed, fit
+from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
 from honed.training.accel import deterministic
 from honed.training.device import pick_device, seed_everything
 
@@ -42,18 +42,19 @@ class Run:
 
 def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out: str | Path | None = None,
           quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = (), score_test: bool = True,
-          teacher=None) -> Run:
+          objective: Objective | None = None) -> Run:
     """Preprocess, build, train, evaluate on the test split, and write the run directory.
 
     `hooks` join the training loop after honed's own (see honed.training.hooks.Hook).
     `score_test=False` leaves the test split untouched (searches choose on validation only).
-    `teacher` (honed.export.distill.Teacher) makes this a distillation run: the loss also follows its outputs.
+    `objective` changes what the model learns: extra training targets beside the labels and the loss that
+    reads them (honed.training.Objective; a distillation Teacher is one).
     Under torchrun every worker calls this; the main worker writes the run directory.
     """
     started = time.perf_counter() if started is None else started
     recipe = load_recipe(recipe, overrides)
     run_stage.check_out_free(out)
-    return _train(recipe, out, quiet, started, list(hooks), score_test=score_test, teacher=teacher)
+    return _train(recipe, out, quiet, started, list(hooks), score_test=score_test, objective=objective)
 
 
 def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
@@ -69,7 +70,7 @@ def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None
 
 
 def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None,
-           score_test: bool = True, teacher=None) -> Run:
+           score_test: bool = True, objective: Objective | None = None) -> Run:
     warmup.start()
     spec = recipe.train
     if spec.threads:
@@ -77,19 +78,20 @@ def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], 
     world, device = distributed.start(pick_device(spec.device), spec.strategy)
     try:
         with deterministic(spec.deterministic):
-            return _train_worker(recipe, out, quiet, started, hooks, state, world, device, score_test, teacher)
+            return _train_worker(recipe, out, quiet, started, hooks, state, world, device, score_test, objective)
     finally:
         distributed.stop()
 
 
 def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None,
-                  world: distributed.World, device: torch.device, score_test: bool = True, teacher=None) -> Run:
+                  world: distributed.World, device: torch.device, score_test: bool = True,
+                  objective: Objective | None = None) -> Run:
     seed_everything(recipe.seed)
     bundle = _build_data(recipe, world)
     loss_fn = None
-    if teacher is not None:  # the training targets carry the teacher's logits beside each label
-        bundle = bundle.with_train_targets(teacher.targets(recipe.data, bundle))
-        loss_fn = teacher.loss(build_loss(recipe.loss, bundle.task), bundle.task)
+    if objective is not None:  # e.g. a teacher's logits beside each label, and a loss that follows them
+        bundle = bundle.with_train_targets(objective.targets(recipe.data, bundle))
+        loss_fn = objective.loss(build_loss(recipe.loss, bundle.task), bundle.task)
     shape = Shape.of(bundle)
     model = build_model(recipe.model, shape)
     if recipe.model.pooling == "tfidf":  # the idf of every token, from the training texts only

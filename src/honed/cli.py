@@ -300,7 +300,7 @@ def show_table(rows: list[dict], title: str) -> None:
 
 
 def cmd_distill(args) -> int:
-    from honed.export import distill
+    from honed.tuning import distill
 
     report = distill(args.teacher_run, resolve_recipe(args.student_recipe), args.overrides, args.temperature,
                      args.alpha, args.out)

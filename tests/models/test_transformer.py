@@ -5,7 +5,7 @@ import torch
 
 import honed
 from honed.errors import UserError
-from honed.export import distill
+from honed.tuning import distill
 
 pytest.importorskip("transformers")
 

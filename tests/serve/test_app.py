@@ -10,6 +10,7 @@ import urllib.request
 
 import httpx
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from honed.export import load_predictor
@@ -78,9 +79,19 @@ def test_feature_rows_by_name_or_position(digits_run):
 
 
 def test_regression_predictions_are_values(regression_run):
+    """The served value is the linear model's own: w . standardized(x) + b, in the target's units."""
+    import honed
+
     client = TestClient(create_app(load_predictor(regression_run)))
-    body = client.post("/predict", json={"rows": [{"x0": 0.0, "x1": 0.0, "x2": 0.0}]}).json()
+    rows = [{"x0": 0.0, "x1": 0.0, "x2": 0.0}, {"x0": 1.5, "x1": -2.0, "x2": 0.25}]
+    body = client.post("/predict", json={"rows": rows}).json()
     assert isinstance(body["predictions"][0]["prediction"], float)
+    _, model, pre = honed.load_run(regression_run)
+    w, b = model.linear.weight.detach()[0].double(), float(model.linear.bias)
+    for row, served in zip(rows, body["predictions"]):
+        x = [(row[c] - m) / s for c, m, s in zip(pre.columns, pre.mean.tolist(), pre.std.tolist())]
+        expected = (float(w @ torch.tensor(x, dtype=torch.float64)) + b) * pre.target_std + pre.target_mean
+        assert served["prediction"] == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
 def test_concurrent_requests_share_model_calls(text_run):

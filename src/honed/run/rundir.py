@@ -22,15 +22,20 @@ RECIPE, METRICS, SUMMARY, WEIGHTS, MODEL, CURVES = (
     "recipe.yaml", "metrics.jsonl", "summary.json", "model.safetensors", "model.json", "curves.png")
 
 
+def timestamped(name: str, root: str | Path = "runs") -> Path:
+    """ROOT/NAME-YYYYmmdd-HHMMSS, with -2, -3... when that folder exists already (not created here).
+    Every command that writes a folder of its own names it this way when --out is not given."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, n = Path(root) / f"{name}-{stamp}", 1
+    while out.exists():
+        n += 1
+        out = Path(root) / f"{name}-{stamp}-{n}"
+    return out
+
+
 def new_run_dir(name: str, out: str | Path | None, root: str | Path = "runs") -> Path:
-    if out is None:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path(root) / f"{name}-{stamp}"
-        n = 1
-        while out.exists():
-            n += 1
-            out = Path(root) / f"{name}-{stamp}-{n}"
-    path = check_out_free(out)
+    """The folder a command writes to (--out, or a new timestamped one), created; a finished run there is refused."""
+    path = check_out_free(out if out is not None else timestamped(name, root))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

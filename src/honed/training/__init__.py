@@ -3,8 +3,9 @@
 from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights
 from honed.training.loop import NonFiniteLoss, Trainer, fit
 from honed.training.losses import LOSSES, build_loss
+from honed.training.objective import Objective
 from honed.training.optimizers import OPTIMIZERS, build_optimizer
 from honed.training.schedules import SCHEDULES, Schedule
 
 __all__ = ["fit", "Trainer", "NonFiniteLoss", "Hook", "EarlyStopping", "ConvergenceStop", "LastGoodWeights",
-           "LOSSES", "OPTIMIZERS", "SCHEDULES", "build_loss", "build_optimizer", "Schedule"]
+           "Objective", "LOSSES", "OPTIMIZERS", "SCHEDULES", "build_loss", "build_optimizer", "Schedule"]

@@ -1,8 +1,7 @@
 """Knowledge distillation (Hinton et al., 2015): a student learns from a teacher's softened outputs.
 
-The teacher's logits for every training row are computed once, before training (see
-honed.export.distill.Teacher), and travel with
-the labels: the training targets become [label, teacher logits...] rows, so batching, shuffling
+The teacher's logits for every training row are computed once, before training (`Teacher`
+below: from memory, the disk cache, or one pass of the teacher), and travel with the labels: the training targets become [label, teacher logits...] rows, so batching, shuffling
 and distributed shares carry them along untouched. The loss mixes the hard-label loss with the
 KL divergence between the temperature-softened distributions, scaled by T² so that its gradients
 keep their size as T changes:
@@ -15,8 +14,18 @@ Validation and test targets stay plain labels; there the loss is the hard one.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+
+from honed.errors import UserError
+from honed.training.device import pick_device
+
+log = logging.getLogger("honed")
 
 
 def two_class(logits: torch.Tensor) -> torch.Tensor:
@@ -40,3 +49,92 @@ class DistillationLoss:
         soft = F.kl_div(F.log_softmax(two_class(outputs) / t, dim=1), F.softmax(two_class(teacher) / t, dim=1),
                         reduction="batchmean") * t * t
         return (1 - self.alpha) * self.hard(outputs, labels) + self.alpha * soft
+
+
+class Teacher:
+    """A finished honed run whose outputs guide a student trained on the same data.
+
+    It is an `Objective` for `honed.train(..., objective=...)`: `targets` puts the teacher's logits
+    beside each training label, `loss` mixes the hard loss with the softened KL to them.
+    """
+
+    def __init__(self, run_dir: Path, loaded: tuple, temperature: float = 2.0, alpha: float = 0.5) -> None:
+        """`loaded`: the teacher run's (recipe, model, preprocessor), as honed.api.load_run gives them."""
+        if temperature <= 0:
+            raise UserError(f"--temperature {temperature:g}: must be above 0 (1 = no softening; 2-5 is usual)")
+        if not 0 <= alpha <= 1:
+            raise UserError(f"--alpha {alpha:g}: must be between 0 (labels only) and 1 (teacher only)")
+        self.path = Path(run_dir)
+        self.recipe, self.model, self.pre = loaded
+        self.temperature, self.alpha = temperature, alpha
+        self.computed = 0  # how often the teacher ran over the training set (once per command, at most)
+        self._logits: dict[str, torch.Tensor] = {}
+
+    def loss(self, hard, task: str) -> DistillationLoss:
+        return DistillationLoss(hard, task, self.temperature, self.alpha)
+
+    def targets(self, data_spec, bundle) -> torch.Tensor:
+        """The student's training targets with the teacher's logits beside each label."""
+        logits = self.logits(data_spec, bundle)
+        y = bundle.train.y.float().unsqueeze(1)
+        return torch.cat([y, logits.reshape(len(y), -1).float()], dim=1)
+
+    def logits(self, data_spec, bundle) -> torch.Tensor:
+        """Teacher logits for the student's training rows: from memory, the disk cache, or computed once."""
+        key = self.cache_key(data_spec)
+        if key in self._logits:
+            return self._logits[key]
+        path = teacher_cache() / f"{key}.safetensors"
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            log.info(f"distill: teacher outputs from the cache ({path})")
+            logits = load_file(path)["logits"]
+        else:
+            logits = self.compute(data_spec, bundle)
+            from safetensors.torch import save_file
+
+            from honed.run import atomic_write
+
+            atomic_write(path, lambda tmp: save_file({"logits": logits.contiguous()}, str(tmp)))
+        self._logits[key] = logits
+        return logits
+
+    def compute(self, data_spec, bundle) -> torch.Tensor:
+        """Run the teacher, with its own preprocessing, over the student's raw training rows."""
+        from honed.data.build import load_raw, split_raw
+        from honed.evaluation import outputs_of
+
+        if self.pre.task != bundle.task:
+            raise UserError(f"the teacher is a {self.pre.task} model, the student's data is {bundle.task}")
+        student_labels = bundle.preprocessor.labels.classes if bundle.preprocessor.labels else None
+        teacher_labels = self.pre.labels.classes if self.pre.labels else None
+        if student_labels != teacher_labels:
+            raise UserError(f"teacher and student have different labels ({teacher_labels} vs {student_labels}): "
+                            "distillation needs the same classes in the same order")
+        train, _, _ = split_raw(load_raw(data_spec), data_spec)
+        if len(train.y) != len(bundle.train.y) or not torch.equal(self.pre.targets(train.y).float(),
+                                                                  bundle.train.y.float()):
+            raise UserError("the teacher's view of the training rows does not line up with the student's; "
+                            "give both the same data source and split settings (data.seed, data.val_fraction)")
+        x = self.pre.inputs(train.x)
+        device = pick_device("auto")  # a GPU when there is one: a Transformer teacher's pass is the slow part
+        log.info(f"distill: running the teacher over {len(x)} training rows (once, on {device})")
+        self.computed += 1
+        try:
+            return outputs_of(self.model.to(device), x)
+        finally:
+            self.model.cpu()  # latencies are measured on the CPU
+
+    def cache_key(self, data_spec) -> str:
+        weights = self.path / "model.safetensors"
+        stamp = {"teacher": str(self.path.resolve()), "bytes": weights.stat().st_size,
+                 "mtime": weights.stat().st_mtime_ns, "data": data_spec.model_dump(mode="json")}
+        return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def teacher_cache() -> Path:
+    """$HONED_CACHE/teacher: teacher outputs, keyed by the teacher run and the student's data settings."""
+    from honed.data.download import cache_dir
+
+    return cache_dir() / "teacher"

@@ -26,6 +26,7 @@ import torch
 from honed.errors import UserError
 from honed.evaluation import lower_is_better
 from honed.recipe import Recipe, load_recipe
+from honed.run.rundir import timestamped
 from honed.training.hooks import Hook
 from honed.tuning.space import Space, apply, check_space, recipe_values, space_of, suggest
 
@@ -215,7 +216,7 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
     base = load_recipe(user, ["train.checkpoint=null"])  # trials are short-lived: no checkpoints
     key = metric_key(metric, user, task_is_regression=_task_of(user) == "regression")
     direction = "minimize" if lower_is_better(key) else "maximize"
-    out = Path(out) if out else _default_out(user.name)
+    out = Path(out) if out else timestamped(f"{user.name}-tune")
     created_out = not out.exists()
     store = open_storage(optuna, storage) if storage else None  # a bad URL fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -262,12 +263,6 @@ def _task_of(recipe: Recipe) -> str:
     from honed.data import build_data
 
     return build_data(recipe.data).task  # kept for the first trial by reuse_built_data
-
-
-def _default_out(name: str) -> Path:
-    import datetime as dt
-
-    return Path("runs") / f"{name}-tune-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def _keep_best_only(out: Path):

@@ -8,9 +8,8 @@ import torch.nn.functional as F
 
 import honed
 from honed.errors import UserError
-from honed.export import distill
-from honed.export.distill import Teacher
-from honed.training.distill import DistillationLoss
+from honed.training.distill import DistillationLoss, Teacher
+from honed.tuning import distill
 
 
 def test_multiclass_loss_matches_the_formula():
@@ -64,7 +63,7 @@ def test_distill_runs_the_teacher_once_and_reports_the_ablation(tmp_path, text_d
         assert 0 <= row["test accuracy"] <= 1 and row["ms per example"] > 0
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["rows"][1]["model"] == names[1]
     # the same teacher on the same data again: its outputs come from the cache
-    again = Teacher(teacher_run)
+    again = Teacher(teacher_run, honed.load_run(teacher_run))
     honed.train(student, out=tmp_path / "again", teacher=again)
     assert again.computed == 0 and len(forwards) == 1
 
@@ -74,8 +73,8 @@ def test_a_teacher_for_other_data_is_refused(tmp_path, text_data):
                                "train": {"epochs": 1, "checkpoint": None}}, out=tmp_path / "t").path
     with pytest.raises(UserError, match="different labels"):
         honed.train({"data": text_data, "model": {"name": "bag"}, "train": {"epochs": 1, "checkpoint": None}},
-                    out=tmp_path / "s", teacher=Teacher(teacher_run))
+                    out=tmp_path / "s", objective=Teacher(teacher_run, honed.load_run(teacher_run)))
     with pytest.raises(UserError, match="--temperature 0"):
-        Teacher(teacher_run, temperature=0)
+        Teacher(teacher_run, honed.load_run(teacher_run), temperature=0)
     with pytest.raises(UserError, match="--alpha 1.5"):
-        Teacher(teacher_run, alpha=1.5)
+        Teacher(teacher_run, honed.load_run(teacher_run), alpha=1.5)
