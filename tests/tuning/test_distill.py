@@ -64,7 +64,7 @@ def test_distill_runs_the_teacher_once_and_reports_the_ablation(tmp_path, text_d
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["rows"][1]["model"] == names[1]
     # the same teacher on the same data again: its outputs come from the cache
     again = Teacher(teacher_run, honed.load_run(teacher_run))
-    honed.train(student, out=tmp_path / "again", teacher=again)
+    honed.train(student, out=tmp_path / "again", objective=again)
     assert again.computed == 0 and len(forwards) == 1
 
 
