@@ -42,9 +42,10 @@ class Run:
 
 def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out: str | Path | None = None,
           quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = (), score_test: bool = True,
-          objective: Objective | None = None) -> Run:
+          objective: Objective | None = None, overwrite: bool = False) -> Run:
     """Preprocess, build, train, evaluate on the test split, and write the run directory.
 
+    An `out` holding an unfinished run is refused (resume it instead) unless `overwrite` starts it again.
     `hooks` join the training loop after honed's own (see honed.training.hooks.Hook).
     `score_test=False` leaves the test split untouched (searches choose on validation only).
     `objective` changes what the model learns: extra training targets beside the labels and the loss that
@@ -53,7 +54,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
     """
     started = time.perf_counter() if started is None else started
     recipe = load_recipe(recipe, overrides)
-    run_stage.check_out_free(out)
+    run_stage.check_out_free(out, overwrite)
     return _train(recipe, out, quiet, started, list(hooks), score_test=score_test, objective=objective)
 
 
@@ -97,7 +98,8 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if recipe.model.pooling == "tfidf":  # the idf of every token, from the training texts only
         set_document_frequency(model, bundle.train.x.document_frequency(shape.input_dim), len(bundle.train))
     model = model.to(device)
-    run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape)) if world.main else "",
+    run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape, state is not None))
+                                              if world.main else "",
                                               world))
     if world.parallel:
         log.info(f"distributed: {world.size} workers ({torch.distributed.get_backend()}), global batch "
@@ -140,8 +142,8 @@ def _build_data(recipe: Recipe, world: distributed.World):
     return bundle
 
 
-def _start_run_dir(recipe: Recipe, out, bundle, shape: Shape) -> Path:
-    run_dir = run_stage.new_run_dir(recipe.name, out)
+def _start_run_dir(recipe: Recipe, out, bundle, shape: Shape, resuming: bool = False) -> Path:
+    run_dir = Path(out) if resuming else run_stage.new_run_dir(recipe.name, out)
     run_stage.write_recipe(run_dir, dump_recipe(recipe))
     bundle.preprocessor.save(run_dir)
     run_stage.write_json(run_dir / run_stage.MODEL, {"spec": recipe.model.model_dump(mode="json"),
@@ -201,12 +203,19 @@ def load_run(run_dir: str | Path) -> tuple[Recipe, torch.nn.Module, object]:
     path = run_stage.check_run_dir(run_dir)
     recipe = load_recipe(path / run_stage.RECIPE)
     pre = data_stage.load_preprocessor(path)
-    info = run_stage.read_json(path / run_stage.MODEL)
-    shape = info["shape"]
-    shape = Shape(shape["input_kind"], shape["input_dim"], shape["output_dim"],
-                  tuple(shape["image_shape"]) if shape.get("image_shape") else None, shape.get("encoder"))
+    try:
+        shape = run_stage.read_json(path / run_stage.MODEL)["shape"]
+        shape = Shape(shape["input_kind"], int(shape["input_dim"]), int(shape["output_dim"]),
+                      tuple(shape["image_shape"]) if shape.get("image_shape") else None, shape.get("encoder"))
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path / run_stage.MODEL}: damaged ({type(e).__name__}); train the run again") from None
     model = build_model(recipe.model, shape)
-    run_stage.load_weights(path / run_stage.WEIGHTS, model)
+    try:
+        run_stage.load_weights(path / run_stage.WEIGHTS, model)
+    except Exception as e:  # noqa: BLE001 - safetensors' own error type, or a state that does not fit the model
+        first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise UserError(f"{path / run_stage.WEIGHTS}: damaged or not this run's weights ({first}); "
+                        "train the run again") from None
     model.eval()
     return recipe, model, pre
 
@@ -228,6 +237,8 @@ def predict(run_dir: str | Path, inputs, output: str | Path | None = None):
     """Predictions for new inputs (a file, a list of texts, or a DataFrame of feature columns)."""
     from honed.data.predict_inputs import read_inputs
 
+    if output is not None and isinstance(inputs, (str, Path)) and Path(output).resolve() == Path(inputs).resolve():
+        raise UserError(f"--output {output}: that is the --input file; write the predictions elsewhere")
     recipe, model, pre = load_run(run_dir)
     x = pre.inputs(read_inputs(inputs, pre, recipe.data))
     scores = outputs_of(model, x)

@@ -10,6 +10,7 @@ import atexit
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set optimizer.lr=0.1 (repeatable)")
     t.add_argument("--out", help="run directory (default runs/<recipe>-<timestamp>)")
+    t.add_argument("--overwrite", action="store_true", help="start again in an --out that holds an unfinished run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its newest checkpoint")
     d = t.add_argument_group("distributed training (launched through torchrun; batch_size is the global batch)")
@@ -178,11 +180,18 @@ def console() -> None:
     a second. Everything honed writes is complete and closed when main() returns, and the exit
     handlers (worker pools, logging) still run, so the teardown has nothing left to do but wait.
     """
+    # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: temp files are removed by the
+    # writers' cleanup and the worker pool is shut down, instead of the process vanishing mid-write
+    signal.signal(signal.SIGTERM, _terminated)
     code = main()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(int(code or 0))
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_train(args) -> int:
@@ -193,6 +202,8 @@ def cmd_train(args) -> int:
         raise UserError("train needs a recipe, or --resume RUN_DIR (not both)")
     if args.resume and (args.overrides or args.out):
         raise UserError("--resume continues a run as it was recorded: --set and --out cannot change it")
+    if args.nproc is not None and args.nproc < 1:
+        raise UserError(f"--nproc {args.nproc}: give at least 1 worker process")
     recipe = load_recipe(resolve_recipe(args.recipe), args.overrides) if args.recipe else None  # before torch
     if args.nproc and "WORLD_SIZE" not in os.environ:
         from honed.launch import torchrun
@@ -209,7 +220,7 @@ def cmd_train(args) -> int:
     if args.resume:
         run = honed.resume(args.resume, quiet=quiet, started=started)
     else:
-        run = honed.train(recipe, out=args.out, quiet=quiet, started=started)
+        run = honed.train(recipe, out=args.out, quiet=quiet, started=started, overwrite=args.overwrite)
     if not run.summary:  # a worker other than the main one: the main worker reports
         return 0
     s = run.summary
@@ -385,6 +396,8 @@ def cmd_cache(args) -> int:
         print(f"removed {entries} preprocessed dataset(s), {size / 1e6:.1f} MB, from {cache.preprocessed_root()}")
         return 0
     root = cache.preprocessed_root()
+    if root.is_dir():
+        cache.remove_abandoned(root)  # half-written entries of killed runs
     entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
     size = sum(f.stat().st_size for p in entries for f in p.rglob("*") if f.is_file())
     print(f"{root}: {len(entries)} preprocessed dataset(s), {size / 1e6:.1f} MB")

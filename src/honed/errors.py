@@ -15,3 +15,16 @@ def did_you_mean(word: str, choices) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def shown(value, limit: int = 40) -> str:
+    """repr(value), cut to `limit` characters: an error line names a culprit without quoting a whole file."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}...({len(text):,} chars)"
+
+
+def listed(values, limit: int = 5) -> str:
+    """The first `limit` values, shown short, and how many more: 'a', 'b', 'c' (+12 more)."""
+    values = list(values)
+    head = ", ".join(shown(v) for v in values[:limit])
+    return head + (f" (+{len(values) - limit:,} more)" if len(values) > limit else "")

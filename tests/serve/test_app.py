@@ -87,7 +87,7 @@ def test_regression_predictions_are_values(regression_run):
     body = client.post("/predict", json={"rows": rows}).json()
     assert isinstance(body["predictions"][0]["prediction"], float)
     _, model, pre = honed.load_run(regression_run)
-    w, b = model.linear.weight.detach()[0].double(), float(model.linear.bias)
+    w, b = model.linear.weight.detach()[0].double(), float(model.linear.bias.detach())
     for row, served in zip(rows, body["predictions"]):
         x = [(row[c] - m) / s for c, m, s in zip(pre.columns, pre.mean.tolist(), pre.std.tolist())]
         expected = (float(w @ torch.tensor(x, dtype=torch.float64)) + b) * pre.target_std + pre.target_mean
@@ -134,3 +134,31 @@ def test_honed_serve_answers_on_a_loopback_port(text_run):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_fuzzed_requests_get_2xx_or_a_4xx_error_and_the_server_keeps_serving(text_client):
+    """Random JSON values and random bytes to every endpoint and method: never a 500, errors as {"error": ...}."""
+    import random
+
+    rng = random.Random(0)
+    values = [None, 0, -1, 1e308, "x", "", [], {}, [None], {"texts": None}, {"texts": [None]}, {"texts": "abc"},
+              {"texts": [["a"]]}, {"rows": [[1e39]]}, {"texts": ["ok"], "rows": [[1.0]]}, {"texts": ["\u0000" * 10]}]
+    for i in range(80):
+        path = rng.choice(["/predict", "/health", "/metadata", "/nope", "/predict/"])
+        method = rng.choice(["POST", "GET", "PUT", "DELETE"])
+        if i % 2:
+            content = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 200)))
+        else:
+            content = json.dumps(rng.choice(values)).encode()
+        response = text_client.request(method, path, content=content, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (method, path, content[:100], response.text)
+        if response.status_code >= 400:
+            assert set(response.json()) == {"error"}, response.text
+    assert text_client.get("/health").json() == {"status": "ok"}
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(text_client):
+    limit = 8 * (200 * 6 + 64) + 65536  # Limits(max_items=8, max_chars=200).max_body_bytes
+    big = b'{"texts": ["' + b"a" * (limit + 10) + b'"]}'
+    response = text_client.post("/predict", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "over" in response.json()["error"]

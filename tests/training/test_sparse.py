@@ -101,5 +101,6 @@ def test_recipes_with_sparse_options_are_checked():
     for key, value in (("model.sparse", True), ("data.ngrams", 2), ("data.unique_tokens", True)):
         section, field = key.split(".")
         with pytest.raises(UserError, match=f"{key} works with model.name = bag only"):
-            load_recipe({"model": {"name": "rnn"}, section: {field: value}} if section == "data"
-                        else {"model": {"name": "rnn", field: value}})
+            text = {"source": "text_files", "train": "t.csv"}  # a source that reads text settings
+            load_recipe({"data": text | ({field: value} if section == "data" else {}),
+                         "model": {"name": "rnn"} | ({field: value} if section == "model" else {})})

@@ -9,6 +9,7 @@ crash never leaves half an entry behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -77,10 +78,13 @@ def load_cached(spec) -> DataBundle | None:
 
 
 def store(spec, bundle: DataBundle) -> Path:
+    """Write the entry into a private folder, then rename it into place: readers see a whole entry or none,
+    and any number of processes may store the same key at once (the entries are identical; one stays)."""
     root = preprocessed_root()
     root.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(root)
     final = root / cache_key(spec)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".building-{os.getpid()}-", dir=root))
     try:
         splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test}
         for name, split in splits.items():
@@ -92,14 +96,48 @@ def store(spec, bundle: DataBundle) -> Path:
                 "output_dim": bundle.output_dim, "image_shape": list(bundle.image_shape) if bundle.image_shape else None,
                 "splits": [n for n, s in splits.items() if s is not None]}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        if final.exists():
-            shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("cached the preprocessed data (%s)", final)
     return final
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`. An entry already there (damaged, or another writer's) is first renamed aside,
+    atomically; if another writer's entry lands in between, ours is dropped: it holds the same data."""
+    if final.exists():
+        stale = final.with_name(f".stale-{os.getpid()}-{final.name}")
+        try:
+            os.rename(final, stale)
+        except OSError:  # another process moved or replaced it first
+            pass
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another writer stored the same entry a moment ago
+
+
+def remove_abandoned(root: Path) -> None:
+    """Remove half-written entries (`.building-PID-*`, `.stale-PID-*`) whose process is gone (a killed run)."""
+    for folder in root.glob(".[bs][ut]*-*"):
+        parts = folder.name.split("-")
+        if len(parts) >= 3 and parts[0] in (".building", ".stale") and parts[1].isdigit() and not alive(int(parts[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _save_inputs(folder: Path, name: str, x) -> None:

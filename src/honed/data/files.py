@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from honed.errors import UserError
@@ -41,8 +42,9 @@ def read_table(path: str | Path, key: str):
         frame = reader(pd, p)
     except ImportError as e:
         raise UserError(f"{key} = {str(path)!r}: reading {p.suffix} needs an extra package ({e.name}); pip install 'honed[parquet]'") from None
-    except (ValueError, OSError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
-        raise UserError(f"{key} = {str(path)!r}: cannot read it ({str(e).splitlines()[0]})") from None
+    except (ValueError, OSError, UnicodeDecodeError, EOFError, zlib.error) as e:  # ParserError is a ValueError;
+        first = (str(e).splitlines() or [type(e).__name__])[0][:120]           # a truncated .gz: EOFError
+        raise UserError(f"{key} = {str(path)!r}: cannot read it ({first})") from None
     if len(frame) == 0:
         raise UserError(f"{key} = {str(path)!r}: the file has no rows")
     return frame

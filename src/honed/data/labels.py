@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from honed.errors import UserError
+from honed.errors import UserError, listed, shown
 
 
 class LabelEncoder:
@@ -16,8 +16,8 @@ class LabelEncoder:
     def fit(self, y: np.ndarray, column: str = "label") -> "LabelEncoder":
         classes = sorted(set(_plain(v) for v in y.tolist()), key=lambda v: (str(type(v)), v))
         if len(classes) < 2:
-            shown = repr(classes[0]) if classes else "none"
-            raise UserError(f"label column {column!r} has only one class ({shown}); a classifier needs two or more")
+            one = shown(classes[0]) if classes else "none"
+            raise UserError(f"label column {column!r} has only one class ({one}); a classifier needs two or more")
         self.classes = classes
         return self
 
@@ -27,7 +27,8 @@ class LabelEncoder:
         try:
             return np.array([index[_plain(v)] for v in y.tolist()], dtype=np.int64)
         except KeyError as e:
-            raise UserError(f"label {e.args[0]!r} was not seen in training; known labels: {self.names}") from None
+            raise UserError(f"label {shown(e.args[0])} was not seen in training; known labels: "
+                            f"{listed(self.names)}") from None
 
     @property
     def names(self) -> list[str]:

@@ -39,7 +39,10 @@ def read_texts(inputs, text_column: str) -> list[str]:
         return frame[text_column].fillna("").astype(str).tolist()
     if not path.is_file():
         raise UserError(f"--input {path}: file not found")
-    texts = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    if not texts:
+    # one text per line, split on newlines only (str.splitlines also splits on form feeds and U+2028),
+    # blank lines kept: prediction i is for line i
+    text = path.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n")
+    texts = text.removesuffix("\n").split("\n") if text else []
+    if not any(t.strip() for t in texts):
         raise UserError(f"--input {path}: no texts in it")
     return texts

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from honed.data.raw import RawSplit
-from honed.errors import UserError
+from honed.errors import UserError, listed
 
 
 def carve(split: RawSplit, fraction: float, seed: int, stratify: bool, what: str) -> tuple[RawSplit, RawSplit]:
@@ -30,7 +30,16 @@ def carve(split: RawSplit, fraction: float, seed: int, stratify: bool, what: str
 
 def stratified_pick(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k row indices whose class counts are proportional to the classes' sizes."""
-    classes, inverse, counts = np.unique(labels.astype(str), return_inverse=True, return_counts=True)
+    # codes by value, not a fixed-width string array: one 10-million-character label must not cost
+    # rows x 10 million x 4 bytes
+    import pandas as pd
+
+    inverse, classes = pd.factorize(pd.Series(labels, dtype=object).map(str), sort=True)
+    counts = np.bincount(inverse, minlength=len(classes))
+    single = np.flatnonzero(counts < 2)
+    if len(single):
+        raise UserError(f"{len(single):,} class(es) have a single row ({listed(classes[single])}): carving a split "
+                        "needs every class at least twice; drop or merge those rows")
     exact = counts * k / len(labels)
     take = np.floor(exact).astype(int)
     short = k - take.sum()

@@ -1,4 +1,4 @@
-"""Evaluation: metrics by name (torchmetrics) and batched scoring of a split."""
+"""Evaluation: metrics by name (scikit-learn's) and batched scoring of a split."""
 
 from honed.evaluation.metrics import METRICS, compute_metrics, lower_is_better, metric_names
 from honed.evaluation.predict import class_probabilities, outputs_of, score_outputs, score_split

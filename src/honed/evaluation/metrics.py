@@ -1,17 +1,18 @@
-"""Metrics by name, computed with torchmetrics on whole-split outputs.
+"""Metrics by name, computed with scikit-learn's metrics on whole-split outputs.
 
-Each metric takes (scores, targets, task, num_classes): `scores` are raw model
-outputs (logits for classifiers, values in target units for regression).
-torchmetrics is imported on first use: it costs seconds, which a run can spend
-on loading data meanwhile (see honed.warmup).
+Each metric takes (scores, targets, task, num_classes): `scores` are raw model outputs (logits for
+classifiers, values in target units for regression). Classes are thresholded at probability 0.5
+(binary) or by the largest score; precision, recall, F1 and AUROC of several classes are macro
+averages over every class; a score with no defined value (AUROC of a split holding one class,
+precision with nothing predicted) is 0. scikit-learn.metrics imports in under a second (torchmetrics,
+which pulls in its text and audio stacks, took three), and is imported on first use.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-import importlib
-
+import numpy as np
 import torch
 
 from honed.errors import UserError
@@ -28,45 +29,58 @@ REGRESSION = {"mse", "rmse", "mae", "r2"}
 LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae"}
 
 
-def tm(name: str) -> Callable:
-    """torchmetrics.functional.<name>, looked up when first called."""
+def _sk():
+    from sklearn import metrics
 
-    def call(*args, **kwargs):
-        module, _, attr = f"torchmetrics.functional.{name}".rpartition(".")
-        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
-
-    return call
+    return metrics
 
 
-def _probs(scores: torch.Tensor, task: str) -> torch.Tensor:
-    return torch.sigmoid(scores) if task == "binary" else torch.softmax(scores, dim=-1)
+def _probs(scores: torch.Tensor, task: str) -> np.ndarray:
+    """(N,) probability of the positive class, or (N, K) class probabilities."""
+    return (torch.sigmoid(scores) if task == "binary" else torch.softmax(scores, dim=-1)).double().numpy()
 
 
-def _classification(binary_fn, multi_fn, **multi_kwargs):
+def _labels(targets: torch.Tensor) -> np.ndarray:
+    return targets.long().numpy()
+
+
+def _predicted(scores: torch.Tensor, task: str) -> np.ndarray:
+    return (scores > 0).long().numpy() if task == "binary" else scores.argmax(dim=-1).numpy()
+
+
+def _counted(name: str) -> Metric:
+    """precision / recall / f1: positive class for two classes, macro average over all K otherwise."""
+
     def metric(scores, targets, task, k):
-        if task == "binary":
-            return binary_fn(_probs(scores, task), targets.long())
-        return multi_fn(_probs(scores, task), targets, num_classes=k, **multi_kwargs)
+        fn = getattr(_sk(), name)
+        average = {"average": "binary"} if task == "binary" else {"average": "macro", "labels": list(range(k))}
+        return float(fn(_labels(targets), _predicted(scores, task), zero_division=0, **average))
 
     return metric
 
 
-METRICS.register("accuracy")(_classification(tm("classification.binary_accuracy"),
-                                             tm("classification.multiclass_accuracy"), average="micro"))
-METRICS.register("precision")(_classification(tm("classification.binary_precision"),
-                                              tm("classification.multiclass_precision"), average="macro"))
-METRICS.register("recall")(_classification(tm("classification.binary_recall"),
-                                           tm("classification.multiclass_recall"), average="macro"))
-METRICS.register("f1")(_classification(tm("classification.binary_f1_score"),
-                                       tm("classification.multiclass_f1_score"), average="macro"))
-METRICS.register("auroc")(_classification(tm("classification.binary_auroc"),
-                                          tm("classification.multiclass_auroc"), average="macro"))
-METRICS.register("confusion_matrix")(_classification(tm("classification.binary_confusion_matrix"),
-                                                     tm("classification.multiclass_confusion_matrix")))
-METRICS.register("mse")(lambda s, t, task, k: tm("mean_squared_error")(s, t))
-METRICS.register("rmse")(lambda s, t, task, k: tm("mean_squared_error")(s, t, squared=False))
-METRICS.register("mae")(lambda s, t, task, k: tm("mean_absolute_error")(s, t))
-METRICS.register("r2")(lambda s, t, task, k: tm("r2_score")(s, t))
+def _auroc(scores, targets, task, k) -> float:
+    y, p = _labels(targets), _probs(scores, task)
+    if task == "binary":
+        return float(_sk().roc_auc_score(y, p)) if len(np.unique(y)) == 2 else 0.0
+    # one class against the rest, macro-averaged over the classes present with both outcomes
+    each = [_sk().roc_auc_score(y == c, p[:, c]) for c in range(k) if 0 < (y == c).sum() < len(y)]
+    return float(np.mean(each)) if each else 0.0
+
+
+METRICS.register("accuracy")(lambda s, t, task, k: float(_sk().accuracy_score(_labels(t), _predicted(s, task))))
+METRICS.register("precision")(_counted("precision_score"))
+METRICS.register("recall")(_counted("recall_score"))
+METRICS.register("f1")(_counted("f1_score"))
+METRICS.register("auroc")(_auroc)
+METRICS.register("confusion_matrix")(  # rows: true classes, columns: predicted
+    lambda s, t, task, k: _sk().confusion_matrix(_labels(t), _predicted(s, task), labels=list(range(max(k, 2))))
+    .tolist())
+METRICS.register("mse")(lambda s, t, task, k: float(_sk().mean_squared_error(t.double().numpy(), s.double().numpy())))
+METRICS.register("rmse")(lambda s, t, task, k: float(np.sqrt(_sk().mean_squared_error(t.double().numpy(),
+                                                                                       s.double().numpy()))))
+METRICS.register("mae")(lambda s, t, task, k: float(_sk().mean_absolute_error(t.double().numpy(), s.double().numpy())))
+METRICS.register("r2")(lambda s, t, task, k: float(_sk().r2_score(t.double().numpy(), s.double().numpy())))
 
 
 def metric_names(requested: list[str], task: str) -> list[str]:
@@ -79,9 +93,9 @@ def metric_names(requested: list[str], task: str) -> list[str]:
 
 def compute_metrics(names: list[str], scores: torch.Tensor, targets: torch.Tensor, task: str, num_classes: int) -> dict:
     out: dict = {}
+    scores, targets = scores.detach().float().cpu(), targets.detach().cpu()
     for name in names:
-        value = METRICS.get(name)(scores.float(), targets, task, num_classes)
-        out[name] = value.tolist() if value.dim() > 0 else float(value)
+        out[name] = METRICS.get(name)(scores, targets, task, num_classes)
     return out
 
 

@@ -31,15 +31,50 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iter
     return validate(raw)
 
 
+MAX_RECIPE_BYTES = 1_000_000  # a recipe is a page of settings; anything larger is not one
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML's safe loader, stricter: no aliases (a few hundred bytes of nested aliases expand to
+    billions of nodes) and no key given twice in one mapping (the last would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a recipe",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise UserError(f"recipe {path} is {path.stat().st_size:,} bytes; a recipe is at most {MAX_RECIPE_BYTES:,}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"recipe {path} is not UTF-8 text (byte {e.start})") from None
+    try:
+        data = yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise UserError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        where = f" (line {e.problem_mark.line + 1})" if getattr(e, "problem_mark", None) else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"recipe {path} is not valid YAML: {problem}{where}") from None
+    except RecursionError:
+        raise UserError(f"recipe {path} nests too deeply to be a recipe") from None
     if data is None:
-        return {}
+        raise UserError(f"recipe {path} is empty: give at least one section (see honed recipes --reference)")
     if not isinstance(data, dict):
         raise UserError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
     return data

@@ -12,6 +12,8 @@ from honed.recipe.schema import Recipe, section_of
 def allowed(annotation) -> str:
     args = typing.get_args(annotation)
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return allowed(args[0])
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in args)
     if args and type(None) in args:

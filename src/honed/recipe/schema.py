@@ -8,7 +8,7 @@ each registry elsewhere must provide exactly these names (a test checks it).
 from __future__ import annotations
 
 import builtins
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
@@ -23,7 +23,9 @@ ScheduleName = Literal["constant", "exponential", "linear", "step", "cosine", "o
 MetricName = Literal["accuracy", "precision", "recall", "f1", "auroc", "confusion_matrix", "mse", "mae", "r2", "rmse"]
 Task = Literal["auto", "regression", "classification"]
 SPARSE_OPTIMIZERS = ("adam", "adamw", "sgd", "gd", "adagrad")  # those with a sparse-gradient counterpart
-BAG_MODELS = ("bag", "linear", "logistic")  # text models that read a text as a set of tokens
+BAG_MODELS = ("bag", "linear", "logistic")
+Size = Annotated[int, Field(ge=1, le=1_000_000)]  # a layer's width or channels
+DEFAULT_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "mse", "rmse", "mae", "r2")  # text models that read a text as a set of tokens
 
 
 class Section(BaseModel):
@@ -46,8 +48,8 @@ class DataSpec(Section):
     standardize: bool = Field(True, description="standardize features with train statistics")
     standardize_target: bool = Field(False, description="regression: train on a standardized target")
     # synthetic_regression
-    n: int = Field(1000, ge=2, description="synthetic_regression: rows")
-    features: int = Field(3, ge=1, description="synthetic_regression: features")
+    n: int = Field(1000, ge=2, le=100_000_000, description="synthetic_regression: rows")
+    features: int = Field(3, ge=1, le=100_000, description="synthetic_regression: features")
     noise: float = Field(0.1, ge=0, description="synthetic_regression: standard deviation of the noise")
     # sklearn
     name: Optional[SklearnSet] = Field(None, description="sklearn: which bundled data set")
@@ -60,20 +62,20 @@ class DataSpec(Section):
                                       "all-minilm-l6-v2 (bundled) or a folder in Hugging Face layout")
     lowercase: bool = Field(True, description="lowercase text before tokenizing")
     ngrams: int = Field(1, ge=1, le=5, description="words tokenizer: add hashed n-grams up to this length (bag models)")
-    ngram_buckets: int = Field(1_000_000, ge=1, description="hash buckets shared by all n-grams")
+    ngram_buckets: int = Field(1_000_000, ge=1, le=1_000_000_000, description="hash buckets shared by all n-grams")
     unique_tokens: bool = Field(False, description="words tokenizer: each word/n-gram once per text (binary bag; bag models)")
     char_ngrams: Union[Literal["auto"], tuple[int, int], None] = Field(
         None, description="words tokenizer: hashed character n-grams of each word, lengths [lo, hi] (e.g. [2, 5]), "
         "in the n-gram buckets; auto: [2, 5] for short texts (median up to 50 words), else none")
-    num_words: int = Field(10000, ge=3, description="vocabulary size, including <pad> and <unk>")
-    max_len: int = Field(500, ge=1, description="tokens kept per text (longer texts are truncated)")
+    num_words: int = Field(10000, ge=3, le=100_000_000, description="vocabulary size, including <pad> and <unk>")
+    max_len: int = Field(500, ge=1, le=10_000_000, description="tokens kept per text (longer texts are truncated)")
     keep_tokens: Literal["first", "last"] = Field(
         "first", description="which max_len tokens a long text keeps (Keras' pad_sequences keeps the last)")
     cache: bool = Field(True, description="reuse preprocessed text data cached on disk ($HONED_CACHE)")
     # splits
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
-    max_train_rows: Optional[int] = Field(None, ge=1, description="train on a seeded, stratified sample of at most "
+    max_train_rows: Optional[int] = Field(None, ge=1, le=10_000_000_000, description="train on a seeded, stratified sample of at most "
                                           "this many rows (after the validation split; validation and test stay whole)")
 
     @model_validator(mode="after")
@@ -96,6 +98,18 @@ class DataSpec(Section):
         return self
 
     @model_validator(mode="after")
+    def _keys_the_source_uses(self) -> "DataSpec":
+        # A setting the source never reads would be silently ignored (data.test on generated data,
+        # evaluated against the original split): changing one is an error naming what the source reads.
+        used = SOURCE_KEYS.get("tabular" if self.source == "synthetic_regression" and (self.path or self.train)
+                               else self.source, set())
+        for key in sorted(set().union(*SOURCE_KEYS.values()) - used - COMMON_DATA_KEYS):
+            if getattr(self, key) != DataSpec.model_fields[key].get_default(call_default_factory=True):
+                raise ValueError(f"data.{key} is not used by data.source = {self.source!r}; it reads: "
+                                 f"{', '.join(sorted(used)) or 'nothing else'}")
+        return self
+
+    @model_validator(mode="after")
     def _path_means_file(self) -> "DataSpec":
         # A recipe built on generated data can be pointed at a user's file with
         # `--set data.path=...`: the file then replaces the generated data.
@@ -104,14 +118,26 @@ class DataSpec(Section):
         return self
 
 
+TEXT_KEYS = {"text_column", "label_column", "tokenizer", "pretrained", "lowercase", "ngrams", "ngram_buckets",
+             "unique_tokens", "char_ngrams", "num_words", "max_len", "keep_tokens"}
+SOURCE_KEYS = {  # the data keys each source reads, besides COMMON_DATA_KEYS
+    "synthetic_regression": {"n", "features", "noise", "standardize", "standardize_target"},
+    "sklearn": {"name", "standardize", "standardize_target"},
+    "tabular": {"path", "train", "test", "target", "columns", "standardize", "standardize_target"},
+    "text_files": {"path", "train", "test"} | TEXT_KEYS,
+    "imdb": {"path"} | TEXT_KEYS,
+}
+COMMON_DATA_KEYS = {"source", "task", "seed", "cache", "val_fraction", "test_fraction", "max_train_rows"}
+
+
 class ModelSpec(Section):
     name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), rnn (text), bag (text), "
                             "transformer (fine-tunes data.pretrained's encoder)")
     init: InitName = Field("default", description="weight initialization (biases start at zero)")
-    hidden: list[int] = Field(default_factory=list, description="mlp / bag dense layer sizes")
+    hidden: list[Size] = Field(default_factory=list, description="mlp / bag dense layer sizes")
     activation: Activation = Field("relu", description="hidden-layer activation")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate in mlp, bag, cnn and rnn")
-    embedding_dim: int = Field(16, ge=1, description="bag, cnn and rnn on text: embedding size")
+    embedding_dim: int = Field(16, ge=1, le=1_000_000, description="bag, cnn and rnn on text: embedding size")
     embedding_init: Literal["default", "uniform", "zeros"] = Field(
         "default", description="default: N(0, 1) (PyTorch); uniform: U(-embedding_scale, embedding_scale) (Keras); "
         "zeros: all zero (linear models on text, as logistic regression starts)")
@@ -119,11 +145,11 @@ class ModelSpec(Section):
         "mean", description="bag, and linear/logistic on text: the mean of a text's token vectors, or their TF-IDF "
         "weighted sum (idf from the training texts, unit L2 norm per text)")
     embedding_scale: float = Field(0.05, gt=0, description="bound of the uniform embedding initialization")
-    channels: list[int] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
-    kernel_size: int = Field(3, ge=1, description="cnn kernel size")
+    channels: list[Size] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
+    kernel_size: int = Field(3, ge=1, le=1000, description="cnn kernel size")
     cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
-    hidden_size: int = Field(64, ge=1, description="rnn hidden units")
-    layers: int = Field(1, ge=1, description="rnn layers")
+    hidden_size: int = Field(64, ge=1, le=1_000_000, description="rnn hidden units")
+    layers: int = Field(1, ge=1, le=1000, description="rnn layers")
     bidirectional: bool = Field(False, description="rnn reads both directions")
     sparse: bool = Field(False, description="bag: sparse embedding gradients, stepped by a sparse optimizer "
                          "(pays with large vocabularies and n-gram buckets; no L1/L2/decay on the embedding)")
@@ -207,8 +233,8 @@ class CheckpointSpec(Section):
 
 
 class TrainSpec(Section):
-    epochs: int = Field(10, ge=1, description="passes over the training set")
-    batch_size: int = Field(32, ge=1, description="gd treats this as the chunk size of one full-batch step")
+    epochs: int = Field(10, ge=1, le=1_000_000, description="passes over the training set")
+    batch_size: int = Field(32, ge=1, le=100_000_000, description="gd treats this as the chunk size of one full-batch step")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU")
     shuffle: bool = Field(True, description="reshuffle the training set every epoch (seeded)")
     bucketing: bool = Field(False, description="text: batch texts of similar length together (less padding)")
@@ -216,11 +242,11 @@ class TrainSpec(Section):
     convergence_tol: Optional[float] = Field(
         None, gt=0, description="stop when the training loss changes by less than this between epochs"
     )
-    threads: Optional[int] = Field(None, ge=1, description="CPU threads (default: torch's choice)")
+    threads: Optional[int] = Field(None, ge=1, le=4096, description="CPU threads (default: torch's choice)")
     precision: Literal["fp32", "bf16-mixed", "fp16-mixed"] = Field(
         "fp32", description="mixed precision with autocast (fp16 adds a gradient scaler); pays on GPUs")
     compile: bool = Field(False, description="torch.compile the model (falls back to eager, with a warning, if it fails)")
-    accumulate: int = Field(1, ge=1, description="batches whose gradients add up to one optimizer step "
+    accumulate: int = Field(1, ge=1, le=1_000_000, description="batches whose gradients add up to one optimizer step "
                             "(effective batch = batch_size * accumulate)")
     clip_grad_norm: Optional[float] = Field(None, gt=0, description="clip the gradients' total L2 norm to this")
     deterministic: bool = Field(False, description="PyTorch's deterministic algorithms (slower on GPUs)")
@@ -322,6 +348,13 @@ class Recipe(Section):
                 if used:
                     raise ValueError(f"{key} does not work with train.strategy = fsdp (sharded parameters); "
                                      "use optimizer.weight_decay for regularization")
+        for key, name in self.monitored():
+            logged = self.logged_names()
+            if name not in logged:
+                from honed.errors import did_you_mean
+
+                raise ValueError(f"{key} = {name!r} is not logged by this run{did_you_mean(name, logged)}; "
+                                 f"logged: {', '.join(logged)}")
         es = self.train.early_stopping
         if es and es.monitor.startswith("val_") and self.data.val_fraction == 0:
             raise ValueError(f"train.early_stopping monitors {es.monitor}, but data.val_fraction = 0 leaves no "
@@ -333,6 +366,22 @@ class Recipe(Section):
             raise ValueError(f"model.sparse needs optimizer.name in {', '.join(SPARSE_OPTIMIZERS)} "
                              f"(got {self.optimizer.name!r}: it has no sparse-gradient version)")
         return self
+
+    def monitored(self) -> list[tuple[str, str]]:
+        """(recipe key, logged name) of every setting that names a logged value."""
+        found = []
+        if self.train.early_stopping:
+            found.append(("train.early_stopping.monitor", self.train.early_stopping.monitor))
+        if self.train.target:
+            metric = self.train.target.metric
+            found.append(("train.target.metric", metric if metric.startswith("val_") else f"val_{metric}"))
+        return found
+
+    def logged_names(self) -> list[str]:
+        """What every epoch's record holds: train_loss, val_loss and val_<metric> for the recipe's metrics
+        (or for the defaults of either task when it names none; the loop checks them against the task)."""
+        metrics = [m for m in self.metrics if m != "confusion_matrix"] or list(DEFAULT_METRICS)
+        return ["train_loss", "val_loss"] + [f"val_{m}" for m in metrics]
 
     @field_validator("name")
     @classmethod

@@ -118,9 +118,14 @@ def load_latest(run_dir: Path) -> dict:
     for manifest in found:
         problem = check(manifest)
         if problem is None:
-            state = torch.load(manifest.with_suffix(".pt"), map_location="cpu", weights_only=True)
-            log.info(f"resuming from {manifest.with_suffix('.pt')} (epoch {state['epoch']}, step {state['step']})")
-            return state
+            try:
+                state = torch.load(manifest.with_suffix(".pt"), map_location="cpu", weights_only=True)
+                where = f"epoch {state['epoch']}, step {state['step']}"
+            except Exception as e:  # noqa: BLE001 - unreadable content that matched its manifest
+                problem = f"unreadable: {type(e).__name__}"
+            else:
+                log.info(f"resuming from {manifest.with_suffix('.pt')} ({where})")
+                return state
         log.warning(f"checkpoint {manifest.with_suffix('.pt').name} is unusable ({problem}); trying an older one")
     raise UserError(f"--resume {run_dir}: every checkpoint in {folder} is damaged; start the run again")
 
@@ -130,8 +135,10 @@ def check(manifest: Path) -> str | None:
     data = manifest.with_suffix(".pt")
     try:
         info = read_json(manifest)
-    except ValueError:
+    except (ValueError, OSError):
         return "its manifest is not valid JSON"
+    if not isinstance(info, dict):
+        return "its manifest is not a JSON object"
     if info.get("format") != FORMAT:
         return f"format {info.get('format')}, expected {FORMAT}"
     if not data.is_file():

@@ -12,6 +12,15 @@ import torch
 from torch import nn
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp's temp files are 0600)
+
+
 def atomic_write(path: Path, write) -> Path:
     """Call write(tmp_path) then rename over `path`, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,6 +28,7 @@ def atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -34,19 +34,32 @@ def timestamped(name: str, root: str | Path = "runs") -> Path:
 
 
 def new_run_dir(name: str, out: str | Path | None, root: str | Path = "runs") -> Path:
-    """The folder a command writes to (--out, or a new timestamped one), created; a finished run there is refused."""
+    """The folder a command writes to (--out, or a new timestamped one), created; a run there is refused."""
     path = check_out_free(out if out is not None else timestamped(name, root))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot create it ({e.strerror})") from None
     return path
 
 
-def check_out_free(out: str | Path | None) -> Path | None:
-    """Refuse an --out that holds a finished run (checked before any data is read, and again when made)."""
+def check_out_free(out: str | Path | None, overwrite: bool = False) -> Path | None:
+    """Refuse an --out that is a file, or holds a finished or an unfinished run (checked before any data is
+    read, and again when made); with `overwrite`, an unfinished run's folder is emptied and reused."""
     if out is None:
         return None
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path}: a file is there, not a folder; choose another path")
     if (path / SUMMARY).exists():
         raise UserError(f"--out {path}: a finished run is already there; choose another directory")
+    if (path / RECIPE).exists():
+        if not overwrite:
+            raise UserError(f"--out {path}: an unfinished run is there; continue it with honed train --resume {path}, "
+                            "or add --overwrite to start it again")
+        import shutil
+
+        shutil.rmtree(path)
     return path
 
 
@@ -76,10 +89,23 @@ class MetricsLog(Hook):
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The epoch records of a run; a last line cut short (a killed run) is left out, any other damage is named."""
     path = run_dir / METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").split("\n") if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:
+                break
+            raise UserError(f"{path}: line {i + 1} is not a JSON record; the file is damaged") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: line {i + 1} is not a JSON record; the file is damaged")
+        records.append(record)
+    return records
 
 
 def write_summary(run_dir: Path, summary: dict) -> Path:

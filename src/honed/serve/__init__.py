@@ -8,9 +8,20 @@ __all__ = ["create_app", "Limits", "MicroBatcher", "serve"]
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch", limits: Limits | None = None):
     """Load the run on `backend` and serve it until interrupted."""
+    import socket
+
     import uvicorn
 
+    from honed.errors import UserError
     from honed.export import load_predictor
 
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port}: give a port between 1 and 65535")
+    try:  # before the model loads: a port in use is one line, at once
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
+                        "choose another port") from None
     app = create_app(load_predictor(run_dir, backend), limits or Limits())
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -11,6 +11,7 @@ Every bad request gets a 4xx with a one-line "error" (never a 500), and the serv
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Optional, Union
@@ -19,8 +20,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from honed.serve.batcher import MicroBatcher
+
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass
@@ -29,6 +33,51 @@ class Limits:
     max_chars: int = 100_000  # characters per text
     max_batch: int = 64  # items per model call (micro-batching)
     max_wait_ms: float = 5.0  # how long a request waits for others to share its model call
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body read: every item at its largest (4 bytes a character, JSON quoting), plus slack."""
+        return self.max_items * (self.max_chars * 6 + 64) + 65536
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than `limit` bytes gets a 413 before it is read whole
+    (by its Content-Length, or by counting as it streams in)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await too_large(self.limit, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge
+            return message
+
+        try:
+            return await self.app(scope, counted, send)
+        except BodyTooLarge:
+            return await too_large(self.limit, send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def too_large(limit: int, send) -> None:
+    body = json.dumps({"error": f"request body over {limit:,} bytes (the server's limit)"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class PredictRequest(BaseModel):
@@ -53,9 +102,15 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
     app.state.batcher, app.state.predictor = batcher, predictor
     columns = getattr(predictor.pre, "columns", None)
 
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, e: BadRequest):
         return JSONResponse({"error": str(e)}, status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):  # 404, 405, ...: the same shape as ours
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
@@ -122,6 +177,6 @@ def row_values(row, columns: list[str], i: int) -> list[float]:
         raise BadRequest(422, f"rows[{i}] has {len(row)} values; the model takes {len(columns)}")
     else:
         values = [float(v) for v in row]
-    if not all(math.isfinite(v) for v in values):
-        raise BadRequest(422, f"rows[{i}]: values must be finite numbers")
+    if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in values):
+        raise BadRequest(422, f"rows[{i}]: values must be finite numbers within float32's range (|x| <= 3.4e38)")
     return values

@@ -42,6 +42,7 @@ class Batches:
         self.seed = seed
         self.accumulate = accumulate
         self.world = world
+        self._full: tuple[list[Chunk], int] | None = None  # full-batch: the one step's chunks, kept
         tokens = not x.is_floating_point() and x.dim() == 2
         self.lengths = row_lengths(x).cpu() if bucketing and tokens and not full_batch else None
 
@@ -56,6 +57,15 @@ class Batches:
     def epoch(self, number: int = 1, skip_steps: int = 0) -> Iterator[tuple[list[Chunk], int]]:
         """Yields (chunks, rows of the whole step) per optimizer step of epoch `number`, from step `skip_steps` on."""
         per_step = self.batches_per_epoch if self.full_batch else self.accumulate
+        if self.full_batch and not skip_steps:
+            # one step of the same chunks every epoch: gathered once, the same tensors handed out again
+            # (a full-batch model may keep what it derived from them, see models/layers.TokenPool)
+            if self._full is None:
+                rows = list(self.order(number))
+                total = sum(len(r) for r in rows)
+                self._full = ([self.chunk(r, total) for r in rows], total)
+            yield self._full
+            return
         order = list(self.order(number))
         for first in range(skip_steps * per_step, len(order), per_step):
             rows = order[first : first + per_step]

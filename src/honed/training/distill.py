@@ -15,6 +15,7 @@ Validation and test targets stay plain labels; there the loss is the hard one.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import logging
 from pathlib import Path
@@ -60,7 +61,7 @@ class Teacher:
 
     def __init__(self, run_dir: Path, loaded: tuple, temperature: float = 2.0, alpha: float = 0.5) -> None:
         """`loaded`: the teacher run's (recipe, model, preprocessor), as honed.api.load_run gives them."""
-        if temperature <= 0:
+        if not math.isfinite(temperature) or temperature <= 0:
             raise UserError(f"--temperature {temperature:g}: must be above 0 (1 = no softening; 2-5 is usual)")
         if not 0 <= alpha <= 1:
             raise UserError(f"--alpha {alpha:g}: must be between 0 (labels only) and 1 (teacher only)")

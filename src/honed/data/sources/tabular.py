@@ -7,7 +7,7 @@ import numpy as np
 from honed.data.files import read_table, require_columns
 from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
-from honed.errors import UserError
+from honed.errors import UserError, shown
 
 
 @SOURCES.register("tabular")
@@ -20,6 +20,8 @@ def load(spec) -> RawData:
     frame = read_table(path, key)
     require_columns(frame, [spec.target], path, "data.target")
     columns = spec.columns or [c for c in frame.columns if c != spec.target]
+    if not columns:
+        raise UserError(f"data.columns: {path} has only the target column {spec.target!r}; a model needs features")
     require_columns(frame, columns, path, "data.columns")
     task = spec.task if spec.task != "auto" else infer_task(frame[spec.target])
     train = to_split(frame, columns, spec.target, task, path)
@@ -32,10 +34,23 @@ def load(spec) -> RawData:
 
 
 def infer_task(target) -> str:
-    """Text, bool and small-integer targets are classes; other numbers are regression."""
+    """Text, bool and small-integer targets are classes; other numbers are regression.
+
+    A column that is numeric but for a few cells (a typo, "n/a") is not taken for classes: that is
+    an error naming the cells, so one bad cell cannot turn a regression into 300 classes.
+    """
     import pandas as pd
 
-    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+    if pd.api.types.is_bool_dtype(target):
+        return "classification"
+    if not pd.api.types.is_numeric_dtype(target):
+        numbers = pd.to_numeric(target, errors="coerce")
+        bad = numbers.isna() & target.notna()
+        if bad.mean() <= 0.05 and numbers.nunique() > 20:
+            rows = [int(i) + 2 for i in bad.to_numpy().nonzero()[0][:3]]  # file line numbers (header = line 1)
+            raise UserError(f"data.target: column {target.name!r} is numeric but for {int(bad.sum())} cell(s) "
+                            f"(line {', '.join(map(str, rows))}: {shown(target[bad].iloc[0])}); fix them, or set "
+                            "data.task=classification")
         return "classification"
     values = target.dropna()
     if pd.api.types.is_integer_dtype(values) and values.nunique() <= 20:
@@ -53,11 +68,21 @@ def features_of(frame, columns: list[str], path: str) -> np.ndarray:
     for c in columns:
         if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
             raise UserError(f"data.columns: column {c!r} of {path} is not numeric (dtype {frame[c].dtype}); drop it with data.columns")
-    x = frame[columns].to_numpy(dtype=np.float32)
+    x = frame[columns].to_numpy(dtype=np.float64)
     if np.isnan(x).any():
         bad = next(c for c in columns if frame[c].isna().any())
         raise UserError(f"data.columns: column {bad!r} of {path} has missing values")
-    return x
+    check_finite(x, columns, path, "data.columns")
+    return x.astype(np.float32)
+
+
+def check_finite(x: np.ndarray, columns: list[str], path: str, key: str) -> None:
+    """Infinite values (or values beyond float32's range) are an error naming the column and the line."""
+    too_big = ~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > np.finfo(np.float32).max)
+    if too_big.any():
+        row, col = map(int, np.argwhere(too_big)[0])
+        raise UserError(f"{key}: column {columns[col]!r} of {path} holds {x[row, col]!r} at line {row + 2} "
+                        "(header = line 1): values must be finite numbers within float32's range")
 
 
 def target_of(series, task: str, name: str, path: str) -> np.ndarray:
@@ -68,5 +93,7 @@ def target_of(series, task: str, name: str, path: str) -> np.ndarray:
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(series):
             raise UserError(f"data.target: column {name!r} of {path} is not numeric; set data.task=classification")
-        return series.to_numpy(dtype=np.float32)
+        y = series.to_numpy(dtype=np.float64)
+        check_finite(y[:, None], [name], path, "data.target")
+        return y.astype(np.float32)
     return series.to_numpy()

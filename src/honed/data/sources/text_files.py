@@ -27,4 +27,6 @@ def read_split(path: str, spec, key: str) -> RawSplit:
     if frame[spec.label_column].isna().any():
         raise UserError(f"data.label_column: column {spec.label_column!r} of {path} has missing labels")
     texts = frame[spec.text_column].fillna("").astype(str).tolist()
+    if not any(t.strip() for t in texts):
+        raise UserError(f"{key}: every text in column {spec.text_column!r} of {path} is empty")
     return RawSplit(texts, frame[spec.label_column].to_numpy())

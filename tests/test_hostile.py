@@ -1,0 +1,237 @@
+"""Hostile but realistic input: every case is one row of a table — the files to lay down, the command,
+and what the one error line must say. Each runs the real `honed` command in a fresh process and must
+exit with code 2, one line on stderr, no traceback; a few cases check correct output instead.
+
+Adding a case is adding a row to CASES (files are written into the test's folder; {tmp} in an
+argument is that folder).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY_TEXT = "text,label\n" + "".join(f"good fine great {i},pos\nbad awful poor {i},neg\n" for i in range(20))
+TINY_TABLE = "a,b,y\n" + "".join(f"{i},{i % 7},{i * 0.5}\n" for i in range(40))
+TEXT_RUN = ["--set", "data.source=text_files", "--set", "data.train={tmp}/t.csv", "--set", "model.name=bag",
+            "--set", "train.epochs=1"]
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+) + "search: *i\n"
+
+# (id, files {name: text or bytes}, command arguments, fragments the error line must hold)
+CASES = [
+    ("target-giant-cell", {"t.csv": "text,label\n" + "a b,pos\nc d,neg\n" * 30 + "e f," + "9" * 2_000_000 + "\n"},
+     ["train", "text_classification", "--set", "data.train={tmp}/t.csv"], ["single row", "chars"]),
+    ("data-test-on-generated-data", {}, ["train", "linear_regression", "--set", "data.test={tmp}/nope.csv"],
+     ["data.test is not used by data.source = 'synthetic_regression'"]),
+    ("data-test-on-sklearn", {}, ["train", "digits_cnn", "--set", "data.test=x.csv"],
+     ["data.test is not used by data.source = 'sklearn'"]),
+    ("recipe-not-utf8", {"r.yaml": b"name: \xff\xfe\n"}, ["train", "{tmp}/r.yaml"], ["not UTF-8"]),
+    ("recipe-empty", {"r.yaml": ""}, ["train", "{tmp}/r.yaml"], ["is empty"]),
+    ("recipe-duplicate-key", {"r.yaml": "train:\n  epochs: 2\ntrain:\n  epochs: 3\n"}, ["train", "{tmp}/r.yaml"],
+     ["'train' appears twice"]),
+    ("recipe-alias-bomb", {"r.yaml": BOMB}, ["train", "{tmp}/r.yaml"], ["aliases", "not allowed"]),
+    ("truncated-gz", {"t.csv.gz": gzip.compress(TINY_TEXT.encode())[:60]}, ["train", "text_classification", "--set",
+     "data.train={tmp}/t.csv.gz"], ["data.train", "cannot read it"]),
+    ("out-is-a-file", {"t.csv": TINY_TEXT, "taken": "x"}, ["train", "linear_regression", "--out", "{tmp}/taken"],
+     ["a file is there"]),
+    ("out-under-a-file", {"taken": "x"}, ["train", "linear_regression", "--set", "train.epochs=1", "--out",
+     "{tmp}/taken/run"], ["cannot create"]),
+    ("huge-n", {}, ["train", "linear_regression", "--set", "data.n=1e14"], ["data.n", "less than or equal"]),
+    ("negative-hidden", {}, ["train", "diabetes_mlp", "--set", "model.hidden=[-5]"], ["model.hidden.0"]),
+    ("epochs-1e23", {}, ["train", "linear_regression", "--set", "train.epochs=1e23"], ["train.epochs"]),
+    ("nproc-0", {}, ["train", "linear_regression", "--nproc", "0"], ["--nproc 0"]),
+    ("port-99999", {}, ["serve", "{tmp}", "--port", "99999"], ["--port 99999"]),
+    ("monitor-typo", {}, ["train", "linear_regression", "--set", "train.early_stopping.monitor=val_los"],
+     ["val_los", "did you mean 'val_loss'"]),
+    ("target-metric-typo", {}, ["train", "linear_regression", "--set", "train.target.metric=rmsee", "--set",
+     "train.target.value=1"], ["rmsee", "did you mean 'val_rmse'"]),
+    ("only-the-target-column", {"t.csv": "y\n" + "1.5\n" * 30}, ["train", "linear_regression", "--set",
+     "data.path={tmp}/t.csv", "--set", "data.target=y"], ["only the target column"]),
+    ("all-empty-texts", {"t.csv": "text,label\n" + ',pos\n,neg\n' * 10}, ["train", "text_classification", "--set",
+     "data.train={tmp}/t.csv"], ["every text", "is empty"]),
+    ("inf-feature", {"t.csv": TINY_TABLE.replace("3,3,1.5", "inf,3,1.5")}, ["train", "linear_regression", "--set",
+     "data.path={tmp}/t.csv", "--set", "data.target=y"], ["column 'a'", "line 5", "finite"]),
+    ("float32-overflow-target", {"t.csv": TINY_TABLE.replace("3,3,1.5", "3,3,1e300")}, ["train",
+     "linear_regression", "--set", "data.path={tmp}/t.csv", "--set", "data.target=y"], ["column 'y'", "finite"]),
+    ("one-bad-cell-in-a-numeric-target", {"t.csv": "a,y\n" + "".join(f"{i},{i * 1.37}\n" for i in range(60)) +
+     "61,oops\n"}, ["train", "linear_regression", "--set", "data.path={tmp}/t.csv", "--set", "data.target=y"],
+     ["numeric but for 1 cell", "line 62", "'oops'"]),
+    ("es-without-validation", {}, ["train", "linear_regression", "--set", "data.val_fraction=0", "--set",
+     "train.early_stopping.patience=1"], ["data.val_fraction = 0"]),
+]
+
+
+def run(args: list[str], tmp: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    args = [a.replace("{tmp}", str(tmp)) for a in args]
+    return subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, cwd=tmp,
+                          timeout=timeout, **kw)
+
+
+def lay_down(files: dict, tmp: Path) -> None:
+    for name, content in files.items():
+        path = tmp / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+
+
+@pytest.mark.parametrize("files, args, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_hostile_input_gets_one_line_and_exit_2(tmp_path, files, args, words):
+    lay_down(files, tmp_path)
+    done = run(args, tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and len(lines) == 1 and len(lines[0]) < 400, done.stderr[-2000:]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_an_unfinished_run_in_out_is_refused_unless_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "recipe.yaml").write_text("name: old\n")
+    args = ["train", "linear_regression", "--set", "train.epochs=2", "--quiet", "--out", "{tmp}/run"]
+    refused = run(args, tmp_path)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and "--overwrite" in refused.stderr
+    done = run(args + ["--overwrite"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "name: linear_regression" in (tmp_path / "run" / "recipe.yaml").read_text()
+
+
+def test_one_line_in_one_prediction_out_and_the_input_is_kept(tmp_path, text_run):
+    texts = tmp_path / "in.txt"
+    texts.write_text("good fine\n\nbad \u2028 awful\x0cpoor\n   \nlast")
+    done = run(["predict", str(text_run), "--input", str(texts)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 1 + 5  # header + one row per line, blank ones included
+    before = texts.read_bytes()
+    same = run(["predict", str(text_run), "--input", str(texts), "--output", str(texts)], tmp_path)
+    assert same.returncode == 2 and "that is the --input file" in same.stderr and texts.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["model.safetensors", "model.json", "preprocess.json", "vocab.json"])
+def test_a_damaged_run_file_is_one_line_in_every_command(tmp_path, text_run, damage):
+    import shutil
+
+    broken = Path(shutil.copytree(text_run, tmp_path / "broken"))
+    (broken / damage).write_bytes((broken / damage).read_bytes()[:40])  # truncated
+    for args in (["evaluate", str(broken)], ["predict", str(broken), "--input", str(broken / "model.json")]):
+        done = run(args, tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
+        assert damage in done.stderr or "damaged" in done.stderr, done.stderr
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(tmp_path, text_run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        done = run(["serve", str(text_run), "--port", str(port)], tmp_path, timeout=60)
+    assert done.returncode == 2 and "cannot listen there" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_concurrent_cache_stores_of_one_key_all_succeed(tmp_path):
+    """Many processes storing the same preprocessing-cache entry at once: none fails, one whole entry stays."""
+    code = ("import sys; from honed.data import build_data, cache; from honed.recipe import load_recipe\n"
+            "spec = load_recipe({'data': {'source': 'text_files', 'train': sys.argv[1]}}).data\n"
+            "b = build_data(spec)\n"
+            "for _ in range(15): cache.store(spec, b)\n")
+    (tmp_path / "t.csv").write_text(TINY_TEXT)
+    env = {**os.environ, "HONED_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "t.csv")], env=env, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    root = tmp_path / "cache" / "preprocessed"
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    assert len([p for p in root.iterdir()]) == 1 and (next(root.iterdir()) / "meta.json").is_file()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+@pytest.mark.parametrize("delay", [1.5, 3.0, 5.0])
+def test_a_killed_run_leaves_no_process_behind(tmp_path, delay):
+    """SIGKILL at several points of a run whose tokenization uses the worker pool: every child dies too."""
+    big = "text,label\n" + "".join(f"word{i % 97} other{i % 13} more text here {i},{'ab'[i % 2]}\n"
+                                   for i in range(30_000))
+    (tmp_path / "t.csv").write_text(big)
+    env = {**os.environ, "HONED_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "honed", "train", "text_classification", "--set",
+                             f"data.train={tmp_path / 't.csv'}", "--quiet", "--out", str(tmp_path / "run")],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    children = children_of(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.1)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and "State:\tZ" not in Path(f"/proc/{c}/status").read_text()]
+    assert alive == []
+
+
+def test_sigterm_leaves_no_temp_files_and_run_files_follow_the_umask(tmp_path):
+    done = run(["train", "linear_regression", "--set", "train.epochs=3", "--quiet", "--out", "{tmp}/run"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    mode = (tmp_path / "run" / "summary.json").stat().st_mode & 0o777
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
+    proc = subprocess.Popen([sys.executable, "-m", "honed", "train", "digits_cnn", "--set", "train.epochs=200",
+                             "--set", "train.checkpoint.every_steps=1", "--quiet", "--out", str(tmp_path / "term")],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    time.sleep(12)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    leftovers = [p.name for p in (tmp_path / "term").rglob(".*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_fuzzed_recipes_exit_0_or_2_without_a_traceback(tmp_path):
+    """Random wrong values for every key of the schema, and random bytes as the recipe: a user error each time."""
+    import random
+
+    from honed.recipe.reference import sections
+
+    rng = random.Random(0)
+    keys = [k for k, *_ in sections() if not k.startswith("search")]
+    junk = [-1, 0, 1e30, -1e30, "nan", "", "x" * 50, [1, "a"], {"a": 1}, True, None, [[[]]], "1e999"]
+    for i in range(12):
+        raw: dict = {}
+        for key in rng.sample(keys, 3):
+            node = raw
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = rng.choice(junk)
+        (tmp_path / f"r{i}.yaml").write_text(yaml.safe_dump(raw))
+    for i in range(4):
+        (tmp_path / f"b{i}.yaml").write_bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))))
+    from honed.cli import main
+
+    for path in sorted(tmp_path.glob("*.yaml")):  # in this process: any exception but a user error escapes main
+        began = time.perf_counter()
+        code = main(["train", str(path), "--set", "train.epochs=1", "--quiet", "--out", str(tmp_path / path.stem)])
+        assert code in (0, 2) and time.perf_counter() - began < 60, path.read_bytes()[:300]
