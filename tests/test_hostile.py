@@ -68,6 +68,10 @@ CASES = [
     ("one-bad-cell-in-a-numeric-target", {"t.csv": "a,y\n" + "".join(f"{i},{i * 1.37}\n" for i in range(60)) +
      "61,oops\n"}, ["train", "linear_regression", "--set", "data.path={tmp}/t.csv", "--set", "data.target=y"],
      ["numeric but for 1 cell", "line 62", "'oops'"]),
+    ("output-unwritable", {"in.txt": "good\n", "ro": ""}, ["lr-find", "linear_regression", "--steps", "10",
+     "--seeds", "1", "--out", "{tmp}/ro/x"], ["cannot"]),
+    ("distill-temperature-nan", {}, ["distill", "{tmp}", "linear_regression", "--temperature", "nan"],
+     ["--temperature nan", "above 0"]),
     ("es-without-validation", {}, ["train", "linear_regression", "--set", "data.val_fraction=0", "--set",
      "train.early_stopping.patience=1"], ["data.val_fraction = 0"]),
 ]
@@ -207,6 +211,35 @@ def test_sigterm_leaves_no_temp_files_and_run_files_follow_the_umask(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in err
     leftovers = [p.name for p in (tmp_path / "term").rglob(".*") if p.is_file()]
     assert leftovers == []
+
+
+JUNK = [-1, 0, 1e30, -1e30, "nan", float("inf"), "", "x" * 50, [1, "a"], {"a": 1}, True, None, [[[]]], "1e999",
+        [-3, 2], "../../etc", 3.5]
+
+
+def test_every_recipe_key_with_every_kind_of_wrong_value_is_a_user_error_or_valid():
+    """The schema alone, key by key: a wrong type, range or shape is a UserError, never another exception."""
+    from honed.errors import UserError
+    from honed.recipe import load_recipe
+    from honed.recipe.reference import sections
+
+    checked = 0
+    for key, *_ in sections():
+        if key.startswith("search"):
+            continue
+        for value in JUNK:
+            raw: dict = {}
+            node = raw
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+            try:
+                load_recipe(raw)
+            except UserError as e:
+                assert "\n" not in str(e) and len(str(e)) < 600, (key, value, str(e))
+            checked += 1
+    assert checked > 1000
 
 
 def test_fuzzed_recipes_exit_0_or_2_without_a_traceback(tmp_path):

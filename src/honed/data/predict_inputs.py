@@ -20,10 +20,13 @@ def read_inputs(inputs, pre, spec) -> np.ndarray | list[str]:
     for c in pre.columns:
         if not pd.api.types.is_numeric_dtype(frame[c]):
             raise UserError(f"--input: column {c!r} is not numeric")
-    x = frame[pre.columns].to_numpy(dtype=np.float32)
+    x = frame[pre.columns].to_numpy(dtype=np.float64)
     if np.isnan(x).any():
         raise UserError("--input: some feature values are missing")
-    return x
+    from honed.data.sources.tabular import check_finite
+
+    check_finite(x, pre.columns, "the input" if isinstance(inputs, pd.DataFrame) else str(inputs), "--input")
+    return x.astype(np.float32)
 
 
 def read_texts(inputs, text_column: str) -> list[str]:

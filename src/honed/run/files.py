@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from honed.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -23,8 +25,11 @@ MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp's temp fi
 
 def atomic_write(path: Path, write) -> Path:
     """Call write(tmp_path) then rename over `path`, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:  # a path the user gave (--out, --output, --apply) that cannot be written
+        raise UserError(f"{path}: cannot write there ({e.strerror or e})") from None
     os.close(fd)
     try:
         write(Path(tmp))

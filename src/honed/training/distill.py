@@ -52,6 +52,14 @@ class DistillationLoss:
         return (1 - self.alpha) * self.hard(outputs, labels) + self.alpha * soft
 
 
+def check_softening(temperature: float, alpha: float) -> None:
+    """The distillation settings a user gives, checked before anything is read."""
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise UserError(f"--temperature {temperature:g}: must be a number above 0 (1 = no softening; 2-5 is usual)")
+    if not 0 <= alpha <= 1:
+        raise UserError(f"--alpha {alpha:g}: must be between 0 (labels only) and 1 (teacher only)")
+
+
 class Teacher:
     """A finished honed run whose outputs guide a student trained on the same data.
 
@@ -61,10 +69,7 @@ class Teacher:
 
     def __init__(self, run_dir: Path, loaded: tuple, temperature: float = 2.0, alpha: float = 0.5) -> None:
         """`loaded`: the teacher run's (recipe, model, preprocessor), as honed.api.load_run gives them."""
-        if not math.isfinite(temperature) or temperature <= 0:
-            raise UserError(f"--temperature {temperature:g}: must be above 0 (1 = no softening; 2-5 is usual)")
-        if not 0 <= alpha <= 1:
-            raise UserError(f"--alpha {alpha:g}: must be between 0 (labels only) and 1 (teacher only)")
+        check_softening(temperature, alpha)
         self.path = Path(run_dir)
         self.recipe, self.model, self.pre = loaded
         self.temperature, self.alpha = temperature, alpha

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from honed.training.distill import Teacher
+from honed.training.distill import Teacher, check_softening
 
 
 def describe(name: str, run_dir: Path, summary: dict) -> dict:
@@ -44,6 +44,7 @@ def distill(teacher_run, student_recipe, overrides=(), temperature: float = 2.0,
     from honed.recipe import load_recipe
     from honed.run import check_run_dir, read_summary, timestamped, write_json
 
+    check_softening(temperature, alpha)
     teacher_dir = check_run_dir(teacher_run)
     teacher = Teacher(teacher_dir, honed.load_run(teacher_dir), temperature, alpha)
     recipe = load_recipe(student_recipe, overrides)
