@@ -176,7 +176,7 @@ def console() -> None:
     """The `honed` command: main(), the exit handlers, then the end of the process without the
     interpreter's teardown.
 
-    Finalizing the ~3,000 modules a run imports (torch, matplotlib, torchmetrics) takes about
+    Finalizing the ~3,000 modules a run imports (torch, matplotlib, scikit-learn) takes about
     a second. Everything honed writes is complete and closed when main() returns, and the exit
     handlers (worker pools, logging) still run, so the teardown has nothing left to do but wait.
     """
