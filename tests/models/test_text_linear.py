@@ -129,7 +129,10 @@ def test_character_ngrams_auto_follow_text_length(tmp_path, caplog):
     from honed.data.rules import text_settings
 
     caplog.set_level(logging.INFO, logger="honed")
-    spec = load_recipe({"data": {"source": "text_files", "char_ngrams": "auto", "unique_tokens": True}}).data
-    assert text_settings(spec, ["a short text"] * 10).char_ngrams == (2, 5)
-    assert "median 3 words: character n-grams 2-5 on" in caplog.text
-    assert text_settings(spec, [" ".join(["word"] * 80)] * 10).char_ngrams is None
+    spec = load_recipe({"data": {"source": "text_files", "char_ngrams": "auto", "ngrams": "auto",
+                                 "unique_tokens": True}}).data
+    short = text_settings(spec, ["a short text"] * 10)
+    assert (short.char_ngrams, short.ngrams) == ((2, 5), 3)
+    assert "median 3 words (short: up to 50): character n-grams 2-5 on, word n-grams up to 3 (auto)" in caplog.text
+    long = text_settings(spec, [" ".join(["word"] * 80)] * 10)
+    assert (long.char_ngrams, long.ngrams) == (None, 2)

@@ -97,10 +97,11 @@ def _build_data(spec) -> DataBundle:
     if use_cache:
         bundle = cache.load_cached(spec)
         if bundle is not None:
-            if getattr(spec, "char_ngrams", None) == "auto":  # what the rule chose when the entry was built
-                chars = bundle.preprocessor.settings.char_ngrams
-                log.info(f"data: character n-grams {'%d-%d on' % chars if chars else 'off'} "
-                         "(data.char_ngrams: auto, chosen when the cached data was prepared)")
+            if "auto" in (getattr(spec, "char_ngrams", None), getattr(spec, "ngrams", None)):  # what the rule chose
+                chosen = bundle.preprocessor.settings
+                chars = chosen.char_ngrams
+                log.info(f"data: character n-grams {'%d-%d on' % chars if chars else 'off'}, word n-grams up to "
+                         f"{chosen.ngrams} (auto, chosen when the cached data was prepared)")
             return bundle
     bundle = prepare(spec)
     if use_cache:

@@ -15,8 +15,9 @@ from honed.data.words import TextSettings
 
 log = logging.getLogger("honed")
 
-SHORT_TEXT_WORDS = 50  # character n-grams pay on short texts (phrases, sentences, messages)
+SHORT_TEXT_WORDS = 50  # character n-grams and word trigrams pay on short texts (phrases, sentences, messages)
 CHAR_NGRAMS = (2, 5)  # scikit-learn's char_wb range that text-classification baselines use
+SHORT_NGRAMS, LONG_NGRAMS = 3, 2  # long texts: trigrams add ids (memory, time) for little
 
 
 def median_words(texts: list[str], sample: int = 2000) -> float:
@@ -29,15 +30,20 @@ def median_words(texts: list[str], sample: int = 2000) -> float:
 
 def text_settings(spec, texts: list[str]) -> TextSettings:
     """The DataSpec's text settings, with every `auto` resolved from the training texts."""
-    chars = spec.char_ngrams
-    if chars == "auto":
+    chars, ngrams = spec.char_ngrams, spec.ngrams
+    if "auto" in (chars, ngrams):
         words = median_words(texts)
         short = words <= SHORT_TEXT_WORDS
-        chars = CHAR_NGRAMS if short else None
-        log.info(f"data: {len(texts):,} training texts, median {words:g} words: character n-grams "
-                 f"{'%d-%d on' % CHAR_NGRAMS if short else 'off'} (data.char_ngrams: auto; on up to "
-                 f"{SHORT_TEXT_WORDS} words)")
+        chosen = []
+        if chars == "auto":
+            chars = CHAR_NGRAMS if short else None
+            chosen.append(f"character n-grams {'%d-%d on' % CHAR_NGRAMS if short else 'off'}")
+        if ngrams == "auto":
+            ngrams = SHORT_NGRAMS if short else LONG_NGRAMS
+            chosen.append(f"word n-grams up to {ngrams}")
+        log.info(f"data: {len(texts):,} training texts, median {words:g} words ({'short' if short else 'long'}: "
+                 f"up to {SHORT_TEXT_WORDS}): {', '.join(chosen)} (auto)")
     return TextSettings(
         tokenizer=spec.tokenizer, num_words=spec.num_words, max_len=spec.max_len, lowercase=spec.lowercase,
-        keep_last=spec.keep_tokens == "last", ngrams=spec.ngrams, buckets=spec.ngram_buckets,
+        keep_last=spec.keep_tokens == "last", ngrams=ngrams, buckets=spec.ngram_buckets,
         unique=spec.unique_tokens, char_ngrams=tuple(chars) if chars else None, pretrained=spec.pretrained)

@@ -16,9 +16,9 @@ def allowed(annotation) -> str:
         return allowed(args[0])
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in args)
-    if args and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        return allowed(inner[0]) + " or null"
+    if origin is typing.Union:
+        inner = [allowed(a) for a in args if a is not type(None)]
+        return " or ".join(inner) + (" or null" if type(None) in args else "")
     if origin in (list, tuple):
         return f"list of {allowed(args[0])}" if origin is list else "pair of numbers"
     return getattr(annotation, "__name__", str(annotation))

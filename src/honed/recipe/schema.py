@@ -61,7 +61,9 @@ class DataSpec(Section):
     pretrained: Optional[str] = Field(None, description="tokenizer pretrained / model transformer: the encoder, "
                                       "all-minilm-l6-v2 (bundled) or a folder in Hugging Face layout")
     lowercase: bool = Field(True, description="lowercase text before tokenizing")
-    ngrams: int = Field(1, ge=1, le=5, description="words tokenizer: add hashed n-grams up to this length (bag models)")
+    ngrams: Union[Literal["auto"], Annotated[int, Field(ge=1, le=5)]] = Field(
+        1, description="words tokenizer: add hashed word n-grams up to this length (bag models); auto: 3 for short "
+        "texts (median up to 50 words), 2 for longer ones")
     ngram_buckets: int = Field(1_000_000, ge=1, le=1_000_000_000, description="hash buckets shared by all n-grams")
     unique_tokens: bool = Field(False, description="words tokenizer: each word/n-gram once per text (binary bag; bag models)")
     char_ngrams: Union[Literal["auto"], tuple[int, int], None] = Field(
@@ -78,9 +80,13 @@ class DataSpec(Section):
     max_train_rows: Optional[int] = Field(None, ge=1, le=10_000_000_000, description="train on a seeded, stratified sample of at most "
                                           "this many rows (after the validation split; validation and test stay whole)")
 
+    @property
+    def uses_ngrams(self) -> bool:
+        return self.ngrams == "auto" or self.ngrams > 1
+
     @model_validator(mode="after")
     def _ngrams_need_words(self) -> "DataSpec":
-        if self.ngrams > 1 and self.tokenizer != "words":
+        if self.uses_ngrams and self.tokenizer != "words":
             raise ValueError("data.ngrams > 1 needs data.tokenizer = words")
         if self.unique_tokens and self.tokenizer != "words":
             raise ValueError("data.unique_tokens needs data.tokenizer = words")
@@ -325,7 +331,7 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _bag_only_options(self) -> "Recipe":
         if self.model.name not in BAG_MODELS:
-            for key, used in (("data.ngrams", self.data.ngrams > 1), ("data.unique_tokens", self.data.unique_tokens),
+            for key, used in (("data.ngrams", self.data.uses_ngrams), ("data.unique_tokens", self.data.unique_tokens),
                               ("data.char_ngrams", self.data.char_ngrams is not None),
                               ("model.sparse", self.model.sparse), ("model.pooling", self.model.pooling != "mean")):
                 if used:
