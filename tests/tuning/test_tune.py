@@ -134,6 +134,11 @@ def test_the_bundled_text_recipe_tunes_any_text_csv(text_csvs, tmp_path):
                         "train.epochs=2"], budget=120, trials=3, out=tmp_path / "t")
     assert result.summary["tune"]["trials"]["total"] == 3
     assert "accuracy" in result.summary["test"] and result.summary["tune"]["metric"] == "val_accuracy"
+    # the recipe trains on every row: the search held 20% out to choose on, then refit the best on all of them
+    assert result.summary["tune"]["refit_on_all_rows"] and result.summary["sizes"]["val"] == 0
+    rows = len(__import__("pandas").read_csv(train))
+    assert result.summary["sizes"]["train"] == rows
+    assert "val_fraction: 0.0" in (tmp_path / "t" / "best.yaml").read_text()
 
 
 def test_images_with_the_default_space(tmp_path):

@@ -69,7 +69,11 @@ def importances(study) -> dict[str, float]:
         return {}
 
 
-def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: str, budget: float, started: float):
+def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: str, budget: float, started: float,
+                 refit: bool = False):
+    """Leaderboard, plots, best.yaml and the chosen trial's test metrics (scored once). With `refit` (the
+    recipe held out no validation rows; the search held some out to choose on), the chosen settings are
+    trained again on every training row, as the recipe would, and that run is the one scored."""
     import honed
     from honed.tuning.tune import TuneResult
 
@@ -90,12 +94,18 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
     best = study.best_trial
     params = {k: decode(space[k], v) if k in space else v for k, v in best.params.items()}
     best_recipe = apply(load_recipe(user.model_dump(mode="json") | {"search": {}}), params)
+    if refit:
+        best_recipe = load_recipe(best_recipe, ["data.val_fraction=0"])
     write_text(out / "best.yaml", f"# Best trial ({best.number}) of `honed tune` study {study.study_name}: "
                f"{key} {best.value:.4f}\n# Run:  honed train {out / 'best.yaml'}\n" + dump_recipe(best_recipe))
     run_dir = Path(best.user_attrs.get("run_dir", ""))
     summary = {}
+    if refit:  # the chosen settings on every training row; its test split is scored once, by the run itself
+        refitted = honed.train(best_recipe, out=out / "best-refit")
+        run_dir, summary = refitted.path, dict(refitted.summary)
+        log.info(f"tune: the best settings refit on every training row: {run_dir}")
     # only a run folder of this process's own --out: another process may be deleting folders in its own
-    if run_dir.is_relative_to(out.resolve()) and (run_dir / "summary.json").is_file():
+    elif run_dir.is_relative_to(out.resolve()) and (run_dir / "summary.json").is_file():
         summary = read_summary(run_dir)
         summary["test"] = honed.evaluate(run_dir)  # the test split, once, for the chosen trial only
         write_summary(run_dir, summary)
@@ -105,6 +115,7 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
     summary["tune"] = {
         "study": study.study_name, "storage": url, "metric": key, "direction": study.direction.name.lower(),
         "best_trial": best.number, "best_value": best.value, "params": params, "best_run": str(run_dir),
+        "refit_on_all_rows": refit,
         "trials": counts | {"total": len(rows)}, "budget_seconds": budget,
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -199,20 +199,22 @@ def tune(recipe, overrides=(), budget: float = 600.0, trials: int | None = None,
     if trials is not None and trials < 1:
         raise UserError(f"--trials {trials}: give at least 1")
     user = load_recipe(recipe, overrides)
-    if user.data.val_fraction == 0:  # a recipe that trains on every row; a search needs rows to choose on
+    refit = user.data.val_fraction == 0
+    if refit:  # a recipe that trains on every row; a search needs rows to choose on, then refits on them all
         user = load_recipe(user, [f"data.val_fraction={SEARCH_VALIDATION}"])
         log.info(f"tune: the recipe holds out no validation rows (data.val_fraction = 0); the search holds out "
-                 f"{SEARCH_VALIDATION:.0%} of the training rows to choose on")
+                 f"{SEARCH_VALIDATION:.0%} of the training rows to choose on, then refits the best on every row")
     space, declared = space_of(user)
     check_space(user, space)
     from honed.data import reuse_built_data
 
     with reuse_built_data():  # trials with the same data settings share one in-memory data set
-        return _search(optuna, user, space, declared, metric, budget, trials, storage, study, out, pruner, started)
+        return _search(optuna, user, space, declared, metric, budget, trials, storage, study, out, pruner, started,
+                       refit)
 
 
 def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: float, trials, storage, study, out,
-            pruner: str, started: float) -> TuneResult:
+            pruner: str, started: float, refit: bool = False) -> TuneResult:
     base = load_recipe(user, ["train.checkpoint=null"])  # trials are short-lived: no checkpoints
     key = metric_key(metric, user, task_is_regression=_task_of(user) == "regression")
     direction = "minimize" if lower_is_better(key) else "maximize"
@@ -255,7 +257,7 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
         raise UserError(str(e)) from None
     from honed.tuning.report import write_report
 
-    return write_report(the_study, user, space, key, out, url, budget, started)
+    return write_report(the_study, user, space, key, out, url, budget, started, refit)
 
 
 def _task_of(recipe: Recipe) -> str:
