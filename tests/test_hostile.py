@@ -72,6 +72,8 @@ CASES = [
      "--seeds", "1", "--out", "{tmp}/ro/x"], ["cannot"]),
     ("distill-temperature-nan", {}, ["distill", "{tmp}", "linear_regression", "--temperature", "nan"],
      ["--temperature nan", "above 0"]),
+    ("lbfgs-on-workers", {"t.csv": TINY_TEXT}, ["train", "text_classification", "--set", "data.train={tmp}/t.csv",
+     "--nproc", "2"], ["lbfgs runs in one process"]),
     ("es-without-validation", {}, ["train", "linear_regression", "--set", "data.val_fraction=0", "--set",
      "train.early_stopping.patience=1"], ["data.val_fraction = 0"]),
 ]

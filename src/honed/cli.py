@@ -212,6 +212,9 @@ def cmd_train(args) -> int:
             from honed.run import RECIPE
 
             recipe = load_recipe(Path(args.resume) / RECIPE)
+        if args.nproc * args.nnodes > 1 and recipe.optimizer.name == "lbfgs":
+            raise UserError("optimizer.name = lbfgs runs in one process: its line search needs the whole loss "
+                            "(drop --nproc, or choose another optimizer)")
         return torchrun(args, sys.argv[1:] if args.argv is None else args.argv, STARTED, recipe.train.device)
     import honed
 
