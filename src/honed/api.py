@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe
 from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
 from honed.training.accel import deterministic
+from honed.training.optimizers import WITHOUT_COMPILER
 from honed.training.device import pick_device, seed_everything
 
 log = logging.getLogger("honed")
@@ -72,13 +74,16 @@ def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None
 
 def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None,
            score_test: bool = True, objective: Objective | None = None) -> Run:
-    warmup.start()
     spec = recipe.train
+    # torch._dynamo is imported by torch.compile, use_deterministic_algorithms and most optimizers' steps:
+    # imported in the background then; kept out of a run that needs none of them
+    compiling = spec.compile or spec.deterministic or recipe.optimizer.name not in WITHOUT_COMPILER
+    warmup.start(compiling)
     if spec.threads:
         torch.set_num_threads(spec.threads)
     world, device = distributed.start(pick_device(spec.device), spec.strategy)
     try:
-        with deterministic(spec.deterministic):
+        with deterministic(spec.deterministic), (contextlib.nullcontext() if compiling else warmup.eager_optimizers()):
             return _train_worker(recipe, out, quiet, started, hooks, state, world, device, score_test, objective)
     finally:
         distributed.stop()

@@ -111,3 +111,37 @@ def test_deterministic_mode_is_on_during_training_only():
         fit(net, bundle, recipe, [Check()])
     assert seen and all(seen)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+RUN_WITHOUT_COMPILER = """
+import sys, honed, torch
+run = honed.train({"data": {"source": "sklearn", "name": "breast_cancer"}, "model": {"name": "mlp", "hidden": [8]},
+                   "optimizer": {"name": "OPT", "lr": 0.01}, "schedule": {"name": "cosine"},
+                   "train": {"epochs": 2, "clip_grad_norm": 1.0, "checkpoint": None}}, out="run-OPT")
+print("torch._dynamo" in sys.modules, float(run.summary["test"]["loss"]))
+"""
+
+
+def test_an_lbfgs_run_never_imports_the_compiler_and_trains_the_same(tmp_path):
+    """warmup.eager_optimizers keeps torch._dynamo (1.1 s) out of runs whose optimizer does not need it;
+    the run's numbers equal those of the same run in a process that imported the compiler first."""
+    import subprocess
+    import sys
+
+    code = RUN_WITHOUT_COMPILER.replace("OPT", "lbfgs").replace('"schedule": {"name": "cosine"},', "")
+    code = code.replace('"clip_grad_norm": 1.0, ', "").replace('"mlp", "hidden": [8]', '"logistic"')
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    imported = subprocess.run([sys.executable, "-c", "import torch._dynamo\n" + code.replace("run-", "again-")],
+                              capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert plain.stdout.split()[0] == "False" and imported.stdout.split()[0] == "True"
+    assert plain.stdout.split()[1] == imported.stdout.split()[1]
+
+
+def test_the_marks_that_keep_the_compiler_out_are_removed_after_the_run():
+    from honed import warmup
+
+    wrapped = [m.__wrapped__ for m in vars(torch.optim.Optimizer).values() if hasattr(m, "__wrapped__")]
+    before = [getattr(f, warmup.DYNAMO_CACHE, None) for f in wrapped]
+    with warmup.eager_optimizers():
+        assert all(getattr(f, warmup.DYNAMO_CACHE, None) is not None for f in wrapped)
+    assert [getattr(f, warmup.DYNAMO_CACHE, None) for f in wrapped] == before

@@ -32,9 +32,12 @@ def stratified_pick(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.
     """k row indices whose class counts are proportional to the classes' sizes."""
     # codes by value, not a fixed-width string array: one 10-million-character label must not cost
     # rows x 10 million x 4 bytes
-    import pandas as pd
-
-    inverse, classes = pd.factorize(pd.Series(labels, dtype=object).map(str), sort=True)
+    codes: dict[str, int] = {}
+    first = np.array([codes.setdefault(str(v), len(codes)) for v in labels.tolist()], dtype=np.int64)
+    classes = np.array(sorted(codes), dtype=object)
+    rank = np.empty(len(codes), dtype=np.int64)
+    rank[[codes[c] for c in classes]] = np.arange(len(codes))
+    inverse = rank[first]  # codes in sorted order of the labels' text
     counts = np.bincount(inverse, minlength=len(classes))
     single = np.flatnonzero(counts < 2)
     if len(single):

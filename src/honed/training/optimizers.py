@@ -19,6 +19,9 @@ from honed.training.sparse_adam import RowSparseAdam
 OPTIMIZERS: Registry = Registry("optimizer")
 FULL_BATCH = {"gd", "lbfgs"}
 CLOSURE = {"lbfgs"}  # optimizers whose step re-evaluates the loss (the Step hands them a closure)
+# optimizers whose step never imports torch's compiler stack (LBFGS.step is a plain no_grad function; the
+# others' steps go through torch.optim's _use_grad_for_differentiable, which imports torch._dynamo)
+WITHOUT_COMPILER = {"lbfgs"}
 LBFGS_ITERATIONS = 20  # iterations of one L-BFGS step (one epoch): torch's default
 LBFGS_HISTORY = 10  # curvature pairs kept: memory is 2 x this x the parameters (torch's 100 is for small models)
 NATIVE_DECOUPLED_DECAY = {"adamw"}

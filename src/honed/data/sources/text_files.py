@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from honed.data.files import read_table, require_columns
+from honed.data.files import numbers_if_all, read_columns
 from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
 from honed.errors import UserError
@@ -21,12 +21,14 @@ def load(spec) -> RawData:
 
 
 def read_split(path: str, spec, key: str) -> RawSplit:
-    frame = read_table(path, key)
-    require_columns(frame, [spec.text_column], path, "data.text_column")
-    require_columns(frame, [spec.label_column], path, "data.label_column")
-    if frame[spec.label_column].isna().any():
+    columns = read_columns(path, key, {spec.text_column: "data.text_column", spec.label_column: "data.label_column"})
+    labels = columns[spec.label_column]
+    if any(v is None or v == "" for v in labels):
         raise UserError(f"data.label_column: column {spec.label_column!r} of {path} has missing labels")
-    texts = frame[spec.text_column].fillna("").astype(str).tolist()
+    texts = ["" if t is None else str(t) for t in columns[spec.text_column]]
     if not any(t.strip() for t in texts):
         raise UserError(f"{key}: every text in column {spec.text_column!r} of {path} is empty")
-    return RawSplit(texts, frame[spec.label_column].to_numpy())
+    labels = numbers_if_all(labels) if all(isinstance(v, str) for v in labels) else labels
+    y = np.empty(len(labels), dtype=object)  # object, not a fixed-width string array: a giant label costs once
+    y[:] = labels
+    return RawSplit(texts, y if not all(type(v) is int for v in labels) else y.astype(np.int64))
