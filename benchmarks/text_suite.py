@@ -6,6 +6,7 @@ preprocessing cache), on the same splits and the same machine. Prints a markdown
     python benchmarks/text_suite.py --sets DIR [DIR ...] # folders with train.csv and test.csv
     python benchmarks/text_suite.py --imdb               # also IMDB (the archive, as CSV files made once)
     python benchmarks/text_suite.py --recipe my.yaml --set key=value ...
+    python benchmarks/text_suite.py --tune 120           # `honed tune --budget 120` instead of `honed train`
 
 Nothing is tuned on the test files: the recipe runs as bundled.
 """
@@ -32,9 +33,10 @@ def baseline(train: Path, test: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def honed(recipe: str, train: Path, test: Path, overrides: list[str]) -> dict:
+def honed(recipe: str, train: Path, test: Path, overrides: list[str], tune: float | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "honed", "train", recipe, "--out", f"{tmp}/run", "--quiet",
+        command = ["tune", recipe, "--budget", f"{tune:g}"] if tune else ["train", recipe]
+        cmd = [sys.executable, "-m", "honed", *command, "--out", f"{tmp}/run", "--quiet",
                "--set", f"data.train={train}", "--set", f"data.test={test}"]
         cmd += [a for o in overrides for a in ("--set", o)]
         env = {**os.environ, "HONED_CACHE": f"{tmp}/cache"}  # cold: preprocessing is part of the time
@@ -45,8 +47,8 @@ def honed(recipe: str, train: Path, test: Path, overrides: list[str]) -> dict:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
         summary = json.loads(Path(f"{tmp}/run/summary.json").read_text())
     peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
-    return {"accuracy": summary["test"]["accuracy"], "seconds": wall, "peak_mb": peak_mb,
-            "rows": summary["sizes"]["train"]}
+    rows = summary["sizes"]["train"] + (summary["sizes"].get("val") or 0)  # a search's holdout is training rows
+    return {"accuracy": summary["test"]["accuracy"], "seconds": wall, "peak_mb": peak_mb, "rows": rows}
 
 
 def imdb_csvs(folder: Path) -> Path:
@@ -69,6 +71,7 @@ def main() -> None:
     p.add_argument("--imdb", action="store_true", help="add IMDB (written once as CSV files to --work)")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "honed-text-suite")
     p.add_argument("--recipe", default="text_classification")
+    p.add_argument("--tune", type=float, metavar="SECONDS", help="run honed tune with this budget instead of train")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     sets = args.sets or sorted(d for d in SHARED_TEXT.iterdir() if (d / "train.csv").is_file())
@@ -78,14 +81,15 @@ def main() -> None:
     for folder in sets:
         train, test = folder / "train.csv", folder / "test.csv"
         base = baseline(train, test)
-        ours = honed(args.recipe, train, test, args.overrides)
+        ours = honed(args.recipe, train, test, args.overrides, args.tune)
         gain = 100 * (ours["accuracy"] - base["accuracy"])
         gains.append(gain)
         rows.append([folder.name, f"{ours['rows']:,}", f"{100 * base['accuracy']:.2f}%", f"{100 * ours['accuracy']:.2f}%",
                      f"{gain:+.2f}", f"{base['seconds']:.1f} s", f"{ours['seconds']:.1f} s",
                      f"{ours['seconds'] / base['seconds']:.1f}x", f"{ours['peak_mb']:.0f}"])
         print(f"{folder.name}: baseline {base}, honed {ours}", file=sys.stderr, flush=True)
-    print(table(["set", "train rows", "TF-IDF + LR", f"honed {args.recipe}", "points", "baseline time",
+    what = f"honed tune {args.recipe} --budget {args.tune:g}" if args.tune else f"honed {args.recipe}"
+    print(table(["set", "train rows", "TF-IDF + LR", what, "points", "baseline time",
                  "honed time", "time ratio", "honed peak MB"], rows))
     print(f"\nmean gain over the baseline: {sum(gains) / len(gains):+.2f} points on {len(gains)} sets")
 

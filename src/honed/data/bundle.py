@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from honed.data.preprocess import Preprocessor
-from honed.data.tokens import TokenRows
+from honed.data.tokens import TextBatch, TokenRows
 
 
 def trim_padding(x: torch.Tensor) -> torch.Tensor:
@@ -17,6 +17,8 @@ def trim_padding(x: torch.Tensor) -> torch.Tensor:
     Rows are right-padded to the longest text of the whole split; a batch only needs
     its own longest. Feature batches (floating point) pass through unchanged.
     """
+    if isinstance(x, TextBatch):
+        return TextBatch(trim_padding(x.ids), x.features)
     if x.is_floating_point() or x.dim() != 2 or x.shape[1] <= 1:
         return x
     used = (x != 0).any(dim=0).nonzero()

@@ -145,6 +145,8 @@ def _save_inputs(folder: Path, name: str, x) -> None:
     if isinstance(x, TokenRows):
         np.save(folder / f"{name}_ids.npy", x.values.numpy())
         np.save(folder / f"{name}_offsets.npy", x.offsets.numpy())
+        if x.features is not None:
+            np.save(folder / f"{name}_features.npy", x.features.numpy())
     else:
         np.save(folder / f"{name}_x.npy", x.numpy())
 
@@ -154,7 +156,9 @@ def _load_split(folder: Path, name: str) -> Split:
     if (folder / f"{name}_ids.npy").is_file():
         ids = np.load(folder / f"{name}_ids.npy", allow_pickle=False)
         offsets = np.load(folder / f"{name}_offsets.npy", allow_pickle=False)
-        return Split(TokenRows(torch.from_numpy(ids), torch.from_numpy(offsets)), y)
+        features = folder / f"{name}_features.npy"
+        vectors = torch.from_numpy(np.load(features, allow_pickle=False)) if features.is_file() else None
+        return Split(TokenRows(torch.from_numpy(ids), torch.from_numpy(offsets), vectors), y)
     return Split(torch.from_numpy(np.load(folder / f"{name}_x.npy", allow_pickle=False)), y)
 
 

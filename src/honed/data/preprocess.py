@@ -140,6 +140,9 @@ class TextPreprocessor(Preprocessor):
         super().__init__(task, False, label_column)
         self.settings = settings
         self.tokenizer = None
+        self.features_dim = 0  # size of each text's sentence vector (data.encoder_features), else 0
+        self.remember_vectors = False  # cache sentence vectors (preparing data; not when serving requests)
+        self._encoder = None
 
     @property
     def pretrained(self) -> str | None:
@@ -149,22 +152,37 @@ class TextPreprocessor(Preprocessor):
         from honed.data.text import TOKENIZERS
 
         self.tokenizer = TOKENIZERS.get(self.settings.tokenizer)(self.settings).fit(texts)
+        if self.settings.encoder_features:
+            self.features_dim = self.encoder.dim
 
     def inputs(self, texts: list[str]) -> TokenRows:
-        return self.tokenizer.encode(texts)
+        rows = self.tokenizer.encode(texts)
+        if self.settings.encoder_features:
+            rows = rows.with_features(torch.from_numpy(self.encoder.vectors(texts, self.remember_vectors)))
+        return rows
+
+    @property
+    def encoder(self):
+        """The frozen sentence encoder (data.encoder_features), loaded on first use."""
+        if self._encoder is None:
+            from honed.data.embed import SentenceEncoder
+
+            self._encoder = SentenceEncoder(self.settings.encoder_features)
+        return self._encoder
 
     @property
     def input_dim(self) -> int:
         return self.tokenizer.vocab_size
 
     def state(self) -> dict[str, Any]:
-        return super().state() | {"text": self.settings.to_dict()}
+        return super().state() | {"text": self.settings.to_dict(), "features_dim": self.features_dim}
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
         from honed.data.text import TOKENIZERS
 
         super().restore(state, folder)
         self.tokenizer = TOKENIZERS.get(self.settings.tokenizer).load(folder, self.settings)
+        self.features_dim = int(state.get("features_dim", 0))
 
     def save(self, folder: Path) -> list[Path]:
         return super().save(folder) + [self.tokenizer.save(folder)]

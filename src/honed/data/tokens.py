@@ -8,16 +8,53 @@ an int64 tensor right-padded with 0 to the longest of them, which is what every 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True, eq=False)
+class TextBatch:
+    """A batch of right-padded token ids with each text's sentence vector beside them
+    (data.encoder_features): what TokenRows with features hand out instead of the ids alone."""
+
+    ids: torch.Tensor  # (rows, width) int64, right-padded with 0
+    features: torch.Tensor  # (rows, hidden) float32
+
+    dtype = torch.int64  # of the ids: code that tells tokens from feature tables reads it
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key) -> "TextBatch":
+        return TextBatch(self.ids[key], self.features[key])
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.ids.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.ids.device
+
+    def dim(self) -> int:
+        return 2
+
+    def is_floating_point(self) -> bool:
+        return False
+
+    def to(self, device) -> "TextBatch":
+        return TextBatch(self.ids.to(device), self.features.to(device))
 
 
 class TokenRows:
     dtype = torch.int64  # of the batches it hands out
 
-    def __init__(self, values: torch.Tensor, offsets: torch.Tensor) -> None:
+    def __init__(self, values: torch.Tensor, offsets: torch.Tensor, features: torch.Tensor | None = None) -> None:
         self.values = values  # int32 ids of all rows, back to back
         self.offsets = offsets  # int64, len(rows) + 1: row i is values[offsets[i]:offsets[i + 1]]
+        self.features = features  # (rows, hidden) sentence vectors (data.encoder_features), or None
 
     @classmethod
     def from_lists(cls, rows: list[list[int]] | list[np.ndarray]) -> "TokenRows":
@@ -62,11 +99,22 @@ class TokenRows:
         return False
 
     def to(self, device) -> "TokenRows":
-        return TokenRows(self.values.to(device), self.offsets.to(device))
+        return TokenRows(self.values.to(device), self.offsets.to(device),
+                         None if self.features is None else self.features.to(device))
 
-    def __getitem__(self, key) -> torch.Tensor:
+    def with_features(self, features: torch.Tensor) -> "TokenRows":
+        if len(features) != len(self):
+            raise ValueError(f"{len(features)} sentence vectors for {len(self)} texts")
+        return TokenRows(self.values, self.offsets, features)
+
+    def __getitem__(self, key) -> torch.Tensor | TextBatch:
+        """The rows `key` as padded ids, or as a TextBatch when the rows carry sentence vectors."""
         if isinstance(key, int):
             return self[[key]][0]
+        ids, rows = self._padded(key)
+        return ids if self.features is None else TextBatch(ids, self.features[rows.to(self.features.device)])
+
+    def _padded(self, key) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(key, slice):
             rows = torch.arange(len(self), device=self.device)[key]
         else:
@@ -80,8 +128,8 @@ class TokenRows:
         real = steps.unsqueeze(0) < lengths.unsqueeze(1)
         where = (starts.unsqueeze(1) + steps).masked_fill_(~real, 0).clamp_(max=max(0, len(self.values) - 1))
         if len(self.values) == 0:
-            return torch.zeros(len(rows), width, dtype=torch.int64, device=self.device)
-        return self.values[where].long().masked_fill_(~real, 0)
+            return torch.zeros(len(rows), width, dtype=torch.int64, device=self.device), rows
+        return self.values[where].long().masked_fill_(~real, 0), rows
 
     def document_frequency(self, vocab_size: int) -> torch.Tensor:
         """How many rows hold each id at least once (int64, one count per id)."""
@@ -91,7 +139,8 @@ class TokenRows:
         return torch.bincount(pairs % vocab_size, minlength=vocab_size)
 
     def __repr__(self) -> str:
-        return f"TokenRows({len(self)} rows, {len(self.values)} ids)"
+        vectors = "" if self.features is None else f", {self.features.shape[1]}-d sentence vectors"
+        return f"TokenRows({len(self)} rows, {len(self.values)} ids{vectors})"
 
 
 def row_lengths(x) -> torch.Tensor:

@@ -37,6 +37,7 @@ class TextSettings:
     unique: bool = False  # words: each id once per text, sorted (a binary bag)
     char_ngrams: Optional[tuple[int, int]] = None  # words: hashed character n-grams of each word, lengths lo..hi
     pretrained: Optional[str] = None  # pretrained: the encoder whose tokenizer is used
+    encoder_features: Optional[str] = None  # a frozen encoder whose sentence vector goes beside the ids
 
     @property
     def hashed(self) -> bool:

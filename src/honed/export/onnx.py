@@ -127,6 +127,15 @@ def write_client(folder: Path) -> None:
     shutil.copyfile(words.__file__, folder / "bundle_words.py")
 
 
+def refuse_sentence_vectors(pre, command: str) -> None:
+    """A bundle holds the trained model and its tokenizer; a run that also reads a frozen encoder's sentence
+    vectors (data.encoder_features) would need that encoder in the graph too, which bundles do not carry."""
+    if getattr(getattr(pre, "settings", None), "encoder_features", None):
+        raise UserError(f"{command}: this run reads sentence vectors from data.encoder_features = "
+                        f"{pre.settings.encoder_features!r}, which bundles do not carry; serve it with "
+                        "`honed serve RUN_DIR --backend torch`")
+
+
 def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
     """Export a run to ONNX, check it against PyTorch with onnxruntime, write the bundle; returns bundle.json."""
     from honed.api import load_run
@@ -134,6 +143,7 @@ def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
 
     ort = onnxruntime()
     recipe, model, pre = load_run(run_dir)
+    refuse_sentence_vectors(pre, "honed export")
     folder = Path(out) if out else Path(run_dir) / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
     x = check_inputs(recipe, pre, inputs, rows)

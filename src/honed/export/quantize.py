@@ -130,8 +130,11 @@ def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
     from honed.data import test_split
     from honed.run import check_run_dir, write_json
 
+    from honed.export.onnx import refuse_sentence_vectors
+
     path = check_run_dir(run_dir)
     recipe, model, pre = load_run(path)
+    refuse_sentence_vectors(pre, "honed quantize")
     if inputs:  # the user's rows: timed, but without labels there is no accuracy
         x, y = check_inputs(recipe, pre, inputs, rows), None
     else:

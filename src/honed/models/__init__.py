@@ -12,6 +12,7 @@ from typing import Optional
 
 from torch import nn
 
+from honed.errors import UserError
 from honed.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -26,19 +27,26 @@ class Shape:
     output_dim: int
     image_shape: Optional[tuple[int, ...]] = None
     encoder: Optional[str] = None  # the pretrained encoder whose tokenizer made the token ids
+    features_dim: int = 0  # size of the sentence vector beside each text's tokens (data.encoder_features)
 
     @classmethod
     def of(cls, bundle) -> "Shape":
         """The shape of a DataBundle's inputs and outputs."""
         return cls(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape,
-                   getattr(bundle.preprocessor, "pretrained", None))
+                   getattr(bundle.preprocessor, "pretrained", None), getattr(bundle.preprocessor, "features_dim", 0))
 
 
 from honed.models import bag, cnn, linear, mlp, rnn, transformer  # noqa: E402,F401  (registers)
 from honed.models.init import INITS, initialize  # noqa: E402
 
 
+SENTENCE_FEATURE_MODELS = ("linear", "logistic", "bag")  # the models that read TextBatch.features
+
+
 def build_model(spec, shape: Shape) -> nn.Module:
+    if shape.features_dim and spec.name not in SENTENCE_FEATURE_MODELS:
+        raise UserError(f"data.encoder_features is read by models {', '.join(SENTENCE_FEATURE_MODELS)}, "
+                        f"not model.name = {spec.name!r}")
     model = MODELS.get(spec.name)(spec, shape)
     # a pretrained model initializes only its new parts (e.g. the classification head)
     initialize(getattr(model, "fresh", model), spec.init, spec.embedding_init, spec.embedding_scale)

@@ -21,18 +21,23 @@ from honed.models.layers import Head, TokenPool, dense_stack
 
 class BagOfEmbeddings(nn.Module):
     def __init__(self, vocab_size: int, dim: int, hidden: list[int], activation: str, dropout: float, n_out: int,
-                 sparse: bool = False, pooling: str = "mean") -> None:
+                 sparse: bool = False, pooling: str = "mean", features_dim: int = 0) -> None:
         super().__init__()
         self.pool = TokenPool(vocab_size, dim, pooling, sparse)
-        self.dense = dense_stack([dim, *hidden], activation, dropout)
-        self.head = Head(([dim, *hidden])[-1], n_out)
+        # with sentence vectors (data.encoder_features) the pooled tokens and the vector go in side by side
+        widths = [dim + features_dim, *hidden]
+        self.dense = dense_stack(widths, activation, dropout)
+        self.head = Head(widths[-1], n_out)
 
     @property
     def embedding(self) -> nn.EmbeddingBag:
         return self.pool.embedding
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dense(self.pool(tokens)))
+    def forward(self, tokens) -> torch.Tensor:
+        pooled = self.pool(getattr(tokens, "ids", tokens))  # a TextBatch: ids + sentence vectors
+        if hasattr(tokens, "features"):
+            pooled = torch.cat([pooled, tokens.features], dim=1)
+        return self.head(self.dense(pooled))
 
 
 @MODELS.register("bag")
@@ -40,4 +45,4 @@ def build(spec, shape: Shape) -> nn.Module:
     if shape.input_kind != "tokens":
         raise UserError("model.name = 'bag' needs text data (data.source imdb or text_files)")
     return BagOfEmbeddings(shape.input_dim, spec.embedding_dim, spec.hidden, spec.activation, spec.dropout,
-                           shape.output_dim, spec.sparse, spec.pooling)
+                           shape.output_dim, spec.sparse, spec.pooling, shape.features_dim)

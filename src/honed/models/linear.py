@@ -15,21 +15,25 @@ from honed.models.layers import Head, TokenPool
 
 
 class TextLinear(nn.Module):
-    """scores = pooled token weights + bias: a linear model on a bag of (hashed) words and n-grams."""
+    """scores = pooled token weights + bias: a linear model on a bag of (hashed) words and n-grams,
+    and on each text's sentence vector too when its batches carry one (data.encoder_features)."""
 
-    def __init__(self, vocab_size: int, n_out: int, pooling: str, sparse: bool = False) -> None:
+    def __init__(self, vocab_size: int, n_out: int, pooling: str, sparse: bool = False, features_dim: int = 0) -> None:
         super().__init__()
         self.pool = TokenPool(vocab_size, n_out, pooling, sparse)
+        self.sentence = nn.Linear(features_dim, n_out, bias=False) if features_dim else None
         self.bias = nn.Parameter(torch.zeros(n_out))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out = self.pool(tokens) + self.bias
+    def forward(self, tokens) -> torch.Tensor:
+        out = self.pool(getattr(tokens, "ids", tokens)) + self.bias  # a TextBatch: ids + sentence vectors
+        if self.sentence is not None:
+            out = out + self.sentence(tokens.features)
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 def _affine(spec, shape: Shape) -> nn.Module:
     if shape.input_kind == "tokens":
-        return TextLinear(shape.input_dim, shape.output_dim, spec.pooling, spec.sparse)
+        return TextLinear(shape.input_dim, shape.output_dim, spec.pooling, spec.sparse, shape.features_dim)
     return Head(shape.input_dim, shape.output_dim)
 
 

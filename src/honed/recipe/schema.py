@@ -60,6 +60,9 @@ class DataSpec(Section):
         "words", description="words: frequent whole words; bpe: sub-words; pretrained: data.pretrained's own")
     pretrained: Optional[str] = Field(None, description="tokenizer pretrained / model transformer: the encoder, "
                                       "all-minilm-l6-v2 (bundled) or a folder in Hugging Face layout")
+    encoder_features: Optional[str] = Field(
+        None, max_length=4096, description="a pretrained encoder (all-minilm-l6-v2, or a folder) whose sentence vector, "
+        "frozen and computed once per text, goes beside the text's tokens (models logistic, linear, bag)")
     lowercase: bool = Field(True, description="lowercase text before tokenizing")
     ngrams: Union[Literal["auto"], Annotated[int, Field(ge=1, le=5)]] = Field(
         1, description="words tokenizer: add hashed word n-grams up to this length (bag models); auto: 3 for short "
@@ -124,7 +127,7 @@ class DataSpec(Section):
         return self
 
 
-TEXT_KEYS = {"text_column", "label_column", "tokenizer", "pretrained", "lowercase", "ngrams", "ngram_buckets",
+TEXT_KEYS = {"text_column", "label_column", "tokenizer", "pretrained", "encoder_features", "lowercase", "ngrams", "ngram_buckets",
              "unique_tokens", "char_ngrams", "num_words", "max_len", "keep_tokens"}
 SOURCE_KEYS = {  # the data keys each source reads, besides COMMON_DATA_KEYS
     "synthetic_regression": {"n", "features", "noise", "standardize", "standardize_target"},

@@ -7,6 +7,7 @@ Optuna draws one value per key; `apply` turns the drawn values into a validated 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from honed.errors import UserError
@@ -15,6 +16,9 @@ from honed.recipe.load import set_dotted
 from honed.recipe.schema import SPARSE_OPTIMIZERS, Domain
 
 Space = dict[str, Domain]
+log = logging.getLogger("honed")
+ENCODER_KEY = "data.encoder_features"
+ENCODER_SHARE = 1 / 3  # of a search's budget that computing sentence vectors may take
 
 
 def space_of(recipe: Recipe) -> tuple[Space, bool]:
@@ -122,3 +126,33 @@ def recipe_values(recipe: Recipe, space: Space) -> dict[str, Any] | None:
             return None
         found[key] = node
     return found
+
+
+def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
+    """The space without sentence encoders (data.encoder_features) that cannot pay within `budget`: the
+    vectors of every training and test text would take more than a third of it (estimated from the texts'
+    length), or the encoder's packages are not installed. A rule that reads the data, never a score."""
+    domain = space.get(ENCODER_KEY)
+    if domain is None or domain.choice is None or all(v is None for v in domain.choice):
+        return space
+    from honed.data.build import load_raw
+    from honed.data.embed import LOAD_SECONDS, estimated_seconds, unavailable
+
+    raw = load_raw(recipe.data)
+    texts = list(raw.train.x) + (list(raw.test.x) if raw.test is not None else [])
+    seconds = LOAD_SECONDS + estimated_seconds(texts)
+    kept = []
+    for name in domain.choice:
+        reason = None if name is None else unavailable(name)
+        if name is not None and reason is None and seconds > ENCODER_SHARE * budget:
+            reason = (f"its vectors of {len(texts):,} texts would take about {seconds:.0f} s, over a third of "
+                      f"--budget {budget:g}")
+        if reason:
+            log.info(f"tune: {ENCODER_KEY} = {name} left out of the search: {reason}")
+        else:
+            kept.append(name)
+    if kept == list(domain.choice):
+        log.info(f"tune: {ENCODER_KEY} searched (its vectors: about {seconds:.0f} s, computed once)")
+        return space
+    rest = {k: d for k, d in space.items() if k != ENCODER_KEY}
+    return rest if len(kept) <= 1 else rest | {ENCODER_KEY: Domain(choice=kept)}

@@ -28,7 +28,7 @@ from honed.evaluation import lower_is_better
 from honed.recipe import Recipe, load_recipe
 from honed.run.rundir import timestamped
 from honed.training.hooks import Hook
-from honed.tuning.space import Space, apply, check_space, recipe_values, space_of, suggest
+from honed.tuning.space import ENCODER_KEY, Space, affordable, apply, check_space, recipe_values, space_of, suggest
 
 log = logging.getLogger("honed")
 PRUNERS = ("hyperband", "halving", "none")
@@ -206,6 +206,7 @@ def tune(recipe, overrides=(), budget: float = 600.0, trials: int | None = None,
                  f"{SEARCH_VALIDATION:.0%} of the training rows to choose on, then refits the best on every row")
     space, declared = space_of(user)
     check_space(user, space)
+    space = affordable(user, space, budget)
     from honed.data import reuse_built_data
 
     with reuse_built_data():  # trials with the same data settings share one in-memory data set
@@ -239,6 +240,10 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
         start = recipe_values(user, space)
         if start is not None:  # measure the recipe as written first
             the_study.enqueue_trial(start, user_attrs={"origin": "the recipe as written"})
+            encoders = [v for v in (space[ENCODER_KEY].choice if ENCODER_KEY in space else []) if v is not None]
+            if encoders and start.get(ENCODER_KEY) is None:  # then with sentence vectors beside its tokens
+                the_study.enqueue_trial(start | {ENCODER_KEY: encoders[0]},
+                                        user_attrs={"origin": f"the recipe with {ENCODER_KEY} = {encoders[0]}"})
     log.info(f"tune: {name} ({'new' if is_new else 'resumed, ' + str(len(the_study.trials)) + ' trials so far'}), "
              f"{direction} {key} over {len(space)} keys ({'from the recipe' if declared else 'default space'}), "
              f"budget {budget:g} s; storage {url}")

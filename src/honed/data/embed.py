@@ -1,0 +1,155 @@
+"""Sentence vectors from a frozen pretrained encoder, added to each text's own features.
+
+data.encoder_features = all-minilm-l6-v2 gives every text, beside its token ids, the mean of the
+encoder's final token states over the real word pieces, scaled to unit length (how the model was
+trained to compare sentences). The encoder is never trained here, so a text's vector is computed
+once: vectors are cached on disk by encoder, length limit and the texts themselves, and a search
+that varies anything else (n-grams, regularization) reuses them.
+
+A linear model on TF-IDF words plus these vectors beats either alone on small data sets (5-fold
+cross-validation on the training rows of cr, mpqa and trec: 84.6/89.1/89.8% against 79.9/84.4/84.1%
+for TF-IDF alone); the price is the encoder's time: about 7,500 word pieces a second on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from honed.errors import UserError
+
+log = logging.getLogger("honed")
+
+MAX_PIECES = 128  # word pieces per text the encoder reads (all-MiniLM-L6-v2 was trained on 128)
+TOKENS_PER_BATCH = 8192  # texts of similar length batched up to this many word pieces
+PIECES_PER_SECOND = 7500  # measured on 2 CPU cores (all-MiniLM-L6-v2): for time estimates
+PIECES_PER_WORD = 1.3
+
+
+MEMO_TEXTS = 200_000  # sentence vectors kept in memory per encoder (a search asks for the same texts again)
+_memo: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+_loaded: dict[tuple[str, int], tuple] = {}
+
+
+class SentenceEncoder:
+    """texts -> (N, hidden) float32 unit vectors. Vectors are kept per text in memory (a search's trials and
+    its refit ask for overlapping subsets of the same texts) and per list of texts on disk (later runs)."""
+
+    def __init__(self, name: str, max_pieces: int = MAX_PIECES) -> None:
+        self.name = name
+        self.max_pieces = max_pieces
+
+    def load(self) -> tuple:
+        """(tokenizer, model), loaded once per process."""
+        key = (self.name, self.max_pieces)
+        if key not in _loaded:
+            from honed.pretrained import encoder_folder
+
+            folder = encoder_folder(self.name, key="data.encoder_features")
+            try:
+                import transformers
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise UserError("data.encoder_features needs transformers: pip install 'honed[transformer]'") from None
+            transformers.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(self.max_pieces)
+            _loaded[key] = (tokenizer, transformers.AutoModel.from_pretrained(str(folder)).eval())
+        return _loaded[key]
+
+    @property
+    def dim(self) -> int:
+        return int(self.load()[1].config.hidden_size)
+
+    def vectors(self, texts: list[str], remember: bool = False) -> np.ndarray:
+        """Unit sentence vectors of `texts`; with `remember` (preparing a data set, not serving requests),
+        looked up in and added to the memory and disk caches."""
+        if not remember:
+            return self.encode(texts) if texts else np.zeros((0, self.dim), np.float32)
+        path = self.cache_path(texts)
+        if path.is_file():
+            try:
+                vectors = np.load(path, allow_pickle=False)
+                if vectors.shape[0] == len(texts):
+                    return vectors
+            except (OSError, ValueError):
+                pass  # damaged: computed again below
+        memo = _memo.setdefault((self.name, self.max_pieces), {})
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            started = time.perf_counter()
+            if len(memo) + len(missing) > MEMO_TEXTS:
+                memo.clear()
+            memo.update(zip(missing, self.encode(missing)))
+            log.info(f"data: {len(missing):,} sentence vectors from {self.name} in {time.perf_counter() - started:.1f} s")
+        vectors = np.stack([memo[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        self.store(path, vectors)
+        return vectors
+
+    @staticmethod
+    def store(path: Path, vectors: np.ndarray) -> None:
+        from honed.run.files import atomic_write
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a temporary name
+                np.save(f, vectors)
+
+        atomic_write(path, write)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        tokenizer, model = self.load()
+        pieces = [e.ids for e in tokenizer.encode_batch(texts)]
+        order = np.argsort([len(p) for p in pieces], kind="stable")  # similar lengths share a batch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end + 1 - start) * len(pieces[order[end]]) <= TOKENS_PER_BATCH:
+                end += 1
+            rows = order[start:end]
+            ids = torch.zeros((len(rows), max(1, max(len(pieces[r]) for r in rows))), dtype=torch.long)
+            for i, r in enumerate(rows):
+                ids[i, : len(pieces[r])] = torch.tensor(pieces[r], dtype=torch.long)
+            mask = ids != 0
+            states = model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+            mean = (states * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+            out[rows] = torch.nn.functional.normalize(mean, dim=1).numpy()
+            start = end
+        return out
+
+    def cache_path(self, texts: list[str]) -> Path:
+        from honed.data.download import cache_dir
+
+        digest = hashlib.sha256(f"{self.name}\0{self.max_pieces}\0".encode())
+        for text in texts:
+            digest.update(text.encode("utf-8", "surrogatepass"))
+            digest.update(b"\0")
+        return cache_dir() / "sentence_vectors" / f"{digest.hexdigest()[:32]}.npy"
+
+
+def estimated_seconds(texts: list[str]) -> float:
+    """About how long encoding `texts` takes on 2 CPU cores (word pieces estimated from words)."""
+    pieces = sum(min(MAX_PIECES, PIECES_PER_WORD * (t.count(" ") + 1) + 2) for t in texts)
+    return pieces / PIECES_PER_SECOND
+
+
+LOAD_SECONDS = 5.0  # importing transformers and loading the encoder
+
+
+def unavailable(name: str) -> str | None:
+    """Why the encoder `name` cannot be used here (its packages are not installed), or None."""
+    import importlib.util
+
+    from honed.pretrained import BUNDLED
+
+    needed = ["transformers", "tokenizers"] + ([BUNDLED[name]] if name in BUNDLED else [])
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    return f"pip install 'honed[transformer]' (missing: {', '.join(missing)})" if missing else None

@@ -1,0 +1,144 @@
+"""Sentence vectors beside the tokens (data.encoder_features): the vectors themselves, their caches, the
+batches that carry them, the models that read them, and the search's rule for when they pay."""
+
+import numpy as np
+import pytest
+import torch
+
+import honed
+from honed.data.bundle import trim_padding
+from honed.data.tokens import TextBatch, TokenRows
+from honed.errors import UserError
+
+pytest.importorskip("transformers")
+
+TEXTS = ["a wonderful film", "vote for the party in the election", "", "bake the bread " * 40, "goal!"]
+
+
+def one_at_a_time(texts: list[str]) -> np.ndarray:
+    """The model card's recipe, text by text (no padding at all): mean of the final states, unit length."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    from honed.pretrained import encoder_folder
+
+    folder = encoder_folder("all-minilm-l6-v2")
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(128)
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    out = []
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([tok.encode(text).ids])
+            states = model(input_ids=ids).last_hidden_state[0]
+            out.append(torch.nn.functional.normalize(states.mean(dim=0), dim=0).numpy())
+    return np.stack(out)
+
+
+def test_batched_vectors_equal_the_model_cards_recipe_text_by_text():
+    from honed.data.embed import SentenceEncoder
+
+    vectors = SentenceEncoder("all-minilm-l6-v2").vectors(TEXTS)
+    assert vectors.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(vectors, one_at_a_time(TEXTS), atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_remembered_vectors_come_back_from_memory_then_disk_without_encoding(monkeypatch):
+    from honed.data import embed
+
+    encoder = embed.SentenceEncoder("all-minilm-l6-v2")
+    first = encoder.vectors(TEXTS[:3], remember=True)
+    monkeypatch.setattr(embed.SentenceEncoder, "encode", lambda self, texts: pytest.fail(f"encoded {texts}"))
+    again = encoder.vectors(TEXTS[1:3], remember=True)  # a subset: from memory, text by text
+    np.testing.assert_array_equal(again, first[1:3])
+    embed._memo.clear()
+    np.testing.assert_array_equal(encoder.vectors(TEXTS[:3], remember=True), first)  # the same list: from disk
+
+
+def test_rows_with_vectors_hand_out_batches_that_keep_each_texts_vector():
+    rows = TokenRows.from_lists([[5, 6, 7], [8], [9, 10]]).with_features(torch.arange(6.0).reshape(3, 2))
+    batch = rows[[2, 0]]
+    assert isinstance(batch, TextBatch)
+    assert batch.ids.tolist() == [[9, 10, 0], [5, 6, 7]] and batch.features.tolist() == [[4, 5], [0, 1]]
+    trimmed = trim_padding(rows[[1, 2]])
+    assert trimmed.ids.tolist() == [[8, 0], [9, 10]] and trimmed.features.tolist() == [[2, 3], [4, 5]]
+    with pytest.raises(ValueError, match="2 sentence vectors for 3 texts"):
+        TokenRows.from_lists([[1], [2], [3]]).with_features(torch.zeros(2, 2))
+
+
+def test_a_linear_model_scores_tfidf_words_plus_a_weight_on_each_vector_dimension():
+    from honed.models.linear import TextLinear
+
+    torch.manual_seed(0)
+    model = TextLinear(20, 3, "tfidf", features_dim=4)
+    torch.nn.init.normal_(model.pool.embedding.weight)
+    ids, vectors = torch.tensor([[3, 4, 0], [5, 0, 0]]), torch.randn(2, 4)
+    weights = model.pool.token_weights(ids)
+    expected = torch.stack([(weights[i, :, None] * model.pool.embedding.weight[ids[i]]).sum(0) for i in range(2)])
+    expected = expected + vectors @ model.sentence.weight.T + model.bias
+    with torch.no_grad():
+        torch.testing.assert_close(model(TextBatch(ids, vectors)), expected)
+        padded = TextBatch(torch.cat([ids, torch.zeros(2, 4, dtype=torch.long)], dim=1), vectors)
+        torch.testing.assert_close(model(padded), expected)
+
+
+def recipe(text_csvs, **data):
+    train, test = text_csvs
+    return {"name": "vectors", "data": {"source": "text_files", "train": str(train), "test": str(test),
+                                        "val_fraction": 0, "encoder_features": "all-minilm-l6-v2"} | data,
+            "model": {"name": "logistic", "pooling": "tfidf", "embedding_init": "zeros"},
+            "optimizer": {"name": "lbfgs", "lr": 1.0}, "train": {"epochs": 5, "checkpoint": None}}
+
+
+def test_a_run_with_vectors_trains_reloads_and_predicts_raw_texts_as_it_scored_them(text_csvs, tmp_path):
+    run = honed.train(recipe(text_csvs), out=tmp_path / "run")
+    assert run.summary["test"]["accuracy"] == 1.0
+    _, model, pre = honed.load_run(run.path)
+    assert pre.features_dim == 384 and model.sentence.weight.shape == (3, 384)
+    texts = ["the team scored a late goal", "bake the bread for dinner", "vote for the minister"]
+    frame = honed.predict(run.path, texts)
+    assert list(frame["prediction"]) == ["sports", "food", "politics"]
+    with torch.no_grad():  # the same scores as the trained model on the same texts prepared for training
+        torch.testing.assert_close(model(pre.inputs(texts)[:]), run.model.eval()(pre.inputs(texts)[:]))
+
+
+def test_models_that_cannot_read_vectors_and_bundles_that_cannot_carry_them_say_so(text_csvs, tmp_path):
+    with pytest.raises(UserError, match="data.encoder_features is read by models linear, logistic, bag"):
+        honed.train(recipe(text_csvs) | {"model": {"name": "rnn"}, "optimizer": {"name": "adam"}}, out=tmp_path / "r")
+    run = honed.train(recipe(text_csvs), out=tmp_path / "run")
+    from honed.export import export_onnx
+
+    with pytest.raises(UserError, match="bundles do not carry"):
+        export_onnx(run.path)
+
+
+def test_the_search_keeps_the_encoder_only_when_its_vectors_fit_a_third_of_the_budget(text_csvs, monkeypatch):
+    from honed.data import embed
+    from honed.recipe import load_recipe
+    from honed.recipe.schema import Domain
+    from honed.tuning.space import affordable
+
+    base = load_recipe(recipe(text_csvs, encoder_features=None))
+    space = {"data.encoder_features": Domain(choice=[None, "all-minilm-l6-v2"]), "regularization.c": Domain(
+        loguniform=(1, 100))}
+    needed = embed.LOAD_SECONDS + embed.estimated_seconds([str(t) for t in range(0)])
+    assert affordable(base, space, budget=1000) == space
+    assert list(affordable(base, space, budget=3 * needed)) == ["regularization.c"]  # 45 texts + loading > a third
+    monkeypatch.setattr(embed, "unavailable", lambda name: "pip install 'honed[transformer]'")
+    assert list(affordable(base, space, budget=1000)) == ["regularization.c"]
+
+
+def test_a_bag_reads_the_vector_beside_its_pooled_tokens_whatever_the_padding():
+    from honed.models.bag import BagOfEmbeddings
+
+    torch.manual_seed(0)
+    model = BagOfEmbeddings(20, 8, [6], "relu", 0.0, 1, features_dim=4).eval()
+    ids, vectors = torch.tensor([[3, 4, 0], [5, 0, 0]]), torch.randn(2, 4)
+    with torch.no_grad():
+        out = model(TextBatch(ids, vectors))
+        other = model(TextBatch(ids, torch.randn(2, 4)))
+        padded = model(TextBatch(torch.cat([ids, torch.zeros(2, 5, dtype=torch.long)], dim=1), vectors))
+    assert out.shape == (2,) and not torch.allclose(out, other)  # the vector counts
+    torch.testing.assert_close(out, padded)
