@@ -100,6 +100,9 @@ def test_a_run_with_vectors_trains_reloads_and_predicts_raw_texts_as_it_scored_t
     texts = ["the team scored a late goal", "bake the bread for dinner", "vote for the minister"]
     frame = honed.predict(run.path, texts)
     assert list(frame["prediction"]) == ["sports", "food", "politics"]
+    from honed.export import TorchPredictor  # what honed serve answers with
+
+    assert [r["prediction"] for r in TorchPredictor(run.path).predict(texts)] == ["sports", "food", "politics"]
     with torch.no_grad():  # the same scores as the trained model on the same texts prepared for training
         torch.testing.assert_close(model(pre.inputs(texts)[:]), run.model.eval()(pre.inputs(texts)[:]))
 
