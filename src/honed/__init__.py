@@ -4,6 +4,7 @@
     run = honed.train("recipes/linear_regression.yaml", ["optimizer.lr=0.05"])
     honed.predict(run.path, "new_rows.csv")
     honed.lr_find(recipe) · honed.tune(recipe, budget=300) · honed.compare(recipe, ["optimizer.name=sgd,adam"])
+    honed.cv(recipe, folds=5)
 
 Attributes load lazily, so `honed --help` and recipe errors answer without importing torch.
 """
@@ -11,7 +12,7 @@ Attributes load lazily, so `honed --help` and recipe errors answer without impor
 __version__ = "0.1.0"
 
 _API = {"train", "resume", "evaluate", "predict", "load_run", "Run"}
-_TUNING = {"lr_find", "tune", "compare", "compare_runs"}
+_TUNING = {"lr_find", "tune", "compare", "compare_runs", "cv"}
 __all__ = sorted(_API | _TUNING | {"load_recipe", "Recipe", "UserError", "__version__"})
 
 

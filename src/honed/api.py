@@ -163,7 +163,8 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
     if bundle.task != "regression" and "confusion_matrix" not in names:
         names = names + ["confusion_matrix"]
     unscale = bundle.preprocessor.unscale if bundle.task == "regression" else None
-    score = lambda split: score_split(model, split, bundle.task, loss_fn, names, bundle.output_dim, unscale)  # noqa
+    score = lambda split: score_split(model, split, bundle.task, loss_fn, names, bundle.output_dim, unscale,  # noqa
+                                      with_intervals=True)
     spec = recipe.train
     summary = {
         "name": recipe.name,
@@ -236,7 +237,8 @@ def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:
     if pre.task != "regression" and "confusion_matrix" not in names:
         names = names + ["confusion_matrix"]
     unscale = pre.unscale if pre.task == "regression" else None
-    return score_split(model, split, pre.task, build_loss(recipe.loss, pre.task), names, pre.output_dim, unscale)
+    return score_split(model, split, pre.task, build_loss(recipe.loss, pre.task), names, pre.output_dim, unscale,
+                       with_intervals=True)
 
 
 def predict(run_dir: str | Path, inputs, output: str | Path | None = None):

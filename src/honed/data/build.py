@@ -7,12 +7,14 @@ import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from honed.data.bundle import DataBundle, Split
 from honed.data.preprocess import Preprocessor, TablePreprocessor, TextPreprocessor
 from honed.data.raw import RawData, RawSplit
 from honed.data.rules import text_settings
 from honed.data.sources import SOURCES
-from honed.data.split import carve
+from honed.data.split import carve, fold_ids
 from honed.errors import UserError
 
 if TYPE_CHECKING:
@@ -37,7 +39,11 @@ def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
     if test is None:
         train, test = carve(train, spec.test_fraction, spec.seed, stratify, "test")
     val = None
-    if spec.val_fraction > 0:
+    if spec.fold is not None:  # honed cv: one fold of the training rows validates, the others train
+        f = spec.fold
+        folds = fold_ids(train.y if stratify else None, f.count, spec.seed + 7919 * (f.repeat + 1), train.groups)
+        train, val = train.take(np.flatnonzero(folds != f.index)), train.take(np.flatnonzero(folds == f.index))
+    elif spec.val_fraction > 0:
         train, val = carve(train, spec.val_fraction, spec.seed + 1, stratify, "validation")
     if spec.max_train_rows and len(train) > spec.max_train_rows:
         # A sample for models too slow for the whole set on this machine (a Transformer on a CPU);

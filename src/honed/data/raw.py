@@ -16,14 +16,16 @@ class RawSplit:
 
     x: np.ndarray | list[str]
     y: np.ndarray
+    groups: Optional[np.ndarray] = None  # data.group_column's value per row: rows of a group share a fold
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, idx: np.ndarray) -> "RawSplit":
+        groups = None if self.groups is None else self.groups[idx]
         if isinstance(self.x, np.ndarray):
-            return RawSplit(self.x[idx], self.y[idx])
-        return RawSplit([self.x[i] for i in idx], self.y[idx])
+            return RawSplit(self.x[idx], self.y[idx], groups)
+        return RawSplit([self.x[i] for i in idx], self.y[idx], groups)
 
 
 @dataclass

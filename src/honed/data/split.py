@@ -50,3 +50,41 @@ def stratified_pick(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.
         take[np.argsort(-(exact - take), kind="stable")[:short]] += 1
     picked = [rng.permutation(np.flatnonzero(inverse == c))[:t] for c, t in enumerate(take)]
     return np.concatenate(picked)
+
+
+def fold_ids(labels: np.ndarray | None, count: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """The fold (0..count-1) of every row: stratified on `labels` (each class dealt round-robin over the
+    folds from a seeded shuffle, as scikit-learn's StratifiedKFold keeps class shares), or, with `groups`,
+    whole groups dealt to the fold with the fewest rows so far (no group sits in two folds)."""
+    n = len(labels) if labels is not None else len(groups)
+    rng = np.random.default_rng(seed)
+    folds = np.empty(n, dtype=np.int64)
+    if groups is not None:
+        codes: dict[str, int] = {}
+        group = np.array([codes.setdefault(str(g), len(codes)) for g in groups.tolist()], dtype=np.int64)
+        if len(codes) < count:
+            raise UserError(f"--folds {count}: the group column has only {len(codes)} groups; use at most that many folds")
+        sizes = np.bincount(group)
+        filled = np.zeros(count, dtype=np.int64)
+        fold_of_group = np.empty(len(codes), dtype=np.int64)
+        order = rng.permutation(len(codes))
+        for g in order[np.argsort(-sizes[order], kind="stable")]:  # largest groups first, ties shuffled
+            fold_of_group[g] = int(np.argmin(filled))
+            filled[fold_of_group[g]] += sizes[g]
+        return fold_of_group[group]
+    if labels is None:
+        folds[rng.permutation(n)] = np.arange(n) % count
+        return folds
+    codes = {}
+    label = np.array([codes.setdefault(str(v), len(codes)) for v in labels.tolist()], dtype=np.int64)
+    counts = np.bincount(label)
+    if counts.min() < count:
+        rarest = [c for c, i in codes.items() if counts[i] == counts.min()][0]
+        raise UserError(f"--folds {count}: class {rarest!r} has only {counts.min()} training rows; "
+                        f"use at most {counts.min()} folds (or merge rare classes)")
+    start = 0
+    for c in range(len(codes)):  # each class dealt round-robin, continuing where the last class stopped
+        rows = rng.permutation(np.flatnonzero(label == c))
+        folds[rows] = (start + np.arange(len(rows))) % count
+        start = (start + len(rows)) % count
+    return folds

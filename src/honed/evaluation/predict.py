@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from honed.data.bundle import trim_padding
+from honed.evaluation.intervals import intervals
 from honed.evaluation.metrics import compute_metrics
 
 
@@ -32,19 +33,24 @@ def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> tor
 
 
 def score_split(model: nn.Module, split, task: str, loss_fn, names: list[str], num_classes: int, unscale=None,
-                batch_size: int = 1024) -> dict:
-    """{'loss': ..., metric: ...} for a split; regression metrics in the target's own units."""
-    return score_outputs(outputs_of(model, split.x, batch_size), split.y, task, loss_fn, names, num_classes, unscale)
+                batch_size: int = 1024, with_intervals: bool = False) -> dict:
+    """{'loss': ..., metric: ...} for a split; regression metrics in the target's own units; with
+    `with_intervals`, also 'ci95': {metric: [low, high]} (see intervals.py)."""
+    return score_outputs(outputs_of(model, split.x, batch_size), split.y, task, loss_fn, names, num_classes, unscale,
+                         with_intervals)
 
 
 def score_outputs(scores: torch.Tensor, targets: torch.Tensor, task: str, loss_fn, names: list[str],
-                  num_classes: int, unscale=None) -> dict:
+                  num_classes: int, unscale=None, with_intervals: bool = False) -> dict:
     """{'loss': ..., metric: ...} from a split's raw outputs and its targets."""
     targets = targets.cpu()
     result = {"loss": float(loss_fn(scores, targets))}
     if task == "regression" and unscale is not None:
         scores, targets = unscale(scores), unscale(targets)
-    return result | compute_metrics(names, scores, targets, task, num_classes)
+    result |= compute_metrics(names, scores, targets, task, num_classes)
+    if with_intervals:
+        result["ci95"] = intervals(result, scores.detach().float().cpu(), targets, task, num_classes)
+    return result
 
 
 def class_probabilities(scores: torch.Tensor, task: str) -> torch.Tensor:

@@ -32,6 +32,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class FoldSpec(Section):
+    """Which fold of a K-fold split of the training rows validates this run (set by honed cv)."""
+
+    index: int = Field(0, ge=0, description="the fold held out for validation, 0..count-1")
+    count: int = Field(5, ge=2, le=1000, description="folds the training rows are dealt into")
+    repeat: int = Field(0, ge=0, le=1000, description="which reshuffle of the rows (repeated K-fold)")
+
+    @model_validator(mode="after")
+    def _index_within(self) -> "FoldSpec":
+        if self.index >= self.count:
+            raise ValueError(f"data.fold.index = {self.index}: folds are numbered 0 to {self.count - 1}")
+        return self
+
+
 class DataSpec(Section):
     """Where the data comes from and how it is preprocessed."""
 
@@ -80,6 +94,10 @@ class DataSpec(Section):
     # splits
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
+    fold: Optional[FoldSpec] = Field(None, description="honed cv: validate on this fold of the training rows (stratified, "
+                                     "or by data.group_column) instead of carving val_fraction")
+    group_column: Optional[str] = Field(None, max_length=1000, description="text_files, tabular: rows sharing a value "
+                                        "of this column stay in one fold (honed cv) and are not a feature")
     max_train_rows: Optional[int] = Field(None, ge=1, le=10_000_000_000, description="train on a seeded, stratified sample of at most "
                                           "this many rows (after the validation split; validation and test stay whole)")
 
@@ -132,11 +150,11 @@ TEXT_KEYS = {"text_column", "label_column", "tokenizer", "pretrained", "encoder_
 SOURCE_KEYS = {  # the data keys each source reads, besides COMMON_DATA_KEYS
     "synthetic_regression": {"n", "features", "noise", "standardize", "standardize_target"},
     "sklearn": {"name", "standardize", "standardize_target"},
-    "tabular": {"path", "train", "test", "target", "columns", "standardize", "standardize_target"},
-    "text_files": {"path", "train", "test"} | TEXT_KEYS,
+    "tabular": {"path", "train", "test", "target", "columns", "group_column", "standardize", "standardize_target"},
+    "text_files": {"path", "train", "test", "group_column"} | TEXT_KEYS,
     "imdb": {"path"} | TEXT_KEYS,
 }
-COMMON_DATA_KEYS = {"source", "task", "seed", "cache", "val_fraction", "test_fraction", "max_train_rows"}
+COMMON_DATA_KEYS = {"source", "task", "seed", "cache", "val_fraction", "test_fraction", "max_train_rows", "fold"}
 
 
 class ModelSpec(Section):

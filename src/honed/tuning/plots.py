@@ -124,3 +124,29 @@ def plot_comparison(runs: list[dict], metric: str, path: Path, title: str = "") 
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_folds(histories: dict[str, list[dict]], path: Path, title: str = "") -> Path:
+    """Training and validation loss, and the first validation metric, of every fold by epoch, overlaid."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
+    metrics = [k for h in histories.values() for k in (h[0] if h else {}) if k.startswith("val_") and k != "val_loss"]
+    metric = metrics[0] if metrics else None
+    for label, history in histories.items():
+        if not history:
+            continue
+        epochs = [r["epoch"] for r in history]
+        line, = axes[0].plot(epochs, [r["train_loss"] for r in history], alpha=0.6, label=f"{label} train")
+        if "val_loss" in history[0]:
+            axes[0].plot(epochs, [r["val_loss"] for r in history], linestyle="--", color=line.get_color())
+        if metric and metric in history[0]:
+            axes[1].plot(epochs, [r[metric] for r in history], marker=".", color=line.get_color(), label=label)
+    axes[0].set(title="loss by epoch (solid: train, dashed: validation fold)", xlabel="epoch")
+    axes[1].set(title=f"{metric or 'validation metric'} by epoch", xlabel="epoch")
+    for a in axes:
+        a.grid(alpha=0.3)
+    axes[1].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

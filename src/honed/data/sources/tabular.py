@@ -19,12 +19,16 @@ def load(spec) -> RawData:
         raise UserError(f"data.target is required: name the target column of {path}")
     frame = read_table(path, key)
     require_columns(frame, [spec.target], path, "data.target")
-    columns = spec.columns or [c for c in frame.columns if c != spec.target]
+    if spec.group_column:
+        require_columns(frame, [spec.group_column], path, "data.group_column")
+    columns = spec.columns or [c for c in frame.columns if c not in (spec.target, spec.group_column)]
     if not columns:
         raise UserError(f"data.columns: {path} has only the target column {spec.target!r}; a model needs features")
     require_columns(frame, columns, path, "data.columns")
     task = spec.task if spec.task != "auto" else infer_task(frame[spec.target])
     train = to_split(frame, columns, spec.target, task, path)
+    if spec.group_column:
+        train.groups = frame[spec.group_column].astype(str).to_numpy(dtype=object)
     test = None
     if spec.test:
         test_frame = read_table(spec.test, "data.test")

@@ -21,7 +21,10 @@ def load(spec) -> RawData:
 
 
 def read_split(path: str, spec, key: str) -> RawSplit:
-    columns = read_columns(path, key, {spec.text_column: "data.text_column", spec.label_column: "data.label_column"})
+    wanted = {spec.text_column: "data.text_column", spec.label_column: "data.label_column"}
+    if spec.group_column and key == "data.train":
+        wanted[spec.group_column] = "data.group_column"
+    columns = read_columns(path, key, wanted)
     labels = columns[spec.label_column]
     if any(v is None or v == "" for v in labels):
         raise UserError(f"data.label_column: column {spec.label_column!r} of {path} has missing labels")
@@ -31,4 +34,8 @@ def read_split(path: str, spec, key: str) -> RawSplit:
     labels = numbers_if_all(labels) if all(isinstance(v, str) for v in labels) else labels
     y = np.empty(len(labels), dtype=object)  # object, not a fixed-width string array: a giant label costs once
     y[:] = labels
-    return RawSplit(texts, y if not all(type(v) is int for v in labels) else y.astype(np.int64))
+    groups = None
+    if spec.group_column and key == "data.train":
+        groups = np.empty(len(labels), dtype=object)
+        groups[:] = ["" if g is None else str(g) for g in columns[spec.group_column]]
+    return RawSplit(texts, y if not all(type(v) is int for v in labels) else y.astype(np.int64), groups)
