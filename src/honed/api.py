@@ -227,6 +227,13 @@ def load_run(run_dir: str | Path) -> tuple[Recipe, torch.nn.Module, object]:
     return recipe, model, pre
 
 
+def test_outputs(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(raw outputs, targets, task) of a saved run on its test split: what paired comparisons of runs need."""
+    recipe, model, pre = load_run(run_dir)
+    split = data_stage.test_split(recipe.data, pre)
+    return outputs_of(model, split.x), split.y.cpu(), pre.task
+
+
 def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:
     """Metrics of a saved run on its test split, or on other data given by overrides (e.g. data.test=...)."""
     recipe, model, pre = load_run(run_dir)

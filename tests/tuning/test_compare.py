@@ -69,3 +69,29 @@ def test_finished_runs_are_compared_as_they_are(tmp_path):
     assert result.rows[0]["val_mse"] < result.rows[1]["val_mse"]  # lr 0.1 gets further in 15 steps
     with pytest.raises(UserError, match="not a finished honed run"):
         honed.compare_runs([a, tmp_path], out=tmp_path / "d")
+
+
+def test_each_variant_is_tested_against_the_best_by_validation_on_the_same_test_rows(tmp_path, text_csvs):
+    import numpy as np
+    from scipy import stats
+
+    from honed.api import test_outputs
+    from honed.tuning.compare import SIGNIFICANCE
+
+    train, test = text_csvs
+    recipe = {"name": "topics", "data": {"source": "text_files", "train": str(train), "test": str(test)},
+              "model": {"name": "bag", "hidden": []}, "optimizer": {"lr": 0.05},
+              "train": {"epochs": 3, "batch_size": 8, "checkpoint": None}}
+    result = honed.compare(recipe, ["optimizer.lr=0.0001,0.05"], out=tmp_path / "c")
+    best = max(result.rows, key=lambda r: r["val_accuracy"])
+    assert best[SIGNIFICANCE] == "best by val_accuracy"
+    other = next(r for r in result.rows if r is not best)
+    right = {}
+    for row in (best, other):
+        scores, targets, _ = test_outputs(row["path"])
+        right[row["run"]] = (scores.argmax(dim=1) == targets).numpy()
+    b = int(np.sum(right[other["run"]] & ~right[best["run"]]))
+    c = int(np.sum(~right[other["run"]] & right[best["run"]]))
+    expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
+    assert other["p vs best"] == pytest.approx(expected)
+    assert ("significant" if expected < 0.05 else "within noise") in other[SIGNIFICANCE]

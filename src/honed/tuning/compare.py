@@ -118,6 +118,7 @@ def compare_runs(run_dirs: list, out=None, labels: list[str] | None = None, metr
     key = _metric(metric, runs)
     out = new_run_dir("runs-compare", out)
     rows = [row_of(run, key) for run in runs]
+    add_significance(runs, rows, key)
     figure = plot_comparison(runs, key, out / "compare.png", f"{len(runs)} runs: {key}")
     write_text(out / "compare.csv", _csv(rows))
     write_json(out / "compare.json", {"metric": key, "runs": rows})
@@ -147,6 +148,41 @@ def row_of(run: dict, key: str) -> dict:
     row["stopped"] = run.get("failed") or s.get("stop_reason", "")
     row["path"] = run["path"]
     return row
+
+
+SIGNIFICANCE = "vs best on test (95%)"
+
+
+def add_significance(runs: list[dict], rows: list[dict], key: str) -> None:
+    """Mark each finished run's test difference from the best run (best by `key`, the validation metric, never
+    by test) as significant or within noise: McNemar's exact test for accuracy, a paired bootstrap for mse
+    (evaluation/significance.py). Runs scored on different test rows are not compared."""
+    import torch
+
+    from honed.api import test_outputs
+    from honed.evaluation import lower_is_better
+    from honed.evaluation.significance import versus
+
+    scored = [(run, row) for run, row in zip(runs, rows) if run["summary"] and isinstance(row.get(key), (int, float))]
+    if len(scored) < 2:
+        return
+    pick = min if lower_is_better(key) else max
+    best_run, best_row = pick(scored, key=lambda pair: pair[1][key])
+    outputs = {run["path"]: test_outputs(run["path"]) for run, _ in scored}
+    best = outputs[best_run["path"]]
+    for run, row in scored:
+        scores, targets, task = outputs[run["path"]]
+        if run is best_run:
+            row[SIGNIFICANCE] = f"best by {key}"
+            continue
+        if len(targets) != len(best[1]) or not torch.equal(targets, best[1]):
+            row[SIGNIFICANCE] = "other test rows: not compared"
+            continue
+        result = versus(best[:2], (scores, targets), task)
+        unit = " pts" if result["metric"] == "accuracy" else ""
+        verdict = "significant" if result["significant"] else "within noise"
+        row[SIGNIFICANCE] = f"{result['metric']} {result['difference']:+.3g}{unit}, p={result['p']:.3g}: {verdict}"
+        row["p vs best"] = result["p"]
 
 
 def _metric(metric: str | None, runs: list[dict]) -> str:

@@ -1,0 +1,37 @@
+"""Paired tests between two models on the same rows: McNemar's exact test and the paired bootstrap."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from honed.evaluation.significance import mcnemar, paired_bootstrap, versus
+
+
+def test_mcnemar_exact_p_equals_the_binomial_sum_by_hand():
+    right_a = np.array([True] * 10 + [False] * 2 + [True] * 50 + [False] * 5)
+    right_b = np.array([False] * 10 + [True] * 2 + [True] * 50 + [False] * 5)
+    result = mcnemar(right_a, right_b)
+    by_hand = 2 * sum(math.comb(12, k) for k in range(3)) / 2**12  # P(X <= 2), X ~ Bin(12, 1/2), two-sided
+    assert (result["a_only"], result["b_only"]) == (10, 2)
+    assert result["p"] == pytest.approx(by_hand, rel=1e-12)
+    assert mcnemar(right_a, right_a)["p"] == 1.0  # no discordant rows: nothing to tell them apart
+
+
+def test_paired_bootstrap_says_one_for_identical_models_and_tiny_for_a_planted_gap():
+    rng = np.random.default_rng(0)
+    loss = rng.exponential(size=500)
+    assert paired_bootstrap(loss, loss) == 1.0
+    assert paired_bootstrap(loss + 0.5, loss) < 0.01
+    noisy = loss + rng.normal(scale=0.5, size=500)  # same mean, noise only
+    assert paired_bootstrap(noisy, loss) > 0.05
+
+
+def test_versus_counts_points_of_accuracy_from_the_rows_only_one_model_gets_right():
+    targets = torch.tensor([1.0, 1, 0, 0, 1, 0, 1, 0])
+    best = torch.tensor([3.0, 2, -1, -2, 1, -1, -1, 1])  # right on 6 of 8
+    other = torch.tensor([3.0, -2, -1, -2, 1, -1, -1, -1])  # right on 6: one row each way differs
+    result = versus((best, targets), (other, targets), "binary")
+    assert result["difference"] == 0.0 and result["p"] == 1.0 and not result["significant"]
+    assert (result["rows_only_best_right"], result["rows_only_other_right"]) == (1, 1)
