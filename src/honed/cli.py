@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="start again in an --out that holds an unfinished run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its newest checkpoint")
+    t.add_argument("--seeds", metavar="S1,S2,...", help="train once per seed and report how far the test metrics move")
     d = t.add_argument_group("distributed training (launched through torchrun; batch_size is the global batch)")
     d.add_argument("--nproc", type=int, metavar="N", help="worker processes on this machine (one per GPU on GPUs)")
     d.add_argument("--nnodes", type=int, default=1, metavar="N", help="machines taking part (default 1)")
@@ -231,6 +232,8 @@ def cmd_train(args) -> int:
     import honed
 
     quiet = args.quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))
+    if args.seeds:
+        return train_seeds(args, recipe)
     started = launcher_started()
     if args.resume:
         run = honed.resume(args.resume, quiet=quiet, started=started)
@@ -262,6 +265,23 @@ def with_intervals(scores: dict) -> str:
 
 
 PERCENT = {"accuracy", "precision", "recall", "f1", "auroc"}
+
+
+def train_seeds(args, recipe) -> int:
+    from honed.errors import UserError
+    from honed.tuning.seeds import across_seeds, parse_seeds
+
+    if args.resume or args.nproc:
+        raise UserError("--seeds trains a recipe in this process: not with --resume or --nproc")
+    report = across_seeds(recipe, parse_seeds(args.seeds), out=args.out)
+    names = list(report["stats"])
+    show_table([{"seed": r["seed"], **{f"test {n}": r.get(n) for n in names}, "s": r["seconds"]}
+                for r in report["runs"]], f"{len(report['runs'])} seeds: test metrics")
+    for name, s in report["stats"].items():
+        low, high = s["ci95"]
+        print(f"test {name}: mean {s['mean']:.4f} ± {s['std']:.4f} over seeds (95% CI of the mean {low:.4f}-{high:.4f})")
+    print(f"report: {report['out'] / 'seeds.json'}")
+    return 0
 
 
 def launcher_started() -> float:

@@ -84,3 +84,16 @@ def test_cv_command_errors_are_one_line(tmp_path):
         done = subprocess.run([sys.executable, "-m", "honed", "cv", str(tmp_path / "r.yaml"), *args],
                               capture_output=True, text=True, cwd=tmp_path)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_seeds_train_once_per_seed_and_report_numpys_spread(tmp_path):
+    from honed.tuning.seeds import across_seeds, parse_seeds
+
+    report = across_seeds(table_recipe(tmp_path), [0, 1, 2], out=tmp_path / "seeds")
+    accuracies = np.array([r["accuracy"] for r in report["runs"]])
+    assert report["stats"]["accuracy"]["std"] == pytest.approx(accuracies.std(ddof=1))
+    recorded = [honed.load_recipe(tmp_path / "seeds" / f"seed-{s}" / "recipe.yaml") for s in (0, 1, 2)]
+    assert [(r.seed, r.data.seed) for r in recorded] == [(0, 0), (1, 1), (2, 2)]
+    for bad in ("0", "0,0", "a,b"):
+        with pytest.raises(UserError, match="--seeds"):
+            parse_seeds(bad)
