@@ -339,12 +339,18 @@ def cmd_tune(args) -> int:
     result = honed.tune(resolve_recipe(args.recipe), args.overrides, args.budget, args.trials, args.storage,
                         args.study, args.out, args.metric, args.pruner, started=STARTED)
     show_table([{"rank": r["rank"], "trial": r["trial"], "state": r["state"], "value": r["value"],
-                 "epochs": r["epochs"], "s": r["seconds"],
+                 "vs best (95%)": r.get("vs best", ""), "epochs": r["epochs"], "s": r["seconds"],
                  "params": ", ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}" for k, v in r["params"].items())}
                 for r in result.leaderboard[:15]], f"study {result.study}: {result.summary['tune']['metric']}")
     best = result.best
     test = {k: round(v, 4) for k, v in result.summary.get("test", {}).items() if isinstance(v, float)}
-    print(f"best: trial {best['trial']} {result.summary['tune']['metric']} {best['value']:.4f}; test {json.dumps(test)}")
+    tuned = result.summary["tune"]
+    if tuned.get("top_trial") is not None and tuned["top_trial"] != best["trial"]:
+        print(f"chosen: trial {best['trial']}, within noise of the top score (trial {tuned['top_trial']}, "
+              f"{tuned['top_value']:.4f}) and simpler")
+    print(f"best: trial {best['trial']} {tuned['metric']} {best['value']:.4f}; test {json.dumps(test)}")
+    if result.summary.get("test", {}).get("ci95"):
+        print(f"test, 95% intervals: {with_intervals(result.summary['test'])}")
     print(f"recipe: {result.out / 'best.yaml'}   report: {result.out}")
     return 0
 

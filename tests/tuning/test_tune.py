@@ -147,3 +147,18 @@ def test_images_with_the_default_space(tmp_path):
     result = honed.tune(recipe, budget=120, trials=2, out=tmp_path / "t")
     assert result.summary["tune"]["trials"]["COMPLETE"] >= 1
     assert set(result.best["params"]) >= {"optimizer.lr", "model.channels", "model.dropout"}
+
+
+def test_the_simplest_trial_within_noise_of_the_top_score_is_the_one_chosen(tmp_path):
+    recipe = SMALL | {"search": {"model.hidden": {"choice": [[4], [128, 128]]}, "optimizer.lr": {"choice": [0.01, 0.003]}}}
+    result = honed.tune(recipe, budget=120, trials=4, out=tmp_path / "t")
+    tuned = result.summary["tune"]
+    trials = {t.number: t for t in trials_of(result.out) if t.state.name == "COMPLETE"}
+    assert set(tuned["vs_top"]) == {str(n) for n in trials}  # every finished trial tested against the top one
+    tied = [int(n) for n, text in tuned["vs_top"].items() if text == "best" or text.endswith("within noise")]
+    simplest = min(tied, key=lambda n: (trials[n].user_attrs["params_count"], trials[n].user_attrs["epochs"]))
+    assert tuned["best_trial"] == simplest and tuned["top_trial"] in tied
+    chosen = load_recipe(result.out / "best.yaml")
+    assert chosen.model.hidden == trials[simplest].params["model.hidden"] or \
+        json.dumps(chosen.model.hidden) == trials[simplest].params["model.hidden"]
+    assert "ci95" in result.summary["test"]  # scored once, with its intervals

@@ -48,11 +48,44 @@ def leaderboard(study, space: Space, maximize: bool) -> list[dict]:
 def leaderboard_csv(rows: list[dict], keys: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["rank", "trial", "state", "value", "epochs", "seconds", *keys, "note", "worker"])
+    writer.writerow(["rank", "trial", "state", "value", "epochs", "seconds", *keys, "vs best", "note", "worker"])
     for r in rows:
         writer.writerow([r["rank"], r["trial"], r["state"], r["value"], r["epochs"], r["seconds"],
-                         *[r["params"].get(k, "") for k in keys], r["note"], r["worker"]])
+                         *[r["params"].get(k, "") for k in keys], r.get("vs best", ""), r["note"], r["worker"]])
     return buffer.getvalue()
+
+
+def within_noise(study, rows: list[dict], val_outputs: dict[int, tuple]) -> tuple[int, dict]:
+    """(the trial to choose, {trial: verdict}). Every finished trial with validation outputs is tested
+    against the best on the same validation rows (McNemar's exact test for accuracy, a paired bootstrap for
+    mse: evaluation/significance.py). Among the trials whose difference from the best is noise at 95%,
+    the simplest is chosen: fewest parameters, then fewest epochs, then the better score."""
+    from honed.evaluation.significance import versus
+
+    best = study.best_trial.number
+    if best not in val_outputs:
+        return best, {}
+    finished = {t.number: t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
+    verdicts, tied = {best: {"text": "best", "p": 1.0}}, [best]
+    reference = val_outputs[best]
+    for number, outputs in val_outputs.items():
+        if number == best or number not in finished or not torch_equal(outputs[1], reference[1]):
+            continue
+        result = versus(reference[:2], outputs[:2], outputs[2])
+        unit = " pts" if result["metric"] == "accuracy" else ""
+        noise = not result["significant"]
+        verdicts[number] = {"text": f"{result['difference']:+.3g}{unit}, p={result['p']:.3g}"
+                            + (": within noise" if noise else ""), "p": result["p"]}
+        if noise:
+            tied.append(number)
+    order = {r["trial"]: i for i, r in enumerate(rows)}
+    chosen = min(tied, key=lambda n: (finished[n].user_attrs.get("params_count") or 0,
+                                      finished[n].user_attrs.get("epochs") or 0, order.get(n, 0)))
+    return chosen, verdicts
+
+
+def torch_equal(a, b) -> bool:
+    return len(a) == len(b) and bool((a == b).all())
 
 
 def importances(study) -> dict[str, float]:
@@ -70,7 +103,7 @@ def importances(study) -> dict[str, float]:
 
 
 def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: str, budget: float, started: float,
-                 refit: bool = False):
+                 refit: bool = False, val_outputs: dict[int, tuple] | None = None):
     """Leaderboard, plots, best.yaml and the chosen trial's test metrics (scored once). With `refit` (the
     recipe held out no validation rows; the search held some out to choose on), the chosen settings are
     trained again on every training row, as the recipe would, and that run is the one scored."""
@@ -79,6 +112,11 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
 
     maximize = study.direction.name == "MAXIMIZE"
     rows = leaderboard(study, space, maximize)
+    chosen, verdicts = within_noise(study, rows, val_outputs or {}) if any(
+        r["state"] == "COMPLETE" for r in rows) else (None, {})
+    for r in rows:
+        if r["trial"] in verdicts:
+            r["vs best"] = verdicts[r["trial"]]["text"]
     write_text(out / "leaderboard.csv", leaderboard_csv(rows, list(space)))
     counts = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL")}
     done = [r for r in rows if r["state"] == "COMPLETE"]
@@ -92,6 +130,12 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
                         f"{counts['FAIL']} failed{': ' + first if first else ''}); give a larger --budget, "
                         f"fewer train.epochs or a smaller space. Trials so far: {out / 'leaderboard.csv'}")
     best = study.best_trial
+    top_scorer = best
+    if chosen is not None and chosen != best.number:  # as good within noise, and simpler: the one to keep
+        best = next(t for t in study.get_trials(deepcopy=False) if t.number == chosen)
+        log.info(f"tune: trial {best.number} is within noise of the top score (trial {top_scorer.number}: "
+                 f"{verdicts[chosen]['text']}) and simpler ({best.user_attrs.get('params_count'):,} parameters, "
+                 f"{best.user_attrs.get('epochs')} epochs): it is the one chosen")
     params = {k: decode(space[k], v) if k in space else v for k, v in best.params.items()}
     best_recipe = apply(load_recipe(user.model_dump(mode="json") | {"search": {}}), params)
     if refit:
@@ -104,6 +148,10 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
         refitted = honed.train(best_recipe, out=out / "best-refit")
         run_dir, summary = refitted.path, dict(refitted.summary)
         log.info(f"tune: the best settings refit on every training row: {run_dir}")
+    elif best is not top_scorer and not (run_dir / "summary.json").is_file():
+        # the simpler trial's folder went as the search kept only the top one's: the same settings and seed again
+        rerun = honed.train(best_recipe, out=out / "chosen")
+        run_dir, summary = rerun.path, dict(rerun.summary)
     # only a run folder of this process's own --out: another process may be deleting folders in its own
     elif run_dir.is_relative_to(out.resolve()) and (run_dir / "summary.json").is_file():
         summary = read_summary(run_dir)
@@ -115,6 +163,8 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
     summary["tune"] = {
         "study": study.study_name, "storage": url, "metric": key, "direction": study.direction.name.lower(),
         "best_trial": best.number, "best_value": best.value, "params": params, "best_run": str(run_dir),
+        "top_trial": top_scorer.number, "top_value": top_scorer.value,
+        "vs_top": {str(n): v["text"] for n, v in verdicts.items()},
         "refit_on_all_rows": refit,
         "trials": counts | {"total": len(rows)}, "budget_seconds": budget,
         "seconds": round(time.perf_counter() - started, 2),

@@ -113,6 +113,8 @@ class Search:
         self.deadline = started + budget
         self.epochs_done = 0
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # each finished trial's validation outputs, for the report's paired tests (this process's trials only)
+        self.val_outputs: dict[int, tuple] = {}
 
     def __call__(self, trial) -> float:
         import honed
@@ -147,9 +149,20 @@ class Search:
             log.info(f"trial {trial.number}: {reason} ({shown})")
             raise optuna.TrialPruned(reason)
         value = run.summary["val"][self.key.removeprefix("val_")]
+        trial.set_user_attr("params_count", run.summary["params"])
+        self.keep_val_outputs(trial.number, apply(self.base, params), run.model)
         log.info(f"trial {trial.number}: {self.key} {value:.4f} after {run.summary['epochs_run']} epochs "
                  f"in {time.perf_counter() - began:.1f} s ({shown})")
         return value
+
+
+    def keep_val_outputs(self, number: int, recipe: Recipe, model) -> None:
+        from honed.data import build_data
+        from honed.evaluation import outputs_of
+
+        bundle = build_data(recipe.data)  # the trial's own data set, kept in memory by reuse_built_data
+        if model is not None and bundle.val is not None:
+            self.val_outputs[number] = (outputs_of(model, bundle.val.x), bundle.val.y.cpu(), bundle.task)
 
 
 def release_memory() -> None:
@@ -262,7 +275,7 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
         raise UserError(str(e)) from None
     from honed.tuning.report import write_report
 
-    return write_report(the_study, user, space, key, out, url, budget, started, refit)
+    return write_report(the_study, user, space, key, out, url, budget, started, refit, search.val_outputs)
 
 
 def _task_of(recipe: Recipe) -> str:
