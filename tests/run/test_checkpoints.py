@@ -76,7 +76,10 @@ def assert_same_run(resumed, whole) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
     test, reference = dict(resumed.summary["test"]), dict(whole.summary["test"])
     assert test.pop("confusion_matrix") == reference.pop("confusion_matrix")
+    intervals, reference_intervals = test.pop("ci95"), reference.pop("ci95")
     assert test == pytest.approx(reference)
+    for name in reference_intervals:
+        assert intervals[name] == pytest.approx(reference_intervals[name])
     resumed_history, whole_history = history(resumed.path), history(whole.path)
     assert len(resumed_history) == len(whole_history) == 4
     for a, b in zip(resumed_history, whole_history):
