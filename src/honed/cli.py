@@ -368,8 +368,8 @@ def cmd_compare(args) -> int:
             raise UserError("--set applies to a recipe with --vary; finished runs are compared as they are")
         result = honed.compare_runs(args.targets, args.out, metric=args.metric)
     tests = [f"test {m}" for m in ("accuracy", "f1", "auroc", "mse", "r2") if f"test {m}" in result.rows[0]]
-    keep = ["run", "epochs", result.metric, *tests[:3], "vs best on test (95%)", "time to target s", "s per epoch",
-            "stopped"]
+    shown = [c for t in tests[:2] for c in (t, f"{t} 95% CI")]
+    keep = ["run", "epochs", result.metric, *shown, "vs best on test (95%)", "time to target s", "s per epoch", "stopped"]
     show_table([{k: r.get(k) for k in keep} for r in result.rows], f"compare: {result.metric}")
     print(f"report: {result.out / 'compare.html'}")
     return 0

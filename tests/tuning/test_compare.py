@@ -95,3 +95,7 @@ def test_each_variant_is_tested_against_the_best_by_validation_on_the_same_test_
     expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
     assert other["p vs best"] == pytest.approx(expected)
     assert ("significant" if expected < 0.05 else "within noise") in other[SIGNIFICANCE]
+    low, high = json.loads((tmp_path / "c" / "runs" / "optimizer.lr=0.05" / "summary.json").read_text())["test"]["ci95"][
+        "accuracy"]
+    shown = next(r for r in result.rows if r["run"] == "lr=0.05")["test accuracy 95% CI"]
+    assert shown == f"{low:.4g}-{high:.4g}"

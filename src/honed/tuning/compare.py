@@ -139,9 +139,12 @@ def row_of(run: dict, key: str) -> dict:
         "final train loss": history[-1]["train_loss"] if history else None,
         key: s.get("val", {}).get(key.removeprefix("val_")) if s else (history[-1].get(key) if history else None),
     }
+    intervals = (s.get("test") or {}).get("ci95", {})
     for name, value in (s.get("test") or {}).items():
         if isinstance(value, (int, float)):
             row[f"test {name}"] = value
+            if name in intervals:
+                row[f"test {name} 95% CI"] = "{:.4g}-{:.4g}".format(*intervals[name])
     row["time to target s"] = target.get("seconds") if target.get("reached") else None
     row["s per epoch"] = train_seconds / epochs if train_seconds and epochs else None
     row["total s"] = s.get("total_seconds")
