@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _API = {"train", "resume", "evaluate", "predict", "load_run", "Run"}
 _TUNING = {"lr_find", "tune", "compare", "compare_runs", "cv"}
-__all__ = sorted(_API | _TUNING | {"load_recipe", "Recipe", "UserError", "__version__"})
+__all__ = sorted(_API | _TUNING | {"explain", "load_recipe", "Recipe", "UserError", "__version__"})
 
 
 def __getattr__(name: str):
@@ -25,6 +25,10 @@ def __getattr__(name: str):
         from honed import tuning
 
         return getattr(tuning, name)
+    if name == "explain":
+        from honed.explanation import explain
+
+        return explain
     if name in ("load_recipe", "Recipe"):
         from honed import recipe
 

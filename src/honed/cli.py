@@ -157,6 +157,16 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits to share a model call")
     sv.add_argument("--max-items", type=int, default=256, help="items allowed in one request")
 
+    x = sub.add_parser("explain", help="why the model said what it said: integrated-gradients attributions per word "
+                       "or column, checked for completeness; explain.html")
+    x.add_argument("run_dir")
+    x.add_argument("--text", action="append", default=[], help="a text to explain (repeatable)")
+    x.add_argument("--input", help="a file of inputs, as honed predict reads them")
+    x.add_argument("--steps", type=int, default=50, help="integration steps to start from (raised until "
+                   "completeness holds within 5%%)")
+    x.add_argument("--sanity", action="store_true", help="also run the model-randomization check")
+    x.add_argument("--out", help="report folder (default RUN_DIR/explain)")
+
     c = sub.add_parser("cache", help="the preprocessing cache ($HONED_CACHE)")
     c.add_argument("action", choices=["clear", "info"])
 
@@ -333,6 +343,27 @@ def cmd_cv(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from honed.errors import UserError
+    from honed.explanation import explain, write_report
+
+    if bool(args.text) == bool(args.input):
+        raise UserError("explain needs --text \"...\" (repeatable) or --input FILE, not both")
+    result = explain(args.run_dir, args.text or args.input, args.steps, args.sanity)
+    for it in result.items:
+        ranked = sorted(zip(it["attributions"], it["names"]), key=lambda pair: -abs(pair[0]))[:6]
+        shown = ", ".join(f"{name} {value:+.3f}" for value, name in ranked)
+        probability = f" ({100 * it['probability']:.1f}%)" if "probability" in it else ""
+        print(f"{it['prediction']}{probability}: {shown} (completeness gap {100 * it['completeness_gap']:.1f}%)")
+    if result.sanity:
+        verdict = "passed" if result.sanity["passed"] else "FAILED: the attributions barely depend on the weights"
+        print(f"randomization check: median rank correlation {result.sanity['median_rank_correlation']:.2f}, {verdict}")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "explain"
+    _, page = write_report(result, out)
+    print(f"steps: {result.steps}; page: {page}")
+    return 0
+
+
 def cmd_tune(args) -> int:
     import honed
 
@@ -485,4 +516,4 @@ def cmd_cache(args) -> int:
 COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "recipes": cmd_recipes, "lr-find": cmd_lr_find, "tune": cmd_tune, "compare": cmd_compare,
             "distill": cmd_distill, "export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve,
-            "cv": cmd_cv}
+            "cv": cmd_cv, "explain": cmd_explain}

@@ -86,6 +86,10 @@ class TokenPool(nn.Module):
         if pooling == "tfidf":
             self.register_buffer("idf", torch.ones(vocab_size))
         self._last: tuple | None = None  # (tokens, X, X^T) of the last training batch (see tfidf_matrix)
+        # Explanations need each token's own vector: with `per_token` set (honed explain) the pool takes the
+        # gathered path, whose token vectors pass through this named layer that attributions attach to.
+        self.per_token = False
+        self.token_vectors = nn.Identity()
 
     @torch.no_grad()
     def set_document_frequency(self, frequency: torch.Tensor, documents: int) -> None:
@@ -98,7 +102,7 @@ class TokenPool(nn.Module):
         return weights / weights.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting():
+        if self.per_token or torch.compiler.is_exporting():
             return self.gathered(tokens)
         if self.pooling == "mean":
             return self.embedding(*real_tokens(tokens))
@@ -134,7 +138,7 @@ class TokenPool(nn.Module):
     def gathered(self, tokens: torch.Tensor) -> torch.Tensor:
         """The same pooling as a gather and a sum: for export, where ONNX's form of EmbeddingBag
         (a loop over bags) runs 30x slower in ONNX Runtime than this."""
-        vectors = nn.functional.embedding(tokens, self.embedding.weight)
+        vectors = self.token_vectors(nn.functional.embedding(tokens, self.embedding.weight))
         if self.pooling == "tfidf":
             return (vectors * self.token_weights(tokens).unsqueeze(-1)).sum(dim=1)
         return masked_mean(vectors, tokens != 0)

@@ -1,0 +1,64 @@
+"""explain.html: one self-contained page (Jinja2, no scripts, no outside files).
+
+Text: every word shaded by its attribution, red toward the explained class's logit, blue against,
+the strength scaled to the largest attribution of that text; the prediction, its probability and the
+completeness gap beside it. Tables: one horizontal bar per column.
+"""
+
+from __future__ import annotations
+
+TEMPLATE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>honed explain: {{ run }}</title>
+<style>
+body { font-family: sans-serif; margin: 2em; max-width: 70em; }
+.item { border: 1px solid #ddd; border-radius: 6px; padding: 0.8em 1em; margin: 1em 0; }
+.meta { color: #555; font-size: 0.9em; margin-bottom: 0.5em; }
+.word { padding: 1px 2px; border-radius: 3px; line-height: 1.9; }
+.legend span { padding: 2px 8px; margin-right: 4px; border-radius: 3px; }
+table { border-collapse: collapse; } td { padding: 2px 8px; font-size: 0.9em; }
+.bar { height: 0.9em; display: inline-block; vertical-align: middle; }
+.warn { color: #a33; }
+</style></head><body>
+<h1>Why the model said what it said</h1>
+<p>Run <code>{{ run }}</code>. Integrated gradients ({{ steps }} steps) from a baseline of
+{{ "every word's vector at zero (padding)" if kind == "text" else "the training mean of every column" }}.
+Each input's attributions add up to its explained output minus the baseline's; the gap is shown.
+{% if not converged %}<span class="warn">Some inputs did not reach a gap within 5% at the most steps tried.</span>{% endif %}</p>
+{% if sanity %}<p>Randomization check: median rank correlation with a re-initialized model
+{{ "%.2f"|format(sanity.median_rank_correlation) }} —
+{% if sanity.passed %}passed (the attributions depend on what was learned){% else %}<span class="warn">failed:
+these attributions look much the same for a model with random weights</span>{% endif %}.</p>{% endif %}
+<p class="legend"><span style="background:rgba(214,39,40,0.6)">pushes the output up</span>
+<span style="background:rgba(31,119,180,0.6)">pushes it down</span></p>
+{% for it in items %}<div class="item">
+<div class="meta">{{ it.prediction }}{% if it.probability is defined %} ({{ "%.1f"|format(100 * it.probability) }}%){% endif %}
+· explains {{ it.explains }} · output {{ "%.3f"|format(it.output) }} vs baseline {{ "%.3f"|format(it.baseline_output) }}
+· completeness gap {{ "%.1f"|format(100 * it.completeness_gap) }}%</div>
+{% if kind == "text" %}<div>{% for w in it.shaded %}<span class="word" style="background:{{ w.colour }}"
+title="{{ '%+.4f'|format(w.value) }}">{{ w.word }}</span> {% endfor %}</div>
+{% else %}<table>{% for c in it.shaded %}<tr><td>{{ c.word }}</td><td>{{ '%+.4f'|format(c.value) }}</td>
+<td><span class="bar" style="width:{{ c.width }}em;background:{{ c.colour }}"></span></td></tr>{% endfor %}</table>{% endif %}
+</div>{% endfor %}
+</body></html>
+"""
+
+
+def colour(value: float, largest: float) -> str:
+    strength = 0.0 if largest <= 0 else min(1.0, abs(value) / largest)
+    rgb = "214,39,40" if value > 0 else "31,119,180"
+    return f"rgba({rgb},{0.75 * strength:.3f})"
+
+
+def shaded(item: dict) -> list[dict]:
+    largest = max((abs(v) for v in item["attributions"]), default=0.0)
+    return [{"word": w, "value": v, "colour": colour(v, largest), "width": 0 if largest <= 0 else 12 * abs(v) / largest}
+            for w, v in zip(item["names"], item["attributions"])]
+
+
+def page(explanation) -> str:
+    from jinja2 import Environment
+
+    template = Environment(autoescape=True).from_string(TEMPLATE)
+    items = [it | {"shaded": shaded(it)} for it in explanation.items]
+    return template.render(run=str(explanation.run_dir), steps=explanation.steps, kind=explanation.kind,
+                           converged=explanation.converged, sanity=explanation.sanity, items=items)
