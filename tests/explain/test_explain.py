@@ -115,3 +115,13 @@ def test_the_page_and_the_numbers_are_written(tmp_path):
     html = page.read_text()
     assert "zebra" in html and "&lt;b&gt;" not in html.split("<body>")[0] and "<script" not in html
     assert "completeness gap" in html and data.is_file()
+
+
+def test_a_multiclass_model_explains_the_predicted_classs_logit_completely(text_run):
+    result = honed.explain(text_run, ["the team scored a goal", "bake the bread for dinner"])
+    _, model, pre = honed.load_run(text_run)
+    with torch.no_grad():
+        scores = model.eval()(pre.inputs(["the team scored a goal", "bake the bread for dinner"])[:])
+    for it, row in zip(result.items, scores):
+        assert it["output"] == pytest.approx(float(row.max()), rel=1e-5)  # the predicted class's logit
+        assert sum(it["attributions"]) == pytest.approx(it["output"] - it["baseline_output"], rel=0.05)

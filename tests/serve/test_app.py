@@ -162,3 +162,16 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(text_client):
     big = b'{"texts": ["' + b"a" * (limit + 10) + b'"]}'
     response = text_client.post("/predict", content=big, headers={"content-type": "application/json"})
     assert response.status_code == 413 and "over" in response.json()["error"]
+
+
+def test_explain_answers_words_and_their_attributions_and_refuses_bad_requests(text_client):
+    pytest.importorskip("captum")
+    body = text_client.post("/explain", json={"texts": ["the team scored a goal", "vote for the party"]}).json()
+    first = body["explanations"][0]
+    assert first["names"] == ["the", "team", "scored", "a", "goal"] and len(first["attributions"]) == 5
+    assert first["prediction"] == "sports" and first["completeness_gap"] <= 0.05
+    too_many = text_client.post("/explain", json={"texts": ["goal"] * 17})
+    assert too_many.status_code == 413 and "the limit is" in too_many.json()["error"]
+    empty = text_client.post("/explain", json={"texts": ["goal", " "]})
+    assert empty.status_code == 422 and "empty" in empty.json()["error"]
+    assert text_client.post("/explain", json={"rows": [[1.0]]}).status_code == 422

@@ -42,10 +42,16 @@ class Explanation:
 def explain(run_dir, inputs, steps: int = 50, sanity: bool = False) -> Explanation:
     """Attributions for `inputs` (a list of texts, a file, or a DataFrame of feature rows) of a saved run."""
     from honed.api import load_run
+
+    return explain_loaded(load_run(run_dir), inputs, steps, sanity, Path(run_dir))
+
+
+def explain_loaded(loaded: tuple, inputs, steps: int = 50, sanity: bool = False, run_dir: Path = Path(".")) -> Explanation:
+    """explain() for a run already loaded as (recipe, model, preprocessor): what a server keeps."""
     from honed.data.predict_inputs import read_inputs
     from honed.explanation.attribute import integrated_gradients
 
-    recipe, model, pre = load_run(run_dir)
+    recipe, model, pre = loaded
     if getattr(getattr(pre, "settings", None), "encoder_features", None):
         raise UserError("honed explain: runs with data.encoder_features are not explained yet (the sentence "
                         "vector has no words to point at)")
@@ -69,7 +75,7 @@ def explain(run_dir, inputs, steps: int = 50, sanity: bool = False) -> Explanati
     result = integrated_gradients(model, x, target, tokens, steps)
     items = [item(pre, raw[i], x[i], result, i, scores[i], tokens) for i in range(len(raw))]
     check = randomization_check(recipe, model, pre, x, target, tokens, result) if sanity else None
-    return Explanation(Path(run_dir), "text" if tokens else "table", items, result.steps, result.converged, check)
+    return Explanation(run_dir, "text" if tokens else "table", items, result.steps, result.converged, check)
 
 
 def item(pre, raw, x: torch.Tensor, result, i: int, score: torch.Tensor, tokens: bool) -> dict:

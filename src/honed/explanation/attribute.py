@@ -73,14 +73,9 @@ def per_token(model: nn.Module):
             p.per_token = False
 
 
-def scalar_output(model: nn.Module, target: torch.Tensor | None):
-    """forward(x) -> (N,) the logit being explained: the one logit of a binary or regression model, else the
-    target class's."""
-    def forward(x):
-        out = model(x)
-        return out if out.dim() == 1 else out.gather(1, target.view(-1, 1)).squeeze(1)
-
-    return forward
+def explained(out: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """(N,) the logit being explained: the one logit of a binary or regression model, else the target class's."""
+    return out if out.dim() == 1 else out.gather(1, target.view(-1, 1)).squeeze(1)
 
 
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None, tokens: bool,
@@ -88,19 +83,19 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
     """Attributions of `model`'s explained output for the rows of `x` (token ids or feature rows)."""
     attr = captum()
     model.eval()
-    forward = scalar_output(model, target)
     with per_token(model):
         if tokens:
-            method = attr.LayerIntegratedGradients(forward, token_layer(model))
+            method = attr.LayerIntegratedGradients(model, token_layer(model))
             base = torch.zeros_like(x)
         else:
-            method = attr.IntegratedGradients(forward)
+            method = attr.IntegratedGradients(model)
             base = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
         with torch.no_grad():
-            outputs = forward(x).detach()
-            baseline_outputs = baseline_output(model, forward, x, tokens, base)
-        while True:
-            values = method.attribute(x, baselines=base, n_steps=steps, internal_batch_size=INTERNAL_BATCH).detach()
+            outputs = explained(model(x), target).detach()
+            baseline_outputs = explained(baseline_output(model, x, tokens, base), target)
+        while True:  # Captum picks the target's logit from each of its (steps x rows) evaluations
+            values = method.attribute(x, baselines=base, target=target, n_steps=steps,
+                                      internal_batch_size=INTERNAL_BATCH).detach()
             if tokens:
                 values = values.sum(dim=-1)  # a token's share: summed over its vector's dimensions
             # the gap against the path's true start (Captum's own delta evaluates the model on all-padding
@@ -112,14 +107,14 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
             steps *= 2
 
 
-def baseline_output(model: nn.Module, forward, x: torch.Tensor, tokens: bool, base: torch.Tensor) -> torch.Tensor:
-    """The explained output at the baseline: for text, the real text's structure (mask, lengths) with every
+def baseline_output(model: nn.Module, x: torch.Tensor, tokens: bool, base: torch.Tensor) -> torch.Tensor:
+    """The model's outputs at the baseline: for text, the real text's structure (mask, lengths) with every
     token vector at zero, exactly what the layer attribution integrates from."""
     if not tokens:
-        return forward(base)
+        return model(base)
     layer = token_layer(model)
     handle = layer.register_forward_hook(lambda module, inputs, output: torch.zeros_like(output))
     try:
-        return forward(x)
+        return model(x)
     finally:
         handle.remove()

@@ -54,6 +54,7 @@ class TorchPredictor(Predictor):
         from honed.run import read_summary
 
         recipe, model, pre = load_run(run_dir)
+        self.loaded = None if quantized else (recipe, model, pre)  # what honed explain needs (float weights)
         if quantized:
             from honed.export.quantize import torch_int8
 

@@ -1,5 +1,7 @@
 """The HTTP API of a served run.
 
+    POST /explain   the same body (at most 16 items) -> per item: words (or columns), their attributions,
+                    the prediction and the completeness gap (honed explain; --backend torch)
     POST /predict   {"texts": [...]} for text models, {"rows": [{column: value}, ...]} (or lists of
                     numbers in column order) for tabular/image models -> {"predictions": [...]}
     GET  /health    {"status": "ok"}
@@ -15,6 +17,8 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Optional, Union
+
+import numpy as np
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -80,6 +84,9 @@ async def too_large(limit: int, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+EXPLAIN_ITEMS = 16  # an explanation costs ~50 forward and backward passes: fewer items per request
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     texts: Optional[list[str]] = Field(None, description="text models: the texts to classify")
@@ -138,6 +145,30 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
     async def predict(body: PredictRequest) -> dict:
         items = check(body, predictor.pre.kind, columns, limits)
         return {"predictions": await batcher.submit(items)}
+
+    @app.post("/explain")
+    async def explain(body: PredictRequest) -> dict:
+        """Integrated-gradients attributions per word (or column), as honed explain gives them."""
+        from starlette.concurrency import run_in_threadpool
+
+        from honed.errors import UserError
+        from honed.explanation import explain_loaded
+
+        loaded = getattr(predictor, "loaded", None)
+        if loaded is None:
+            raise BadRequest(422, f"explanations need the float PyTorch model: serve with --backend torch "
+                                  f"(this server runs {predictor.backend})")
+        items = check(body, predictor.pre.kind, columns, limits)
+        if len(items) > EXPLAIN_ITEMS:
+            raise BadRequest(413, f"{len(items)} items to explain in one request; the limit is {EXPLAIN_ITEMS}")
+        raw = items if predictor.pre.kind == "text" else np.asarray(items, dtype=np.float32)
+        try:
+            result = await run_in_threadpool(explain_loaded, loaded, raw)
+        except UserError as e:
+            raise BadRequest(422, str(e)) from None
+        return {"steps": result.steps, "explanations": [
+            {k: it[k] for k in ("names", "attributions", "prediction", "probability", "explains", "completeness_gap")
+             if k in it} for it in result.items]}
 
     return app
 
