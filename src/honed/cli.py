@@ -165,6 +165,9 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--steps", type=int, default=50, help="integration steps to start from (raised until "
                    "completeness holds within 5%%)")
     x.add_argument("--sanity", action="store_true", help="also run the model-randomization check")
+    x.add_argument("--global", dest="overall", action="store_true", help="explain a sample of the test split and "
+                   "rank the words (or columns) that push toward each class")
+    x.add_argument("--rows", type=int, default=200, help="with --global: test inputs sampled (default 200)")
     x.add_argument("--out", help="report folder (default RUN_DIR/explain)")
 
     c = sub.add_parser("cache", help="the preprocessing cache ($HONED_CACHE)")
@@ -347,10 +350,22 @@ def cmd_explain(args) -> int:
     from honed.errors import UserError
     from honed.explanation import explain, write_report
 
-    if bool(args.text) == bool(args.input):
-        raise UserError("explain needs --text \"...\" (repeatable) or --input FILE, not both")
-    result = explain(args.run_dir, args.text or args.input, args.steps, args.sanity)
-    for it in result.items:
+    if (bool(args.text) + bool(args.input) + args.overall) != 1:
+        raise UserError("explain needs one of: --text \"...\" (repeatable), --input FILE, --global")
+    if args.overall:
+        from honed.explanation import explain_test_rows
+
+        if args.rows < 1:
+            raise UserError(f"--rows {args.rows}: give at least 1")
+        result = explain_test_rows(args.run_dir, args.rows, args.steps)
+        for label, words in result.overall.items():
+            print(f"toward {label}: " + ", ".join(f"{w['name']} {w['total']:.2f}" for w in words))
+        gaps = sorted(it["completeness_gap"] for it in result.items)
+        print(f"{len(result.items)} test inputs; completeness gap median {100 * gaps[len(gaps) // 2]:.2f}%, "
+              f"worst {100 * gaps[-1]:.2f}%")
+    else:
+        result = explain(args.run_dir, args.text or args.input, args.steps, args.sanity)
+    for it in ([] if args.overall else result.items):
         ranked = sorted(zip(it["attributions"], it["names"]), key=lambda pair: -abs(pair[0]))[:6]
         shown = ", ".join(f"{name} {value:+.3f}" for value, name in ranked)
         probability = f" ({100 * it['probability']:.1f}%)" if "probability" in it else ""

@@ -125,3 +125,12 @@ def test_a_multiclass_model_explains_the_predicted_classs_logit_completely(text_
     for it, row in zip(result.items, scores):
         assert it["output"] == pytest.approx(float(row.max()), rel=1e-5)  # the predicted class's logit
         assert sum(it["attributions"]) == pytest.approx(it["output"] - it["baseline_output"], rel=0.05)
+
+
+def test_the_global_view_ranks_each_planted_word_first_for_its_class(tmp_path):
+    from honed.explanation import explain_test_rows
+
+    run, _ = trained(tmp_path, "bag")
+    result = explain_test_rows(run.path, rows=40)
+    assert len(result.items) == 40
+    assert result.overall["yes"][0]["name"] == "zebra" and result.overall["no"][0]["name"] == "walrus"

@@ -33,10 +33,12 @@ class Explanation:
     steps: int
     converged: bool
     sanity: dict | None = None
+    overall: dict | None = None  # --global: per class, the words (or columns) that push toward it most
 
     def to_json(self) -> dict:
         return {"run": str(self.run_dir), "kind": self.kind, "method": "integrated gradients", "steps": self.steps,
-                "completeness_within_5%": self.converged, "sanity": self.sanity, "items": self.items}
+                "completeness_within_5%": self.converged, "sanity": self.sanity, "global": self.overall,
+                "items": self.items}
 
 
 def explain(run_dir, inputs, steps: int = 50, sanity: bool = False) -> Explanation:
@@ -139,6 +141,51 @@ def randomization_check(recipe, model, pre, x, target, tokens: bool, trained) ->
     return {"median_rank_correlation": median, "passed": bool(not np.isnan(median) and abs(median) < 0.5),
             "meaning": "attributions of the trained model against the same architecture with random weights; "
                        "a high correlation means they show the architecture, not what was learned"}
+
+
+TOP_WORDS = 12
+MIN_COUNT = 3  # a word must occur in this many explained texts to rank in the global view
+
+
+def explain_test_rows(run_dir, rows: int = 200, steps: int = 50) -> Explanation:
+    """--global: a seeded sample of the test split explained, and per class the words (or columns) whose
+    attributions push toward it most, summed over the sample (a binary model's logit: positive values push
+    toward its second class, negative ones toward its first)."""
+    from honed.api import load_run
+    from honed.data.build import load_raw, split_raw
+
+    recipe, model, pre = load_run(run_dir)
+    _, _, test = split_raw(load_raw(recipe.data), recipe.data)
+    pick = np.random.default_rng(recipe.seed).permutation(len(test))[: min(rows, MAX_INPUTS)]
+    raw = [test.x[i] for i in pick] if pre.kind == "text" else np.asarray(test.x)[pick].astype(np.float32)
+    if pre.kind == "text":
+        raw = [t for t in raw if str(t).strip()]
+    result = explain_loaded((recipe, model, pre), raw, steps, False, Path(run_dir))
+    result.overall = overall(result.items, pre)
+    return result
+
+
+def overall(items: list[dict], pre) -> dict:
+    from collections import defaultdict
+
+    binary = pre.task != "multiclass"
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    counts: dict[str, int] = defaultdict(int)
+    for it in items:
+        for name in set(it["names"]):
+            counts[name] += 1
+        for name, value in zip(it["names"], it["attributions"]):
+            if binary:  # one logit: its sign says which class a word pushes toward
+                names = pre.labels.names if pre.labels else ["lower", "higher"]
+                totals[names[1] if value > 0 else names[0]][name] += abs(value)
+            else:
+                totals[it["prediction"]][name] += value
+    out = {}
+    for label, words in totals.items():
+        ranked = sorted(((v, w) for w, v in words.items() if counts[w] >= MIN_COUNT or pre.kind != "text"),
+                        reverse=True)[:TOP_WORDS]
+        out[label] = [{"name": w, "total": v, "texts": counts[w]} for v, w in ranked]
+    return out
 
 
 def write_report(explanation: Explanation, out: Path) -> tuple[Path, Path]:

@@ -25,7 +25,8 @@ from honed.errors import UserError
 
 TOLERANCE = 0.05
 MAX_STEPS = 400
-INTERNAL_BATCH = 64  # Captum evaluates steps x examples rows; this bounds the memory of one pass
+EXAMPLES = 16  # inputs attributed together
+INTERNAL_BATCH = 4 * EXAMPLES  # rows (inputs x steps) Captum evaluates in one pass: bounds the memory
 
 
 @dataclass
@@ -80,7 +81,18 @@ def explained(out: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
 
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None, tokens: bool,
                          steps: int = 50, baseline: torch.Tensor | None = None) -> Attribution:
-    """Attributions of `model`'s explained output for the rows of `x` (token ids or feature rows)."""
+    """Attributions of `model`'s explained output for the rows of `x` (token ids or feature rows), EXAMPLES
+    rows at a time so that memory stays bounded whatever the number of inputs."""
+    parts = [attribute_rows(model, x[i : i + EXAMPLES], None if target is None else target[i : i + EXAMPLES], tokens,
+                            steps, baseline) for i in range(0, len(x), EXAMPLES)]
+    width = max(p.values.shape[1] for p in parts)  # token rows of different chunks may differ in padding
+    values = torch.cat([nn.functional.pad(p.values, (0, width - p.values.shape[1])) for p in parts])
+    return Attribution(values, torch.cat([p.outputs for p in parts]), torch.cat([p.baseline_outputs for p in parts]),
+                       torch.cat([p.gaps for p in parts]), max(p.steps for p in parts), all(p.converged for p in parts))
+
+
+def attribute_rows(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None, tokens: bool, steps: int,
+                   baseline: torch.Tensor | None) -> Attribution:
     attr = captum()
     model.eval()
     with per_token(model):

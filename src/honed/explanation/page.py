@@ -30,6 +30,11 @@ Each input's attributions add up to its explained output minus the baseline's; t
 these attributions look much the same for a model with random weights</span>{% endif %}.</p>{% endif %}
 <p class="legend"><span style="background:rgba(214,39,40,0.6)">pushes the output up</span>
 <span style="background:rgba(31,119,180,0.6)">pushes it down</span></p>
+{% if overall %}<h2>Across {{ items|length }} test inputs: what pushes toward each class</h2>
+{% for label, words in overall.items() %}<h3>{{ label }}</h3><table>{% for w in words %}<tr><td>{{ w.name }}</td>
+<td>{{ '%.3f'|format(w.total) }}</td><td><span class="bar" style="width:{{ 12 * w.total / (words[0].total or 1) }}em;
+background:rgba(214,39,40,0.6)"></span></td><td>in {{ w.texts }} inputs</td></tr>{% endfor %}</table>{% endfor %}
+<h2>Each input</h2>{% endif %}
 {% for it in items %}<div class="item">
 <div class="meta">{{ it.prediction }}{% if it.probability is defined %} ({{ "%.1f"|format(100 * it.probability) }}%){% endif %}
 · explains {{ it.explains }} · output {{ "%.3f"|format(it.output) }} vs baseline {{ "%.3f"|format(it.baseline_output) }}
@@ -61,4 +66,5 @@ def page(explanation) -> str:
     template = Environment(autoescape=True).from_string(TEMPLATE)
     items = [it | {"shaded": shaded(it)} for it in explanation.items]
     return template.render(run=str(explanation.run_dir), steps=explanation.steps, kind=explanation.kind,
-                           converged=explanation.converged, sanity=explanation.sanity, items=items)
+                           converged=explanation.converged, sanity=explanation.sanity, items=items,
+                           overall=explanation.overall)
