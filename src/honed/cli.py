@@ -359,7 +359,7 @@ def cmd_explain(args) -> int:
             raise UserError(f"--rows {args.rows}: give at least 1")
         result = explain_test_rows(args.run_dir, args.rows, args.steps)
         for label, words in result.overall.items():
-            print(f"toward {label}: " + ", ".join(f"{w['name']} {w['total']:.2f}" for w in words))
+            print(f"toward {label}: " + ", ".join(f"{w['name']} {w['mean']:+.2f}" for w in words))
         gaps = sorted(it["completeness_gap"] for it in result.items)
         print(f"{len(result.items)} test inputs; completeness gap median {100 * gaps[len(gaps) // 2]:.2f}%, "
               f"worst {100 * gaps[-1]:.2f}%")

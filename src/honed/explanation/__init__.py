@@ -166,26 +166,35 @@ def explain_test_rows(run_dir, rows: int = 200, steps: int = 50) -> Explanation:
 
 
 def overall(items: list[dict], pre) -> dict:
+    """Per class, the words (or columns) with the largest mean push toward it per input they occur in.
+    A binary model explains one logit: a word's net attribution says which class it pushes toward.
+    Several classes: each input explains its predicted class, so words are ranked within those inputs."""
     from collections import defaultdict
 
     binary = pre.task != "multiclass"
-    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    counts: dict[str, int] = defaultdict(int)
+    names = pre.labels.names if pre.labels else ["lower", "higher"]
+    net: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    seen: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for it in items:
+        group = "all" if binary else it["prediction"]
         for name in set(it["names"]):
-            counts[name] += 1
+            seen[group][name] += 1
         for name, value in zip(it["names"], it["attributions"]):
-            if binary:  # one logit: its sign says which class a word pushes toward
-                names = pre.labels.names if pre.labels else ["lower", "higher"]
-                totals[names[1] if value > 0 else names[0]][name] += abs(value)
-            else:
-                totals[it["prediction"]][name] += value
-    out = {}
-    for label, words in totals.items():
-        ranked = sorted(((v, w) for w, v in words.items() if counts[w] >= MIN_COUNT or pre.kind != "text"),
-                        reverse=True)[:TOP_WORDS]
-        out[label] = [{"name": w, "total": v, "texts": counts[w]} for v, w in ranked]
+            net[group][name] += value
+    least = max(MIN_COUNT, len(items) // 100)  # rare words are not evidence of what the model learned
+    out: dict[str, list] = {}
+    for group, words in net.items():
+        means = [(v / seen[group][w], w) for w, v in words.items() if seen[group][w] >= least or pre.kind != "text"]
+        if binary:
+            out[names[1]] = ranked([(m, w) for m, w in means if m > 0], seen[group])
+            out[names[0]] = ranked([(-m, w) for m, w in means if m < 0], seen[group])
+        else:
+            out[group] = ranked([(m, w) for m, w in means if m > 0], seen[group])
     return out
+
+
+def ranked(means: list[tuple[float, str]], seen: dict[str, int]) -> list[dict]:
+    return [{"name": w, "mean": m, "inputs": seen[w]} for m, w in sorted(means, reverse=True)[:TOP_WORDS]]
 
 
 def write_report(explanation: Explanation, out: Path) -> tuple[Path, Path]:

@@ -31,9 +31,9 @@ these attributions look much the same for a model with random weights</span>{% e
 <p class="legend"><span style="background:rgba(214,39,40,0.6)">pushes the output up</span>
 <span style="background:rgba(31,119,180,0.6)">pushes it down</span></p>
 {% if overall %}<h2>Across {{ items|length }} test inputs: what pushes toward each class</h2>
-{% for label, words in overall.items() %}<h3>{{ label }}</h3><table>{% for w in words %}<tr><td>{{ w.name }}</td>
-<td>{{ '%.3f'|format(w.total) }}</td><td><span class="bar" style="width:{{ 12 * w.total / (words[0].total or 1) }}em;
-background:rgba(214,39,40,0.6)"></span></td><td>in {{ w.texts }} inputs</td></tr>{% endfor %}</table>{% endfor %}
+{% for label, words in overall.items() %}<h3>toward {{ label }}</h3><table>{% for w in words %}<tr><td>{{ w.name }}</td>
+<td>{{ '%.3f'|format(w.mean) }} per input</td><td><span class="bar" style="width:{{ 12 * w.mean / (words[0].mean or 1) }}em;
+background:rgba(214,39,40,0.6)"></span></td><td>in {{ w.inputs }} inputs</td></tr>{% endfor %}</table>{% endfor %}
 <h2>Each input</h2>{% endif %}
 {% for it in items %}<div class="item">
 <div class="meta">{{ it.prediction }}{% if it.probability is defined %} ({{ "%.1f"|format(100 * it.probability) }}%){% endif %}
