@@ -76,6 +76,10 @@ CASES = [
      "--nproc", "2"], ["lbfgs runs in one process"]),
     ("es-without-validation", {}, ["train", "linear_regression", "--set", "data.val_fraction=0", "--set",
      "train.early_stopping.patience=1"], ["data.val_fraction = 0"]),
+    ("explain-a-missing-run", {}, ["explain", "{tmp}/nothing", "--text", "hello"], ["run directory not found"]),
+    ("explain-without-inputs", {}, ["explain", "{tmp}/nothing"], ["--text", "--input", "--global"]),
+    ("cv-one-fold", {}, ["cv", "linear_regression", "--folds", "1"], ["at least 2 folds"]),
+    ("seeds-repeated", {}, ["train", "linear_regression", "--seeds", "3,3"], ["--seeds", "two or more different"]),
 ]
 
 
