@@ -164,6 +164,10 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--input", help="a file of inputs, as honed predict reads them")
     x.add_argument("--steps", type=int, default=50, help="integration steps to start from (raised until "
                    "completeness holds within 5%%)")
+    x.add_argument("--method", default="ig", help="ig (integrated gradients, default; completeness enforced), "
+                   "gradient_shap or occlusion")
+    x.add_argument("--baseline", default="auto", help="tables and images: mean (the training mean) or zero (raw "
+                   "zeros, black); auto: zero for images, mean otherwise. Text starts from padding")
     x.add_argument("--sanity", action="store_true", help="also run the model-randomization check")
     x.add_argument("--global", dest="overall", action="store_true", help="explain a sample of the test split and "
                    "rank the words (or columns) that push toward each class")
@@ -364,12 +368,14 @@ def cmd_explain(args) -> int:
         print(f"{len(result.items)} test inputs; completeness gap median {100 * gaps[len(gaps) // 2]:.2f}%, "
               f"worst {100 * gaps[-1]:.2f}%")
     else:
-        result = explain(args.run_dir, args.text or args.input, args.steps, args.sanity)
+        result = explain(args.run_dir, args.text or args.input, args.steps, args.sanity, args.method, args.baseline)
     for it in ([] if args.overall else result.items):
         ranked = sorted(zip(it["attributions"], it["names"]), key=lambda pair: -abs(pair[0]))[:6]
         shown = ", ".join(f"{name} {value:+.3f}" for value, name in ranked)
         probability = f" ({100 * it['probability']:.1f}%)" if "probability" in it else ""
-        print(f"{it['prediction']}{probability}: {shown} (completeness gap {100 * it['completeness_gap']:.1f}%)")
+        gap = it["completeness_gap"]
+        gap = f"completeness gap {100 * gap:.1f}%" if gap is not None else "occlusion: no sum to check"
+        print(f"{it['prediction']}{probability}: {shown} ({gap})")
     if result.sanity:
         verdict = "passed" if result.sanity["passed"] else "FAILED: the attributions barely depend on the weights"
         print(f"randomization check: median rank correlation {result.sanity['median_rank_correlation']:.2f}, {verdict}")

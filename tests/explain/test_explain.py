@@ -134,3 +134,50 @@ def test_the_global_view_ranks_each_planted_word_first_for_its_class(tmp_path):
     result = explain_test_rows(run.path, rows=40)
     assert len(result.items) == 40
     assert result.overall["yes"][0]["name"] == "zebra" and result.overall["no"][0]["name"] == "walrus"
+
+
+@pytest.mark.parametrize("method", ["occlusion", "gradient_shap"])
+def test_other_methods_agree_with_the_analytic_answer_on_a_linear_table_and_find_the_planted_word(tmp_path, method):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    frame["y"] = (frame.a - frame.b > 0).astype(int)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    run = honed.train({"data": {"source": "tabular", "path": str(tmp_path / "t.csv"), "target": "y"},
+                       "model": {"name": "logistic"}, "optimizer": {"name": "adam", "lr": 0.05},
+                       "train": {"epochs": 5, "checkpoint": None}}, out=tmp_path / "table")
+    rows = frame[["a", "b"]].iloc[:5]
+    _, model, pre = honed.load_run(run.path)
+    expected = (model.linear.weight[0] * pre.inputs(rows.to_numpy(dtype=np.float32))).detach().numpy()
+    got = np.array([it["attributions"] for it in honed.explain(run.path, rows, method=method).items])
+    # occlusion of a linear model is exact; GradientSHAP's noisy baselines average out to it
+    np.testing.assert_allclose(got, expected, atol=1e-5 if method == "occlusion" else 0.05 * np.abs(expected).max())
+    text_run, frame = trained(tmp_path, "bag")
+    result = honed.explain(text_run.path, frame["text"].tolist()[:30], method=method)
+    top = [it["names"][int(np.argmax(np.abs(it["attributions"])))] for it in result.items]
+    planted = ["zebra" if "zebra" in t.split() else "walrus" for t in frame["text"].tolist()[:30]]
+    assert np.mean([a == b for a, b in zip(top, planted)]) >= 0.95
+    with pytest.raises(UserError, match="--method 'lime'"):
+        honed.explain(text_run.path, ["zebra"], method="lime")
+
+
+def test_images_start_from_black_and_get_a_saliency_map(tmp_path, digits_run):
+    import json
+
+    from honed.explanation import write_report
+
+    _, model, pre = honed.load_run(digits_run)
+    rows = pd.DataFrame(np.full((2, 64), 8.0), columns=pre.columns)
+    result = honed.explain(digits_run, rows)
+    with torch.no_grad():
+        black = model.eval()(pre.inputs(np.zeros((1, 64), dtype=np.float32)))[0]
+    for it in result.items:
+        predicted = pre.labels.names.index(it["prediction"])  # the explained logit: the predicted class's
+        assert it["baseline_output"] == pytest.approx(float(black[predicted]), rel=1e-5)
+        assert it["completeness_gap"] <= 0.05
+    data, page = write_report(result, tmp_path / "out")
+    assert json.loads(data.read_text())["baseline"] == "every input at zero (black)"
+    assert (tmp_path / "out" / "saliency-1.png").stat().st_size > 1000 and "data:image/png;base64" in page.read_text()
+    mean = honed.explain(digits_run, rows, baseline="mean")
+    assert mean.items[0]["baseline_output"] != pytest.approx(result.items[0]["baseline_output"])
+    with pytest.raises(UserError, match="--baseline 'white'"):
+        honed.explain(digits_run, rows, baseline="white")

@@ -23,6 +23,7 @@ import torch
 from honed.errors import UserError
 
 MAX_INPUTS = 1000
+BASELINES = ("auto", "mean", "zero")  # tables and images; text always starts from padding
 
 
 @dataclass
@@ -34,21 +35,28 @@ class Explanation:
     converged: bool
     sanity: dict | None = None
     overall: dict | None = None  # --global: per class, the words (or columns) that push toward it most
+    method: str = "ig"
+    baseline: str = "every token vector at zero (padding)"
+    image_shape: list[int] | None = None
 
     def to_json(self) -> dict:
-        return {"run": str(self.run_dir), "kind": self.kind, "method": "integrated gradients", "steps": self.steps,
+        return {"run": str(self.run_dir), "kind": self.kind, "method": self.method, "baseline": self.baseline,
+                "steps": self.steps,
                 "completeness_within_5%": self.converged, "sanity": self.sanity, "global": self.overall,
                 "items": self.items}
 
 
-def explain(run_dir, inputs, steps: int = 50, sanity: bool = False) -> Explanation:
-    """Attributions for `inputs` (a list of texts, a file, or a DataFrame of feature rows) of a saved run."""
+def explain(run_dir, inputs, steps: int = 50, sanity: bool = False, method: str = "ig",
+            baseline: str = "auto") -> Explanation:
+    """Attributions for `inputs` (a list of texts, a file, or a DataFrame of feature rows) of a saved run;
+    `method`: ig (integrated gradients, completeness enforced), gradient_shap or occlusion."""
     from honed.api import load_run
 
-    return explain_loaded(load_run(run_dir), inputs, steps, sanity, Path(run_dir))
+    return explain_loaded(load_run(run_dir), inputs, steps, sanity, Path(run_dir), method, baseline)
 
 
-def explain_loaded(loaded: tuple, inputs, steps: int = 50, sanity: bool = False, run_dir: Path = Path(".")) -> Explanation:
+def explain_loaded(loaded: tuple, inputs, steps: int = 50, sanity: bool = False, run_dir: Path = Path("."),
+                   method: str = "ig", baseline: str = "auto") -> Explanation:
     """explain() for a run already loaded as (recipe, model, preprocessor): what a server keeps."""
     from honed.data.predict_inputs import read_inputs
     from honed.explanation.attribute import integrated_gradients
@@ -74,10 +82,23 @@ def explain_loaded(loaded: tuple, inputs, steps: int = 50, sanity: bool = False,
     with torch.no_grad():
         scores = model.eval()(x)
     target = None if scores.dim() == 1 else scores.argmax(dim=1)
-    result = integrated_gradients(model, x, target, tokens, steps)
+    base, stated = table_baseline(pre, baseline) if not tokens else (None, "every token vector at zero (padding)")
+    result = integrated_gradients(model, x, target, tokens, steps, base, method=method)
     items = [item(pre, raw[i], x[i], result, i, scores[i], tokens) for i in range(len(raw))]
-    check = randomization_check(recipe, model, pre, x, target, tokens, result) if sanity else None
-    return Explanation(run_dir, "text" if tokens else "table", items, result.steps, result.converged, check)
+    check = randomization_check(recipe, model, pre, x, target, tokens, result, method) if sanity else None
+    kind = "text" if tokens else ("image" if getattr(pre, "image_shape", None) else "table")
+    return Explanation(run_dir, kind, items, result.steps, result.converged, check, None, method, stated,
+                       list(pre.image_shape) if kind == "image" else None)
+
+
+def table_baseline(pre, baseline: str) -> tuple[torch.Tensor, str]:
+    """The reference row attributions start from: the training mean (0 after standardization), or raw zeros
+    (black, for images: the default there)."""
+    if baseline not in BASELINES:
+        raise UserError(f"--baseline {baseline!r}: choose one of {', '.join(BASELINES)}")
+    if baseline == "zero" or (baseline == "auto" and getattr(pre, "image_shape", None)):
+        return pre.inputs(np.zeros((1, len(pre.columns)), dtype=np.float32)), "every input at zero (black)"
+    return torch.zeros(1, len(pre.columns)), "the training mean of every column"
 
 
 def item(pre, raw, x: torch.Tensor, result, i: int, score: torch.Tensor, tokens: bool) -> dict:
@@ -88,7 +109,8 @@ def item(pre, raw, x: torch.Tensor, result, i: int, score: torch.Tensor, tokens:
         names = list(pre.columns)
     out = {"input": raw if tokens else dict(zip(names, map(float, raw))), "names": names,
            "attributions": [float(v) for v in values], "output": float(result.outputs[i]),
-           "baseline_output": float(result.baseline_outputs[i]), "completeness_gap": float(result.gaps[i])}
+           "baseline_output": float(result.baseline_outputs[i]),
+           "completeness_gap": None if torch.isnan(result.gaps[i]) else float(result.gaps[i])}  # occlusion: none
     out |= prediction_of(pre, score)
     return out
 
@@ -117,7 +139,7 @@ def prediction_of(pre, score: torch.Tensor) -> dict:
     return {"prediction": pre.labels.names[k], "probability": float(probs[k]), "explains": explains}
 
 
-def randomization_check(recipe, model, pre, x, target, tokens: bool, trained) -> dict:
+def randomization_check(recipe, model, pre, x, target, tokens: bool, trained, method: str = "ig") -> dict:
     """Adebayo et al.'s model-randomization test: the same architecture, weights drawn afresh."""
     from scipy import stats
 
@@ -131,7 +153,7 @@ def randomization_check(recipe, model, pre, x, target, tokens: bool, trained) ->
     fresh.load_state_dict({k: v for k, v in model.state_dict().items() if k.endswith("idf")}, strict=False)
     if getattr(fresh, "pool", None) is not None and hasattr(fresh.pool, "embedding"):
         torch.nn.init.normal_(fresh.pool.embedding.weight, std=0.1)  # zeros (embedding_init) explain nothing
-    random = integrated_gradients(fresh, x, target, tokens, trained.steps)
+    random = integrated_gradients(fresh, x, target, tokens, trained.steps, method=method)
     correlations = []
     for a, b, ids in zip(trained.values, random.values, x if tokens else [None] * len(x)):
         keep = (ids != 0) if ids is not None else torch.ones_like(a, dtype=torch.bool)
@@ -201,7 +223,13 @@ def write_report(explanation: Explanation, out: Path) -> tuple[Path, Path]:
     from honed.explanation.page import page
     from honed.run import write_json, write_text
 
+    from honed.explanation.page import saliency_png
+    from honed.run.files import atomic_write
+
     out.mkdir(parents=True, exist_ok=True)
     data = write_json(out / "explain.json", explanation.to_json())
-    html = write_text(out / "explain.html", page(explanation))
+    pngs = [saliency_png(it, explanation.image_shape) for it in explanation.items] if explanation.image_shape else []
+    for i, png in enumerate(pngs):
+        atomic_write(out / f"saliency-{i}.png", lambda tmp, png=png: tmp.write_bytes(png))
+    html = write_text(out / "explain.html", page(explanation, pngs))
     return data, html

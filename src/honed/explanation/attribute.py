@@ -79,12 +79,20 @@ def explained(out: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     return out if out.dim() == 1 else out.gather(1, target.view(-1, 1)).squeeze(1)
 
 
+METHODS = ("ig", "gradient_shap", "occlusion")
+
+
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None, tokens: bool,
-                         steps: int = 50, baseline: torch.Tensor | None = None) -> Attribution:
+                         steps: int = 50, baseline: torch.Tensor | None = None, method: str = "ig") -> Attribution:
     """Attributions of `model`'s explained output for the rows of `x` (token ids or feature rows), EXAMPLES
     rows at a time so that memory stays bounded whatever the number of inputs."""
-    parts = [attribute_rows(model, x[i : i + EXAMPLES], None if target is None else target[i : i + EXAMPLES], tokens,
-                            steps, baseline) for i in range(0, len(x), EXAMPLES)]
+    if method not in METHODS:
+        raise UserError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    parts = []
+    for i in range(0, len(x), EXAMPLES):
+        rows, targets = x[i : i + EXAMPLES], None if target is None else target[i : i + EXAMPLES]
+        parts.append(attribute_rows(model, rows, targets, tokens, steps, baseline) if method == "ig" else
+                     other_method(model, rows, targets, tokens, steps, baseline, method))
     width = max(p.values.shape[1] for p in parts)  # token rows of different chunks may differ in padding
     values = torch.cat([nn.functional.pad(p.values, (0, width - p.values.shape[1])) for p in parts])
     return Attribution(values, torch.cat([p.outputs for p in parts]), torch.cat([p.baseline_outputs for p in parts]),
@@ -101,7 +109,7 @@ def attribute_rows(model: nn.Module, x: torch.Tensor, target: torch.Tensor | Non
             base = torch.zeros_like(x)
         else:
             method = attr.IntegratedGradients(model)
-            base = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
+            base = torch.zeros_like(x) if baseline is None else baseline.expand_as(x).contiguous()
         with torch.no_grad():
             outputs = explained(model(x), target).detach()
             baseline_outputs = explained(baseline_output(model, x, tokens, base), target)
@@ -117,6 +125,38 @@ def attribute_rows(model: nn.Module, x: torch.Tensor, target: torch.Tensor | Non
             if bool((gaps <= TOLERANCE).all()) or steps >= MAX_STEPS:
                 return Attribution(values, outputs, baseline_outputs, gaps, steps, bool((gaps <= TOLERANCE).all()))
             steps *= 2
+
+
+def other_method(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None, tokens: bool, samples: int,
+                 baseline: torch.Tensor | None, method: str) -> Attribution:
+    """GradientSHAP (expected gradients from the baseline plus noise: complete only on average, so the gap
+    is reported, never chased) or occlusion (each token or column replaced by the baseline in turn: the
+    output's drop; not meant to add up). Both with Captum."""
+    attr = captum()
+    model.eval()
+    with per_token(model):
+        base = torch.zeros_like(x) if tokens or baseline is None else baseline.expand_as(x).contiguous()
+        with torch.no_grad():
+            outputs = explained(model(x), target).detach()
+            baseline_outputs = explained(baseline_output(model, x, tokens, base), target)
+        forward = (lambda ids: model(ids.long())) if tokens else model  # noqa: E731 - Captum's arithmetic on ids
+        if method == "gradient_shap":  # at the token layer for text: noise-free inputs, random points on the path
+            explainer = attr.LayerGradientShap(forward, token_layer(model)) if tokens else attr.GradientShap(model)
+            values = explainer.attribute(x, baselines=base[:1], target=target, n_samples=samples,
+                                         stdevs=0.0 if tokens else 0.1).detach()
+            if tokens:
+                values = values.sum(dim=-1)
+        else:
+            explainer = attr.Occlusion(forward)
+            values = explainer.attribute(x, sliding_window_shapes=(1,), baselines=0 if tokens else base, target=target,
+                                         perturbations_per_eval=8).detach()
+            if tokens:
+                values = values * (x != 0)
+    change = outputs - baseline_outputs
+    gaps = (values.flatten(1).sum(dim=1) - change).abs() / change.abs().clamp(min=1e-6)
+    if method == "occlusion":  # drops one token at a time: not meant to add up, so no gap to report
+        gaps = torch.full_like(gaps, float("nan"))
+    return Attribution(values.float(), outputs, baseline_outputs, gaps, samples, True)
 
 
 def baseline_output(model: nn.Module, x: torch.Tensor, tokens: bool, base: torch.Tensor) -> torch.Tensor:
