@@ -69,3 +69,12 @@ def test_the_transformer_needs_its_tokenizer():
         honed.load_recipe({"model": {"name": "transformer"}})
     with pytest.raises(UserError, match="go together"):
         honed.load_recipe({"data": {"tokenizer": "pretrained"}})
+
+
+def test_a_fine_tuned_encoder_is_explained_word_by_word_completely(text_csvs, tmp_path):
+    pytest.importorskip("captum")
+    run = honed.train(minilm(text_csvs, epochs=1), out=tmp_path / "run")
+    result = honed.explain(run.path, ["the footballers scored a late goal"])
+    item = result.items[0]
+    assert item["names"] == ["the", "footballers", "scored", "a", "late", "goal"]  # pieces joined, no [CLS]/[SEP]
+    assert item["completeness_gap"] <= 0.05  # from the encoder's own [PAD] embedding, as Captum integrates

@@ -160,12 +160,19 @@ def other_method(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None,
 
 
 def baseline_output(model: nn.Module, x: torch.Tensor, tokens: bool, base: torch.Tensor) -> torch.Tensor:
-    """The model's outputs at the baseline: for text, the real text's structure (mask, lengths) with every
-    token vector at zero, exactly what the layer attribution integrates from."""
+    """The model's outputs at the baseline: for text, the real text's structure (mask, lengths) with the token
+    layer's output on all-padding input (zero vectors in honed's own models; a pretrained encoder's [PAD]
+    embedding), exactly what the layer attribution integrates from."""
     if not tokens:
         return model(base)
     layer = token_layer(model)
-    handle = layer.register_forward_hook(lambda module, inputs, output: torch.zeros_like(output))
+    captured = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    try:
+        model(base)
+    finally:
+        handle.remove()
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured[0])
     try:
         return model(x)
     finally:
