@@ -25,6 +25,7 @@ from honed.evaluation import class_probabilities, metric_names, outputs_of, scor
 from honed.models import Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe
+from honed.run.tracking import trackers
 from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
 from honed.training.accel import deterministic
 from honed.training.optimizers import WITHOUT_COMPILER
@@ -113,6 +114,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if world.main:
         hooks = ([run_stage.Resume(state)] if state else []) + [run_stage.MetricsLog(run_dir)] + hooks
         hooks += [] if quiet else [run_stage.ProgressBar()]
+        hooks += trackers(recipe.train.track, run_dir, recipe)  # the main worker's alone
     elif state:
         hooks = [run_stage.Resume(state)]
     if ckpt:

@@ -174,6 +174,14 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--rows", type=int, default=200, help="with --global: test inputs sampled (default 200)")
     x.add_argument("--out", help="report folder (default RUN_DIR/explain)")
 
+    rs = sub.add_parser("runs", help="a table of the runs under a folder (default runs/): metrics, epochs, time, status")
+    rs.add_argument("folder", nargs="?", default="runs")
+    rs.add_argument("--sort", help="a column to sort by, e.g. test.accuracy (ascending; --desc for descending)")
+    rs.add_argument("--desc", action="store_true", help="sort descending")
+    rs.add_argument("--where", action="append", default=[], help="keep rows where KEY OP VALUE, e.g. 'test.accuracy>0.9'")
+    rs.add_argument("--json", action="store_true", help="print the rows as JSON")
+    rs.add_argument("--csv", action="store_true", help="print the rows as CSV")
+
     c = sub.add_parser("cache", help="the preprocessing cache ($HONED_CACHE)")
     c.add_argument("action", choices=["clear", "info"])
 
@@ -385,6 +393,29 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    from honed.run.listing import list_runs
+
+    rows = list_runs(args.folder, args.where, ("-" if args.desc else "") + args.sort if args.sort else None)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif args.csv:
+        import csv
+
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    elif rows:
+        from honed.run.listing import shown_columns
+
+        columns = shown_columns(rows)
+        show_table([{c: r.get(c) for c in columns} for r in rows], f"{len(rows)} runs under {args.folder}")
+    else:
+        print(f"no runs under {args.folder}" + (" match" if args.where else ""))
+    return 0
+
+
 def cmd_tune(args) -> int:
     import honed
 
@@ -537,4 +568,4 @@ def cmd_cache(args) -> int:
 COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "recipes": cmd_recipes, "lr-find": cmd_lr_find, "tune": cmd_tune, "compare": cmd_compare,
             "distill": cmd_distill, "export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve,
-            "cv": cmd_cv, "explain": cmd_explain}
+            "cv": cmd_cv, "explain": cmd_explain, "runs": cmd_runs}
