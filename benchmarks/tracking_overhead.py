@@ -1,4 +1,4 @@
-"""What train.track costs: a bundled recipe trained with and without TensorBoard tracking, alternating,
+"""What train.track costs: a bundled recipe trained without tracking, with TensorBoard and with MLflow, alternating,
 each as its own process; training seconds compared (the goal: at most 2% more).
 
     python benchmarks/tracking_overhead.py [--recipe imdb_fast] [--repeats 3] [--set key=value ...]
@@ -19,9 +19,10 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     sets = args.overrides or ([f"data.path={SHARED_IMDB}"] if args.recipe.startswith("imdb") else [])
-    seconds: dict[str, list[float]] = {"no tracking": [], "tensorboard": []}
+    variants = (("no tracking", []), ("tensorboard", ["train.track=[tensorboard]"]), ("mlflow", ["train.track=[mlflow]"]))
+    seconds: dict[str, list[float]] = {label: [] for label, _ in variants}
     for _ in range(args.repeats):
-        for label, extra in (("no tracking", []), ("tensorboard", ["train.track=[tensorboard]"])):
+        for label, extra in variants:
             seconds[label].append(run_honed(args.recipe, sets + extra)["summary"]["train_seconds"])
     base = statistics.median(seconds["no tracking"])
     rows = [[label, f"{statistics.median(v):.2f}", ", ".join(f"{x:.2f}" for x in v), f"{statistics.median(v) / base:.3f}x"]

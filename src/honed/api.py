@@ -25,7 +25,7 @@ from honed.evaluation import class_probabilities, metric_names, outputs_of, scor
 from honed.models import Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe
-from honed.run.tracking import trackers
+from honed.run.tracking import run_written, trackers
 from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
 from honed.training.accel import deterministic
 from honed.training.optimizers import WITHOUT_COMPILER
@@ -135,6 +135,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     run_stage.write_summary(run_dir, summary)
     if ckpt and not ckpt.keep_final:
         run_stage.remove_checkpoints(run_dir)
+    run_written(trainer.hooks, run_dir, summary)  # trackers keep the finished run's files
     distributed.barrier(world)
     return Run(run_dir, summary, model)
 

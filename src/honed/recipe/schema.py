@@ -279,9 +279,9 @@ class TrainSpec(Section):
     deterministic: bool = Field(False, description="PyTorch's deterministic algorithms (slower on GPUs)")
     strategy: Literal["auto", "ddp", "fsdp"] = Field(
         "auto", description="with several workers: ddp (replicas) or fsdp (sharded parameters, for GPU runs)")
-    track: list[Literal["tensorboard"]] = Field(
-        [], max_length=4, description="trackers fed while training: tensorboard (RUN_DIR/tensorboard; "
-        "pip install 'honed[track]')")
+    track: list[Literal["tensorboard", "mlflow"]] = Field(
+        [], max_length=4, description="trackers fed while training: tensorboard (RUN_DIR/tensorboard), mlflow "
+        "(MLFLOW_TRACKING_URI, else sqlite beside the run); pip install 'honed[track]'")
     checkpoint: Optional[CheckpointSpec] = Field(
         default_factory=CheckpointSpec, description="training state saved for --resume (null: none)")
     target: Optional[TargetSpec] = None
