@@ -60,3 +60,10 @@ def versus(best: tuple[torch.Tensor, torch.Tensor], other: tuple[torch.Tensor, t
     difference = 100 * (test["a_only"] - test["b_only"]) / len(targets)
     return {"metric": "accuracy", "difference": difference, "p": test["p"], "significant": test["p"] < ALPHA,
             "rows_only_best_right": test["b_only"], "rows_only_other_right": test["a_only"]}
+
+
+def described(result: dict) -> str:
+    """'accuracy -0.308 pts, p=0.00643: significant' (or ': within noise'): one versus() result as a table cell."""
+    unit = " pts" if result["metric"] == "accuracy" else ""
+    verdict = "significant" if result["significant"] else "within noise"
+    return f"{result['metric']} {result['difference']:+.3g}{unit}, p={result['p']:.3g}: {verdict}"

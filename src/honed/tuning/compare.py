@@ -164,7 +164,7 @@ def add_significance(runs: list[dict], rows: list[dict], key: str) -> None:
 
     from honed.api import test_outputs
     from honed.evaluation import lower_is_better
-    from honed.evaluation.significance import versus
+    from honed.evaluation.significance import described, versus
 
     scored = [(run, row) for run, row in zip(runs, rows) if run["summary"] and isinstance(row.get(key), (int, float))]
     if len(scored) < 2:
@@ -182,9 +182,7 @@ def add_significance(runs: list[dict], rows: list[dict], key: str) -> None:
             row[SIGNIFICANCE] = "other test rows: not compared"
             continue
         result = versus(best[:2], (scores, targets), task)
-        unit = " pts" if result["metric"] == "accuracy" else ""
-        verdict = "significant" if result["significant"] else "within noise"
-        row[SIGNIFICANCE] = f"{result['metric']} {result['difference']:+.3g}{unit}, p={result['p']:.3g}: {verdict}"
+        row[SIGNIFICANCE] = described(result)
         row["p vs best"] = result["p"]
 
 

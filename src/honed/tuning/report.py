@@ -60,7 +60,9 @@ def within_noise(study, rows: list[dict], val_outputs: dict[int, tuple]) -> tupl
     against the best on the same validation rows (McNemar's exact test for accuracy, a paired bootstrap for
     mse: evaluation/significance.py). Among the trials whose difference from the best is noise at 95%,
     the simplest is chosen: fewest parameters, then fewest epochs, then the better score."""
-    from honed.evaluation.significance import versus
+    import torch
+
+    from honed.evaluation.significance import described, versus
 
     best = study.best_trial.number
     if best not in val_outputs:
@@ -69,23 +71,17 @@ def within_noise(study, rows: list[dict], val_outputs: dict[int, tuple]) -> tupl
     verdicts, tied = {best: {"text": "best", "p": 1.0}}, [best]
     reference = val_outputs[best]
     for number, outputs in val_outputs.items():
-        if number == best or number not in finished or not torch_equal(outputs[1], reference[1]):
+        if number == best or number not in finished or not (
+                len(outputs[1]) == len(reference[1]) and torch.equal(outputs[1], reference[1])):
             continue
         result = versus(reference[:2], outputs[:2], outputs[2])
-        unit = " pts" if result["metric"] == "accuracy" else ""
-        noise = not result["significant"]
-        verdicts[number] = {"text": f"{result['difference']:+.3g}{unit}, p={result['p']:.3g}"
-                            + (": within noise" if noise else ""), "p": result["p"]}
-        if noise:
+        verdicts[number] = {"text": described(result), "p": result["p"]}
+        if not result["significant"]:
             tied.append(number)
     order = {r["trial"]: i for i, r in enumerate(rows)}
     chosen = min(tied, key=lambda n: (finished[n].user_attrs.get("params_count") or 0,
                                       finished[n].user_attrs.get("epochs") or 0, order.get(n, 0)))
     return chosen, verdicts
-
-
-def torch_equal(a, b) -> bool:
-    return len(a) == len(b) and bool((a == b).all())
 
 
 def importances(study) -> dict[str, float]:
