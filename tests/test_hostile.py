@@ -208,8 +208,10 @@ def test_sigterm_leaves_no_temp_files_and_run_files_follow_the_umask(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert mode == 0o666 & ~mask
+    # 200 epochs without early stopping: still training when the signal comes, however fast the machine
     proc = subprocess.Popen([sys.executable, "-m", "honed", "train", "digits_cnn", "--set", "train.epochs=200",
-                             "--set", "train.checkpoint.every_steps=1", "--quiet", "--out", str(tmp_path / "term")],
+                             "--set", "train.early_stopping=null", "--set", "train.checkpoint.every_steps=1",
+                             "--quiet", "--out", str(tmp_path / "term")],
                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     time.sleep(12)
     proc.send_signal(signal.SIGTERM)
