@@ -27,6 +27,21 @@ def add_data_arguments(parser) -> None:
     parser.add_argument("--test", help="with --train: the test CSV")
 
 
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of one child process."""
+    with tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
+                                env={**os.environ, **(env or {})})
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves to get its own peak RSS
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read()}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
 def run_honed(recipe: str, sets: list[str], nproc: int = 1, env: dict | None = None) -> dict:
     """Train once; returns test accuracy, wall seconds, steady samples/s (last epoch) and the summary."""
     with tempfile.TemporaryDirectory() as tmp:

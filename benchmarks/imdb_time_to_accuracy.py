@@ -27,27 +27,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, timed
 TARGETS = (0.85, 0.88, 0.90)
 RECIPES = {"imdb_seed": "imdb_handwritten.py", "imdb_fast": "imdb_handwritten_fast.py", "imdb_best_cpu": None}
-
-
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process."""
-    with tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
-                                env={**os.environ, **(env or {})})
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves to get its own peak RSS
-        wall = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read()}")
-    return wall, usage.ru_maxrss / 1024, out
 
 
 def honed(recipe: str, data: str, sets: list[str] = (), cache: str | None = None) -> dict:

@@ -30,7 +30,16 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 ) + "search: *i\n"
 
 # (id, files {name: text or bytes}, command arguments, fragments the error line must hold)
+MINILM_RUN = ["imdb_minilm", "--set", "data.source=text_files", "--set", "data.train={tmp}/t.csv", "--set",
+              "data.val_fraction=0.25", "--set", "train.epochs=1", "--quiet"]
+
 CASES = [
+    ("lora-target-typo", {"t.csv": TINY_TEXT}, ["train", *MINILM_RUN, "--set",
+     "model.adapter.targets=[querry]"], ["'querry' names no linear layer", "dense, key, query, value"]),
+    ("freeze-more-layers-than-exist", {"t.csv": TINY_TEXT}, ["train", *MINILM_RUN, "--set",
+     "model.freeze=7"], ["model.freeze = 7: the encoder has 6 layers"]),
+    ("adapter-on-a-bag", {}, ["train", "text_classification", "--set", "model.adapter.r=8"],
+     ["model.adapter works with model.name = transformer only"]),
     ("target-giant-cell", {"t.csv": "text,label\n" + "a b,pos\nc d,neg\n" * 30 + "e f," + "9" * 2_000_000 + "\n"},
      ["train", "text_classification", "--set", "data.train={tmp}/t.csv"], ["single row", "chars"]),
     ("data-test-on-generated-data", {}, ["train", "linear_regression", "--set", "data.test={tmp}/nope.csv"],

@@ -30,6 +30,7 @@ from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distribut
 from honed.training.accel import deterministic
 from honed.training.optimizers import WITHOUT_COMPILER
 from honed.training.device import pick_device, seed_everything
+from honed.training.state import load_trained_state
 
 log = logging.getLogger("honed")
 
@@ -181,6 +182,7 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
         "best_epoch": trainer.best_epoch,
         "stop_reason": trainer.stop_reason or "finished all epochs",
         "params": count_params(model),
+        "trainable_params": count_params(model, trainable=True),
         "samples_per_second": trainer.samples_seen / max(trainer.train_seconds, 1e-9),
         "sizes": {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)},
         "device": str(device),
@@ -199,7 +201,7 @@ def stopped_message(e: NonFiniteLoss, model: torch.nn.Module, run_dir: Path, wri
     """Save the last good weights and say what happened."""
     good = e.last_good
     if good is not None:
-        model.load_state_dict(good.weights)
+        load_trained_state(model, good.weights)
     if write:
         run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
     where = f"epoch {good.epoch}" if good is not None and good.epoch else "initial weights"
@@ -226,6 +228,8 @@ def load_run(run_dir: str | Path) -> tuple[Recipe, torch.nn.Module, object]:
         first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
         raise UserError(f"{path / run_stage.WEIGHTS}: damaged or not this run's weights ({first}); "
                         "train the run again") from None
+    if hasattr(model, "merge_adapter"):  # inference, export and serving run the merged weights: no adapter cost
+        model.merge_adapter()
     model.eval()
     return recipe, model, pre
 

@@ -53,8 +53,9 @@ def build_model(spec, shape: Shape) -> nn.Module:
     return model
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_params(model: nn.Module, trainable: bool = False) -> int:
+    """Parameters of `model`; with trainable=True only those training changes (frozen ones left out)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 
 __all__ = ["MODELS", "INITS", "Shape", "build_model", "count_params", "initialize"]

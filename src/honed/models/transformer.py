@@ -2,11 +2,20 @@
 
 tokens -> encoder (attention masked to the real tokens) -> mean of the real tokens' states -> dropout
 -> head. Padding (id 0, BERT's [PAD]) is masked everywhere, so trailing padding never changes an
-output. The encoder starts from its pretrained weights and is fine-tuned with the head; only the
-head is initialized by model.init.
+output. The encoder starts from its pretrained weights; only the head is initialized by model.init.
+
+Spending less on a large encoder (each a recipe key):
+    model.adapter    LoRA through Hugging Face peft: every encoder weight frozen, a low-rank update
+                     trained beside the targeted linear layers; merged into the weights for inference
+    model.freeze     the embeddings, the bottom N layers or the whole encoder keep their pretrained
+                     weights (no gradients, so no optimizer state)
+    train.activation_checkpointing   each layer's activations recomputed in the backward pass
+The head always trains.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -19,7 +28,7 @@ from honed.models.layers import Head, masked_mean
 class TransformerClassifier(nn.Module):
     max_tokens_per_batch = 16384  # in evaluation: activations grow with batch x length (attention, with its square)
 
-    def __init__(self, folder, n_out: int, dropout: float) -> None:
+    def __init__(self, folder, n_out: int, dropout: float, adapter=None, freeze: str | int = "none") -> None:
         super().__init__()
         import transformers
 
@@ -28,16 +37,88 @@ class TransformerClassifier(nn.Module):
         self.encoder = transformers.AutoModel.from_pretrained(str(folder))
         self.dropout = nn.Dropout(dropout)
         self.head = Head(self.encoder.config.hidden_size, n_out)
+        if getattr(self.encoder, "pooler", None) is not None:  # BERT's [CLS] pooler: unread (the head reads the mean)
+            self.encoder.pooler.requires_grad_(False)
+        if adapter is not None:
+            self.encoder = with_lora(self.encoder, adapter)
+        freeze_encoder(self.base, freeze)
+
+    @property
+    def base(self) -> nn.Module:
+        """The pretrained encoder itself (inside peft's wrapper when an adapter is on)."""
+        return self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
 
     @property
     def fresh(self) -> nn.Module:
         """What model.init initializes: the new head, not the pretrained encoder."""
         return self.head
 
+    def checkpoint_activations(self) -> None:
+        """Recompute each layer's activations in the backward pass instead of keeping them (training only).
+        Non-reentrant: gradients reach LoRA's matrices even when the layer's inputs need none."""
+        base, kwargs = self.base, {"use_reentrant": False}
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers 5 names it so
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    def merge_adapter(self) -> None:
+        """Fold the adapter into the encoder's weights (W + scale B A): a plain encoder, no extra cost per call."""
+        if hasattr(self.encoder, "merge_and_unload"):
+            self.encoder = self.encoder.merge_and_unload()
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = tokens != 0
         hidden = self.encoder(input_ids=tokens, attention_mask=mask.long()).last_hidden_state
         return self.head(self.dropout(masked_mean(hidden, mask)))
+
+
+def with_lora(encoder: nn.Module, adapter) -> nn.Module:
+    """`encoder` wrapped by peft with LoRA on `adapter.targets` (model.adapter); its own weights frozen."""
+    linear = sorted({name.rsplit(".", 1)[-1] for name, m in encoder.named_modules() if isinstance(m, nn.Linear)})
+    unknown = [t for t in adapter.targets if t not in linear]
+    if unknown:
+        raise UserError(f"model.adapter.targets: {', '.join(map(repr, unknown))} names no linear layer of the "
+                        f"encoder; its linear layers: {', '.join(linear)}")
+    try:
+        import peft
+    except ImportError:
+        raise UserError("model.adapter needs peft: pip install 'honed[transformer]'") from None
+    config = peft.LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
+                             target_modules=list(adapter.targets), bias="none")
+    with warnings.catch_warnings():  # peft asks transformers 5 under an old name, which warns
+        warnings.simplefilter("ignore", FutureWarning)
+        return peft.get_peft_model(encoder, config)
+
+
+def encoder_layers(base: nn.Module) -> nn.ModuleList:
+    """The encoder's stack of layers: its ModuleList as long as config.num_hidden_layers (BERT: encoder.layer)."""
+    count = base.config.num_hidden_layers
+    for module in base.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise UserError(f"model.freeze: found no stack of {count} layers in {type(base).__name__}; "
+                    "freeze 'embeddings' or 'encoder' instead")
+
+
+def freeze_encoder(base: nn.Module, freeze: str | int) -> None:
+    """Stop gradients to the pretrained parts model.freeze names (adapters inside them included)."""
+    if freeze == "none":
+        return
+    if freeze == "encoder":
+        frozen = [base]
+    else:
+        embeddings = getattr(base, "embeddings", None)  # BERT: words, positions, segments and their LayerNorm
+        frozen = [embeddings if embeddings is not None else base.get_input_embeddings()]
+        if isinstance(freeze, int):
+            layers = encoder_layers(base)
+            if freeze > len(layers):
+                raise UserError(f"model.freeze = {freeze}: the encoder has {len(layers)} layers; freeze 0 to "
+                                f"{len(layers)} of them, 'embeddings' or 'encoder'")
+            frozen += list(layers[:freeze])
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
 
 
 @MODELS.register("transformer")
@@ -48,6 +129,7 @@ def build(spec, shape: Shape) -> nn.Module:
     from honed.pretrained import encoder_folder
 
     try:
-        return TransformerClassifier(encoder_folder(shape.encoder), shape.output_dim, spec.dropout)
+        return TransformerClassifier(encoder_folder(shape.encoder), shape.output_dim, spec.dropout, spec.adapter,
+                                     spec.freeze)
     except ImportError:
         raise UserError("model.name = 'transformer' needs transformers: pip install 'honed[transformer]'") from None

@@ -157,6 +157,17 @@ SOURCE_KEYS = {  # the data keys each source reads, besides COMMON_DATA_KEYS
 COMMON_DATA_KEYS = {"source", "task", "seed", "cache", "val_fraction", "test_fraction", "max_train_rows", "fold"}
 
 
+class AdapterSpec(Section):
+    """A parameter-efficient adapter on a pretrained encoder (Hugging Face peft): only it and the head train."""
+
+    name: Literal["lora"] = Field("lora", description="lora: low-rank updates W + (alpha/r) B A beside frozen weights")
+    r: int = Field(8, ge=1, le=4096, description="rank of each low-rank update")
+    alpha: float = Field(16.0, gt=0, description="scale of the update (alpha / r multiplies B A)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the adapter's input")
+    targets: list[str] = Field(["query", "value"], min_length=1, max_length=64,
+                               description="names of the encoder's linear layers that get an adapter")
+
+
 class ModelSpec(Section):
     name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), rnn (text), bag (text), "
                             "transformer (fine-tunes data.pretrained's encoder)")
@@ -180,6 +191,20 @@ class ModelSpec(Section):
     bidirectional: bool = Field(False, description="rnn reads both directions")
     sparse: bool = Field(False, description="bag: sparse embedding gradients, stepped by a sparse optimizer "
                          "(pays with large vocabularies and n-gram buckets; no L1/L2/decay on the embedding)")
+    adapter: Optional[AdapterSpec] = Field(None, description="transformer: train an adapter (lora) instead of "
+                                           "every encoder weight; null: full fine-tuning")
+    freeze: Union[Literal["none", "embeddings", "encoder"], Annotated[int, Field(ge=0, le=10_000)]] = Field(
+        "none", description="transformer: weights that stay as pretrained: embeddings, the whole encoder (head "
+        "only), or N (the embeddings and the bottom N layers)")
+
+    @model_validator(mode="after")
+    def _pretrained_only_options(self) -> "ModelSpec":
+        if self.name != "transformer":
+            for key, used in (("model.adapter", self.adapter is not None), ("model.freeze", self.freeze != "none")):
+                if used:
+                    raise ValueError(f"{key} works with model.name = transformer only (got {self.name!r}): "
+                                     "other models train every weight from scratch")
+        return self
 
 
 class LossSpec(Section):
@@ -277,6 +302,9 @@ class TrainSpec(Section):
                             "(effective batch = batch_size * accumulate)")
     clip_grad_norm: Optional[float] = Field(None, gt=0, description="clip the gradients' total L2 norm to this")
     deterministic: bool = Field(False, description="PyTorch's deterministic algorithms (slower on GPUs)")
+    activation_checkpointing: bool = Field(
+        False, description="transformer: recompute each encoder layer's activations in the backward pass "
+        "(less memory, more time)")
     strategy: Literal["auto", "ddp", "fsdp"] = Field(
         "auto", description="with several workers: ddp (replicas) or fsdp (sharded parameters, for GPU runs)")
     track: list[Literal["tensorboard", "mlflow"]] = Field(
@@ -372,6 +400,9 @@ class Recipe(Section):
         if self.model.name == "transformer" and self.data.tokenizer != "pretrained":
             raise ValueError("model.name = transformer fine-tunes a pretrained encoder: set data.tokenizer = pretrained "
                              "and data.pretrained (e.g. all-minilm-l6-v2)")
+        if self.train.activation_checkpointing and self.model.name != "transformer":
+            raise ValueError(f"train.activation_checkpointing works with model.name = transformer only (got "
+                             f"{self.model.name!r}): it recomputes the encoder's layers")
         if self.train.strategy == "fsdp":
             for key, used in (("model.sparse", self.model.sparse), ("regularization.l1", self.regularization.l1),
                               ("regularization.l2", self.regularization.l2)):

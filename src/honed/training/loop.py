@@ -161,6 +161,8 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
     device = next(model.parameters()).device
     warn_about_precision(spec.precision, device)
     strategy = parallel_strategy(spec.strategy, world)
+    if spec.activation_checkpointing:  # memory for time: each encoder layer recomputed in the backward pass
+        model.checkpoint_activations()
     net = wrap(model, strategy, world, device)
     optimizer = build_optimizer(model, recipe.optimizer)  # after wrap: with FSDP its parameters are the shards
     if spec.compile:

@@ -87,9 +87,10 @@ def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def build_optimizer(model: nn.Module, spec) -> torch.optim.Optimizer:
-    """The recipe's optimizer for the model's dense parameters, plus a sparse one for sparse embeddings."""
+    """The recipe's optimizer for the model's dense parameters, plus a sparse one for sparse embeddings.
+    Frozen parameters (requires_grad off: model.freeze, an adapter's base weights) get no optimizer state."""
     sparse = sparse_parameters(model)
-    dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
+    dense = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in sparse)]
     optimizer = OPTIMIZERS.get(spec.name)(dense, spec)
     if spec.weight_decay and spec.name not in NATIVE_DECOUPLED_DECAY:
         add_decoupled_weight_decay(optimizer, spec.weight_decay)

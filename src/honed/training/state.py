@@ -10,10 +10,30 @@ import torch
 from torch import nn
 
 
+def frozen_names(model: nn.Module) -> set[str]:
+    """Names of the parameters that never change in training (model.freeze, an adapter's base weights)."""
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def trained_state(model: nn.Module) -> dict:
+    """The model's state without its frozen parameters: a checkpoint holds what training changes, and the
+    rest is rebuilt from the pretrained weights (a LoRA run's checkpoint is megabytes, not the whole encoder)."""
+    frozen = frozen_names(model)
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
+def load_trained_state(model: nn.Module, saved: dict) -> None:
+    """Put `trained_state()` back: every key but the frozen ones must be there, and nothing else."""
+    missing, unexpected = model.load_state_dict(saved, strict=False)
+    missing = sorted(set(missing) - frozen_names(model))
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 def model_and_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, strategy: str) -> tuple[dict, dict]:
     """Whole (unsharded, on the CPU with FSDP) state dicts of the model and its optimizer."""
     if strategy != "fsdp":
-        return model.state_dict(), optimizer.state_dict()
+        return trained_state(model), optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
     return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -22,7 +42,7 @@ def model_and_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, stra
 def load_model_and_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, strategy: str, model_state: dict,
                              optimizer_state: dict) -> None:
     if strategy != "fsdp":
-        model.load_state_dict(model_state)
+        load_trained_state(model, model_state)
         optimizer.load_state_dict(optimizer_state)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
