@@ -97,6 +97,9 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     seed_everything(recipe.seed)
     bundle = _build_data(recipe, world)
     loss_fn = None
+    if objective is not None and recipe.train.privacy is not None:
+        raise UserError("distillation under train.privacy: the teacher saw the training rows without privacy, which "
+                        "voids the guarantee; train the student privately without a teacher")
     if objective is not None:  # e.g. a teacher's logits beside each label, and a loss that follows them
         bundle = bundle.with_train_targets(objective.targets(recipe.data, bundle))
         loss_fn = objective.loss(build_loss(recipe.loss, bundle.task), bundle.task)
@@ -194,6 +197,8 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
     }
     if "time_to_target" in trainer.results:
         summary["time_to_target"] = trainer.results["time_to_target"]
+    if "privacy" in trainer.results:
+        summary["privacy"] = trainer.results["privacy"]
     return summary
 
 

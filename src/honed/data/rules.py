@@ -47,4 +47,4 @@ def text_settings(spec, texts: list[str]) -> TextSettings:
         tokenizer=spec.tokenizer, num_words=spec.num_words, max_len=spec.max_len, lowercase=spec.lowercase,
         keep_last=spec.keep_tokens == "last", ngrams=ngrams, buckets=spec.ngram_buckets,
         unique=spec.unique_tokens, char_ngrams=tuple(chars) if chars else None, pretrained=spec.pretrained,
-        encoder_features=spec.encoder_features)
+        encoder_features=spec.encoder_features, hash_words=spec.vocabulary == "hashed")

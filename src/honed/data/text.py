@@ -57,6 +57,9 @@ class WordTokenizer:
         self.index = {w: i for i, w in enumerate(self.vocab)}
 
     def fit(self, texts: list[str]) -> "WordTokenizer":
+        if self.settings.hash_words:  # nothing to learn: every word has its bucket already
+            self.vocab, self.index = [PAD, UNK], {PAD: 0, UNK: 1}
+            return self
         counts: Counter = Counter()
         for part in parallel.map_chunks(_count, texts, (self.settings.lowercase,)):
             counts.update(part)

@@ -38,11 +38,12 @@ class TextSettings:
     char_ngrams: Optional[tuple[int, int]] = None  # words: hashed character n-grams of each word, lengths lo..hi
     pretrained: Optional[str] = None  # pretrained: the encoder whose tokenizer is used
     encoder_features: Optional[str] = None  # a frozen encoder whose sentence vector goes beside the ids
+    hash_words: bool = False  # words: every word hashed into the buckets; no vocabulary learned from the texts
 
     @property
     def hashed(self) -> bool:
         """Whether ids above the vocabulary (hash buckets) are used."""
-        return self.ngrams > 1 or self.char_ngrams is not None
+        return self.ngrams > 1 or self.char_ngrams is not None or self.hash_words
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,11 +84,15 @@ def texts_ids(texts: list[str], index: dict[str, int], settings: TextSettings) -
         words.append(w[-s.max_len:] if s.keep_last else w[: s.max_len])
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     flat = list(itertools.chain.from_iterable(words))
-    ids = np.array(list(map(index.get, flat, itertools.repeat(1))), dtype=np.int64)
+    if s.hash_words:  # each word's own hash: the same word always gets the same bucket, no vocabulary needed
+        keys = word_hashes(flat)
+        ids = bucket_ids(keys, s.buckets, len(index))
+    else:
+        ids = keys = np.array(list(map(index.get, flat, itertools.repeat(1))), dtype=np.int64)
     row = np.repeat(np.arange(len(texts)), lengths)
     parts, part_rows = [ids], [row]
     if s.ngrams > 1:
-        for k, hashed, valid in ngram_hashes(flat, ids, row, s.ngrams):
+        for k, hashed, valid in ngram_hashes(flat, keys, row, s.ngrams):
             parts.append(bucket_ids(hashed + np.uint64(k), s.buckets, len(index)))
             part_rows.append(row[: len(row) - k][valid])
     if s.char_ngrams is not None:
@@ -152,8 +157,8 @@ def ngram_hashes(words: list[str], ids: np.ndarray, row: np.ndarray, n: int):
     the buckets; without that, n-grams of frequent words would pile into a few buckets.
     """
     full = ids.astype(np.uint64)
-    for j in np.flatnonzero(ids == 1):
-        full[j] = zlib.crc32(words[j].encode()) + 2**32
+    unknown = np.flatnonzero(ids == 1)
+    full[unknown] = word_hashes([words[j] for j in unknown])
     h = full
     for k in range(1, n):
         if len(full) <= k:
@@ -161,6 +166,11 @@ def ngram_hashes(words: list[str], ids: np.ndarray, row: np.ndarray, n: int):
         h = h[:-1] * np.uint64(PRIME) + full[k:]  # wraps around modulo 2**64: a rolling hash
         valid = row[k:] == row[: len(row) - k]
         yield k, h[valid], valid
+
+
+def word_hashes(words: list[str]) -> np.ndarray:
+    """A stable hash per word (crc32 of its UTF-8 bytes, above 2**32 so it never equals a vocabulary id)."""
+    return np.fromiter((zlib.crc32(w.encode()) + 2**32 for w in words), dtype=np.uint64, count=len(words))
 
 
 def ngram_ids(words: list[str], ids: list[int], n: int, buckets: int, offset: int) -> list[int]:

@@ -62,6 +62,11 @@ class TransformerClassifier(nn.Module):
         else:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
+    def prepare_for_privacy(self) -> None:
+        """Give every row its own position and segment ids: BERT broadcasts one row of them, and a shared input
+        has no per-example gradient for DP-SGD to clip (train.privacy)."""
+        self.per_example_positions = True
+
     def merge_adapter(self) -> None:
         """Fold the adapter into the encoder's weights (W + scale B A): a plain encoder, no extra cost per call."""
         if hasattr(self.encoder, "merge_and_unload"):
@@ -69,7 +74,11 @@ class TransformerClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = tokens != 0
-        hidden = self.encoder(input_ids=tokens, attention_mask=mask.long()).last_hidden_state
+        extra = {}
+        if getattr(self, "per_example_positions", False):
+            extra = {"position_ids": torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens),
+                     "token_type_ids": torch.zeros_like(tokens)}
+        hidden = self.encoder(input_ids=tokens, attention_mask=mask.long(), **extra).last_hidden_state
         return self.head(self.dropout(masked_mean(hidden, mask)))
 
 

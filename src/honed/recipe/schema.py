@@ -81,12 +81,16 @@ class DataSpec(Section):
     ngrams: Union[Literal["auto"], Annotated[int, Field(ge=1, le=5)]] = Field(
         1, description="words tokenizer: add hashed word n-grams up to this length (bag models); auto: 3 for short "
         "texts (median up to 50 words), 2 for longer ones")
-    ngram_buckets: int = Field(1_000_000, ge=1, le=1_000_000_000, description="hash buckets shared by all n-grams")
+    ngram_buckets: int = Field(1_000_000, ge=1, le=1_000_000_000, description="hash buckets shared by all n-grams "
+                               "(and by words, with data.vocabulary = hashed)")
     unique_tokens: bool = Field(False, description="words tokenizer: each word/n-gram once per text (binary bag; bag models)")
     char_ngrams: Union[Literal["auto"], tuple[int, int], None] = Field(
         None, description="words tokenizer: hashed character n-grams of each word, lengths [lo, hi] (e.g. [2, 5]), "
         "in the n-gram buckets; auto: [2, 5] for short texts (median up to 50 words), else none")
     num_words: int = Field(10000, ge=3, le=100_000_000, description="vocabulary size, including <pad> and <unk>")
+    vocabulary: Literal["train", "hashed"] = Field(
+        "train", description="words tokenizer: train: the num_words most frequent training words get ids; hashed: "
+        "every word is hashed into data.ngram_buckets (nothing is learned from the training texts)")
     max_len: int = Field(500, ge=1, le=10_000_000, description="tokens kept per text (longer texts are truncated)")
     keep_tokens: Literal["first", "last"] = Field(
         "first", description="which max_len tokens a long text keeps (Keras' pad_sequences keeps the last)")
@@ -113,6 +117,8 @@ class DataSpec(Section):
             raise ValueError("data.unique_tokens needs data.tokenizer = words")
         if self.char_ngrams is not None and self.tokenizer != "words":
             raise ValueError("data.char_ngrams needs data.tokenizer = words")
+        if self.vocabulary == "hashed" and self.tokenizer != "words":
+            raise ValueError("data.vocabulary = hashed needs data.tokenizer = words")
         if isinstance(self.char_ngrams, tuple) and not 1 <= self.char_ngrams[0] <= self.char_ngrams[1] <= 8:
             raise ValueError(f"data.char_ngrams = {list(self.char_ngrams)}: need 1 <= lo <= hi <= 8 (e.g. [2, 5])")
         return self
@@ -284,6 +290,26 @@ class CheckpointSpec(Section):
     keep_final: bool = Field(False, description="keep checkpoints once the run has finished (default: removed)")
 
 
+class PrivacySpec(Section):
+    """Differentially private training (DP-SGD on Opacus): per-example clipping, Gaussian noise, an accountant."""
+
+    epsilon: Optional[float] = Field(None, gt=0, le=1000, description="the privacy budget for the whole run; honed "
+                                     "picks the noise that spends it (give this or noise_multiplier)")
+    noise_multiplier: Optional[float] = Field(None, ge=0, le=1000, description="noise std / max_grad_norm; honed "
+                                              "reports the epsilon it spends")
+    delta: Optional[float] = Field(None, gt=0, lt=1, description="the guarantee's delta (default 1 / (10 x training "
+                                   "rows))")
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="each example's gradient is clipped to this L2 norm")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus' accountant: prv (tight) or rdp (Renyi)")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "PrivacySpec":
+        if (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("train.privacy: give exactly one of epsilon (honed picks the noise) and noise_multiplier "
+                             "(honed reports the epsilon)")
+        return self
+
+
 class TrainSpec(Section):
     epochs: int = Field(10, ge=1, le=1_000_000, description="passes over the training set")
     batch_size: int = Field(32, ge=1, le=100_000_000, description="gd treats this as the chunk size of one full-batch step")
@@ -312,6 +338,8 @@ class TrainSpec(Section):
         "(MLFLOW_TRACKING_URI, else sqlite beside the run); pip install 'honed[track]'")
     checkpoint: Optional[CheckpointSpec] = Field(
         default_factory=CheckpointSpec, description="training state saved for --resume (null: none)")
+    privacy: Optional[PrivacySpec] = Field(None, description="train with differential privacy (DP-SGD, Opacus; pip "
+                                           "install 'honed[privacy]'); null: not private")
     target: Optional[TargetSpec] = None
     stop_at_target: bool = Field(False, description="stop as soon as validation reaches train.target")
 
@@ -403,6 +431,12 @@ class Recipe(Section):
         if self.train.activation_checkpointing and self.model.name != "transformer":
             raise ValueError(f"train.activation_checkpointing works with model.name = transformer only (got "
                              f"{self.model.name!r}): it recomputes the encoder's layers")
+        if self.train.privacy is not None:
+            from honed.recipe.privacy import leaks
+
+            problem = leaks(self)
+            if problem:
+                raise ValueError(problem)
         if self.train.strategy == "fsdp":
             for key, used in (("model.sparse", self.model.sparse), ("regularization.l1", self.regularization.l1),
                               ("regularization.l2", self.regularization.l2)):

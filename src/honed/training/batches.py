@@ -14,6 +14,9 @@ Token batches are trimmed to their own longest text. With `bucketing`, texts of
 similar length share a batch (the "sortish" order of fastai and torchtext's
 BucketIterator): the shuffled rows are sorted by length within pools of 50 batches,
 cut into batches, and the batches shuffled again, so little padding is left to compute.
+
+With `poisson` (train.privacy), a step's rows are drawn independently (each with rate 1 / batches per
+epoch): batches vary in size and may be empty, as the privacy accounting requires.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ Chunk = tuple[torch.Tensor, torch.Tensor, float]
 class Batches:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
                  full_batch: bool = False, bucketing: bool = False, accumulate: int = 1,
-                 world: World = World()) -> None:
+                 world: World = World(), poisson: bool = False) -> None:
         self.x, self.y = x, y
+        self.poisson = poisson  # each row joins each step with rate 1 / batches_per_epoch (train.privacy)
         self.batch_size = min(batch_size, len(y))
         self.shuffle = shuffle and not full_batch
         self.full_batch = full_batch
@@ -70,7 +74,7 @@ class Batches:
         for first in range(skip_steps * per_step, len(order), per_step):
             rows = order[first : first + per_step]
             total = sum(len(r) for r in rows)
-            yield [self.chunk(r, total) for r in rows], total
+            yield [self.chunk(r, total) for r in rows if len(r)], total  # Poisson sampling may draw no row
 
     def chunk(self, rows: torch.Tensor, step_rows: int) -> Chunk:
         mine, weight = share(rows, self.world)
@@ -80,6 +84,12 @@ class Batches:
     def order(self, number: int) -> Iterator[torch.Tensor]:
         """Row indices of each batch of epoch `number`."""
         n, size = len(self.y), self.batch_size
+        if self.poisson:  # as DP-SGD's accounting assumes: independent draws, a batch of batch_size on average
+            generator = torch.Generator().manual_seed(self.seed + number)
+            rate = 1.0 / self.batches_per_epoch
+            for _ in range(self.batches_per_epoch):
+                yield torch.nonzero(torch.rand(n, generator=generator) < rate).squeeze(1)
+            return
         if not self.shuffle:
             yield from (torch.arange(start, min(start + size, n)) for start in range(0, n, size))
             return

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from honed.data import DataBundle
+from honed.errors import UserError
 from honed.evaluation import lower_is_better, metric_names, outputs_of, score_outputs
 from honed.training.accel import Compiled, autocast, grad_scaler, warn_about_precision
 from honed.training.batches import Batches
@@ -163,18 +164,29 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
     strategy = parallel_strategy(spec.strategy, world)
     if spec.activation_checkpointing:  # memory for time: each encoder layer recomputed in the backward pass
         model.checkpoint_activations()
+    if spec.privacy is not None:
+        from honed.training.privacy import Privacy  # imports Opacus: only private runs pay for it
+
+        if world.parallel:
+            raise UserError("train.privacy with several workers (--nproc) is not supported; run one worker")
+        Privacy.prepare(model)  # recurrent layers swapped for Opacus' own before the optimizer sees them
     net = wrap(model, strategy, world, device)
     optimizer = build_optimizer(model, recipe.optimizer)  # after wrap: with FSDP its parameters are the shards
     if spec.compile:
         net = Compiled(net)
     batches = Batches(data.train.x.to(device), data.train.y.to(device), spec.batch_size, spec.shuffle, seed,
                       full_batch=recipe.optimizer.name in FULL_BATCH, bucketing=spec.bucketing,
-                      accumulate=spec.accumulate, world=world)
+                      accumulate=spec.accumulate, world=world, poisson=spec.privacy is not None)
     monitor = monitor_of(recipe)
     schedule = Schedule(optimizer, recipe.schedule, batches.steps_per_epoch, spec.epochs,
                         "min" if lower_is_better(monitor) else "max")
+    hooks = standard_hooks(recipe, started)
+    if spec.privacy is not None:  # per-example gradients, clipped and noised; the accountant as a hook
+        privacy = Privacy(spec.privacy, len(data.train), batches.steps_per_epoch, spec.epochs)
+        net, optimizer = privacy.attach(net, optimizer)
+        hooks.append(privacy.hook())
     trainer = Trainer(model, net, data, recipe, optimizer, schedule, grad_scaler(spec.precision, device), batches,
-                      metrics, standard_hooks(recipe, started) + list(extra_hooks), world, strategy)
+                      metrics, hooks + list(extra_hooks), world, strategy)
     n_train = len(data.train)
     step = Step(trainer, loss_fn, penalized_weights(model), device, l2_of(recipe.regularization, n_train))
 
@@ -263,6 +275,9 @@ class Step:
         t.optimizer.zero_grad(set_to_none=True)
         data_loss = torch.zeros((), device=self.device)
         extra = None
+        if not chunks:  # a Poisson-sampled step with no row (train.privacy): still a step, of noise alone
+            t.optimizer.prepare_empty_step()
+            return data_loss, data_loss
         for i, (x, y, weight) in enumerate(chunks):
             last = i == len(chunks) - 1
             with self.sync(last), self.precision:
