@@ -214,3 +214,17 @@ def test_a_private_run_resumes_after_sigkill_to_the_same_weights_and_epsilon(tmp
     a, b = load_file(str(resumed.path / "model.safetensors")), load_file(str(whole.path / "model.safetensors"))
     for key in b:  # the same rows drawn and the same noise added after the restart
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+
+
+def test_compare_over_epsilon_draws_the_privacy_utility_curve(tmp_path):
+    base = {"name": "curve", "data": {"source": "sklearn", "name": "digits", "standardize": False},
+            "model": {"name": "logistic"}, "optimizer": {"lr": 0.01},
+            "train": {"epochs": 2, "batch_size": 128, "checkpoint": None, "privacy": {"epsilon": 1}}}
+    result = honed.compare(base, ["train.privacy.epsilon=0.5,4,null"], out=tmp_path / "c")
+    spent = {row["run"]: row.get("epsilon") for row in result.rows}
+    assert spent["epsilon=None"] is None  # null: the same recipe, not private
+    assert 0.45 < spent["epsilon=0.5"] <= 0.5 and 3.8 < spent["epsilon=4"] <= 4
+    accuracy = {row["run"]: row["test accuracy"] for row in result.rows}
+    assert accuracy["epsilon=0.5"] < accuracy["epsilon=None"]  # privacy costs accuracy
+    assert (result.out / "privacy.png").stat().st_size > 10_000
+    assert (result.out / "compare.html").read_text().count("<img") == 2

@@ -304,7 +304,7 @@ class PrivacySpec(Section):
 
     @model_validator(mode="after")
     def _one_budget(self) -> "PrivacySpec":
-        if (self.epsilon is None) == (self.noise_multiplier is None):
+        if (self.epsilon is None) == (self.noise_multiplier is None):  # (epsilon: null alone is TrainSpec's: not private)
             raise ValueError("train.privacy: give exactly one of epsilon (honed picks the noise) and noise_multiplier "
                              "(honed reports the epsilon)")
         return self
@@ -342,6 +342,17 @@ class TrainSpec(Section):
                                            "install 'honed[privacy]'); null: not private")
     target: Optional[TargetSpec] = None
     stop_at_target: bool = Field(False, description="stop as soon as validation reaches train.target")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_epsilon_means_not_private(cls, data: Any) -> Any:
+        """train.privacy.epsilon = null (as in `--vary train.privacy.epsilon=1,8,null`) turns privacy off; a
+        privacy section that names no budget at all stays an error."""
+        privacy = data.get("privacy") if isinstance(data, dict) else None
+        if isinstance(privacy, dict) and "epsilon" in privacy and privacy["epsilon"] is None \
+                and privacy.get("noise_multiplier") is None:
+            data = {**data, "privacy": None}
+        return data
 
     @model_validator(mode="after")
     def _stop_needs_target(self) -> "TrainSpec":

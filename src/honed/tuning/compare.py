@@ -22,7 +22,7 @@ from honed.recipe import load_recipe
 from honed.recipe.load import parse_override
 from honed.recipe.schema import setting_problem
 from honed.run import METRICS, SUMMARY, new_run_dir, read_metrics, read_summary, write_json, write_text
-from honed.tuning.plots import plot_comparison
+from honed.tuning.plots import plot_comparison, plot_privacy_utility
 from honed.tuning.space import apply
 
 log = logging.getLogger("honed")
@@ -119,10 +119,12 @@ def compare_runs(run_dirs: list, out=None, labels: list[str] | None = None, metr
     out = new_run_dir("runs-compare", out)
     rows = [row_of(run, key) for run in runs]
     add_significance(runs, rows, key)
-    figure = plot_comparison(runs, key, out / "compare.png", f"{len(runs)} runs: {key}")
+    figures = [plot_comparison(runs, key, out / "compare.png", f"{len(runs)} runs: {key}")]
+    if any("epsilon" in row for row in rows):  # private runs among them: the privacy-utility curve
+        figures.append(plot_privacy_utility(rows, out / "privacy.png"))
     write_text(out / "compare.csv", _csv(rows))
     write_json(out / "compare.json", {"metric": key, "runs": rows})
-    write_text(out / "compare.html", _html(rows, key, figure))
+    write_text(out / "compare.html", _html(rows, key, figures))
     return Comparison(out, rows, key)
 
 
@@ -145,6 +147,9 @@ def row_of(run: dict, key: str) -> dict:
             row[f"test {name}"] = value
             if name in intervals:
                 row[f"test {name} 95% CI"] = "{:.4g}-{:.4g}".format(*intervals[name])
+    if s.get("privacy"):
+        row["epsilon"] = s["privacy"]["epsilon"]  # spent, at the run's delta
+        row["delta"] = s["privacy"]["delta"]
     row["time to target s"] = target.get("seconds") if target.get("reached") else None
     row["s per epoch"] = train_seconds / epochs if train_seconds and epochs else None
     row["total s"] = s.get("total_seconds")
@@ -221,8 +226,9 @@ def _csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _html(rows: list[dict], key: str, figure: Path) -> str:
-    image = base64.b64encode(figure.read_bytes()).decode("ascii")
+def _html(rows: list[dict], key: str, figures: list[Path]) -> str:
+    images = "".join(f'<img alt="{html.escape(f.stem)}" src="data:image/png;base64,'
+                     f'{base64.b64encode(f.read_bytes()).decode("ascii")}">' for f in figures)
     columns = [c for c in _columns(rows) if c != "path"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_shown(r.get(c)))}</td>" for c in columns) + "</tr>"
@@ -234,7 +240,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child,t
 img{{max-width:100%}}</style></head>
 <body><h1>honed compare</h1>
 <p>{len(rows)} runs, validation metric <code>{html.escape(key)}</code>; curves by epoch and by training seconds.</p>
-<img alt="learning curves" src="data:image/png;base64,{image}">
+{images}
 <table><tr>{head}</tr>{body}</table>
 </body></html>
 """

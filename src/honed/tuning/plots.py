@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from honed.run.files import atomic_write
@@ -148,5 +149,30 @@ def plot_folds(histories: dict[str, list[dict]], path: Path, title: str = "") ->
     axes[1].legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_privacy_utility(rows: list[dict], path: Path) -> Path:
+    """Each private run's test accuracy (or first test metric) against the epsilon it spent, with its 95%
+    interval; a run that is not private as a dashed line: what privacy costs."""
+    plt = _pyplot()
+    metric = next((k for k in ("test accuracy", "test r2", "test mse") if any(k in r for r in rows)), None)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    private = sorted((r for r in rows if "epsilon" in r and r.get(metric) is not None), key=lambda r: r["epsilon"])
+    if private:
+        ys = [r[metric] for r in private]
+        bounds = [tuple(map(float, re.findall(r"-?\d[\d.]*(?:e[-+]?\d+)?", r[f"{metric} 95% CI"])))
+                  if r.get(f"{metric} 95% CI") else (y, y) for r, y in zip(private, ys)]
+        ax.errorbar([r["epsilon"] for r in private], ys, yerr=[[max(0.0, y - lo) for y, (lo, _) in zip(ys, bounds)],
+                                                              [max(0.0, hi - y) for y, (_, hi) in zip(ys, bounds)]],
+                    marker="o", capsize=4, label="private (95% CI)")
+        ax.set_xscale("log")
+    for r in rows:
+        if "epsilon" not in r and r.get(metric) is not None:
+            ax.axhline(r[metric], linestyle="--", color="grey", label=f"not private: {r['run']}")
+    ax.set(xlabel="epsilon spent (log scale)", ylabel=metric, title=f"privacy against {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     fig.tight_layout()
     return _save(fig, path)
