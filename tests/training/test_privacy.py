@@ -228,3 +228,25 @@ def test_compare_over_epsilon_draws_the_privacy_utility_curve(tmp_path):
     assert accuracy["epsilon=0.5"] < accuracy["epsilon=None"]  # privacy costs accuracy
     assert (result.out / "privacy.png").stat().st_size > 10_000
     assert (result.out / "compare.html").read_text().count("<img") == 2
+
+
+def test_per_example_gradients_of_a_bag_count_repeated_words_against_autograd():
+    from honed.models.linear import TextLinear
+
+    torch.manual_seed(0)
+    model = TextLinear(50, 3, "mean")
+    with torch.no_grad():
+        model.pool.embedding.weight.normal_()
+    tokens = torch.tensor([[5, 5, 5, 7, 0, 0], [9, 3, 3, 0, 0, 0], [4, 4, 4, 4, 4, 4]])  # repeats, padding
+    y = torch.tensor([0, 2, 1])
+    reference = []
+    for i in range(3):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(tokens[i : i + 1]), y[i : i + 1]).backward()
+        reference.append({name: p.grad.clone() for name, p in model.named_parameters()})
+    _, net, optimizer = private_pieces(model, rows=12, steps=4, noise=0.0, clip=1e6)
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(net(tokens), y).backward()
+    for name, p in model.named_parameters():
+        for i in range(3):
+            torch.testing.assert_close(p.grad_sample[i], reference[i][name], atol=1e-6, rtol=1e-5)

@@ -29,6 +29,7 @@ from honed.training.hooks import Hook
 try:
     from opacus import GradSampleModule
     from opacus.accountants import create_accountant
+    from opacus.grad_sample import register_grad_sampler
     from opacus.accountants.utils import get_noise_multiplier
     from opacus.layers import DPGRU, DPLSTM
     from opacus.optimizers import DPOptimizer
@@ -36,8 +37,36 @@ try:
 except ImportError:  # this module is imported only by runs with train.privacy
     raise UserError("train.privacy needs Opacus: pip install 'honed[privacy]'") from None
 
+from honed.models.linear import TextLinear  # noqa: E402
+
 COVERED = ("the trained weights, with respect to the training rows (one row = one example); not covered: "
            "choices made on validation rows (early stopping, best epoch, time to target), and the label names")
+
+
+@register_grad_sampler(nn.EmbeddingBag)
+def embedding_bag_grad_sample(layer: nn.EmbeddingBag, activations, backprops: torch.Tensor) -> dict:
+    """Per-example gradients of an EmbeddingBag fed 1-D ids with offsets (how honed's TokenPool calls it):
+    every id of a text adds its output's gradient (over the text's length, in mean mode) to that row, repeats
+    counted as often as they occur. Replaces Opacus' rule, a Python loop per example that counts a repeated
+    id once."""
+    ids, offsets = activations[0], activations[1]
+    if len(activations) > 2 and activations[2] is not None:
+        raise UserError("train.privacy: weighted bags (model.pooling = tfidf) are not supported; set model.pooling=mean")
+    n = offsets.shape[0]
+    lengths = torch.diff(offsets, append=offsets.new_tensor([ids.shape[0]]))
+    rows = torch.repeat_interleave(torch.arange(n, device=ids.device), lengths)
+    grads = backprops[rows]
+    if layer.mode == "mean":
+        grads = grads / lengths.clamp(min=1)[rows].unsqueeze(1).to(grads.dtype)
+    sample = torch.zeros(n, layer.num_embeddings, layer.embedding_dim, device=ids.device, dtype=backprops.dtype)
+    sample.index_put_((rows, ids), grads, accumulate=True)
+    return {layer.weight: sample}
+
+
+@register_grad_sampler(TextLinear)
+def text_linear_grad_sample(layer: TextLinear, activations, backprops: torch.Tensor) -> dict:
+    """A linear text model's own parameter is its bias: each example's gradient is its output's gradient."""
+    return {layer.bias: backprops.reshape(backprops.shape[0], -1)} if layer.bias.requires_grad else {}
 
 
 class Privacy:
