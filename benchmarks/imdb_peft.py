@@ -76,13 +76,17 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=1000)
     parser.add_argument("--test-rows", type=int, default=1000)
     parser.add_argument("--set", action="append", default=[], help="more recipe overrides for every variant")
+    parser.add_argument("--rates", help="one learning rate per variant, comma-separated, in the table's order: "
+                        "skips the search (e.g. the rates an earlier run chose, to time the variants alone)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         train_csv, test_csv = write_sample(args.data, args.train_rows, args.test_rows, Path(tmp))
         results, runs = {}, 0
-        for name, (overrides, rates) in VARIANTS.items():
+        given = [float(r) for r in args.rates.split(",")] if args.rates else None
+        for i, (name, (overrides, rates)) in enumerate(VARIANTS.items()):
             rates = [results[rates]["lr"]] if isinstance(rates, str) else rates  # the same rate as that variant
+            rates = [given[i]] if given else rates
             tried = []
             for lr in rates:
                 runs += 1

@@ -96,3 +96,33 @@ def regression_run(tmp_path):
     return honed.train({"name": "lin", "data": {"source": "synthetic_regression", "n": 300},
                         "model": {"name": "linear"}, "optimizer": {"name": "gd", "lr": 0.1},
                         "train": {"epochs": 50, "checkpoint": None}}, out=tmp_path / "lin").path
+
+
+KILLER = """
+import json, os, signal, sys
+import honed
+from honed.training import Hook
+
+class Kill(Hook):
+    def on_step_end(self, trainer, loss):
+        if trainer.step == int(sys.argv[3]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+honed.train(json.loads(sys.argv[1]), out=sys.argv[2], hooks=[Kill()])
+"""
+
+
+@pytest.fixture
+def killed_at_step():
+    """Train `recipe` into `out` in a child process that SIGKILLs itself after optimizer step `step`."""
+    import json
+    import subprocess
+    import sys
+
+    def kill(recipe: dict, out: Path, step: int) -> Path:
+        done = subprocess.run([sys.executable, "-c", KILLER, json.dumps(recipe), str(out), str(step)],
+                              capture_output=True, text=True)
+        assert done.returncode == -9, done.stderr  # really SIGKILLed
+        return out
+
+    return kill

@@ -3,11 +3,7 @@
 A small BERT (3 layers, hidden 32) saved in Hugging Face layout stands in for a large one: a local folder
 must work exactly as the bundled encoder does."""
 
-import json
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -148,26 +144,10 @@ def test_lora_with_activation_checkpointing_trains_the_adapter(text_csvs, small_
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
 
 
-KILLER = textwrap.dedent("""
-    import json, os, signal, sys
-    import honed
-    from honed.training import Hook
-
-    class Kill(Hook):
-        def on_step_end(self, trainer, loss):
-            if trainer.step == 8:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    honed.train(json.loads(sys.argv[1]), out=sys.argv[2], hooks=[Kill()])
-""")
-
-
-def test_a_lora_run_resumes_after_sigkill_to_the_same_weights(text_csvs, small_bert, tmp_path):
+def test_a_lora_run_resumes_after_sigkill_to_the_same_weights(text_csvs, small_bert, tmp_path, killed_at_step):
     spec = recipe(text_csvs, small_bert, LORA, checkpoint={"every_steps": 3, "keep": 1})
     killed = tmp_path / "killed"
-    done = subprocess.run([sys.executable, "-c", KILLER, json.dumps(spec), str(killed)], capture_output=True,
-                          text=True)
-    assert done.returncode == -9, done.stderr
+    killed_at_step(spec, killed, 8)
     saved = checkpoints.load_latest(killed)
     assert saved["step"] == 6 and all("lora_" in k or k.startswith("head.") for k in saved["model"])
     checkpoint_bytes = sum(f.stat().st_size for f in (killed / "checkpoints").glob("*.pt"))

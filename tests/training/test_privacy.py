@@ -4,9 +4,6 @@ accountant); the settings that would leak the training rows are refused."""
 
 import json
 import math
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -184,29 +181,13 @@ def test_a_teacher_that_saw_the_rows_without_privacy_is_refused(text_csvs, tmp_p
         distill(text_run, student, out=tmp_path / "d")
 
 
-KILLER = textwrap.dedent("""
-    import json, os, signal, sys
-    import honed
-    from honed.training import Hook
-
-    class Kill(Hook):
-        def on_step_end(self, trainer, loss):
-            if trainer.step == 30:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    honed.train(json.loads(sys.argv[1]), out=sys.argv[2], hooks=[Kill()])
-""")
-
-
-def test_a_private_run_resumes_after_sigkill_to_the_same_weights_and_epsilon(tmp_path):
+def test_a_private_run_resumes_after_sigkill_to_the_same_weights_and_epsilon(tmp_path, killed_at_step):
     spec = {"name": "resumable", "seed": 2, "data": {"source": "sklearn", "name": "digits", "standardize": False},
             "model": {"name": "mlp", "hidden": [16]}, "optimizer": {"name": "adam", "lr": 0.01},
             "train": {"epochs": 3, "batch_size": 64, "checkpoint": {"every_steps": 7, "keep": 1},
                       "privacy": {"epsilon": 5}}}
     killed = tmp_path / "killed"
-    done = subprocess.run([sys.executable, "-c", KILLER, json.dumps(spec), str(killed)], capture_output=True,
-                          text=True)
-    assert done.returncode == -9, done.stderr
+    killed_at_step(spec, killed, 30)
     assert checkpoints.load_latest(killed)["step"] == 28  # mid-epoch 2 (18 steps per epoch)
     resumed, whole = honed.resume(killed), honed.train(spec, out=tmp_path / "whole")
     assert resumed.summary["privacy"]["epsilon"] == pytest.approx(whole.summary["privacy"]["epsilon"], rel=1e-12)
@@ -250,3 +231,29 @@ def test_per_example_gradients_of_a_bag_count_repeated_words_against_autograd():
     for name, p in model.named_parameters():
         for i in range(3):
             torch.testing.assert_close(p.grad_sample[i], reference[i][name], atol=1e-6, rtol=1e-5)
+
+
+def test_per_example_gradients_of_a_unit_norm_bag_match_autograd():
+    from honed.models.linear import TextLinear
+
+    torch.manual_seed(1)
+    model = TextLinear(40, 1, "l2")
+    with torch.no_grad():
+        model.pool.embedding.weight.normal_()
+    tokens = torch.tensor([[5, 5, 7, 0], [9, 3, 3, 3], [4, 0, 0, 0]])
+    y = torch.tensor([1.0, 0.0, 1.0])
+    reference = []
+    for i in range(3):
+        model.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(model(tokens[i : i + 1]), y[i : i + 1]).backward()
+        reference.append(model.pool.embedding.weight.grad.clone())
+    _, net, optimizer = private_pieces(model, rows=12, steps=4, noise=0.0, clip=1e6)
+    optimizer.zero_grad()
+    nn.functional.binary_cross_entropy_with_logits(net(tokens), y).backward()
+    for i in range(3):
+        torch.testing.assert_close(model.pool.embedding.weight.grad_sample[i], reference[i], atol=1e-6, rtol=1e-5)
+    # the sum over the square root of the length: [5, 5, 7] is (2 w5 + w7) / sqrt(3), on every path
+    with torch.no_grad():
+        w = model.pool.embedding.weight[:, 0]
+        torch.testing.assert_close(model.pool(tokens[:1])[0, 0], (2 * w[5] + w[7]) / 3 ** 0.5)
+        torch.testing.assert_close(model.pool.gathered(tokens), model.pool(tokens))

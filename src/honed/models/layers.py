@@ -69,7 +69,9 @@ class Head(nn.Module):
 class TokenPool(nn.Module):
     """A text (right-padded token ids) pooled into one vector: the mean of its token vectors, or their
     TF-IDF weighted sum (`tfidf`: each id weighted by its idf, the weights of a text scaled to unit L2
-    norm, as scikit-learn's TfidfVectorizer does; with data.unique_tokens the term frequency is binary).
+    norm, as scikit-learn's TfidfVectorizer does; with data.unique_tokens the term frequency is binary),
+    or their sum over the square root of the text's length (`l2`: TF-IDF's per-position weights without the
+    idf, so nothing is fitted on the texts; a text's vector grows with its evidence, unlike the mean).
 
     The idf of every id is a buffer, set once from the training texts (`set_document_frequency`) and
     saved with the weights, so prediction, export and serving weigh tokens exactly as training did.
@@ -97,8 +99,9 @@ class TokenPool(nn.Module):
         self.idf.copy_(torch.log((1.0 + documents) / (1.0 + frequency.double())).float() + 1.0)
 
     def token_weights(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(N, L) weights of a padded batch: idf, 0 on padding, each row of unit L2 norm."""
-        weights = self.idf[tokens] * (tokens != 0)
+        """(N, L) weights of a padded batch: idf (or 1), 0 on padding, each row of unit L2 norm."""
+        real = tokens != 0
+        weights = self.idf[tokens] * real if self.pooling == "tfidf" else real.to(torch.float32)
         return weights / weights.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -106,6 +109,8 @@ class TokenPool(nn.Module):
             return self.gathered(tokens)
         if self.pooling == "mean":
             return self.embedding(*real_tokens(tokens))
+        if self.pooling == "l2":  # every position weighs 1 / sqrt(length): a sum, scaled once per text
+            return self.embedding(*real_tokens(tokens)) / (tokens != 0).sum(dim=1, keepdim=True).clamp(min=1).sqrt()
         if self.embedding.sparse:  # mini-batch steps on a sparse table: only the batch's rows get gradients
             real = tokens != 0
             return self.embedding(*real_tokens(tokens), per_sample_weights=self.token_weights(tokens)[real])
@@ -139,7 +144,7 @@ class TokenPool(nn.Module):
         """The same pooling as a gather and a sum: for export, where ONNX's form of EmbeddingBag
         (a loop over bags) runs 30x slower in ONNX Runtime than this."""
         vectors = self.token_vectors(nn.functional.embedding(tokens, self.embedding.weight))
-        if self.pooling == "tfidf":
+        if self.pooling != "mean":
             return (vectors * self.token_weights(tokens).unsqueeze(-1)).sum(dim=1)
         return masked_mean(vectors, tokens != 0)
 

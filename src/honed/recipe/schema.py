@@ -185,9 +185,10 @@ class ModelSpec(Section):
     embedding_init: Literal["default", "uniform", "zeros"] = Field(
         "default", description="default: N(0, 1) (PyTorch); uniform: U(-embedding_scale, embedding_scale) (Keras); "
         "zeros: all zero (linear models on text, as logistic regression starts)")
-    pooling: Literal["mean", "tfidf"] = Field(
-        "mean", description="bag, and linear/logistic on text: the mean of a text's token vectors, or their TF-IDF "
-        "weighted sum (idf from the training texts, unit L2 norm per text)")
+    pooling: Literal["mean", "tfidf", "l2"] = Field(
+        "mean", description="bag, and linear/logistic on text: the mean of a text's token vectors; tfidf: their TF-IDF "
+        "weighted sum (idf from the training texts, unit L2 norm per text); l2: their sum over the square root of "
+        "the text's length (TF-IDF's weights without idf: nothing fitted)")
     embedding_scale: float = Field(0.05, gt=0, description="bound of the uniform embedding initialization")
     channels: list[Size] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
     kernel_size: int = Field(3, ge=1, le=1000, description="cnn kernel size")

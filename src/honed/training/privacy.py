@@ -50,12 +50,13 @@ def embedding_bag_grad_sample(layer: nn.EmbeddingBag, activations, backprops: to
     counted as often as they occur. Replaces Opacus' rule, a Python loop per example that counts a repeated
     id once."""
     ids, offsets = activations[0], activations[1]
-    if len(activations) > 2 and activations[2] is not None:
-        raise UserError("train.privacy: weighted bags (model.pooling = tfidf) are not supported; set model.pooling=mean")
     n = offsets.shape[0]
     lengths = torch.diff(offsets, append=offsets.new_tensor([ids.shape[0]]))
     rows = torch.repeat_interleave(torch.arange(n, device=ids.device), lengths)
     grads = backprops[rows]
+    if len(activations) > 2 and activations[2] is not None:  # Opacus' batch size would be read off them
+        raise UserError("train.privacy: weighted bags (model.pooling = tfidf) are not supported; "
+                        "set model.pooling=l2 or mean")
     if layer.mode == "mean":
         grads = grads / lengths.clamp(min=1)[rows].unsqueeze(1).to(grads.dtype)
     sample = torch.zeros(n, layer.num_embeddings, layer.embedding_dim, device=ids.device, dtype=backprops.dtype)
@@ -90,8 +91,9 @@ class Privacy:
     @staticmethod
     def prepare(model: nn.Module) -> None:
         """Before the optimizer is built: recurrent layers swapped for Opacus' own, every layer checked."""
-        if hasattr(model, "prepare_for_privacy"):  # e.g. a Transformer's positions, one row per example
-            model.prepare_for_privacy()
+        for module in model.modules():  # e.g. a Transformer's positions, one row per example
+            if hasattr(module, "prepare_for_privacy"):
+                module.prepare_for_privacy()
         swap_recurrent(model, private=True)
         check_layers(model)
 
