@@ -257,3 +257,15 @@ def test_per_example_gradients_of_a_unit_norm_bag_match_autograd():
         w = model.pool.embedding.weight[:, 0]
         torch.testing.assert_close(model.pool(tokens[:1])[0, 0], (2 * w[5] + w[7]) / 3 ** 0.5)
         torch.testing.assert_close(model.pool.gathered(tokens), model.pool(tokens))
+
+
+def test_the_bundled_private_imdb_recipe_trains_within_its_budget(imdb_archive, tmp_path):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "imdb_private.yaml"
+    run = honed.train(recipe, [f"data.path={imdb_archive}", "train.batch_size=8", "data.val_fraction=0.25"],
+                      out=tmp_path / "run", quiet=True)
+    spent = run.summary["privacy"]
+    assert 7.5 < spent["epsilon"] <= 8.0 and spent["steps"] == spent["planned_steps"]
+    assert not (run.path / "vocab.json").exists() or json.loads((run.path / "vocab.json").read_text()) == [
+        "<pad>", "<unk>"]  # nothing counted from the private reviews

@@ -33,6 +33,7 @@ try:
     from opacus.accountants.utils import get_noise_multiplier
     from opacus.layers import DPGRU, DPLSTM
     from opacus.optimizers import DPOptimizer
+    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
     from opacus.validators import ModuleValidator
 except ImportError:  # this module is imported only by runs with train.privacy
     raise UserError("train.privacy needs Opacus: pip install 'honed[privacy]'") from None
@@ -132,12 +133,22 @@ class MeasuredDPOptimizer(DPOptimizer):
             p.grad_sample = p.new_zeros((0, *p.shape))
 
     def clip_and_accumulate(self) -> None:
+        """Opacus' flat clipping (each example's whole gradient scaled to at most max_grad_norm, then summed),
+        counting the clipped examples from the same norms: per-example gradients are read once for the norms
+        and once for the sum, as in Opacus, not a third time for the counts."""
         samples = self.grad_samples
-        if len(samples[0]):
+        if len(samples[0]) == 0:  # an empty Poisson batch
+            factor = torch.zeros((0,), device=samples[0].device)
+        else:
             norms = torch.stack([g.reshape(len(g), -1).norm(2, dim=-1) for g in samples], dim=1).norm(2, dim=1)
+            factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
             self.examples += len(norms)
             self.clipped += int((norms > self.max_grad_norm).sum())
-        super().clip_and_accumulate()
+        for p, sample in zip(self.params, samples):
+            _check_processed_flag(p.grad_sample)
+            grad = torch.einsum("i,i...", factor.to(sample.device, p.dtype), sample.to(p.dtype))
+            p.summed_grad = grad if p.summed_grad is None else p.summed_grad + grad
+            _mark_as_processed(p.grad_sample)
         signal = math.sqrt(sum(float(p.summed_grad.pow(2).sum()) for p in self.params))
         size = sum(p.numel() for p in self.params)
         noise = self.noise_multiplier * self.max_grad_norm * math.sqrt(size)  # the noise vector's expected norm
