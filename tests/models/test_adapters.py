@@ -169,3 +169,18 @@ def test_settings_that_make_no_sense_name_what_exists(text_csvs, small_bert, tmp
         honed.load_recipe({"model": {"name": "mlp", "adapter": {"r": 4}}})
     with pytest.raises(UserError, match="train.activation_checkpointing works with model.name = transformer only"):
         honed.load_recipe({"model": {"name": "mlp"}, "train": {"activation_checkpointing": True}})
+
+
+def test_a_lora_run_quantizes_teaches_and_learns_as_a_student(text_csvs, small_bert, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from honed.export import quantize
+    from honed.tuning import distill
+
+    teacher = honed.train(recipe(text_csvs, small_bert, LORA), out=tmp_path / "teacher")
+    versions = {v["version"]: v for v in quantize(teacher.path)["versions"]}
+    assert versions["float32 (PyTorch)"]["test accuracy"] == pytest.approx(teacher.summary["test"]["accuracy"])
+    assert "int8 (PyTorch)" in versions  # the merged encoder's linear layers, quantized
+    student = recipe(text_csvs, small_bert, LORA, epochs=2) | {"name": "student"}
+    report = distill(teacher.path, student, out=tmp_path / "d")
+    teacher_row, distilled, alone = report["rows"]
+    assert teacher_row["params"] == distilled["params"] == teacher.summary["params"]  # a LoRA student of a LoRA teacher
