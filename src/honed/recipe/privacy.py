@@ -23,7 +23,7 @@ CHECKS = (
     ("data.char_ngrams = auto", lambda r: r.data.source in TEXT_SOURCES and r.data.char_ngrams == "auto",
      "the rule reads the training texts' lengths", "data.char_ngrams=null or e.g. [2, 5]"),
     ("model.pooling = tfidf", lambda r: r.model.pooling == "tfidf", "idf counts come from the training texts",
-     "model.pooling=mean"),
+     "model.pooling=l2 (no idf) or mean"),
     ("data.standardize", lambda r: r.data.source not in TEXT_SOURCES and r.data.standardize,
      "the means and deviations are the training rows'", "data.standardize=false (scale with public constants)"),
     ("data.standardize_target", lambda r: r.data.standardize_target,
