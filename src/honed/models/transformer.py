@@ -37,6 +37,7 @@ class TransformerClassifier(nn.Module):
         self.encoder = transformers.AutoModel.from_pretrained(str(folder))
         self.dropout = nn.Dropout(dropout)
         self.head = Head(self.encoder.config.hidden_size, n_out)
+        self.per_example_positions = False  # see prepare_for_privacy
         if getattr(self.encoder, "pooler", None) is not None:  # BERT's [CLS] pooler: unread (the head reads the mean)
             self.encoder.pooler.requires_grad_(False)
         if adapter is not None:
@@ -75,7 +76,7 @@ class TransformerClassifier(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = tokens != 0
         extra = {}
-        if getattr(self, "per_example_positions", False):
+        if self.per_example_positions:
             extra = {"position_ids": torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens),
                      "token_type_ids": torch.zeros_like(tokens)}
         hidden = self.encoder(input_ids=tokens, attention_mask=mask.long(), **extra).last_hidden_state

@@ -50,14 +50,14 @@ def embedding_bag_grad_sample(layer: nn.EmbeddingBag, activations, backprops: to
     every id of a text adds its output's gradient (over the text's length, in mean mode) to that row, repeats
     counted as often as they occur. Replaces Opacus' rule, a Python loop per example that counts a repeated
     id once."""
+    if len(activations) > 2 and activations[2] is not None:  # Opacus' batch size would be read off them
+        raise UserError("train.privacy: weighted bags (model.pooling = tfidf) are not supported; "
+                        "set model.pooling=l2 or mean")
     ids, offsets = activations[0], activations[1]
     n = offsets.shape[0]
     lengths = torch.diff(offsets, append=offsets.new_tensor([ids.shape[0]]))
     rows = torch.repeat_interleave(torch.arange(n, device=ids.device), lengths)
     grads = backprops[rows]
-    if len(activations) > 2 and activations[2] is not None:  # Opacus' batch size would be read off them
-        raise UserError("train.privacy: weighted bags (model.pooling = tfidf) are not supported; "
-                        "set model.pooling=l2 or mean")
     if layer.mode == "mean":
         grads = grads / lengths.clamp(min=1)[rows].unsqueeze(1).to(grads.dtype)
     sample = torch.zeros(n, layer.num_embeddings, layer.embedding_dim, device=ids.device, dtype=backprops.dtype)
@@ -76,7 +76,6 @@ class Privacy:
 
     def __init__(self, spec, rows: int, steps_per_epoch: int, epochs: int) -> None:
         self.spec = spec
-        self.rows = rows
         self.sample_rate = 1.0 / steps_per_epoch
         self.expected_batch = rows * self.sample_rate
         self.delta = spec.delta if spec.delta is not None else 1.0 / (10 * rows)
@@ -164,6 +163,7 @@ class PrivacyAccount(Hook):
         self.privacy = privacy
         self.accountant = create_accountant(privacy.spec.accountant)
         self.steps = 0
+        self.last: dict = {}  # the last epoch's clipped share and noise-to-signal, for the summary
 
     def on_step_end(self, trainer, loss) -> None:
         self.accountant.step(noise_multiplier=self.privacy.noise, sample_rate=self.privacy.sample_rate)
@@ -186,7 +186,7 @@ class PrivacyAccount(Hook):
             "epsilon": self.epsilon(), "delta": p.delta, "noise_multiplier": p.noise, "sample_rate": p.sample_rate,
             "expected_batch": p.expected_batch, "steps": self.steps, "planned_steps": p.planned_steps,
             "max_grad_norm": p.spec.max_grad_norm, "accountant": p.spec.accountant,
-            "epsilon_asked": p.spec.epsilon, **getattr(self, "last", {}), "covers": COVERED,
+            "epsilon_asked": p.spec.epsilon, **self.last, "covers": COVERED,
         }
         if hasattr(trainer.net, "_close"):
             trainer.net._close()  # the per-example hooks leave the model: evaluation and saving see a plain one
