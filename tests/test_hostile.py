@@ -34,6 +34,10 @@ MINILM_RUN = ["imdb_minilm", "--set", "data.source=text_files", "--set", "data.t
               "data.val_fraction=0.25", "--set", "train.epochs=1", "--quiet"]
 
 CASES = [
+    ("report-of-a-folder-that-is-no-run", {"notes.txt": "hello"}, ["report", "{tmp}"],
+     ["is not a honed run: recipe.yaml is missing"]),
+    ("report-with-a-damaged-summary", {"recipe.yaml": "name: x\n", "summary.json": "{oops"}, ["report", "{tmp}"],
+     ["summary.json: damaged (not JSON)"]),
     ("lora-target-typo", {"t.csv": TINY_TEXT}, ["train", *MINILM_RUN, "--set",
      "model.adapter.targets=[querry]"], ["'querry' names no linear layer", "dense, key, query, value"]),
     ("freeze-more-layers-than-exist", {"t.csv": TINY_TEXT}, ["train", *MINILM_RUN, "--set",

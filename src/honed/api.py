@@ -21,10 +21,12 @@ from honed import data as data_stage
 from honed import run as run_stage
 from honed import warmup
 from honed.errors import UserError
-from honed.evaluation import class_probabilities, metric_names, outputs_of, score_split
+from honed.data.profile import split_profile
+from honed.evaluation import class_probabilities, metric_names, outputs_of, score_outputs, score_split
 from honed.models import Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe
+from honed.report import save_test_evidence, write_report
 from honed.run.tracking import run_written, trackers
 from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
 from honed.training.accel import deterministic
@@ -95,7 +97,13 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
                   world: distributed.World, device: torch.device, score_test: bool = True,
                   objective: Objective | None = None) -> Run:
     seed_everything(recipe.seed)
+    timing = {"data": -time.perf_counter()}  # where the run's time goes (summary.json, the report)
     bundle = _build_data(recipe, world)
+    timing["data"] += time.perf_counter()
+    timing["setup"] = -time.perf_counter()
+    # rows and classes per split, before an objective puts other targets beside the labels; a private run
+    # publishes no count of its training rows by class
+    profile = split_profile(bundle, with_train=recipe.train.privacy is None)
     loss_fn = None
     if objective is not None and recipe.train.privacy is not None:
         raise UserError("distillation under train.privacy: the teacher saw the training rows without privacy, which "
@@ -124,21 +132,36 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if ckpt:
         hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main,
                                            every_minutes=ckpt.every_minutes))
+    timing["setup"] += time.perf_counter()
+    fitting = time.perf_counter()
     try:
         trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started, world=world, loss_fn=loss_fn)
     except NonFiniteLoss as e:
         raise UserError(stopped_message(e, model, run_dir, world.main)) from None
+    fitting = time.perf_counter() - fitting
+    timing["training"] = trainer.train_seconds
+    timing["validation and hooks"] = max(0.0, fitting - trainer.train_seconds)  # per-epoch scoring, checkpoints
     model = distributed.gathered_model(model, trainer.strategy, lambda: build_model(recipe.model, shape))
     if not world.main:
         distributed.barrier(world)
         return Run(run_dir, {}, model)
+    timing["evaluation"] = -time.perf_counter()
+    summary, test_scores = _summarize(recipe, bundle, model, trainer, started, device, score_test)
+    summary["data"] = profile
+    timing["evaluation"] += time.perf_counter()
+    timing["writing"] = -time.perf_counter()
     run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
-    summary = _summarize(recipe, bundle, model, trainer, started, device, score_test)
+    if test_scores is not None:
+        save_test_evidence(run_dir, test_scores, bundle.test.y, bundle.task, bundle.test_texts)
     run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name, best_epoch=trainer.best_epoch)
-    summary["total_seconds"] = time.perf_counter() - started
-    run_stage.write_summary(run_dir, summary)
     if ckpt and not ckpt.keep_final:
         run_stage.remove_checkpoints(run_dir)
+    timing["writing"] += time.perf_counter()
+    summary["timing"] = timing
+    summary["total_seconds"] = time.perf_counter() - started
+    run_stage.write_summary(run_dir, summary)
+    if recipe.train.report and score_test:  # search trials and cv folds: their command's page sums them up
+        write_report(run_dir)
     run_written(trainer.hooks, run_dir, summary)  # trackers keep the finished run's files
     distributed.barrier(world)
     return Run(run_dir, summary, model)
@@ -157,28 +180,30 @@ def _build_data(recipe: Recipe, world: distributed.World):
 def _start_run_dir(recipe: Recipe, out, bundle, shape: Shape, resuming: bool = False) -> Path:
     run_dir = Path(out) if resuming else run_stage.new_run_dir(recipe.name, out)
     run_stage.write_recipe(run_dir, dump_recipe(recipe))
-    bundle.preprocessor.save(run_dir)
+    bundle.preprocessor.save(run_dir, profile=recipe.train.privacy is None)
     run_stage.write_json(run_dir / run_stage.MODEL, {"spec": recipe.model.model_dump(mode="json"),
                                                      "shape": shape.__dict__ | {"image_shape": shape.image_shape}})
     return run_dir
 
 
 def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started: float, device,
-               score_test: bool = True) -> dict:
+               score_test: bool = True) -> tuple[dict, torch.Tensor | None]:
+    """(summary.json's content, the raw test outputs it was scored from, or None without a test score)."""
     loss_fn = build_loss(recipe.loss, bundle.task)
     names = metric_names(recipe.metrics, bundle.task)
     if bundle.task != "regression" and "confusion_matrix" not in names:
         names = names + ["confusion_matrix"]
     unscale = bundle.preprocessor.unscale if bundle.task == "regression" else None
-    score = lambda split: score_split(model, split, bundle.task, loss_fn, names, bundle.output_dim, unscale,  # noqa
-                                      with_intervals=True)
+    score = lambda scores, split: score_outputs(scores, split.y, bundle.task, loss_fn, names,  # noqa: E731
+                                                bundle.output_dim, unscale, with_intervals=True)
+    test_scores = outputs_of(model, bundle.test.x) if score_test else None
     spec = recipe.train
     summary = {
         "name": recipe.name,
         "task": bundle.task,
         "labels": bundle.labels,
-        "test": score(bundle.test) if score_test else {},
-        "val": score(bundle.val) if bundle.val is not None else {},
+        "test": score(test_scores, bundle.test) if score_test else {},
+        "val": score(outputs_of(model, bundle.val.x), bundle.val) if bundle.val is not None else {},
         "train_seconds": trainer.train_seconds,
         "total_seconds": time.perf_counter() - started,
         "epochs_run": trainer.epoch,
@@ -199,7 +224,7 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
         summary["time_to_target"] = trainer.results["time_to_target"]
     if "privacy" in trainer.results:
         summary["privacy"] = trainer.results["privacy"]
-    return summary
+    return summary, test_scores
 
 
 def stopped_message(e: NonFiniteLoss, model: torch.nn.Module, run_dir: Path, write: bool = True) -> str:

@@ -174,6 +174,11 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--rows", type=int, default=200, help="with --global: test inputs sampled (default 200)")
     x.add_argument("--out", help="report folder (default RUN_DIR/explain)")
 
+    rp = sub.add_parser("report", help="rebuild a run's report.html (one self-contained page: metrics, curves, "
+                        "errors, data, recipe, time) and print its path")
+    rp.add_argument("run_dir")
+    rp.add_argument("--open", action="store_true", help="open the page in the default web browser")
+
     rs = sub.add_parser("runs", help="a table of the runs under a folder (default runs/): metrics, epochs, time, status")
     rs.add_argument("folder", nargs="?", default="runs")
     rs.add_argument("--sort", help="a column to sort by, e.g. test.accuracy (ascending; --desc for descending)")
@@ -274,6 +279,21 @@ def cmd_train(args) -> int:
         print(f"test, 95% intervals: {with_intervals(s['test'])}")
     print(f"epochs: {s['epochs_run']} (best {s['best_epoch']}; {s['stop_reason']}); "
           f"train {s['train_seconds']:.1f}s, total {s['total_seconds']:.1f}s")
+    if (run.path / "report.html").is_file():
+        print(f"report: {run.path / 'report.html'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from honed.report import report
+
+    page = report(args.run_dir)
+    print(f"report: {page}")
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(page.resolve().as_uri()):
+            print("honed: no web browser found here; open the file above in one", file=sys.stderr)
     return 0
 
 
@@ -390,6 +410,10 @@ def cmd_explain(args) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir) / "explain"
     _, page = write_report(result, out)
     print(f"steps: {result.steps}; page: {page}")
+    if not args.out:  # the run's own page shows a few of these
+        from honed.report import refresh_report
+
+        refresh_report(args.run_dir)
     return 0
 
 
@@ -486,7 +510,11 @@ def cmd_distill(args) -> int:
 def cmd_export(args) -> int:
     from honed.export import export_onnx
 
+    from honed.report import refresh_report
+
     info = export_onnx(args.run_dir, args.out, args.input)
+    if not args.out:
+        refresh_report(args.run_dir)
     print(f"exported: {info['path']}/model.onnx ({info['bytes'] / 1e6:.2f} MB); max |onnx - torch| "
           f"{info['check']['max_abs_difference']:.2e} on {info['check']['rows']} rows (onnxruntime)")
     return 0
@@ -495,7 +523,10 @@ def cmd_export(args) -> int:
 def cmd_quantize(args) -> int:
     from honed.export import quantize
 
+    from honed.report import refresh_report
+
     report = quantize(args.run_dir, args.input)
+    refresh_report(args.run_dir)
     show_table([{k: v for k, v in row.items()} for row in report["versions"]], "quantize (CPU, this machine)")
     print(f"faster int8 version: {report['chosen']} (serve it with --backend {report['backend']}); "
           f"report: {report['path']}/report.json")
@@ -568,4 +599,4 @@ def cmd_cache(args) -> int:
 COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "recipes": cmd_recipes, "lr-find": cmd_lr_find, "tune": cmd_tune, "compare": cmd_compare,
             "distill": cmd_distill, "export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve,
-            "cv": cmd_cv, "explain": cmd_explain, "runs": cmd_runs}
+            "cv": cmd_cv, "explain": cmd_explain, "runs": cmd_runs, "report": cmd_report}

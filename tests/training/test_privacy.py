@@ -134,6 +134,9 @@ def test_a_private_recurrent_model_trains_and_is_plain_afterwards(text_csvs, tmp
             "train": {"epochs": 3, "batch_size": 8, "checkpoint": None, "privacy": {"noise_multiplier": 0.3}}}
     run = honed.train(spec, out=tmp_path / "run")
     assert type(run.model.rnn) is nn.LSTM  # Opacus' DPLSTM only while training
+    # nothing measured on the training rows is published beside the weights: no text profile, no class counts
+    assert json.loads((run.path / "preprocess.json").read_text())["profile"] == {}
+    assert set(run.summary["data"]["class_counts"]) == {"val", "test"}
     _, reloaded, pre = honed.load_run(run.path)
     x = pre.inputs(["match goal team", "vote party law"])[:]
     with torch.no_grad():

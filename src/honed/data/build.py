@@ -132,6 +132,7 @@ def prepare(spec) -> DataBundle:
         test=to_split(test),
         preprocessor=pre,
         image_shape=raw.image_shape,
+        test_texts=list(test.x) if raw.kind == "text" else None,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -46,6 +46,7 @@ class DataBundle:
     test: Split
     preprocessor: Preprocessor
     image_shape: Optional[tuple[int, ...]] = None
+    test_texts: Optional[Sequence[str]] = None  # the test split's raw texts (the report shows its mistakes)
 
     @property
     def labels(self) -> list[str] | None:

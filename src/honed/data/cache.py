@@ -26,7 +26,7 @@ from honed.data.download import cache_dir
 from honed.data.tokens import TokenRows
 from honed.errors import UserError
 
-FORMAT = 3  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding
+FORMAT = 4  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding; 4: test texts
 CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
 SPLITS = ("train", "val", "test")
 log = logging.getLogger("honed")
@@ -69,7 +69,8 @@ def load_cached(spec) -> DataBundle | None:
         bundle = DataBundle(task=meta["task"], input_kind=meta["input_kind"], input_dim=meta["input_dim"],
                             output_dim=meta["output_dim"], train=splits["train"], val=splits.get("val"),
                             test=splits["test"], preprocessor=load_preprocessor(folder),
-                            image_shape=tuple(meta["image_shape"]) if meta["image_shape"] else None)
+                            image_shape=tuple(meta["image_shape"]) if meta["image_shape"] else None,
+                            test_texts=StoredTexts(folder) if (folder / StoredTexts.OFFSETS).is_file() else None)
     except (OSError, ValueError, KeyError, UserError) as e:  # damaged entry: rebuild it
         log.warning("ignoring a damaged cache entry %s (%s)", folder, e)
         return None
@@ -92,6 +93,8 @@ def store(spec, bundle: DataBundle) -> Path:
                 _save_inputs(tmp, name, split.x)
                 np.save(tmp / f"{name}_y.npy", split.y.numpy())
         bundle.preprocessor.save(tmp)
+        if bundle.test_texts is not None:
+            StoredTexts.write(tmp, bundle.test_texts)
         meta = {"task": bundle.task, "input_kind": bundle.input_kind, "input_dim": bundle.input_dim,
                 "output_dim": bundle.output_dim, "image_shape": list(bundle.image_shape) if bundle.image_shape else None,
                 "splits": [n for n, s in splits.items() if s is not None]}
@@ -138,6 +141,39 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class StoredTexts:
+    """The test split's raw texts in a cache entry: UTF-8 back to back (test_texts.bin) and where each ends
+    (test_texts_offsets.npy). Read one text at a time, on demand: a run shows a handful of them in its
+    report, and loading every IMDB review would cost more than the run's evaluation."""
+
+    DATA, OFFSETS = "test_texts.bin", "test_texts_offsets.npy"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ends = np.load(folder / self.OFFSETS, allow_pickle=False)
+        size = (folder / self.DATA).stat().st_size
+        if self.ends.ndim != 1 or (len(self.ends) and (int(self.ends[-1]) != size or np.any(np.diff(self.ends) < 0))):
+            raise ValueError(f"{self.DATA} does not match {self.OFFSETS}")
+
+    @classmethod
+    def write(cls, folder: Path, texts) -> None:
+        encoded = [t.encode("utf-8", errors="replace") for t in texts]
+        with open(folder / cls.DATA, "wb") as f:
+            for b in encoded:
+                f.write(b)
+        np.save(folder / cls.OFFSETS, np.cumsum([len(b) for b in encoded], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> str:
+        i = int(i)
+        start = int(self.ends[i - 1]) if i > 0 else 0
+        with open(self.folder / self.DATA, "rb") as f:
+            f.seek(start)
+            return f.read(int(self.ends[i]) - start).decode("utf-8", errors="replace")
 
 
 def _save_inputs(folder: Path, name: str, x) -> None:

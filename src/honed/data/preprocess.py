@@ -34,6 +34,7 @@ class Preprocessor:
         self.labels: LabelEncoder | None = None
         self.target_mean = 0.0
         self.target_std = 1.0
+        self.profile: dict = {}  # what the training inputs look like (data/profile.py); the report reads it
 
     # targets ---------------------------------------------------------------------------
     def fit_targets(self, y: np.ndarray) -> None:
@@ -62,10 +63,14 @@ class Preprocessor:
     def fit(self, train: RawSplit) -> "Preprocessor":
         self.fit_targets(train.y)
         self.fit_inputs(train.x)
+        self.profile = self.profile_inputs(train.x)
         return self
 
     def fit_inputs(self, x) -> None:
         raise NotImplementedError
+
+    def profile_inputs(self, x) -> dict:
+        return {}
 
     def inputs(self, x) -> torch.Tensor:
         raise NotImplementedError
@@ -79,18 +84,25 @@ class Preprocessor:
             "labels": self.labels.classes if self.labels else None,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "profile": self.profile,
         }
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
         self.task = state["task"]
         self.target_mean, self.target_std = state["target_mean"], state["target_std"]
+        self.profile = state.get("profile") or {}
         if state["labels"] is not None:
             self.labels = LabelEncoder(state["labels"])
 
-    def save(self, folder: Path) -> list[Path]:
+    def save(self, folder: Path, profile: bool = True) -> list[Path]:
+        """preprocess.json (and the tokenizer's file); `profile=False` leaves out the training data's profile
+        (a private run publishes nothing measured on its training rows beyond the weights)."""
         from honed.run.files import write_json
 
-        return [write_json(folder / STATE_FILE, self.state())]
+        state = self.state()
+        if not profile:
+            state["profile"] = {}
+        return [write_json(folder / STATE_FILE, state)]
 
 
 class TablePreprocessor(Preprocessor):
@@ -110,6 +122,11 @@ class TablePreprocessor(Preprocessor):
             self.mean = x.mean(axis=0).astype(np.float32)
             std = x.std(axis=0).astype(np.float32)
             self.std = np.where(std > 0, std, 1.0).astype(np.float32)  # constant columns stay put
+
+    def profile_inputs(self, x: np.ndarray) -> dict:
+        from honed.data.profile import table_profile
+
+        return table_profile(x, self.columns)
 
     def inputs(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32))
@@ -155,6 +172,12 @@ class TextPreprocessor(Preprocessor):
         if self.settings.encoder_features:
             self.features_dim = self.encoder.dim
 
+    def profile_inputs(self, texts: list[str]) -> dict:
+        from honed.data.profile import text_profile
+
+        learned = self.settings.tokenizer == "words" and not self.settings.hash_words
+        return text_profile(texts, self.settings, self.tokenizer.index if learned else None)
+
     def inputs(self, texts: list[str]) -> TokenRows:
         rows = self.tokenizer.encode(texts)
         if self.settings.encoder_features:
@@ -184,8 +207,8 @@ class TextPreprocessor(Preprocessor):
         self.tokenizer = TOKENIZERS.get(self.settings.tokenizer).load(folder, self.settings)
         self.features_dim = int(state.get("features_dim", 0))
 
-    def save(self, folder: Path) -> list[Path]:
-        return super().save(folder) + [self.tokenizer.save(folder)]
+    def save(self, folder: Path, profile: bool = True) -> list[Path]:
+        return super().save(folder, profile) + [self.tokenizer.save(folder)]
 
 
 def load_preprocessor(folder: Path) -> Preprocessor:

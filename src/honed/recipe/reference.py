@@ -49,3 +49,22 @@ def markdown() -> str:
     lines = ["| key | allowed | default | meaning |", "| --- | --- | --- | --- |"]
     lines += [f"| `{k}` | {a} | {d} | {m} |" for k, a, d, m in sections()]
     return "\n".join(lines)
+
+
+def flat(values: dict, prefix: str = "") -> dict[str, object]:
+    """{'train.epochs': 10, ...}: nested sections as dotted keys (what --set takes)."""
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_keys(recipe: Recipe) -> list[tuple[str, object, object]]:
+    """(key, value, default) for every recipe key whose value is not the schema's default, in the recipe's
+    order; a section that is off by default (null) and was given shows its keys with the default `null`."""
+    defaults = flat(Recipe().model_dump(mode="json"))
+    return [(k, v, defaults.get(k)) for k, v in flat(recipe.model_dump(mode="json")).items()
+            if k not in defaults or defaults[k] != v]

@@ -337,6 +337,7 @@ class TrainSpec(Section):
     track: list[Literal["tensorboard", "mlflow"]] = Field(
         [], max_length=4, description="trackers fed while training: tensorboard (RUN_DIR/tensorboard), mlflow "
         "(MLFLOW_TRACKING_URI, else sqlite beside the run); pip install 'honed[track]'")
+    report: bool = Field(True, description="write RUN_DIR/report.html at the end (honed report RUN_DIR rebuilds it)")
     checkpoint: Optional[CheckpointSpec] = Field(
         default_factory=CheckpointSpec, description="training state saved for --resume (null: none)")
     privacy: Optional[PrivacySpec] = Field(None, description="train with differential privacy (DP-SGD, Opacus; pip "

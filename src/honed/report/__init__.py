@@ -1,0 +1,64 @@
+"""The run report: one self-contained page per run (RUN_DIR/report.html) that a person opens in a browser.
+
+    sections.py      the content, read from the run directory's files
+    figures.py       the matplotlib pictures (PNG, embedded as data URIs)
+    evidence.py      test_outputs.npz and mistakes.json, kept by honed train so the page rebuilds alone
+    report.html.j2   the Jinja2 template (autoescaped: every string from a user or a data set is escaped)
+
+`honed train` writes the page at the end (train.report); `honed report RUN_DIR` rebuilds it, and
+explain, export, quantize and doctor rebuild it after adding their findings to the run folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from honed.report.evidence import save_test_evidence
+
+PAGE = "report.html"
+
+__all__ = ["PAGE", "report", "save_test_evidence", "write_report", "refresh_report"]
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Render RUN_DIR/report.html from the run's files; returns its path."""
+    import jinja2
+
+    from honed.report.sections import context
+    from honed.run.files import write_text
+
+    path = Path(run_dir)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)
+    page = env.get_template("report.html.j2").render(**context(path))
+    return write_text(path / PAGE, page)
+
+
+def report(run_dir: str | Path) -> Path:
+    """`honed report RUN_DIR`: the page of a finished or stopped run, rebuilt (its test outputs scored again
+    when the run predates test_outputs.npz)."""
+    from honed.report.evidence import OUTPUTS, rescore
+    from honed.run import SUMMARY, check_run_dir, read_summary
+    from honed.errors import UserError
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    if not (path / "recipe.yaml").is_file():
+        raise UserError(f"{path} is not a honed run: recipe.yaml is missing")
+    try:
+        summary = read_summary(path)
+    except ValueError:
+        raise UserError(f"{path / SUMMARY}: damaged (not JSON); train the run again") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path / SUMMARY}: damaged (not a JSON object); train the run again")
+    if summary.get("test") and not (path / OUTPUTS).is_file():
+        check_run_dir(path)
+        rescore(path)
+    return write_report(path)
+
+
+def refresh_report(run_dir: str | Path) -> None:
+    """Rebuild a run's page after another command added to the folder (only if the run has one)."""
+    path = Path(run_dir)
+    if (path / PAGE).is_file():
+        write_report(path)

@@ -1,0 +1,81 @@
+"""What the report needs from the test split, kept beside the run so that the page can be rebuilt
+without the model or the data:
+
+    test_outputs.npz   the model's raw outputs and the targets on the test split (numpy, no pickles)
+    mistakes.json      the test examples predicted wrong with the highest probability, texts included
+
+Written once by `honed train` from the outputs it scored the test split with; a run made without them
+(an older run) gets them by scoring its test split again.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from honed.evaluation.calibration import confident_mistakes
+from honed.run.files import atomic_write, read_json, write_json
+
+OUTPUTS, MISTAKES = "test_outputs.npz", "mistakes.json"
+SHOWN_CHARS = 1200  # a mistake's text beyond this is cut (the page stays readable; the row number finds it)
+log = logging.getLogger("honed")
+
+
+def save_test_evidence(run_dir: Path, scores: torch.Tensor, targets: torch.Tensor, task: str,
+                       texts=None) -> None:
+    """test_outputs.npz, and for classifiers mistakes.json (with the texts of the rows shown, if text)."""
+    outputs, truth = scores.detach().float().cpu().numpy(), targets.detach().cpu().numpy()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, outputs=outputs, targets=truth)
+
+    atomic_write(run_dir / OUTPUTS, write)
+    if task == "regression":
+        return
+    mistakes = confident_mistakes(scores, targets, task)
+    for m in mistakes:
+        if texts is not None:
+            text = texts[m["row"]]
+            m["text"] = text[:SHOWN_CHARS] + (" …" if len(text) > SHOWN_CHARS else "")
+    write_json(run_dir / MISTAKES, mistakes)
+
+
+def load_test_outputs(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(outputs, targets) from test_outputs.npz, or None when the run has none or it is damaged."""
+    path = run_dir / OUTPUTS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["outputs"], data["targets"]
+    except (OSError, ValueError, KeyError) as e:
+        log.warning(f"report: {path} is damaged ({type(e).__name__}); the test figures are left out")
+        return None
+
+
+def load_mistakes(run_dir: Path) -> list[dict]:
+    path = run_dir / MISTAKES
+    if not path.is_file():
+        return []
+    try:
+        mistakes = read_json(path)
+    except ValueError:
+        return []
+    return [m for m in mistakes if isinstance(m, dict)] if isinstance(mistakes, list) else []
+
+
+def rescore(run_dir: Path) -> None:
+    """Score a run's test split again and keep the evidence (a run made before these files existed)."""
+    from honed.api import load_run
+    from honed.data.build import load_raw, split_raw
+    from honed.evaluation import outputs_of
+
+    recipe, model, pre = load_run(run_dir)
+    raw = load_raw(recipe.data)
+    _, _, test = split_raw(raw, recipe.data)
+    save_test_evidence(run_dir, outputs_of(model, pre.inputs(test.x)), pre.targets(test.y), pre.task,
+                       test.x if raw.kind == "text" else None)
