@@ -234,6 +234,9 @@ def stopped_message(e: NonFiniteLoss, model: torch.nn.Module, run_dir: Path, wri
         load_trained_state(model, good.weights)
     if write:
         run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
+        # where it broke, for honed doctor (the history in metrics.jsonl ends at the epoch before)
+        run_stage.write_json(run_dir / "failure.json", {"reason": str(e), "epoch": e.epoch, "step": e.step,
+                                                       "value": str(e.value)})
     where = f"epoch {good.epoch}" if good is not None and good.epoch else "initial weights"
     return (f"training stopped: {e}; the last good weights ({where}) are in {run_dir / run_stage.WEIGHTS}; "
             "try a smaller optimizer.lr or gradient-friendly settings")

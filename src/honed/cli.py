@@ -174,6 +174,16 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--rows", type=int, default=200, help="with --global: test inputs sampled (default 200)")
     x.add_argument("--out", help="report folder (default RUN_DIR/explain)")
 
+    dr = sub.add_parser("doctor", help="what is wrong with a run, proved with its own numbers, and the --set changes "
+                        "that fix it; doctor.json, doctor.md")
+    dr.add_argument("run_dir")
+    dr.add_argument("--fix", nargs="?", type=int, const=1, default=0, metavar="K",
+                    help="apply the top K findings' advice (default 1), retrain with the same seed and keep what beats "
+                    "the validation noise; writes DIR/fixed.yaml")
+    dr.add_argument("--budget", type=float, help="seconds the --fix retrains may take in all")
+    dr.add_argument("--out", help="where doctor.json/doctor.md go (default RUN_DIR; --fix runs under DIR/doctor)")
+    dr.add_argument("--no-probes", action="store_true", help="read the run's files only: no data, no model probes")
+
     rp = sub.add_parser("report", help="rebuild a run's report.html (one self-contained page: metrics, curves, "
                         "errors, data, recipe, time) and print its path")
     rp.add_argument("run_dir")
@@ -281,6 +291,46 @@ def cmd_train(args) -> int:
           f"train {s['train_seconds']:.1f}s, total {s['total_seconds']:.1f}s")
     if (run.path / "report.html").is_file():
         print(f"report: {run.path / 'report.html'}")
+    from honed.diagnosis import end_of_training
+    from honed.recipe import load_recipe as read_recipe
+    from honed.run import read_metrics
+
+    problem = end_of_training(read_recipe(run.path / "recipe.yaml"), s, read_metrics(run.path))
+    if problem:
+        print(f"doctor: {problem.name}: {problem.evidence} — honed doctor {run.path}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from honed.diagnosis import doctor
+    from honed.diagnosis import report as page
+    from honed.errors import UserError
+
+    if args.fix < 0:
+        raise UserError(f"--fix {args.fix}: give how many findings to try, at least 1")
+    if args.budget is not None and args.budget <= 0:
+        raise UserError(f"--budget {args.budget:g}: give a number of seconds above 0")
+    diagnosis = doctor(args.run_dir, probes=not args.no_probes)
+    out = Path(args.out) if args.out else Path(args.run_dir)
+    page.show(diagnosis)
+    data, md = page.write(diagnosis, out)
+    print(f"doctor: {len(diagnosis.findings)} finding(s) in {diagnosis.seconds:.1f} s; {data}, {md}")
+    if not args.out:
+        from honed.report import refresh_report
+
+        refresh_report(args.run_dir)
+    if args.fix:
+        from honed.diagnosis.fix import fix
+
+        result = fix(args.run_dir, diagnosis, args.fix, args.budget, Path(args.out) / "doctor" if args.out else None)
+        for row in result["tried"]:
+            if "skipped" in row:
+                print(f"fix: {row['change']}: skipped, {row['skipped']}")
+            else:
+                verdict = "kept" if row["kept"] else f"dropped (not above the noise, ±{row['noise']:.4g})"
+                print(f"fix: {row['change']}: {row['metric']} {row['before']:.4g} -> {row['after']:.4g}, {verdict}")
+        print(f"fix: val {result['metric']} {result['before']:.4g} -> {result['after']:.4g}"
+              + (f"; improved recipe: {result['fixed']}" if result["fixed"] else "; no change kept"))
     return 0
 
 
@@ -599,4 +649,5 @@ def cmd_cache(args) -> int:
 COMMANDS = {"cache": cmd_cache, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "recipes": cmd_recipes, "lr-find": cmd_lr_find, "tune": cmd_tune, "compare": cmd_compare,
             "distill": cmd_distill, "export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve,
-            "cv": cmd_cv, "explain": cmd_explain, "runs": cmd_runs, "report": cmd_report}
+            "cv": cmd_cv, "explain": cmd_explain, "runs": cmd_runs, "report": cmd_report,
+            "doctor": cmd_doctor}

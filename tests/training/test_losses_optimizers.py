@@ -62,3 +62,20 @@ def test_plateau_in_max_mode_cuts_the_rate_when_accuracy_stalls():
     for accuracy, expected_lr in ((0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.65, 1.0), (0.64, 0.5)):
         schedule.after_epoch(accuracy)
         assert schedule.lr == pytest.approx(expected_lr)
+
+
+def test_class_weights_weigh_each_row_by_its_class_as_torch_cross_entropy_does():
+    from honed.recipe.schema import LossSpec
+    from honed.training import build_loss
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(50), (torch.rand(50) > 0.7).float()
+    weights = [1.0, 3.5]
+    two_logits = torch.stack([torch.zeros(50), logits], dim=1)  # sigmoid(s) = softmax([0, s])[1]
+    reference = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights))(two_logits, labels.long())
+    got = build_loss(LossSpec(class_weights=weights), "binary")(logits, labels)
+    torch.testing.assert_close(got, reference)
+    three = torch.randn(40, 3)
+    targets = torch.randint(0, 3, (40,))
+    torch.testing.assert_close(build_loss(LossSpec(class_weights=[1, 2, 4]), "multiclass")(three, targets),
+                               torch.nn.functional.cross_entropy(three, targets, weight=torch.tensor([1.0, 2, 4])))

@@ -218,6 +218,9 @@ class LossSpec(Section):
     name: LossName = Field("auto", description="auto: mse for regression, bce for two classes, cross_entropy for more")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross_entropy label smoothing")
     huber_delta: float = Field(1.0, gt=0, description="huber: where the loss turns from quadratic to linear")
+    class_weights: Optional[list[Annotated[float, Field(gt=0, le=1e6)]]] = Field(
+        None, max_length=100_000, description="bce, cross_entropy: a weight per class in label order (sorted label "
+        "names), e.g. [1, 9] to count each row of the rare class 9 times; null: all 1")
 
 
 class OptimizerSpec(Section):

@@ -214,7 +214,7 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
         # End of epoch: score validation, log, let hooks decide whether to stop.
         train_loss = float(all_sum(trainer.epoch_loss, world)) / n_train
         record = {"epoch": epoch, "step": trainer.step, "train_loss": train_loss, "lr": schedule.lr,
-                  "grad_norm": grad_norm(model)}
+                  "grad_norm": grad_norm(model), "weight_norm": weight_norm(model)}
         if data.val is not None:
             val = score(trainer, data.val, loss_fn)
             record.update({f"val_{k}": v for k, v in val.items()})
@@ -315,6 +315,14 @@ def score(trainer: Trainer, split, loss_fn) -> dict:
         rows = torch.cat([mine, parts[0][: len(parts[0]) - len(mine)]])
         scores = gather_rows(outputs_of(model, split.x[rows])[: len(mine)], [len(p) for p in parts], world)
     return score_outputs(scores, split.y, data.task, loss_fn, trainer.metrics, data.output_dim, unscale)
+
+
+def weight_norm(model: nn.Module) -> float:
+    """L2 norm of the trained weights (the doctor watches it grow); frozen ones left out."""
+    with torch.no_grad():
+        norms = [p.detach().norm() for p in model.parameters() if p.requires_grad]
+        norms = [n.full_tensor() if hasattr(n, "full_tensor") else n for n in norms]
+        return float(torch.stack(norms).norm()) if norms else 0.0
 
 
 def grad_norm(model: nn.Module) -> float:

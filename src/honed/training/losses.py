@@ -34,12 +34,34 @@ def _huber(spec) -> LossFn:
 
 @LOSSES.register("bce")
 def _bce(spec) -> LossFn:
-    return nn.BCEWithLogitsLoss()
+    w = spec.class_weights
+    if w is None:
+        return nn.BCEWithLogitsLoss()
+    if len(w) != 2:
+        raise UserError(f"loss.class_weights has {len(w)} weights; a two-class task takes 2 (one per label, in order)")
+
+    def weighted(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # the weighted mean, as cross_entropy's `weight` takes it: sum(w_y * loss) / sum(w_y)
+        per_row = nn.functional.binary_cross_entropy_with_logits(scores, targets, reduction="none")
+        row_weights = w[0] + (w[1] - w[0]) * targets
+        return (row_weights * per_row).sum() / row_weights.sum()
+
+    return weighted
 
 
 @LOSSES.register("cross_entropy")
 def _cross_entropy(spec) -> LossFn:
-    return nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+    w = spec.class_weights
+    if w is None:
+        return nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+    loss = nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32), label_smoothing=spec.label_smoothing)
+
+    def weighted(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if scores.shape[-1] != len(w):
+            raise UserError(f"loss.class_weights has {len(w)} weights; this task has {scores.shape[-1]} classes")
+        return loss(scores, targets)
+
+    return weighted
 
 
 def resolve_loss_name(spec, task: str) -> str:

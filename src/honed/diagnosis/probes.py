@@ -1,0 +1,95 @@
+"""Cheap looks inside a trained model, for what the history cannot tell.
+
+probe_model: a few training batches (PROBE_ROWS rows at most, seeded) through the trained model with
+forward hooks on its activation modules and one backward pass: per layer the gradient norm beside the
+weight norm; per ReLU the share of units never active on the sample; per sigmoid/tanh the share of
+outputs pinned near their limits.
+short_range_test: tuning.lr_find's range test (an ordinary `fit` with a rising rate), SWEEP_STEPS steps
+from 1/100 of the rate the run used to 10 (or 1000x the rate, if higher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+PROBE_ROWS = 512
+SWEEP_STEPS = 60
+RELU = (nn.ReLU, nn.ReLU6)
+SQUASHING = {nn.Sigmoid: (0.01, 0.99), nn.Tanh: (-0.99, 0.99)}
+
+
+@dataclass
+class Probe:
+    rows: int
+    layers: list[dict] = field(default_factory=list)  # {name, grad_norm, weight_norm} from input to output
+    relus: list[dict] = field(default_factory=list)  # {name, units, dead}
+    squashing: list[dict] = field(default_factory=list)  # {name, kind, saturated_share}
+
+
+def probe_rows(n: int, seed: int) -> torch.Tensor:
+    if n <= PROBE_ROWS:
+        return torch.arange(n)
+    return torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, PROBE_ROWS, replace=False)))
+
+
+def unit_activity(output: torch.Tensor) -> torch.Tensor:
+    """Per unit (features last for dense layers, channels second for convolutions): ever above zero."""
+    if output.dim() > 2 and output.shape[1] != output.shape[-1]:  # (N, C, ...) convolution maps
+        output = output.transpose(1, -1)
+    return (output.reshape(-1, output.shape[-1]) > 0).any(dim=0)
+
+
+def probe_model(model: nn.Module, bundle, recipe) -> Probe:
+    from honed.data.bundle import trim_padding
+    from honed.training import build_loss
+
+    rows = probe_rows(len(bundle.train), recipe.seed)
+    x, y = trim_padding(bundle.train.x[rows]), bundle.train.y[rows]
+    probe = Probe(rows=len(rows))
+    active: dict[str, torch.Tensor] = {}
+    squashed: dict[str, list] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, RELU):
+            def seen(mod, inputs, output, name=name):
+                units = unit_activity(output.detach())
+                active[name] = units if name not in active else active[name] | units
+            handles.append(module.register_forward_hook(seen))
+        for kind, (low, high) in SQUASHING.items():
+            if isinstance(module, kind):
+                def pinned(mod, inputs, output, name=name, low=low, high=high, kind=kind.__name__.lower()):
+                    out = output.detach()
+                    squashed.setdefault(name, [kind, 0, 0])
+                    squashed[name][1] += int(((out <= low) | (out >= high)).sum())
+                    squashed[name][2] += out.numel()
+                handles.append(module.register_forward_hook(pinned))
+    was_training = model.training
+    model.eval()  # no dropout: the statistics are the trained network's
+    model.zero_grad(set_to_none=True)
+    try:
+        with torch.enable_grad():
+            loss = build_loss(recipe.loss, bundle.task)(model(x), y)
+            loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for name, p in model.named_parameters():
+        if p.grad is not None and p.dim() >= 2:  # weights, not biases or norms
+            probe.layers.append({"name": name, "grad_norm": float(p.grad.norm()), "weight_norm": float(p.detach().norm())})
+    model.zero_grad(set_to_none=True)
+    probe.relus = [{"name": n, "units": int(a.numel()), "dead": int((~a).sum())} for n, a in active.items()]
+    probe.squashing = [{"name": n, "kind": k, "saturated_share": s / max(t, 1)} for n, (k, s, t) in squashed.items()]
+    return probe
+
+
+def short_range_test(recipe, bundle):
+    """The range test's sweep around the run's rate (one seed: the doctor needs an order of magnitude)."""
+    from honed.tuning.lr_find import range_test
+
+    lr = recipe.optimizer.lr
+    return range_test(recipe, bundle, recipe.seed, lr / 100, max(lr * 1000, 10.0), SWEEP_STEPS)
