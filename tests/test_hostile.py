@@ -34,6 +34,12 @@ MINILM_RUN = ["imdb_minilm", "--set", "data.source=text_files", "--set", "data.t
               "data.val_fraction=0.25", "--set", "train.epochs=1", "--quiet"]
 
 CASES = [
+    ("doctor-of-a-folder-that-is-no-run", {"notes.txt": "hello"}, ["doctor", "{tmp}"],
+     ["is not a honed run: recipe.yaml is missing"]),
+    ("doctor-with-a-damaged-failure-record", {"recipe.yaml": "name: x\n", "failure.json": "[1, 2"}, ["doctor", "{tmp}"],
+     ["failure.json: damaged (not JSON)"]),
+    ("doctor-fix-of-a-negative-count", {"recipe.yaml": "name: x\n"}, ["doctor", "{tmp}", "--fix", "-1"],
+     ["--fix -1: give how many findings to try, at least 1"]),
     ("report-of-a-folder-that-is-no-run", {"notes.txt": "hello"}, ["report", "{tmp}"],
      ["is not a honed run: recipe.yaml is missing"]),
     ("report-with-a-damaged-summary", {"recipe.yaml": "name: x\n", "summary.json": "{oops"}, ["report", "{tmp}"],

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 PROBE_ROWS = 512
+HUGE = 5_000_000  # parameters in one tensor: no gradient probe (embedding tables of hashed n-grams)
 SWEEP_STEPS = 60
 RELU = (nn.ReLU, nn.ReLU6)
 SQUASHING = {nn.Sigmoid: (0.01, 0.99), nn.Tanh: (-0.99, 0.99)}
@@ -70,13 +71,20 @@ def probe_model(model: nn.Module, bundle, recipe) -> Probe:
     was_training = model.training
     model.eval()  # no dropout: the statistics are the trained network's
     model.zero_grad(set_to_none=True)
+    # a huge table (a text model's n-gram embeddings) would get a dense gradient as large as itself: left out
+    huge = [p for p in model.parameters() if p.requires_grad and p.numel() > HUGE]
+    for p in huge:
+        p.requires_grad_(False)
     try:
         with torch.enable_grad():
             loss = build_loss(recipe.loss, bundle.task)(model(x), y)
-            loss.backward()
+            if loss.requires_grad:
+                loss.backward()
     finally:
         for h in handles:
             h.remove()
+        for p in huge:
+            p.requires_grad_(True)
         model.train(was_training)
     for name, p in model.named_parameters():
         if p.grad is not None and p.dim() >= 2:  # weights, not biases or norms

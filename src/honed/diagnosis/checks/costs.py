@@ -32,13 +32,11 @@ def time_split(ev: RunEvidence) -> list[Finding]:
                 "rows and the hooks; early stopping ends a converged run sooner")
         if t.checkpoint and t.checkpoint.every_epochs:
             advice.append(change(**{"train.checkpoint.every_epochs": None}))
-    elif part == "training":
+    elif part == "training":  # training taking most of the time is as it should be, unless a key cuts it
         if m.name == "bag" and not m.sparse and ev.recipe.optimizer.name in ("adam", "sgd", "adagrad"):
             advice.append(change(**{"model.sparse": True}))
         if m.name in ("rnn", "cnn", "transformer") and not t.bucketing:
             advice.append(change(**{"train.bucketing": True}))
-        if t.threads is None:
-            hint = "train.threads sets the CPU threads when another process shares the machine"
     if not advice and not hint:
         return []
     return [Finding("time_split", "note", f"{part} took {seconds:.1f} s, {share:.0%} of the run's {total:.1f} s",

@@ -245,12 +245,13 @@ def not_converged(ev: RunEvidence) -> list[Finding]:
 
 @check("schedule_decays_too_fast")
 def schedule_decays_too_fast(ev: RunEvidence) -> list[Finding]:
-    lrs, train = ev.series("lr"), ev.series("train_loss")
+    lrs = ev.series("lr")
+    key, values, lower = monitored(ev)  # validation where there is one: an epoch's mean training loss lags
     s = ev.recipe.schedule
-    if s.name in ("constant", "plateau") or len(lrs) < 3 or len(train) < 3 or not ev.finite(train):
+    if s.name in ("constant", "plateau") or len(lrs) < 4 or len(values) < 4 or not ev.finite(values):
         return []
     fraction = lrs[-1] / max(lrs)
-    last_gain = relative_drop(train[-2], train[-1])
+    last_gain = relative_drop(values[-2], values[-1]) * (1 if lower else -1)
     if fraction > 0.05 or last_gain < 0.01:
         return []
     if s.name == "exponential":
@@ -264,7 +265,7 @@ def schedule_decays_too_fast(ev: RunEvidence) -> list[Finding]:
     else:
         alternative = change(**{"schedule.name": "cosine"})
     return [Finding("schedule_decays_too_fast", "warning", f"the learning rate ended at {fraction:.1%} of its peak "
-                    f"while training loss still fell {last_gain:.1%} in the last epoch",
+                    f"while {key} still improved {last_gain:.1%} in the last epoch",
                     [alternative, change(**{"train.epochs": 2 * ev.recipe.train.epochs})], strength=last_gain)]
 
 

@@ -13,12 +13,20 @@ from honed.diagnosis.finding import Finding, change
 VANISHING, EXPLODING = 1e-3, 1e3  # first layer's relative gradient against the last layer's
 
 
+def hidden_layers(ev: RunEvidence) -> int:
+    """Hidden layers with an activation module, from the recipe (no model needs loading to know there are none)."""
+    m = ev.recipe.model
+    if m.name in ("mlp", "bag"):
+        return len(m.hidden)
+    return len(m.channels) if m.name == "cnn" else 0
+
+
 @check("gradient_flow", needs="probe")
 def gradient_flow(ev: RunEvidence) -> list[Finding]:
-    if not ev.can_probe:
+    if not ev.can_probe or hidden_layers(ev) < 2:  # a gradient needs depth to vanish
         return []
     layers = [layer for layer in ev.probe.layers if layer["weight_norm"] > 0]
-    if len(layers) < 3:  # a gradient needs depth to vanish
+    if len(layers) < 3:
         return []
     # relative gradients (|g| / |w|): comparable across layers of different sizes
     rel = [layer["grad_norm"] / layer["weight_norm"] for layer in layers]
@@ -42,7 +50,7 @@ def gradient_flow(ev: RunEvidence) -> list[Finding]:
 
 @check("dead_relus", needs="probe")
 def dead_relus(ev: RunEvidence) -> list[Finding]:
-    if not ev.can_probe or not ev.probe.relus:
+    if not ev.can_probe or not hidden_layers(ev) or ev.recipe.model.activation != "relu" or not ev.probe.relus:
         return []
     worst = max(ev.probe.relus, key=lambda r: r["dead"] / max(r["units"], 1))
     share = worst["dead"] / max(worst["units"], 1)
@@ -58,7 +66,8 @@ def dead_relus(ev: RunEvidence) -> list[Finding]:
 
 @check("saturated_units", needs="probe")
 def saturated_units(ev: RunEvidence) -> list[Finding]:
-    if not ev.can_probe or not ev.probe.squashing:
+    if not ev.can_probe or not hidden_layers(ev) or ev.recipe.model.activation not in ("sigmoid", "tanh") \
+            or not ev.probe.squashing:
         return []
     worst = max(ev.probe.squashing, key=lambda s: s["saturated_share"])
     if worst["saturated_share"] < 0.5:
