@@ -234,3 +234,99 @@ def test_every_advice_line_is_a_valid_set_for_its_recipe():
     for run, line in ADVICE:
         recipe = load_recipe(run / "recipe.yaml", overrides(line))  # a UserError here is a bad advice line
         assert line.startswith("--set ") and recipe is not None
+
+
+# --- the history-only rules, on records written by hand -------------------------------------------------
+
+def evidence(history: list[dict], recipe: dict | None = None, summary: dict | None = None, profile=None):
+    from honed.diagnosis import RunEvidence
+
+    return RunEvidence(recipe=load_recipe(recipe or {}), summary=summary or {"task": "binary"}, history=history,
+                       probes=False, profile=profile or {})
+
+
+def found_in(ev) -> dict:
+    from honed.diagnosis import diagnose
+
+    return {f.name: f for f in diagnose(ev, ("history",)).findings}
+
+
+def records(train: list[float], val: list[float] | None = None, **series) -> list[dict]:
+    out = []
+    for i, loss in enumerate(train):
+        r = {"epoch": i + 1, "train_loss": loss, "seconds": float(i + 1)}
+        if val is not None:
+            r["val_loss"] = val[i]
+        r |= {k: v[i] for k, v in series.items()}
+        out.append(r)
+    return out
+
+
+def test_a_loss_that_jumps_around_means_the_rate_is_too_high():
+    jumpy = records([0.7, 0.5, 0.9, 0.4, 1.1, 0.6, 1.3], grad_norm=[1, 1, 30, 1, 2, 1, 1])
+    high = found_in(evidence(jumpy, {"optimizer": {"lr": 0.3}}))["lr_too_high"]
+    assert "training loss rose in 3 of 6 epochs" in high.evidence and high.advice[0] == "--set optimizer.lr=0.1"
+    assert "lr_too_high" not in found_in(evidence(records([0.7, 0.5, 0.4, 0.35, 0.33, 0.32, 0.31])))
+
+
+def test_a_flat_monitored_value_is_a_plateau_and_a_rising_one_is_not():
+    flat = records([0.5] * 3 + [0.3] * 7, val=[0.6, 0.5, 0.4] + [0.35] * 7)
+    assert "since epoch 4" in found_in(evidence(flat))["plateau"].evidence
+    assert "plateau" not in found_in(evidence(records([0.5] * 10, val=[0.4] * 3 + [0.5] * 7)))
+
+
+def test_still_improving_at_the_last_epoch_is_not_converged():
+    going = records([0.9, 0.8, 0.7, 0.6], val=[0.9, 0.8, 0.72, 0.65])
+    f = found_in(evidence(going, {"train": {"epochs": 4}}, {"task": "binary", "stop_reason": "finished all epochs"}))
+    assert f["not_converged"].advice == ["--set train.epochs=8"]
+    stopped = {"task": "binary", "stop_reason": "early stopping"}
+    assert "not_converged" not in found_in(evidence(going, {"train": {"epochs": 4}}, stopped))
+
+
+def test_a_rate_at_zero_while_validation_still_improves_decays_too_fast():
+    hist = records([0.9, 0.7, 0.6, 0.55, 0.5], val=[0.9, 0.75, 0.66, 0.6, 0.55], lr=[1e-2, 5e-3, 1e-3, 1e-4, 1e-5])
+    f = found_in(evidence(hist, {"schedule": {"name": "exponential", "gamma": 0.1}, "train": {"epochs": 5}}))
+    assert f["schedule_decays_too_fast"].advice == ["--set schedule.gamma=0.316", "--set train.epochs=10"]
+    constant = evidence(hist, {"train": {"epochs": 5}})
+    assert "schedule_decays_too_fast" not in found_in(constant)
+
+
+def test_weights_that_keep_growing_are_named():
+    hist = records([0.5, 0.4, 0.35, 0.3, 0.28, 0.27], weight_norm=[1.0, 1.6, 2.3, 3.0, 3.9, 5.0])
+    assert "grew from 1 to 5" in found_in(evidence(hist))["weights_growing"].evidence
+    settled = records([0.5, 0.4, 0.35, 0.3, 0.28, 0.27], weight_norm=[1.0, 1.5, 1.7, 1.75, 1.76, 1.76])
+    assert "weights_growing" not in found_in(evidence(settled))
+
+
+def test_full_batch_descent_on_many_rows_suggests_mini_batches():
+    hist = records([0.9, 0.8, 0.7, 0.6])
+    f = found_in(evidence(hist, {"optimizer": {"name": "gd"}}, {"task": "binary", "sizes": {"train": 50_000}}))
+    assert f["full_batch_on_large_data"].advice == ["--set optimizer.name=adam --set optimizer.lr=0.001 "
+                                                    "--set train.batch_size=64"]
+
+
+def test_the_profile_names_cut_empty_and_unknown_texts_and_constant_features():
+    profile = {"texts_measured": 2000, "words_median": 300, "words_p90": 900, "words_max": 3000, "max_len": 500,
+               "truncated_share": 0.35, "empty_share": 0.02, "out_of_vocabulary_share": 0.12, "vocabulary_size": 10000}
+    f = found_in(evidence(records([0.5, 0.4]), profile=profile))
+    assert f["texts_cut"].advice == ["--set data.max_len=1000"]  # twice the cut, above the 90th percentile
+    assert f["out_of_vocabulary"].advice == ["--set data.num_words=40000"]
+    assert "2.0% of the training texts have no word" in f["empty_texts"].evidence
+    table = {"features": [{"name": "a"}, {"name": "b"}, {"name": "c"}], "constant": ["b"]}
+    recipe = {"data": {"source": "tabular", "path": "x.csv", "target": "y"}}
+    assert found_in(evidence(records([0.5]), recipe, profile=table))["constant_features"].advice == [
+        "--set data.columns=[a,c]"]
+
+
+def test_a_validation_split_of_a_hundred_rows_is_too_small_to_choose_with():
+    summary = {"task": "binary", "sizes": {"val": 100}, "val": {"accuracy": 0.8, "ci95": {"accuracy": [0.71, 0.87]}}}
+    small = found_in(evidence(records([0.5, 0.4]), {"data": {"val_fraction": 0.1}}, summary))["small_validation"]
+    assert "±8.0 points" in small.evidence and small.advice == ["--set data.val_fraction=0.2"]
+
+
+def test_the_end_of_training_line_needs_no_file_and_speaks_only_of_problems():
+    from honed.diagnosis import end_of_training
+
+    rising = records([0.6, 0.4, 0.2, 0.1, 0.05, 0.02], val=[0.6, 0.5, 0.55, 0.65, 0.8, 0.95])
+    assert end_of_training(load_recipe({}), {"task": "binary"}, rising).name == "overfitting"
+    assert end_of_training(load_recipe({}), {"task": "binary"}, records([0.5, 0.4], val=[0.5, 0.45])) is None

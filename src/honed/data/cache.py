@@ -146,20 +146,22 @@ def alive(pid: int) -> bool:
 class StoredTexts:
     """The test split's raw texts in a cache entry: UTF-8 back to back (test_texts.bin) and where each ends
     (test_texts_offsets.npy). Read one text at a time, on demand: a run shows a handful of them in its
-    report, and loading every IMDB review would cost more than the run's evaluation."""
+    report, and loading every IMDB review would cost more than the run's evaluation. The file stays open,
+    so another process republishing the entry (renaming the folder away) cannot pull it from under us."""
 
     DATA, OFFSETS = "test_texts.bin", "test_texts_offsets.npy"
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
         self.ends = np.load(folder / self.OFFSETS, allow_pickle=False)
-        size = (folder / self.DATA).stat().st_size
+        self.file = open(folder / self.DATA, "rb")  # noqa: SIM115 - held for the bundle's life
+        size = os.fstat(self.file.fileno()).st_size
         if self.ends.ndim != 1 or (len(self.ends) and (int(self.ends[-1]) != size or np.any(np.diff(self.ends) < 0))):
+            self.file.close()
             raise ValueError(f"{self.DATA} does not match {self.OFFSETS}")
 
     @classmethod
     def write(cls, folder: Path, texts) -> None:
-        encoded = [t.encode("utf-8", errors="replace") for t in texts]
+        encoded = [texts[i].encode("utf-8", errors="replace") for i in range(len(texts))]
         with open(folder / cls.DATA, "wb") as f:
             for b in encoded:
                 f.write(b)
@@ -170,10 +172,15 @@ class StoredTexts:
 
     def __getitem__(self, i: int) -> str:
         i = int(i)
+        if not 0 <= i < len(self.ends):
+            raise IndexError(i)
         start = int(self.ends[i - 1]) if i > 0 else 0
-        with open(self.folder / self.DATA, "rb") as f:
-            f.seek(start)
-            return f.read(int(self.ends[i]) - start).decode("utf-8", errors="replace")
+        return os.pread(self.file.fileno(), int(self.ends[i]) - start, start).decode("utf-8", errors="replace")
+
+    def __del__(self) -> None:
+        file = getattr(self, "file", None)
+        if file is not None:
+            file.close()
 
 
 def _save_inputs(folder: Path, name: str, x) -> None:

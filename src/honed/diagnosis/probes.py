@@ -90,7 +90,9 @@ def probe_model(model: nn.Module, bundle, recipe) -> Probe:
         if p.grad is not None and p.dim() >= 2:  # weights, not biases or norms
             probe.layers.append({"name": name, "grad_norm": float(p.grad.norm()), "weight_norm": float(p.detach().norm())})
     model.zero_grad(set_to_none=True)
-    probe.relus = [{"name": n, "units": int(a.numel()), "dead": int((~a).sum())} for n, a in active.items()]
+    # named by their place among the ReLUs ("hidden layer 2"), the module path beside it
+    probe.relus = [{"name": f"hidden layer {k} ({n})", "units": int(a.numel()), "dead": int((~a).sum())}
+                   for k, (n, a) in enumerate(active.items(), 1)]
     probe.squashing = [{"name": n, "kind": k, "saturated_share": s / max(t, 1)} for n, (k, s, t) in squashed.items()]
     return probe
 

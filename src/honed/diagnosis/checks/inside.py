@@ -58,7 +58,7 @@ def dead_relus(ev: RunEvidence) -> list[Finding]:
         return []
     total = sum(r["dead"] for r in ev.probe.relus), sum(r["units"] for r in ev.probe.relus)
     return [Finding("dead_relus", "problem" if share >= 0.5 else "warning",
-                    f"{worst['dead']} of {worst['units']} units after {worst['name']} ({share:.0%}) never fired on "
+                    f"{worst['dead']} of {worst['units']} units of {worst['name']} ({share:.0%}) never fired on "
                     f"{ev.probe.rows} training rows ({total[0]} of {total[1]} in all ReLU layers)",
                     [change(**{"model.activation": "leaky_relu"}), change(**{"model.init": "he_normal"}),
                      change(**{"optimizer.lr": ev.recipe.optimizer.lr / 3})], strength=share)]
