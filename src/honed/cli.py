@@ -349,17 +349,18 @@ def cmd_report(args) -> int:
 
 def with_intervals(scores: dict) -> str:
     """'accuracy 87.36% (95% CI 86.95-87.77), ...': each metric with its interval (summary's ci95)."""
+    from honed.evaluation.metrics import SHARES
+
     def shown(name: str, value: float) -> str:
-        return f"{100 * value:.2f}" if name in PERCENT else f"{value:.4g}"
+        return f"{100 * value:.2f}" if name in SHARES else f"{value:.4g}"
 
     parts = []
     for name, (low, high) in scores.get("ci95", {}).items():
-        unit = "%" if name in PERCENT else ""
+        unit = "%" if name in SHARES else ""
         parts.append(f"{name} {shown(name, scores[name])}{unit} (95% CI {shown(name, low)}-{shown(name, high)})")
     return ", ".join(parts)
 
 
-PERCENT = {"accuracy", "precision", "recall", "f1", "auroc"}
 
 
 def train_seeds(args, recipe) -> int:

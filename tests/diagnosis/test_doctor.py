@@ -213,6 +213,8 @@ def test_a_healthy_run_has_no_problem(tmp_path):
     assert d.healthy and all(f.severity != "problem" for f in d.findings)
     done = subprocess.run([sys.executable, "-m", "honed", "doctor", str(run)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    page = (run / "report.html").read_text()  # the run's page, refreshed with the findings
+    assert 'id="doctor"' in page and all(f.name in page for f in d.findings)
     saved = json.loads((run / "doctor.json").read_text())
     assert saved["healthy"] and [f["name"] for f in saved["findings"]] == [f.name for f in d.findings]
     assert "No problem" in (run / "doctor.md").read_text() or "No findings" in (run / "doctor.md").read_text()

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from honed.diagnosis.finding import overrides
+from honed.evaluation.metrics import LOWER_IS_BETTER
 from honed.training.hooks import Hook
 
-LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae")
 
 
 class Deadline(Hook):

@@ -27,6 +27,7 @@ DEFAULTS = {
 }
 REGRESSION = {"mse", "rmse", "mae", "r2"}
 LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae"}
+SHARES = {"accuracy", "precision", "recall", "f1", "auroc"}  # shown as percentages
 
 
 def _sk():

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from honed.evaluation.metrics import SHARES
 from honed.report.evidence import load_mistakes, load_test_outputs
 from honed.run import CURVES, RECIPE, read_json, read_metrics, read_summary
 
-PERCENT = {"accuracy", "precision", "recall", "f1", "auroc", "balanced_accuracy"}
 
 
 def data_uri(png: bytes) -> str:
@@ -23,7 +23,7 @@ def number(value, name: str = "") -> str:
     """A metric as people read it: shares as percentages, other values to four significant digits."""
     if value is None or isinstance(value, (list, dict)):
         return ""
-    if name in PERCENT:
+    if name in SHARES:
         return f"{100 * value:.2f}%"
     return f"{value:.4g}"
 

@@ -11,6 +11,7 @@ import numpy as np
 from honed.diagnosis.checks import check
 from honed.diagnosis.evidence import RunEvidence
 from honed.diagnosis.finding import Finding, change
+from honed.evaluation.metrics import lower_is_better
 
 OVERFIT_RISE = 0.05  # validation loss this far above its lowest, while training loss keeps falling
 STILL_FALLING = 0.005  # a last-epoch improvement above this (relative) means the run was still learning
@@ -204,7 +205,7 @@ def monitored(ev: RunEvidence) -> tuple[str, list[float], bool]:
     loss, else the training loss."""
     es = ev.recipe.train.early_stopping
     key = es.monitor if es else ("val_loss" if ev.has_validation else "train_loss")
-    lower = es.mode == "min" if es and es.mode != "auto" else any(w in key for w in ("loss", "mse", "mae", "rmse"))
+    lower = es.mode == "min" if es and es.mode != "auto" else lower_is_better(key)
     return key, ev.series(key), lower
 
 
