@@ -68,6 +68,8 @@ def test_each_fold_validates_on_its_own_rows_and_the_statistics_are_numpys_and_s
         assert json.loads((tmp_path / "cv" / "folds" / f"r{r['repeat']}-f{r['fold']}" / "summary.json").read_text())["test"] == {}
     report = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert report["test"] is None and (tmp_path / "cv" / "cv.png").stat().st_size > 10_000
+    page = (tmp_path / "cv" / "cv.html").read_text()
+    assert page.count("<tr>") == (1 + len(result.stats)) + (1 + len(result.folds)) and f"{s['mean']:.4g}" in page
 
 
 def test_grouped_cv_validates_on_whole_groups_and_test_scores_once_on_every_training_row(tmp_path):

@@ -62,6 +62,8 @@ def test_distill_runs_the_teacher_once_and_reports_the_ablation(tmp_path, text_d
     for row in report["rows"]:
         assert 0 <= row["test accuracy"] <= 1 and row["ms per example"] > 0
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["rows"][1]["model"] == names[1]
+    page = (tmp_path / "d" / "distill.html").read_text()
+    assert page.count("<tr>") == 4 and all(name.replace("&", "&amp;") in page for name in names)
     # the same teacher on the same data again: its outputs come from the cache
     again = Teacher(teacher_run, honed.load_run(teacher_run))
     honed.train(student, out=tmp_path / "again", objective=again)

@@ -36,10 +36,12 @@ def test_a_search_writes_its_report_and_scores_the_test_split_once(tmp_path, mon
     out = result.out
     assert not any(scored), "a trial scored the test split"
     assert len(evaluations) == 1
-    for name in ("leaderboard.csv", "best.yaml", "summary.json", "tune.png", "study.db"):
+    for name in ("leaderboard.csv", "best.yaml", "summary.json", "tune.png", "study.db", "tune.html"):
         assert (out / name).is_file(), name
     trials = trials_of(out)
     assert len(trials) == 5
+    page = (out / "tune.html").read_text()  # one page: the figure and every trial of the leaderboard
+    assert page.count("data:image/png;base64,") == 1 and page.count("<tr>") == 1 + 5
     assert trials[0].params == {"optimizer.lr": 0.01, "model.hidden": "[16]"}  # the recipe as written comes first
     best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
     summary = json.loads((out / "summary.json").read_text())

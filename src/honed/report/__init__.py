@@ -62,3 +62,29 @@ def refresh_report(run_dir: str | Path) -> None:
     path = Path(run_dir)
     if (path / PAGE).is_file():
         write_report(path)
+
+
+def write_summary_page(path: str | Path, command: str, title: str, lines: list[str] = (), figures: list[Path] = (),
+                       tables: list[dict] = ()) -> Path:
+    """One self-contained page for a command that sums up several runs (tune, compare, cv, distill): a title,
+    a few sentences, its figures embedded, and tables ({"caption", "columns", "rows"}; cells shown as given,
+    numbers to four significant digits)."""
+    import base64
+
+    import jinja2
+
+    from honed.run.files import write_text
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    shown = [{"caption": t.get("caption", ""), "columns": list(t["columns"]),
+              "rows": [{c: cell(r.get(c)) for c in t["columns"]} for r in t["rows"]]} for t in tables]
+    images = [{"name": Path(f).stem, "uri": "data:image/png;base64," + base64.b64encode(Path(f).read_bytes()).decode()}
+              for f in figures if f and Path(f).is_file()]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)
+    page = env.get_template("summary.html.j2").render(command=command, title=title, lines=list(lines),
+                                                      figures=images, tables=shown)
+    return write_text(Path(path), page)

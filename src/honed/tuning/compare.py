@@ -9,8 +9,6 @@ compare.html (self-contained, the figure embedded), compare.png, compare.csv and
 
 from __future__ import annotations
 
-import base64
-import html
 import itertools
 import logging
 import re
@@ -21,6 +19,7 @@ from honed.errors import UserError
 from honed.recipe import load_recipe
 from honed.recipe.load import parse_override
 from honed.recipe.schema import setting_problem
+from honed.report import write_summary_page
 from honed.run import METRICS, SUMMARY, new_run_dir, read_metrics, read_summary, write_json, write_text
 from honed.tuning.plots import plot_comparison, plot_privacy_utility
 from honed.tuning.space import apply
@@ -124,7 +123,10 @@ def compare_runs(run_dirs: list, out=None, labels: list[str] | None = None, metr
         figures.append(plot_privacy_utility(rows, out / "privacy.png"))
     write_text(out / "compare.csv", _csv(rows))
     write_json(out / "compare.json", {"metric": key, "runs": rows})
-    write_text(out / "compare.html", _html(rows, key, figures))
+    columns = [c for c in _columns(rows) if c != "path"]
+    write_summary_page(out / "compare.html", "compare", f"{len(rows)} runs, validation metric {key}",
+                       ["Curves by epoch and by training seconds; each run's own page is report.html in its folder."],
+                       figures, [{"columns": columns, "rows": [{c: _shown(r.get(c)) for c in columns} for r in rows]}])
     return Comparison(out, rows, key)
 
 
@@ -224,23 +226,3 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _html(rows: list[dict], key: str, figures: list[Path]) -> str:
-    images = "".join(f'<img alt="{html.escape(f.stem)}" src="data:image/png;base64,'
-                     f'{base64.b64encode(f.read_bytes()).decode("ascii")}">' for f in figures)
-    columns = [c for c in _columns(rows) if c != "path"]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_shown(r.get(c)))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>honed compare: {html.escape(key)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child,th:first-child{{text-align:left}}
-img{{max-width:100%}}</style></head>
-<body><h1>honed compare</h1>
-<p>{len(rows)} runs, validation metric <code>{html.escape(key)}</code>; curves by epoch and by training seconds.</p>
-{images}
-<table><tr>{head}</tr>{body}</table>
-</body></html>
-"""

@@ -102,6 +102,15 @@ def cross_validate(recipe, overrides=(), folds: int = 5, repeats: int = 1, group
     write_json(out / "cv.json", report)
     from honed.tuning.plots import plot_folds
 
-    plot_folds({f"r{r['repeat']}-f{r['fold']}": read_metrics(Path(r["path"])) for r in rows}, out / "cv.png",
-               f"{user.name}: {folds}-fold cross-validation" + (f", {repeats} repeats" if repeats > 1 else ""))
+    title = f"{user.name}: {folds}-fold cross-validation" + (f", {repeats} repeats" if repeats > 1 else "")
+    plot_folds({f"r{r['repeat']}-f{r['fold']}": read_metrics(Path(r["path"])) for r in rows}, out / "cv.png", title)
+    from honed.report import write_summary_page
+
+    columns = list(dict.fromkeys(k for r in rows for k in r if k != "path"))
+    stats_rows = [{"metric": name} | s for name, s in stats.items()]
+    write_summary_page(out / "cv.html", "cv", title,
+                       [f"Test split: {scored}" if scored else "The test split was not read (add --test)."],
+                       [out / "cv.png"], [{"caption": "across folds", "columns": list(dict.fromkeys(
+                           k for r in stats_rows for k in r)), "rows": stats_rows},
+                                          {"caption": "each fold (validation)", "columns": columns, "rows": rows}])
     return CrossValidation(out, rows, stats, scored)

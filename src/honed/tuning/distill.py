@@ -61,4 +61,10 @@ def distill(teacher_run, student_recipe, overrides=(), temperature: float = 2.0,
     report = {"teacher": str(teacher_dir), "temperature": temperature, "alpha": alpha,
               "teacher_passes": teacher.computed, "rows": rows}
     write_json(out / "summary.json", report)
+    from honed.report import write_summary_page
+
+    write_summary_page(out / "distill.html", "distill", f"teacher {teacher_dir}, T={temperature:g}, alpha={alpha:g}",
+                       [f"The teacher's outputs were computed {teacher.computed} time(s); each student's own page is "
+                        "report.html in its folder."],
+                       tables=[{"columns": list(dict.fromkeys(k for r in rows for k in r)), "rows": rows}])
     return report | {"path": str(out)}

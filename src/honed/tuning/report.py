@@ -166,6 +166,16 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
         "seconds": round(time.perf_counter() - started, 2),
     }
     write_json(out / "summary.json", summary)
+    from honed.report import write_summary_page
+
+    flat = [r | r["params"] for r in rows]
+    shown = ["rank", "trial", "state", "value", "vs best", "epochs", "seconds", *space, "note"]
+    tested = {k: round(v, 4) for k, v in (summary.get("test") or {}).items() if isinstance(v, float)}
+    write_summary_page(out / "tune.html", "tune", f"study {study.study_name}: {len(rows)} trials, {key}",
+                       [f"Chosen: trial {best.number} ({key} {best.value:.4g}); rerun it with honed train "
+                        f"{out / 'best.yaml'}.", f"Test metrics of the chosen run (scored once): {tested}"],
+                       [out / "tune.png"], [{"caption": "leaderboard", "columns": [c for c in shown if any(
+                           c in r for r in flat)], "rows": flat}])
     return TuneResult(out, study.study_name, url, {"trial": best.number, "value": best.value, "params": params,
                                                    "run_dir": str(run_dir)}, rows, summary)
 
