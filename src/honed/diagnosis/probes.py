@@ -103,3 +103,39 @@ def short_range_test(recipe, bundle):
 
     lr = recipe.optimizer.lr
     return range_test(recipe, bundle, recipe.seed, lr / 100, max(lr * 1000, 10.0), SWEEP_STEPS)
+
+
+MINI_BATCH = 64
+
+
+def minibatch_race(recipe, bundle, target_loss: float, seconds: float, max_epochs: int = 50) -> dict:
+    """Adam with batches of MINI_BATCH from the run's initialization (same seed) on its training rows, until its
+    epoch's training loss is at most `target_loss` or `seconds` of training have passed: the epochs, seconds
+    and loss it got to. An ordinary `fit` with a hook that ends it: the measurement a full-batch run is
+    compared with."""
+    from dataclasses import replace
+
+    from honed.models import Shape, build_model
+    from honed.training import Hook, fit
+    from honed.training.device import pick_device, seed_everything
+
+    class Reached(Hook):
+        def on_epoch_end(self, trainer, record) -> None:
+            if record["train_loss"] <= target_loss:
+                trainer.stop_reason = "reached the full-batch run's final loss"
+            elif trainer.train_seconds >= seconds:
+                trainer.stop_reason = "used the full-batch run's time"
+
+    seed_everything(recipe.seed)
+    model = build_model(recipe.model, Shape.of(bundle)).to(pick_device(recipe.train.device))
+    changed = recipe.model_copy(update={
+        "optimizer": recipe.optimizer.model_copy(update={"name": "adam", "lr": 1e-3, "momentum": 0.0,
+                                                         "nesterov": False}),
+        "schedule": recipe.schedule.model_copy(update={"name": "constant", "warmup_epochs": 0.0}),
+        "train": recipe.train.model_copy(update={"epochs": max_epochs, "batch_size": MINI_BATCH, "early_stopping": None,
+                                                 "target": None, "stop_at_target": False, "checkpoint": None,
+                                                 "convergence_tol": None})})
+    trainer = fit(model, replace(bundle, val=None), changed, [Reached()], seed=recipe.seed)
+    last = trainer.history[-1]
+    return {"loss": last["train_loss"], "seconds": trainer.train_seconds, "epochs": last["epoch"],
+            "reached": last["train_loss"] <= target_loss}

@@ -270,16 +270,27 @@ def schedule_decays_too_fast(ev: RunEvidence) -> list[Finding]:
                     [alternative, change(**{"train.epochs": 2 * ev.recipe.train.epochs})], strength=last_gain)]
 
 
-@check("full_batch_on_large_data")
+@check("full_batch_on_large_data", needs="probe")
 def full_batch_on_large_data(ev: RunEvidence) -> list[Finding]:
     rows = ev.train_rows
     if ev.recipe.optimizer.name != "gd" or rows < 2000:
         return []
-    seconds = ev.series("seconds")
+    train, seconds = ev.series("train_loss"), ev.series("seconds")
+    advice = [change(**{"optimizer.name": "adam", "optimizer.lr": 0.001, "train.batch_size": 64})]
     per_step = seconds[-1] / len(seconds) if seconds else float("nan")
-    batch = 64
-    return [Finding("full_batch_on_large_data", "warning",
-                    f"gd takes one step per pass over {rows:,} rows ({per_step:.3g} s each here); mini-batches of "
-                    f"{batch} make {rows // batch:,} steps from the same pass",
-                    [change(**{"optimizer.name": "adam", "optimizer.lr": 0.001, "train.batch_size": batch})],
-                    strength=rows / 2000)]
+    evidence = f"gd takes one step per pass over {rows:,} rows ({per_step:.3g} s each here)"
+    if ev.can_probe and train and ev.finite(train) and seconds:
+        from honed.diagnosis.probes import MINI_BATCH, minibatch_race
+
+        race = minibatch_race(ev.recipe, ev.bundle, train[-1], seconds[-1])  # measured, from the same start
+        if not race["reached"]:
+            return []  # mini-batches did not get there in gd's own time: gd was the right call
+        speedup = seconds[-1] / max(race["seconds"], 1e-9)
+        if speedup < 3:
+            return []
+        evidence += (f"; Adam with batches of {MINI_BATCH} reaches gd's final training loss {train[-1]:.4g} in "
+                     f"{race['epochs']} epoch{'s' if race['epochs'] > 1 else ''} ({race['seconds']:.2g} s), "
+                     f"{speedup:.0f}x faster than gd's {len(train)} epochs ({seconds[-1]:.2g} s)")
+        return [Finding("full_batch_on_large_data", "warning", evidence, advice, strength=min(speedup, 1e6))]
+    return [Finding("full_batch_on_large_data", "note", evidence + f"; mini-batches of 64 make {rows // 64:,} steps "
+                    "from the same pass", advice, strength=rows / 2000)]
