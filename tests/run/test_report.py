@@ -203,3 +203,9 @@ def test_a_stopped_run_gets_a_page_from_what_it_recorded(browser, tmp_path, kill
     page, problems, images, _ = open_page(browser, run / "report.html")
     assert problems == [] and len(images) == 1 and all(images)
     assert "not finished: stopped after epoch" in page.inner_text("body")
+
+
+def test_a_section_switched_off_shows_the_defaults_it_replaced():
+    recipe = load_recipe({"train": {"checkpoint": None}})
+    changed = {k: d for k, _, d in changed_keys(recipe)}
+    assert changed == {"train.checkpoint": load_recipe({}).train.checkpoint.model_dump(mode="json")}

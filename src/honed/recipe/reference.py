@@ -65,6 +65,14 @@ def flat(values: dict, prefix: str = "") -> dict[str, object]:
 def changed_keys(recipe: Recipe) -> list[tuple[str, object, object]]:
     """(key, value, default) for every recipe key whose value is not the schema's default, in the recipe's
     order; a section that is off by default (null) and was given shows its keys with the default `null`."""
-    defaults = flat(Recipe().model_dump(mode="json"))
-    return [(k, v, defaults.get(k)) for k, v in flat(recipe.model_dump(mode="json")).items()
+    nested = Recipe().model_dump(mode="json")
+    defaults = flat(nested)
+
+    def default_of(key: str):
+        value = nested
+        for part in key.split("."):  # a section on by default and switched off (null) shows its defaults
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    return [(k, v, default_of(k)) for k, v in flat(recipe.model_dump(mode="json")).items()
             if k not in defaults or defaults[k] != v]
