@@ -178,3 +178,16 @@ def test_an_out_holding_a_finished_run_is_refused_before_any_data_is_read(tmp_pa
     capsys.readouterr()
     assert main(args) == 2
     assert "a finished run is already there" in capsys.readouterr().err
+
+
+def test_every_help_page_prints():
+    import argparse
+
+    from honed.cli import parser
+
+    p = parser()
+    assert "doctor" in p.format_help() and "report" in p.format_help()
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                assert name in sub.format_help()  # a stray % in a help text would raise here

@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
                     help="write the recipe with optimizer.lr set to the suggestion (default <out>/recipe.yaml)")
 
     cv = sub.add_parser("cv", help="K-fold cross-validation over the training rows: each fold's validation metrics, "
-                        "mean, std and a 95% interval")
+                        "mean, std and a 95%% interval")
     cv.add_argument("recipe", help="recipe file or bundled recipe name")
     cv.add_argument("--folds", type=int, default=5, help="folds (default 5), stratified on the labels")
     cv.add_argument("--repeats", type=int, default=1, help="repeat with the rows reshuffled (default 1)")
