@@ -8,7 +8,7 @@
     range_test                             a short learning-rate range test around the rate the run used
 
 A check that needs only the history costs nothing; the end of `honed train` runs exactly those
-(`history_only=True`), with the trainer's records and no file read.
+(`diagnose(ev, needs=("history",))`, through `end_of_training`), with no probe and no data read.
 """
 
 from __future__ import annotations

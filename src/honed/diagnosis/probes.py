@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,12 +30,6 @@ class Probe:
     squashing: list[dict] = field(default_factory=list)  # {name, kind, saturated_share}
 
 
-def probe_rows(n: int, seed: int) -> torch.Tensor:
-    if n <= PROBE_ROWS:
-        return torch.arange(n)
-    return torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, PROBE_ROWS, replace=False)))
-
-
 def unit_activity(output: torch.Tensor) -> torch.Tensor:
     """Per unit (features last for dense layers, channels second for convolutions): ever above zero."""
     if output.dim() > 2 and output.shape[1] != output.shape[-1]:  # (N, C, ...) convolution maps
@@ -46,9 +39,10 @@ def unit_activity(output: torch.Tensor) -> torch.Tensor:
 
 def probe_model(model: nn.Module, bundle, recipe) -> Probe:
     from honed.data.bundle import trim_padding
+    from honed.data.profile import sample_rows
     from honed.training import build_loss
 
-    rows = probe_rows(len(bundle.train), recipe.seed)
+    rows = torch.from_numpy(sample_rows(len(bundle.train), PROBE_ROWS, recipe.seed))
     x, y = trim_padding(bundle.train.x[rows]), bundle.train.y[rows]
     probe = Probe(rows=len(rows))
     active: dict[str, torch.Tensor] = {}

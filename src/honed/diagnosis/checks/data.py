@@ -10,6 +10,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from honed.data.profile import sample_rows
 from honed.diagnosis.checks import check
 from honed.diagnosis.evidence import RunEvidence
 from honed.diagnosis.finding import Finding, change
@@ -156,8 +157,7 @@ def leaking_tokens(ev: RunEvidence) -> list[str]:
     if y.ndim != 1 or len(y) < 30:
         return []
     # a seeded sample of rows: a token that gives a class away does so in any few thousand rows
-    keep = np.sort(np.random.default_rng(0).choice(len(y), TOKEN_ROWS, replace=False)) if len(y) > TOKEN_ROWS \
-        else np.arange(len(y))
+    keep = sample_rows(len(y), TOKEN_ROWS)
     offsets, all_values = x.offsets.numpy(), x.values.numpy()
     parts = [all_values[offsets[i]:offsets[i + 1]] for i in keep]
     values = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
