@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import torch
 
 from honed import data as data_stage
 from honed import run as run_stage
+from honed import runfiles
 from honed import warmup
 from honed.errors import UserError
 from honed.data.profile import split_profile
@@ -26,6 +27,7 @@ from honed.evaluation import class_probabilities, metric_names, outputs_of, scor
 from honed.models import Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe
+from honed.recipe.load import set_dotted
 from honed.report import save_test_evidence, write_report
 from honed.run.tracking import run_written, trackers
 from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
@@ -37,13 +39,107 @@ from honed.training.state import load_trained_state
 log = logging.getLogger("honed")
 
 
+class LoadedRun(NamedTuple):
+    """A run ready to predict: its recipe, its model with the trained weights (eval mode) and its preprocessor."""
+
+    recipe: Recipe
+    model: torch.nn.Module
+    pre: object
+
+
 @dataclass
 class Run:
-    """A finished run: where it lives and what it measured."""
+    """A run directory and everything read from it: the one owner of its files.
+
+    `honed.train` returns one; every other command opens one with `Run.open(path)`. File names live in
+    honed.run.rundir; nothing else joins a run path with a literal name.
+    """
 
     path: Path
-    summary: dict
+    summary: dict = field(default_factory=dict)
     model: torch.nn.Module | None = None
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "Run":
+        """A finished (or stopped) run: refused with one line when the folder is not a run."""
+        path = run_stage.check_run_dir(run_dir)
+        return cls(path, run_stage.read_summary(path))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def recipe(self) -> Recipe:
+        return load_recipe(self.file(run_stage.RECIPE))
+
+    @property
+    def history(self) -> list[dict]:
+        return run_stage.read_metrics(self.path)
+
+    @property
+    def shape(self) -> Shape:
+        """What rebuilds the module (model.json), as training wrote it."""
+        path = self.file(run_stage.MODEL)
+        try:
+            return Shape.from_dict(run_stage.read_json(path)["shape"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{path}: damaged ({type(e).__name__}); train the run again") from None
+
+    def build(self, recipe: Recipe | None = None) -> torch.nn.Module:
+        """A fresh (untrained) module of this run's architecture."""
+        return build_model((recipe or self.recipe).model, self.shape)
+
+    def load(self) -> LoadedRun:
+        """(recipe, model with its trained weights, fitted preprocessor)."""
+        recipe = self.recipe
+        pre = data_stage.load_preprocessor(self.path)
+        model = self.build(recipe)
+        weights = self.file(run_stage.WEIGHTS)
+        try:
+            run_stage.load_weights(weights, model)
+        except Exception as e:  # noqa: BLE001 - safetensors' own error type, or a state that does not fit the model
+            first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+            raise UserError(f"{weights}: damaged or not this run's weights ({first}); train the run again") from None
+        if hasattr(model, "merge_adapter"):  # inference, export and serving run the merged weights: no adapter cost
+            model.merge_adapter()
+        model.eval()
+        return LoadedRun(recipe, model, pre)
+
+    def test_split(self, loaded: LoadedRun | None = None):
+        """The run's test split, transformed by its fitted preprocessor (read from the raw files)."""
+        recipe, _, pre = loaded or self.load()
+        return data_stage.test_split(recipe.data, pre)
+
+    def test_outputs(self) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """(raw outputs, targets, task) on the test split: test_outputs.npz when training kept it, else scored."""
+        from honed.report.evidence import load_test_outputs
+
+        kept = load_test_outputs(self.path)
+        task = data_stage.load_preprocessor(self.path).task
+        if kept is not None:
+            return torch.from_numpy(kept[0]), torch.from_numpy(kept[1]), task
+        loaded = self.load()
+        split = self.test_split(loaded)
+        return outputs_of(loaded.model, split.x), split.y.cpu(), task
+
+
+def prepare_model(recipe: Recipe, bundle, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The model a recipe trains on a bundle, as training starts it: built, initialized (seeded by the caller),
+    with what is fitted outside the weights (the TF-IDF idf) set from the training rows, on `device`.
+    Training, the range test, the doctor's probes and race all start from this one function."""
+    shape = Shape.of(bundle)
+    model = build_model(recipe.model, shape)
+    if recipe.model.pooling == "tfidf":  # the idf of every token, from the training texts only
+        set_document_frequency(model, bundle.train.x.document_frequency(shape.input_dim), len(bundle.train))
+    return model.to(device)
+
+
+def variant(recipe: Recipe, changes: dict[str, object]) -> Recipe:
+    """`recipe` with dotted keys changed, validated like any recipe (every schema rule holds for a variant)."""
+    raw = recipe.model_dump(mode="json")
+    for key, value in changes.items():
+        set_dotted(raw, key, value)
+    return load_recipe(raw)
 
 
 def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out: str | Path | None = None,
@@ -112,10 +208,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
         bundle = bundle.with_train_targets(objective.targets(recipe.data, bundle))
         loss_fn = objective.loss(build_loss(recipe.loss, bundle.task), bundle.task)
     shape = Shape.of(bundle)
-    model = build_model(recipe.model, shape)
-    if recipe.model.pooling == "tfidf":  # the idf of every token, from the training texts only
-        set_document_frequency(model, bundle.train.x.document_frequency(shape.input_dim), len(bundle.train))
-    model = model.to(device)
+    model = prepare_model(recipe, bundle, device)
     run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape, state is not None))
                                               if world.main else "",
                                               world))
@@ -182,7 +275,7 @@ def _start_run_dir(recipe: Recipe, out, bundle, shape: Shape, resuming: bool = F
     run_stage.write_recipe(run_dir, dump_recipe(recipe))
     bundle.preprocessor.save(run_dir, profile=recipe.train.privacy is None)
     run_stage.write_json(run_dir / run_stage.MODEL, {"spec": recipe.model.model_dump(mode="json"),
-                                                     "shape": shape.__dict__ | {"image_shape": shape.image_shape}})
+                                                     "shape": shape.to_dict()})
     return run_dir
 
 
@@ -235,43 +328,21 @@ def stopped_message(e: NonFiniteLoss, model: torch.nn.Module, run_dir: Path, wri
     if write:
         run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
         # where it broke, for honed doctor (the history in metrics.jsonl ends at the epoch before)
-        run_stage.write_json(run_dir / "failure.json", {"reason": str(e), "epoch": e.epoch, "step": e.step,
+        run_stage.write_json(run_dir / runfiles.FAILURE, {"reason": str(e), "epoch": e.epoch, "step": e.step,
                                                        "value": str(e.value)})
     where = f"epoch {good.epoch}" if good is not None and good.epoch else "initial weights"
     return (f"training stopped: {e}; the last good weights ({where}) are in {run_dir / run_stage.WEIGHTS}; "
             "try a smaller optimizer.lr or gradient-friendly settings")
 
 
-def load_run(run_dir: str | Path) -> tuple[Recipe, torch.nn.Module, object]:
+def load_run(run_dir: str | Path) -> LoadedRun:
     """(recipe, model with its trained weights, fitted preprocessor) from a run directory."""
-    path = run_stage.check_run_dir(run_dir)
-    recipe = load_recipe(path / run_stage.RECIPE)
-    pre = data_stage.load_preprocessor(path)
-    try:
-        shape = run_stage.read_json(path / run_stage.MODEL)["shape"]
-        shape = Shape(shape["input_kind"], int(shape["input_dim"]), int(shape["output_dim"]),
-                      tuple(shape["image_shape"]) if shape.get("image_shape") else None, shape.get("encoder"),
-                      int(shape.get("features_dim", 0)))
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path / run_stage.MODEL}: damaged ({type(e).__name__}); train the run again") from None
-    model = build_model(recipe.model, shape)
-    try:
-        run_stage.load_weights(path / run_stage.WEIGHTS, model)
-    except Exception as e:  # noqa: BLE001 - safetensors' own error type, or a state that does not fit the model
-        first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
-        raise UserError(f"{path / run_stage.WEIGHTS}: damaged or not this run's weights ({first}); "
-                        "train the run again") from None
-    if hasattr(model, "merge_adapter"):  # inference, export and serving run the merged weights: no adapter cost
-        model.merge_adapter()
-    model.eval()
-    return recipe, model, pre
+    return Run.open(run_dir).load()
 
 
 def test_outputs(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(raw outputs, targets, task) of a saved run on its test split: what paired comparisons of runs need."""
-    recipe, model, pre = load_run(run_dir)
-    split = data_stage.test_split(recipe.data, pre)
-    return outputs_of(model, split.x), split.y.cpu(), pre.task
+    return Run.open(run_dir).test_outputs()
 
 
 def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:

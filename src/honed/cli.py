@@ -15,29 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from honed import runfiles
+from honed.recipe.bundled import bundled_recipes, resolve_recipe  # noqa: F401  (honed.cli.resolve_recipe)
+
 STARTED = time.perf_counter()  # end-to-end timings count from the command's start
-
-
-def recipe_dirs() -> list[Path]:
-    """Where bundled recipes live: inside the installed package, or the source checkout's recipes/."""
-    here = Path(__file__).resolve().parent
-    return [d for d in (here / "recipes", here.parent.parent / "recipes") if d.is_dir()]
-
-
-def bundled_recipes() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for folder in recipe_dirs():
-        for path in sorted(folder.glob("*.yaml")):
-            found.setdefault(path.stem, path)
-    return found
-
-
-def resolve_recipe(name: str) -> Path:
-    """A path as given, or the name of a bundled recipe."""
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    return bundled_recipes().get(name, path)
 
 
 def describe_recipe(path: Path) -> str:
@@ -289,13 +270,13 @@ def cmd_train(args) -> int:
         print(f"test, 95% intervals: {with_intervals(s['test'])}")
     print(f"epochs: {s['epochs_run']} (best {s['best_epoch']}; {s['stop_reason']}); "
           f"train {s['train_seconds']:.1f}s, total {s['total_seconds']:.1f}s")
-    if (run.path / "report.html").is_file():
-        print(f"report: {run.path / 'report.html'}")
+    if (run.path / runfiles.REPORT).is_file():
+        print(f"report: {run.path / runfiles.REPORT}")
     from honed.diagnosis import end_of_training
     from honed.recipe import load_recipe as read_recipe
     from honed.run import read_metrics
 
-    problem = end_of_training(read_recipe(run.path / "recipe.yaml"), s, read_metrics(run.path))
+    problem = end_of_training(read_recipe(run.path / runfiles.RECIPE), s, read_metrics(run.path))
     if problem:
         print(f"doctor: {problem.name}: {problem.evidence} — honed doctor {run.path}")
     return 0
@@ -322,7 +303,7 @@ def cmd_doctor(args) -> int:
     if args.fix:
         from honed.diagnosis.fix import fix
 
-        result = fix(args.run_dir, diagnosis, args.fix, args.budget, Path(args.out) / "doctor" if args.out else None)
+        result = fix(args.run_dir, diagnosis, args.fix, args.budget, Path(args.out) / runfiles.DOCTOR_DIR if args.out else None)
         for row in result["tried"]:
             if "skipped" in row:
                 print(f"fix: {row['change']}: skipped, {row['skipped']}")
@@ -393,18 +374,18 @@ def cmd_lr_find(args) -> int:
     finding, out = honed.lr_find(recipe, args.overrides, args.min_lr, args.max_lr, args.steps, args.seeds,
                                  args.out)
     if finding.suggestion is None:
-        print(f"no suggestion: {'; '.join(finding.notes)} (see {out / 'lr_find.png'})")
+        print(f"no suggestion: {'; '.join(finding.notes)} (see {out / runfiles.LR_FIND_PNG})")
         return 1
     agree = f", seeds agree within {finding.agreement:.2f}x" if finding.agreement else ""
     print(f"suggested optimizer.lr: {finding.suggestion:.3g} ({finding.confidence} confidence{agree})")
     for note in finding.notes:
         print(f"note: {note}")
-    print(f"plot: {out / 'lr_find.png'}")
+    print(f"plot: {out / runfiles.LR_FIND_PNG}")
     if args.apply is not None:
         from honed.recipe import dump_recipe, load_recipe
         from honed.run import write_text
 
-        target = Path(args.apply) if args.apply else out / "recipe.yaml"
+        target = Path(args.apply) if args.apply else out / runfiles.RECIPE
         write_text(target, dump_recipe(load_recipe(recipe, args.overrides + [f"optimizer.lr={finding.suggestion:.4g}"])))
         print(f"recipe with this rate: {target}")
     return 0
@@ -458,7 +439,7 @@ def cmd_explain(args) -> int:
     if result.sanity:
         verdict = "passed" if result.sanity["passed"] else "FAILED: the attributions barely depend on the weights"
         print(f"randomization check: median rank correlation {result.sanity['median_rank_correlation']:.2f}, {verdict}")
-    out = Path(args.out) if args.out else Path(args.run_dir) / "explain"
+    out = Path(args.out) if args.out else Path(args.run_dir) / runfiles.EXPLAIN_DIR
     _, page = write_report(result, out)
     print(f"steps: {result.steps}; page: {page}")
     if not args.out:  # the run's own page shows a few of these
@@ -591,7 +572,7 @@ def cmd_serve(args) -> int:
 
     backend = args.backend
     if backend == "auto":
-        report = Path(args.run_dir) / "quantized" / "report.json"
+        report = Path(args.run_dir) / runfiles.QUANTIZED_DIR / runfiles.QUANTIZED_REPORT
         if not report.is_file():
             raise UserError(f"--backend auto: {report} is missing; run honed quantize {args.run_dir} first")
         backend = read_json(report)["backend"]

@@ -81,8 +81,9 @@ def test_tabular_errors(tmp_path):
     spec = lambda **f: load_recipe({"data": {"source": "tabular", "path": str(path), **f}}).data  # noqa: E731
     with pytest.raises(UserError, match="column 'price' is not in"):
         build_data(spec(target="price"))
-    with pytest.raises(UserError, match="'name' .* not numeric"):
-        build_data(spec(target="y"))
+    # a text column is a category (one 0/1 column per value), no longer refused
+    assert build_data(spec(target="y")).preprocessor.feature_names == ["a", "name=v", "name=w", "name=x", "name=y",
+                                                                        "name=z"]
     with pytest.raises(UserError, match="data.target is required"):
         build_data(spec())
 

@@ -60,8 +60,14 @@ def make_preprocessor(raw: RawData, train: RawSplit, spec: DataSpec) -> Preproce
         pre.remember_vectors = True  # the same texts come back in later runs and trials
         return pre
     label_column = spec.target or "target"
+    encoder = None
+    if hasattr(train.x, "columns"):  # a table read from a file: columns of any type
+        from honed.data.columns import ColumnEncoder
+
+        encoder = ColumnEncoder(spec.scaling if spec.standardize else "none", spec.column_types,
+                                spec.max_categories, spec.min_category_count)
     return TablePreprocessor(raw.task, list(raw.feature_names), spec.standardize, spec.standardize_target,
-                             raw.image_shape, label_column)
+                             raw.image_shape, label_column, encoder)
 
 
 _KEPT: OrderedDict | None = None  # data settings -> bundle, inside reuse_built_data()

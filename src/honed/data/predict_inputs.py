@@ -11,12 +11,16 @@ from honed.data.files import READERS, read_table, require_columns, table_kind
 from honed.errors import UserError
 
 
-def read_inputs(inputs, pre, spec) -> np.ndarray | list[str]:
+def read_inputs(inputs, pre, spec) -> np.ndarray | list[str] | pd.DataFrame:
     """Raw inputs in the form the fitted preprocessor takes."""
     if pre.kind == "text":
         return read_texts(inputs, spec.text_column)
     frame = inputs if isinstance(inputs, pd.DataFrame) else read_table(inputs, "--input")
-    require_columns(frame, pre.columns, str(inputs) if not isinstance(inputs, pd.DataFrame) else "the input", "--input")
+    where = str(inputs) if not isinstance(inputs, pd.DataFrame) else "the input"
+    if getattr(pre, "encoder", None) is not None:  # a table's columns: missing cells and unseen values are encoded
+        require_columns(frame, pre.encoder.used, where, "--input")
+        return frame[pre.encoder.used].reset_index(drop=True)
+    require_columns(frame, pre.columns, where, "--input")
     for c in pre.columns:
         if not pd.api.types.is_numeric_dtype(frame[c]):
             raise UserError(f"--input: column {c!r} is not numeric")

@@ -16,12 +16,14 @@ import numpy as np
 import torch
 
 from honed.data.labels import LabelEncoder
+from honed.data.profile import sample_rows
 from honed.data.raw import RawSplit
 from honed.data.tokens import TokenRows
 from honed.data.words import TextSettings
 from honed.errors import UserError
+from honed.runfiles import PREPROCESS
 
-STATE_FILE = "preprocess.json"
+STATE_FILE = PREPROCESS
 
 
 class Preprocessor:
@@ -106,34 +108,67 @@ class Preprocessor:
 
 
 class TablePreprocessor(Preprocessor):
+    """Feature rows -> float32. A numeric matrix (generated and bundled sets) is standardized column by column;
+    a table's columns of any type (a DataFrame from the tabular source) go through a ColumnEncoder
+    (data/columns.py: inferred types, scaling, missing-value indicators, one-hot categories, dates)."""
+
     kind = "table"
 
     def __init__(self, task: str, columns: list[str], standardize: bool = True, standardize_target: bool = False,
-                 image_shape: tuple[int, ...] | None = None, label_column: str = "label") -> None:
+                 image_shape: tuple[int, ...] | None = None, label_column: str = "label", encoder=None) -> None:
         super().__init__(task, standardize_target, label_column)
         self.columns = list(columns)
         self.standardize = standardize
         self.image_shape = tuple(image_shape) if image_shape else None
+        self.encoder = encoder  # a ColumnEncoder for tables read from files, else None
         self.mean = np.zeros(len(columns), dtype=np.float32)
         self.std = np.ones(len(columns), dtype=np.float32)
 
-    def fit_inputs(self, x: np.ndarray) -> None:
+    def fit_inputs(self, x) -> None:
+        if self.encoder is not None:
+            self.encoder.fit(x)
+            return
         if self.standardize:
             self.mean = x.mean(axis=0).astype(np.float32)
             std = x.std(axis=0).astype(np.float32)
             self.std = np.where(std > 0, std, 1.0).astype(np.float32)  # constant columns stay put
 
-    def profile_inputs(self, x: np.ndarray) -> dict:
+    def profile_inputs(self, x) -> dict:
         from honed.data.profile import table_profile
 
-        return table_profile(x, self.columns)
+        if self.encoder is None:
+            return table_profile(x, self.columns)
+        encoded = self.encoder.transform(x.iloc[sample_rows(len(x))])
+        return table_profile(encoded, self.feature_names) | {"columns": self.encoder.profile(x)}
 
-    def inputs(self, x: np.ndarray) -> torch.Tensor:
+    def inputs(self, x) -> torch.Tensor:
+        if self.encoder is not None:
+            import pandas as pd
+
+            if not isinstance(x, pd.DataFrame):  # rows as a matrix of the table's columns, in training's order
+                x = pd.DataFrame(np.asarray(x), columns=self.columns)
+            frame = x
+            return torch.from_numpy(self.encoder.transform(frame))
         return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32))
 
     @property
     def input_dim(self) -> int:
-        return len(self.columns)
+        return len(self.feature_names)
+
+    @property
+    def numeric_dim(self) -> int:
+        """Leading inputs that are scaled numbers (numeric embeddings read them); the rest are 0/1 columns."""
+        return self.encoder.numeric_dim if self.encoder is not None else len(self.columns)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The model's input columns: the table's own, or their encoded parts (workclass=Private, age=missing)."""
+        return self.encoder.output_names if self.encoder is not None else list(self.columns)
+
+    @property
+    def feature_sources(self) -> list[str]:
+        """The table column each model input comes from (attributions are summed back onto it)."""
+        return self.encoder.output_columns if self.encoder is not None else list(self.columns)
 
     def state(self) -> dict[str, Any]:
         return super().state() | {
@@ -142,12 +177,16 @@ class TablePreprocessor(Preprocessor):
             "image_shape": list(self.image_shape) if self.image_shape else None,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "encoder": self.encoder.state() if self.encoder is not None else None,
         }
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
+        from honed.data.columns import ColumnEncoder
+
         super().restore(state, folder)
         self.mean = np.asarray(state["mean"], dtype=np.float32)
         self.std = np.asarray(state["std"], dtype=np.float32)
+        self.encoder = ColumnEncoder.from_state(state["encoder"]) if state.get("encoder") else None
 
 
 class TextPreprocessor(Preprocessor):

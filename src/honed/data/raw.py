@@ -12,9 +12,9 @@ Kind = Literal["table", "text"]
 
 @dataclass
 class RawSplit:
-    """Inputs (feature matrix or list of texts) with their targets."""
+    """Inputs (feature matrix, a table's columns as a DataFrame, or list of texts) with their targets."""
 
-    x: np.ndarray | list[str]
+    x: np.ndarray | list[str] | object
     y: np.ndarray
     groups: Optional[np.ndarray] = None  # data.group_column's value per row: rows of a group share a fold
 
@@ -25,6 +25,8 @@ class RawSplit:
         groups = None if self.groups is None else self.groups[idx]
         if isinstance(self.x, np.ndarray):
             return RawSplit(self.x[idx], self.y[idx], groups)
+        if hasattr(self.x, "iloc"):  # a table's columns (pandas DataFrame)
+            return RawSplit(self.x.iloc[idx].reset_index(drop=True), self.y[idx], groups)
         return RawSplit([self.x[i] for i in idx], self.y[idx], groups)
 
 

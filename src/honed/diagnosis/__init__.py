@@ -20,6 +20,7 @@ from pathlib import Path
 
 from honed.diagnosis.evidence import RunEvidence
 from honed.diagnosis.finding import Finding, ranked
+from honed import runfiles
 
 __all__ = ["Diagnosis", "Finding", "RunEvidence", "doctor", "diagnose", "end_of_training", "read_evidence"]
 
@@ -61,10 +62,10 @@ def read_evidence(run_dir: str | Path, probes: bool = True) -> RunEvidence:
             raise UserError(f"{path / name}: damaged (not a JSON object); train the run again")
         return value
 
-    summary = optional("summary.json") if (path / "summary.json").is_file() else {}
+    summary = optional(runfiles.SUMMARY) if (path / runfiles.SUMMARY).is_file() else {}
     return RunEvidence(recipe=load_recipe(path / RECIPE), summary=summary, history=read_metrics(path), run_dir=path,
-                       failure=optional("failure.json") or None, probes=probes,
-                       profile=optional("preprocess.json").get("profile") or {})
+                       failure=optional(runfiles.FAILURE) or None, probes=probes,
+                       profile=optional(runfiles.PREPROCESS).get("profile") or {})
 
 
 def diagnose(ev: RunEvidence, needs: tuple[str, ...] = ("history", "data", "probe")) -> Diagnosis:

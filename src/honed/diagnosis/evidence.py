@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from honed.recipe import Recipe
+from honed import runfiles
 
 
 @dataclass
@@ -82,4 +83,4 @@ class RunEvidence:
 
     @property
     def can_probe(self) -> bool:
-        return self.probes and self.run_dir is not None and (self.run_dir / "model.safetensors").is_file()
+        return self.probes and self.run_dir is not None and (self.run_dir / runfiles.WEIGHTS).is_file()

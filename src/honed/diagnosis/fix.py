@@ -15,6 +15,7 @@ from pathlib import Path
 from honed.diagnosis.finding import overrides
 from honed.evaluation.metrics import LOWER_IS_BETTER
 from honed.training.hooks import Hook
+from honed import runfiles
 
 
 
@@ -54,13 +55,13 @@ def fix(run_dir: str | Path, diagnosis, top: int = 1, budget: float | None = Non
     from honed.run import read_summary, write_text
 
     path = Path(run_dir)
-    out = Path(out) if out else path / "doctor"
+    out = Path(out) if out else path / runfiles.DOCTOR_DIR
     summary = read_summary(path)
     metric, before, noise = judged_metric(summary)
     candidates = [f for f in diagnosis.findings if f.advice and f.severity in ("problem", "warning")][:top]
     if not candidates:
         raise UserError("doctor --fix: no problem or warning with recipe advice to apply")
-    recipe, kept, rows = load_recipe(path / "recipe.yaml"), [], []
+    recipe, kept, rows = load_recipe(path / runfiles.RECIPE), [], []
     best = before
     until = time.perf_counter() + budget if budget else float("inf")
     with reuse_built_data():  # every retrain reads the same data: build it once
@@ -82,8 +83,8 @@ def fix(run_dir: str | Path, diagnosis, top: int = 1, budget: float | None = Non
                 kept.append(finding.advice[0])
     fixed = None
     if kept:
-        fixed = write_text(out / "fixed.yaml", f"# honed doctor --fix on {path}: {' '.join(kept)}\n"
-                           f"# val {metric} {before:.4g} -> {best:.4g}\n# Run:  honed train {out / 'fixed.yaml'}\n"
+        fixed = write_text(out / runfiles.FIXED, f"# honed doctor --fix on {path}: {' '.join(kept)}\n"
+                           f"# val {metric} {before:.4g} -> {best:.4g}\n# Run:  honed train {out / runfiles.FIXED}\n"
                            + dump_recipe(recipe))
     return {"metric": metric, "before": before, "after": best, "noise": noise, "tried": rows,
             "fixed": str(fixed) if fixed else None}

@@ -109,7 +109,7 @@ def minibatch_race(recipe, bundle, target_loss: float, seconds: float, max_epoch
     compared with."""
     from dataclasses import replace
 
-    from honed.models import Shape, build_model
+    from honed.api import prepare_model, variant
     from honed.training import Hook, fit
     from honed.training.device import pick_device, seed_everything
 
@@ -121,14 +121,12 @@ def minibatch_race(recipe, bundle, target_loss: float, seconds: float, max_epoch
                 trainer.stop_reason = "used the full-batch run's time"
 
     seed_everything(recipe.seed)
-    model = build_model(recipe.model, Shape.of(bundle)).to(pick_device(recipe.train.device))
-    changed = recipe.model_copy(update={
-        "optimizer": recipe.optimizer.model_copy(update={"name": "adam", "lr": 1e-3, "momentum": 0.0,
-                                                         "nesterov": False}),
-        "schedule": recipe.schedule.model_copy(update={"name": "constant", "warmup_epochs": 0.0}),
-        "train": recipe.train.model_copy(update={"epochs": max_epochs, "batch_size": MINI_BATCH, "early_stopping": None,
-                                                 "target": None, "stop_at_target": False, "checkpoint": None,
-                                                 "convergence_tol": None})})
+    model = prepare_model(recipe, bundle, pick_device(recipe.train.device))
+    changed = variant(recipe, {"optimizer.name": "adam", "optimizer.lr": 1e-3, "optimizer.momentum": 0.0,
+                               "optimizer.nesterov": False, "schedule.name": "constant", "schedule.warmup_epochs": 0.0,
+                               "train.epochs": max_epochs, "train.batch_size": MINI_BATCH, "train.early_stopping": None,
+                               "train.target": None, "train.stop_at_target": False, "train.checkpoint": None,
+                               "train.convergence_tol": None})
     trainer = fit(model, replace(bundle, val=None), changed, [Reached()], seed=recipe.seed)
     last = trainer.history[-1]
     return {"loss": last["train_loss"], "seconds": trainer.train_seconds, "epochs": last["epoch"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from honed.diagnosis import Diagnosis
+from honed import runfiles
 
 
 def markdown(d: Diagnosis, recipe_path: str) -> str:
@@ -32,8 +33,8 @@ def markdown(d: Diagnosis, recipe_path: str) -> str:
 def write(d: Diagnosis, out: Path) -> tuple[Path, Path]:
     from honed.run import write_json, write_text
 
-    recipe = str(Path(d.run_dir) / "recipe.yaml")
-    return write_json(out / "doctor.json", d.to_json()), write_text(out / "doctor.md", markdown(d, recipe))
+    recipe = str(Path(d.run_dir) / runfiles.RECIPE)
+    return write_json(out / runfiles.DOCTOR_JSON, d.to_json()), write_text(out / runfiles.DOCTOR_MD, markdown(d, recipe))
 
 
 def show(d: Diagnosis) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from honed.errors import UserError
+from honed import runfiles
 
 MAX_INPUTS = 1000
 BASELINES = ("auto", "mean", "zero")  # tables and images; text always starts from padding
@@ -147,8 +148,7 @@ def randomization_check(recipe, model, pre, x, target, tokens: bool, trained, me
     from honed.models import Shape, build_model
 
     torch.manual_seed(recipe.seed + 1)
-    shape = Shape(pre.kind == "text" and "tokens" or "features", pre.input_dim, pre.output_dim, None,
-                  getattr(pre, "pretrained", None))
+    shape = Shape.of_preprocessor(pre)
     fresh = build_model(recipe.model, shape)
     fresh.load_state_dict({k: v for k, v in model.state_dict().items() if k.endswith("idf")}, strict=False)
     if getattr(fresh, "pool", None) is not None and hasattr(fresh.pool, "embedding"):
@@ -227,9 +227,9 @@ def write_report(explanation: Explanation, out: Path) -> tuple[Path, Path]:
     from honed.run.files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
-    data = write_json(out / "explain.json", explanation.to_json())
+    data = write_json(out / runfiles.EXPLAIN_JSON, explanation.to_json())
     pngs = [saliency_png(it, explanation.image_shape) for it in explanation.items] if explanation.image_shape else []
     for i, png in enumerate(pngs):
         atomic_write(out / f"saliency-{i}.png", lambda tmp, png=png: tmp.write_bytes(png))
-    html = write_text(out / "explain.html", page(explanation, pngs))
+    html = write_text(out / runfiles.EXPLAIN_HTML, page(explanation, pngs))
     return data, html

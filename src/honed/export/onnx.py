@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from honed import runfiles
 from honed.errors import UserError
 from honed.export.inputs import check_inputs
 
@@ -144,7 +145,7 @@ def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
     ort = onnxruntime()
     recipe, model, pre = load_run(run_dir)
     refuse_sentence_vectors(pre, "honed export")
-    folder = Path(out) if out else Path(run_dir) / "onnx"
+    folder = Path(out) if out else Path(run_dir) / runfiles.ONNX_DIR
     folder.mkdir(parents=True, exist_ok=True)
     x = check_inputs(recipe, pre, inputs, rows)
     started = time.perf_counter()

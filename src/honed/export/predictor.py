@@ -12,6 +12,7 @@ import torch
 
 from honed.data.bundle import trim_padding
 from honed.errors import UserError
+from honed import runfiles
 
 BATCH = 1024
 
@@ -99,15 +100,15 @@ def load_predictor(run_dir, backend: str = "torch") -> Predictor:
     if backend == "torch-int8":
         return TorchPredictor(path, quantized=True)
     if backend in ("onnx", "onnx-int8"):
-        folder = path / "onnx"
-        if not (folder / "model.onnx").is_file():
+        folder = path / runfiles.ONNX_DIR
+        if not (folder / runfiles.ONNX_MODEL).is_file():
             from honed.export.onnx import export_onnx
 
             export_onnx(path)
         if backend == "onnx-int8":
             from honed.export.quantize import onnx_int8
 
-            onnx_int8(folder / "model.onnx", folder / "model.int8.onnx")
+            onnx_int8(folder / runfiles.ONNX_MODEL, folder / runfiles.ONNX_INT8)
             return OnnxPredictor(folder, "model.int8.onnx")
         return OnnxPredictor(folder)
     raise UserError(f"--backend {backend!r} is not allowed; allowed: torch, onnx, torch-int8, onnx-int8")

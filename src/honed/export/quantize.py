@@ -24,6 +24,7 @@ from torch import nn
 from honed.errors import UserError
 from honed.export.inputs import check_inputs
 from honed.models.layers import TokenPool
+from honed import runfiles
 
 log = logging.getLogger("honed")
 QUANTIZED = (nn.Linear, nn.LSTM, nn.GRU)
@@ -149,13 +150,13 @@ def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
     try:
         from honed.export.onnx import export_onnx
 
-        folder = path / "onnx"
-        if not (folder / "model.onnx").is_file():
+        folder = path / runfiles.ONNX_DIR
+        if not (folder / runfiles.ONNX_MODEL).is_file():
             export_onnx(path, inputs=inputs)
         from honed.export.predictor import OnnxPredictor
 
-        versions["float32 (ONNX Runtime)"] = (OnnxPredictor(folder).scores, (folder / "model.onnx").stat().st_size)
-        target = onnx_int8(folder / "model.onnx", folder / "model.int8.onnx")
+        versions["float32 (ONNX Runtime)"] = (OnnxPredictor(folder).scores, (folder / runfiles.ONNX_MODEL).stat().st_size)
+        target = onnx_int8(folder / runfiles.ONNX_MODEL, folder / runfiles.ONNX_INT8)
         versions["int8 (ONNX Runtime)"] = (OnnxPredictor(folder, "model.int8.onnx").scores, target.stat().st_size)
     except (UserError, ImportError) as e:
         log.warning(f"quantize: no ONNX Runtime version ({str(e).splitlines()[0]})")
@@ -168,5 +169,5 @@ def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
     best = min((r for r in rows_out if r["version"].startswith("int8")), key=lambda r: r["ms per example (batch 1)"])
     report = {"rows": len(x), "versions": rows_out, "chosen": best["version"],
               "backend": "onnx-int8" if "ONNX" in best["version"] else "torch-int8"}
-    write_json(path / "quantized" / "report.json", report)
-    return report | {"path": str(path / "quantized")}
+    write_json(path / runfiles.QUANTIZED_DIR / runfiles.QUANTIZED_REPORT, report)
+    return report | {"path": str(path / runfiles.QUANTIZED_DIR)}

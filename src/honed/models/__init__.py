@@ -35,6 +35,28 @@ class Shape:
         return cls(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape,
                    getattr(bundle.preprocessor, "pretrained", None), getattr(bundle.preprocessor, "features_dim", 0))
 
+    @classmethod
+    def of_preprocessor(cls, pre) -> "Shape":
+        """The shape a fitted preprocessor's inputs give a model (the same as `of` its bundle)."""
+        return cls("tokens" if pre.kind == "text" else "features", pre.input_dim, pre.output_dim,
+                   getattr(pre, "image_shape", None), getattr(pre, "pretrained", None),
+                   getattr(pre, "features_dim", 0))
+
+    def to_dict(self) -> dict:
+        """model.json's "shape": what rebuilds the module, written and read only here."""
+        return {"input_kind": self.input_kind, "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "image_shape": list(self.image_shape) if self.image_shape else None, "encoder": self.encoder,
+                "features_dim": self.features_dim}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Shape":
+        """The inverse of to_dict; a damaged entry raises ValueError, KeyError or TypeError (the caller names the file)."""
+        if d["input_kind"] not in ("features", "tokens"):
+            raise ValueError(f"input_kind {d['input_kind']!r}")
+        return cls(d["input_kind"], int(d["input_dim"]), int(d["output_dim"]),
+                   tuple(int(v) for v in d["image_shape"]) if d.get("image_shape") else None, d.get("encoder"),
+                   int(d.get("features_dim", 0)))
+
 
 from honed.models import bag, cnn, linear, mlp, rnn, transformer  # noqa: E402,F401  (registers)
 from honed.models.init import INITS, initialize  # noqa: E402

@@ -23,8 +23,11 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iter
     elif isinstance(source, Mapping):
         raw = dict(source)
     else:
-        raw = read_yaml(Path(source))
-        raw.setdefault("name", Path(source).stem)
+        from honed.recipe.bundled import resolve_recipe
+
+        path = resolve_recipe(str(source))  # a file, or the name of a bundled recipe
+        raw = read_yaml(path)
+        raw.setdefault("name", path.stem)
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(raw, key, value)

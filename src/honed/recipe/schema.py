@@ -61,6 +61,16 @@ class DataSpec(Section):
     columns: Optional[list[str]] = Field(None, description="feature columns (default: all but the target)")
     standardize: bool = Field(True, description="standardize features with train statistics")
     standardize_target: bool = Field(False, description="regression: train on a standardized target")
+    scaling: Literal["standard", "robust", "quantile"] = Field(
+        "standard", description="tabular: how numeric columns are scaled: standard (mean/std), robust (median and "
+        "quantile spread, smoothly clipped to +-3), quantile (a normal quantile transform); fitted on train only")
+    column_types: dict[str, Literal["numeric", "category", "date", "drop"]] = Field(
+        default_factory=dict, max_length=10_000, description="tabular: a column's type instead of the inferred one "
+        "(e.g. data.column_types.zip=category, data.column_types.id=drop)")
+    max_categories: int = Field(100, ge=1, le=100_000, description="tabular: a category column's most frequent "
+                                "values that get a 0/1 column each; rarer ones share an 'other' column")
+    min_category_count: int = Field(1, ge=1, le=1_000_000, description="tabular: training rows a value needs for "
+                                    "a column of its own")
     # synthetic_regression
     n: int = Field(1000, ge=2, le=100_000_000, description="synthetic_regression: rows")
     features: int = Field(3, ge=1, le=100_000, description="synthetic_regression: features")
@@ -156,7 +166,8 @@ TEXT_KEYS = {"text_column", "label_column", "tokenizer", "pretrained", "encoder_
 SOURCE_KEYS = {  # the data keys each source reads, besides COMMON_DATA_KEYS
     "synthetic_regression": {"n", "features", "noise", "standardize", "standardize_target"},
     "sklearn": {"name", "standardize", "standardize_target"},
-    "tabular": {"path", "train", "test", "target", "columns", "group_column", "standardize", "standardize_target"},
+    "tabular": {"path", "train", "test", "target", "columns", "group_column", "standardize", "standardize_target",
+                "scaling", "column_types", "max_categories", "min_category_count"},
     "text_files": {"path", "train", "test", "group_column"} | TEXT_KEYS,
     "imdb": {"path"} | TEXT_KEYS,
 }

@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from honed.report.evidence import save_test_evidence
+from honed import runfiles
 
-PAGE = "report.html"
+PAGE = runfiles.REPORT
 
 __all__ = ["PAGE", "report", "save_test_evidence", "write_report", "refresh_report"]
 
@@ -43,7 +44,7 @@ def report(run_dir: str | Path) -> Path:
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"run directory not found: {path}")
-    if not (path / "recipe.yaml").is_file():
+    if not (path / runfiles.RECIPE).is_file():
         raise UserError(f"{path} is not a honed run: recipe.yaml is missing")
     try:
         summary = read_summary(path)

@@ -18,8 +18,9 @@ import torch
 
 from honed.evaluation.calibration import confident_mistakes
 from honed.run.files import atomic_write, read_json, write_json
+from honed import runfiles
 
-OUTPUTS, MISTAKES = "test_outputs.npz", "mistakes.json"
+OUTPUTS, MISTAKES = runfiles.TEST_OUTPUTS, runfiles.MISTAKES
 SHOWN_CHARS = 1200  # a mistake's text beyond this is cut (the page stays readable; the row number finds it)
 log = logging.getLogger("honed")
 

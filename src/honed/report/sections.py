@@ -12,6 +12,7 @@ import numpy as np
 from honed.evaluation.metrics import SHARES
 from honed.report.evidence import load_mistakes, load_test_outputs
 from honed.run import CURVES, RECIPE, read_json, read_metrics, read_summary
+from honed import runfiles
 
 
 
@@ -100,7 +101,7 @@ def regression(run_dir: Path, summary: dict) -> dict | None:
     if evidence is None or summary.get("task") != "regression":
         return None
     outputs, targets = evidence
-    pre = read_optional_json(run_dir / "preprocess.json") or {}
+    pre = read_optional_json(run_dir / runfiles.PREPROCESS) or {}
     mean, std = float(pre.get("target_mean", 0.0)), float(pre.get("target_std", 1.0))
     predicted, truth = outputs.reshape(-1) * std + mean, targets.reshape(-1) * std + mean  # the target's units
     return {"figure": data_uri(regression_figure(predicted, truth)),
@@ -108,7 +109,7 @@ def regression(run_dir: Path, summary: dict) -> dict | None:
 
 
 def data(run_dir: Path, summary: dict) -> dict:
-    pre = read_optional_json(run_dir / "preprocess.json") or {}
+    pre = read_optional_json(run_dir / runfiles.PREPROCESS) or {}
     profile = pre.get("profile") or {}
     out = {"sizes": summary.get("sizes") or {}, "kind": pre.get("kind"), "text": None, "features": None,
            "constant": profile.get("constant") or [], "classes": None, "target": None}
@@ -169,10 +170,10 @@ def curves(run_dir: Path, summary: dict, history: list[dict]) -> str | None:
 
 def extras(run_dir: Path) -> dict:
     """What other commands left in the run folder: doctor findings, explanations, export and quantization."""
-    doctor = read_optional_json(run_dir / "doctor.json")
-    explained = read_optional_json(run_dir / "explain" / "explain.json")
-    exported = read_optional_json(run_dir / "onnx" / "bundle.json")
-    quantized = read_optional_json(run_dir / "quantized" / "report.json")
+    doctor = read_optional_json(run_dir / runfiles.DOCTOR_JSON)
+    explained = read_optional_json(run_dir / runfiles.EXPLAIN_DIR / runfiles.EXPLAIN_JSON)
+    exported = read_optional_json(run_dir / runfiles.ONNX_DIR / runfiles.ONNX_BUNDLE)
+    quantized = read_optional_json(run_dir / runfiles.QUANTIZED_DIR / runfiles.QUANTIZED_REPORT)
     out = {"doctor": None, "explain": None, "export": exported, "quantize": None}
     if isinstance(doctor, dict):
         out["doctor"] = [f for f in doctor.get("findings", []) if isinstance(f, dict)]

@@ -18,8 +18,9 @@ from honed.errors import UserError
 from honed.run.files import read_json, write_json, write_text
 from honed.training.hooks import Hook
 
-RECIPE, METRICS, SUMMARY, WEIGHTS, MODEL, CURVES = (
-    "recipe.yaml", "metrics.jsonl", "summary.json", "model.safetensors", "model.json", "curves.png")
+from honed.runfiles import (CURVES, DOCTOR_DIR, DOCTOR_JSON, DOCTOR_MD, EXPLAIN_DIR, EXPLAIN_HTML,  # noqa: F401
+    EXPLAIN_JSON, FAILURE, FIXED, LR_FIND_JSON, LR_FIND_PNG, METRICS, MISTAKES, MODEL, ONNX_BUNDLE, ONNX_DIR, ONNX_INT8,
+    ONNX_MODEL, PREPROCESS, QUANTIZED_DIR, QUANTIZED_REPORT, RECIPE, REPORT, SUMMARY, TEST_OUTPUTS, WEIGHTS)
 
 
 def timestamped(name: str, root: str | Path = "runs") -> Path:

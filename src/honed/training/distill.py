@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from honed.errors import UserError
 from honed.training.device import pick_device
+from honed import runfiles
 
 log = logging.getLogger("honed")
 
@@ -133,7 +134,7 @@ class Teacher:
             self.model.cpu()  # latencies are measured on the CPU
 
     def cache_key(self, data_spec) -> str:
-        weights = self.path / "model.safetensors"
+        weights = self.path / runfiles.WEIGHTS
         stamp = {"teacher": str(self.path.resolve()), "bytes": weights.stat().st_size,
                  "mtime": weights.stat().st_mtime_ns, "data": data_spec.model_dump(mode="json")}
         return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:24]

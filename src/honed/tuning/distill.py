@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 
 from honed.training.distill import Teacher, check_softening
+from honed import runfiles
 
 
 def describe(name: str, run_dir: Path, summary: dict) -> dict:
     row = {"model": name, "run": str(run_dir), "params": summary["params"],
-           "bytes": (run_dir / "model.safetensors").stat().st_size}
+           "bytes": (run_dir / runfiles.WEIGHTS).stat().st_size}
     return row | {f"test {k}": v for k, v in summary["test"].items() if isinstance(v, float)}
 
 
@@ -60,7 +61,7 @@ def distill(teacher_run, student_recipe, overrides=(), temperature: float = 2.0,
     add_latencies(rows, runs, raw_test)
     report = {"teacher": str(teacher_dir), "temperature": temperature, "alpha": alpha,
               "teacher_passes": teacher.computed, "rows": rows}
-    write_json(out / "summary.json", report)
+    write_json(out / runfiles.SUMMARY, report)
     from honed.report import write_summary_page
 
     write_summary_page(out / "distill.html", "distill", f"teacher {teacher_dir}, T={temperature:g}, alpha={alpha:g}",

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from honed.models import Shape, build_model
+from honed.api import prepare_model, variant
 from honed.recipe import Recipe
 from honed.training import Hook, NonFiniteLoss, fit
 from honed.training.device import pick_device, seed_everything
+from honed import runfiles
 
 DIVERGENCE = 4.0  # the sweep stops when the smoothed loss exceeds this many times its best
 STEEP_ENOUGH = 0.25  # a suggestion must fall at least this fraction as fast as the steepest point
@@ -111,19 +112,16 @@ def sweep_recipe(recipe: Recipe, bundle, min_lr: float, steps: int) -> Recipe:
     spec = recipe.train
     per_epoch = Batches(bundle.train.x, bundle.train.y, spec.batch_size, False, 0,
                         full_batch=recipe.optimizer.name in FULL_BATCH, accumulate=spec.accumulate).steps_per_epoch
-    changes = {"optimizer": recipe.optimizer.model_copy(update={"lr": min_lr}),
-               "schedule": recipe.schedule.model_copy(update={"name": "constant", "warmup_epochs": 0.0}),
-               "train": spec.model_copy(update={"epochs": math.ceil(steps / per_epoch), "early_stopping": None,
-                                                "target": None, "stop_at_target": False, "checkpoint": None,
-                                                "convergence_tol": None})}
-    return recipe.model_copy(update=changes)
+    return variant(recipe, {"optimizer.lr": min_lr, "schedule.name": "constant", "schedule.warmup_epochs": 0.0,
+                            "train.epochs": math.ceil(steps / per_epoch), "train.early_stopping": None,
+                            "train.target": None, "train.stop_at_target": False, "train.checkpoint": None,
+                            "train.convergence_tol": None})
 
 
 def range_test(recipe: Recipe, bundle, seed: int, min_lr: float, max_lr: float, steps: int) -> Sweep:
     """Train with the rate rising exponentially from min_lr to max_lr over `steps` steps: an ordinary `fit`."""
     seed_everything(seed)
-    device = pick_device(recipe.train.device)
-    model = build_model(recipe.model, Shape.of(bundle)).to(device)
+    model = prepare_model(recipe, bundle, pick_device(recipe.train.device))
     sweep = Sweep(seed, [], [])
     no_validation = replace(bundle, val=None)  # the sweep reads training losses only
     try:
@@ -224,7 +222,7 @@ def lr_find(recipe, overrides=(), min_lr: float = 1e-6, max_lr: float = 10.0, st
     sweeps = [range_test(recipe, bundle, recipe.seed + i, min_lr, max_lr, steps) for i in range(seeds)]
     finding = combine(sweeps)
     run_dir = new_run_dir(f"{recipe.name}-lr-find", out)
-    write_json(run_dir / "lr_find.json", {"recipe": recipe.name, "optimizer": recipe.optimizer.name,
+    write_json(run_dir / runfiles.LR_FIND_JSON, {"recipe": recipe.name, "optimizer": recipe.optimizer.name,
                                          "min_lr": min_lr, "max_lr": max_lr, "steps": steps} | finding.to_dict())
-    plot_lr_find(finding, run_dir / "lr_find.png", f"{recipe.name}: {recipe.optimizer.name} range test")
+    plot_lr_find(finding, run_dir / runfiles.LR_FIND_PNG, f"{recipe.name}: {recipe.optimizer.name} range test")
     return finding, run_dir

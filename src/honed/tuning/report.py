@@ -21,6 +21,7 @@ from honed.recipe import Recipe, dump_recipe, load_recipe
 from honed.run import read_summary, write_json, write_summary, write_text
 from honed.tuning.plots import plot_study
 from honed.tuning.space import Space, apply, decode
+from honed import runfiles
 
 log = logging.getLogger("honed")
 TOP = 5  # learning curves drawn for this many of the best trials
@@ -144,12 +145,12 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
         refitted = honed.train(best_recipe, out=out / "best-refit")
         run_dir, summary = refitted.path, dict(refitted.summary)
         log.info(f"tune: the best settings refit on every training row: {run_dir}")
-    elif best is not top_scorer and not (run_dir / "summary.json").is_file():
+    elif best is not top_scorer and not (run_dir / runfiles.SUMMARY).is_file():
         # the simpler trial's folder went as the search kept only the top one's: the same settings and seed again
         rerun = honed.train(best_recipe, out=out / "chosen")
         run_dir, summary = rerun.path, dict(rerun.summary)
     # only a run folder of this process's own --out: another process may be deleting folders in its own
-    elif run_dir.is_relative_to(out.resolve()) and (run_dir / "summary.json").is_file():
+    elif run_dir.is_relative_to(out.resolve()) and (run_dir / runfiles.SUMMARY).is_file():
         summary = read_summary(run_dir)
         summary["test"] = honed.evaluate(run_dir)  # the test split, once, for the chosen trial only
         write_summary(run_dir, summary)
@@ -165,7 +166,7 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
         "trials": counts | {"total": len(rows)}, "budget_seconds": budget,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    write_json(out / "summary.json", summary)
+    write_json(out / runfiles.SUMMARY, summary)
     from honed.report import write_summary_page
 
     flat = [r | r["params"] for r in rows]

@@ -1,4 +1,5 @@
-"""Tabular files: numeric feature columns and one target column."""
+"""Tabular files: feature columns of any type (numbers, booleans, text categories, dates, missing cells) and
+one target column. The columns reach the preprocessor as a DataFrame; data/columns.py encodes them."""
 
 from __future__ import annotations
 
@@ -66,18 +67,15 @@ def to_split(frame, columns: list[str], target: str, task: str, path: str) -> Ra
     return RawSplit(features_of(frame, columns, path), target_of(frame[target], task, target, path))
 
 
-def features_of(frame, columns: list[str], path: str) -> np.ndarray:
+def features_of(frame, columns: list[str], path: str):
+    """The feature columns as they are (a DataFrame); infinite numbers are an error naming the cell."""
     import pandas as pd
 
-    for c in columns:
-        if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
-            raise UserError(f"data.columns: column {c!r} of {path} is not numeric (dtype {frame[c].dtype}); drop it with data.columns")
-    x = frame[columns].to_numpy(dtype=np.float64)
-    if np.isnan(x).any():
-        bad = next(c for c in columns if frame[c].isna().any())
-        raise UserError(f"data.columns: column {bad!r} of {path} has missing values")
-    check_finite(x, columns, path, "data.columns")
-    return x.astype(np.float32)
+    features = frame[columns].reset_index(drop=True)
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(features[c]) and not pd.api.types.is_bool_dtype(features[c])]
+    if numeric:
+        check_finite(np.nan_to_num(features[numeric].to_numpy(dtype=np.float64), nan=0.0), numeric, path, "data.columns")
+    return features
 
 
 def check_finite(x: np.ndarray, columns: list[str], path: str, key: str) -> None:
@@ -93,7 +91,9 @@ def target_of(series, task: str, name: str, path: str) -> np.ndarray:
     import pandas as pd
 
     if series.isna().any():
-        raise UserError(f"data.target: column {name!r} of {path} has missing values")
+        line = int(np.flatnonzero(series.isna().to_numpy())[0]) + 2
+        raise UserError(f"data.target: column {name!r} of {path} has {int(series.isna().sum()):,} missing cell(s) "
+                        f"(first at line {line}); a row without a target cannot train or score: remove those rows")
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(series):
             raise UserError(f"data.target: column {name!r} of {path} is not numeric; set data.task=classification")

@@ -1,0 +1,323 @@
+"""A table's columns as numbers: each column's type inferred on the training rows (or set in the recipe),
+its encoding fitted there, and the same encoding applied to every split and to every row predicted later.
+
+    numeric   scaled (standard: mean/std; robust: median and quantile spread with a smooth clip, as RealMLP;
+              quantile: a normal quantile transform, scikit-learn's), missing cells at the centre plus a
+              0/1 "was missing" column when the training rows had any
+    category  one 0/1 column per value seen at least `min_count` times (the `max_categories` most frequent);
+              rarer values share an "other" column, missing cells a "missing" one; a value never seen in
+              training falls into "other" (or into no column when training had no rare values)
+    date      year, month, day, weekday and days since 1970 as numeric columns
+    drop      left out (an ID column: text or integers unique on every row is dropped and said so)
+
+The numeric parts come first in the output (the model's numeric embeddings read them), then the 0/1 parts.
+State is plain JSON (preprocess.json): nothing here is pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from honed.errors import UserError, shown
+
+log = logging.getLogger("honed")
+
+KINDS = ("numeric", "category", "date", "drop")
+DATE_PARTS = ("year", "month", "day", "weekday", "days")
+QUANTILES = 1000  # scikit-learn's default: the quantile transform's resolution
+MIN_ID_ROWS = 20  # fewer rows than this prove nothing about an ID
+
+
+@dataclass
+class Column:
+    """One input column's fitted encoding."""
+
+    name: str
+    kind: str  # numeric | category | date
+    missing: bool = False  # the training rows had missing cells: a 0/1 indicator joins the output
+    center: list[float] = field(default_factory=list)  # numeric/date: per part (standard, robust)
+    scale: list[float] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)  # category: the values with a column of their own
+    other: bool = False  # category: rarer values seen in training share a column
+    quantiles: list[list[float]] = field(default_factory=list)  # quantile scaling: per part
+
+
+class ColumnEncoder:
+    """Fit on a DataFrame of the training rows; transform any DataFrame with those columns to float32."""
+
+    def __init__(self, scaling: str = "standard", types: dict[str, str] | None = None, max_categories: int = 100,
+                 min_count: int = 1) -> None:
+        self.scaling = scaling
+        self.types = dict(types or {})
+        self.max_categories = max_categories
+        self.min_count = min_count
+        self.columns: list[Column] = []
+        self.dropped: list[str] = []
+
+    # fitting ---------------------------------------------------------------------------------------------
+    def fit(self, frame) -> "ColumnEncoder":
+        unknown = sorted(set(self.types) - set(map(str, frame.columns)))
+        if unknown:
+            raise UserError(f"data.column_types: {shown(unknown[0])} is not a column of the training data; "
+                            f"columns: {', '.join(map(str, frame.columns))[:300]}")
+        self.columns, self.dropped = [], []
+        for name in frame.columns:
+            chosen = self.types.get(str(name))
+            kind = chosen or infer_kind(frame[name])
+            if kind == "drop":
+                self.dropped.append(str(name))
+                log.info(f"data: {name}: dropped ({'data.column_types' if chosen else drop_reason(frame[name])})")
+                continue
+            column = self._fit_column(str(name), kind, frame[name])
+            self.columns.append(column)
+            log.info(f"data: {describe(column, frame[name])}")
+        if not self.columns:
+            raise UserError("data.columns: no usable feature column is left (every column was dropped)")
+        return self
+
+    def _fit_column(self, name: str, kind: str, series) -> Column:
+        missing = bool(cells_missing(series).any())
+        if kind == "category":
+            return self._fit_category(name, series, missing)
+        values = numbers_of(series, kind)
+        column = Column(name, kind, missing)
+        if np.isnan(values).all():
+            raise UserError(f"data.columns: column {name!r} has no {kind} value on any training row; "
+                            f"drop it with data.column_types.{name}=drop")
+        for part in values.T:
+            seen = part[~np.isnan(part)]
+            if self.scaling == "quantile":
+                column.quantiles.append(np.quantile(seen, np.linspace(0, 1, min(QUANTILES, len(seen)))).tolist())
+                column.center.append(0.0), column.scale.append(1.0)
+            elif self.scaling == "robust":
+                center = float(np.median(seen))
+                spread = float(np.quantile(seen, 0.75) - np.quantile(seen, 0.25))
+                if spread == 0:  # RealMLP's fallback: the spread of the inner 90%, else the range
+                    spread = float(np.quantile(seen, 0.95) - np.quantile(seen, 0.05)) or float(np.ptp(seen))
+                column.center.append(center), column.scale.append(spread / 1.349 if spread else 1.0)
+            elif self.scaling == "none":  # data.standardize = false: numbers as they are
+                column.center.append(0.0), column.scale.append(1.0)
+            else:
+                std = float(seen.std())
+                column.center.append(float(seen.mean())), column.scale.append(std if std > 0 else 1.0)
+        return column
+
+    def _fit_category(self, name: str, series, missing: bool) -> Column:
+        counts = category_strings(series).value_counts(dropna=True)
+        kept = counts[counts >= self.min_count].index[: self.max_categories]
+        return Column(name, "category", missing, values=[str(v) for v in kept], other=len(kept) < len(counts))
+
+    # transforming ----------------------------------------------------------------------------------------
+    def transform(self, frame) -> np.ndarray:
+        numeric, flags = [], []
+        for column in self.columns:
+            series = frame[column.name]
+            if column.kind == "category":
+                flags.append(self._one_hot(column, series))
+                continue
+            values = numbers_of(series, column.kind)
+            absent = np.isnan(values)
+            numeric.append(self._scale(column, values))
+            if column.missing:
+                flags.append(absent[:, :1].astype(np.float32))
+        parts = numeric + flags
+        out = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
+        return out.astype(np.float32)
+
+    def _scale(self, column: Column, values: np.ndarray) -> np.ndarray:
+        out = np.empty_like(values, dtype=np.float64)
+        for j in range(values.shape[1]):
+            x = values[:, j]
+            if self.scaling == "quantile":
+                z = quantile_normal(x, np.asarray(column.quantiles[j]))
+            else:
+                z = (x - column.center[j]) / column.scale[j]
+                if self.scaling == "robust":  # smooth clipping: ~x near 0, at most +-3 far out (RealMLP)
+                    z = z / np.sqrt(1 + (z / 3) ** 2)
+            out[:, j] = np.where(np.isnan(z), 0.0, z)  # a missing cell sits at the centre
+        return out.astype(np.float32)
+
+    def _one_hot(self, column: Column, series) -> np.ndarray:
+        text = category_strings(series)
+        index = {v: i for i, v in enumerate(column.values)}
+        width = len(column.values) + column.other + column.missing
+        out = np.zeros((len(text), width), dtype=np.float32)
+        absent = text.isna().to_numpy()
+        codes = np.array([index.get(v, -1) for v in text.fillna("").tolist()], dtype=np.int64)
+        known = codes >= 0
+        out[np.flatnonzero(known), codes[known]] = 1.0
+        if column.other:
+            out[np.flatnonzero(~known & ~absent), len(column.values)] = 1.0
+        if column.missing:
+            out[np.flatnonzero(absent), width - 1] = 1.0
+        return out
+
+    # what the output columns are -------------------------------------------------------------------------
+    @property
+    def used(self) -> list[str]:
+        """The input columns the encoding reads (dropped ones are not needed to predict)."""
+        return [c.name for c in self.columns]
+
+    @property
+    def numeric_dim(self) -> int:
+        """How many leading output columns are scaled numbers (the rest are 0/1)."""
+        return sum(len(DATE_PARTS) if c.kind == "date" else 1 for c in self.columns if c.kind != "category")
+
+    @property
+    def output_names(self) -> list[str]:
+        numeric, flags = [], []
+        for c in self.columns:
+            if c.kind == "category":
+                flags += [f"{c.name}={v}" for v in c.values] + ([f"{c.name}=other"] if c.other else []) \
+                    + ([f"{c.name}=missing"] if c.missing else [])
+                continue
+            numeric += [f"{c.name}.{p}" for p in DATE_PARTS] if c.kind == "date" else [c.name]
+            flags += [f"{c.name}=missing"] if c.missing else []
+        return numeric + flags
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The input column each output column comes from (attributions fold back onto it)."""
+        return [name.split("=")[0].split(".")[0] if "=" in name or name.endswith(tuple("." + p for p in DATE_PARTS))
+                else name for name in self.output_names]
+
+    def state(self) -> dict:
+        return {"scaling": self.scaling, "types": self.types, "max_categories": self.max_categories,
+                "min_count": self.min_count, "dropped": self.dropped, "columns": [asdict(c) for c in self.columns]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ColumnEncoder":
+        enc = cls(state["scaling"], state["types"], int(state["max_categories"]), int(state["min_count"]))
+        enc.dropped = list(state["dropped"])
+        enc.columns = [Column(**c) for c in state["columns"]]
+        return enc
+
+    def profile(self, frame) -> list[dict]:
+        """Per input column: its type, missing share and number of distinct values (the report's table)."""
+        rows = []
+        for c in self.columns:
+            s = frame[c.name]
+            rows.append({"name": c.name, "kind": c.kind, "missing_share": float(cells_missing(s).mean()),
+                         "distinct": int(s.nunique(dropna=True)),
+                         "encoded_as": len(c.values) + c.other + c.missing if c.kind == "category" else None})
+        return rows + [{"name": d, "kind": "drop", "missing_share": None, "distinct": None, "encoded_as": None}
+                       for d in self.dropped]
+
+
+# inference ------------------------------------------------------------------------------------------------
+def infer_kind(series) -> str:
+    """numeric for numbers and booleans, date for text that reads as dates, drop for an ID, else category."""
+    import pandas as pd
+
+    seen = series.dropna()
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        if pd.api.types.is_integer_dtype(seen) and looks_like_id(seen):
+            return "drop"
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "date"
+    text = category_strings(series).dropna()
+    if len(text) == 0:
+        return "drop"
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().mean() >= 0.99 and text.nunique() > 20:  # numbers with a stray "n/a": numeric
+        return "numeric"
+    if looks_like_dates(text):
+        return "date"
+    if len(text) >= MIN_ID_ROWS and text.nunique() == len(text):
+        return "drop"
+    return "category"
+
+
+def drop_reason(series) -> str:
+    if cells_missing(series).all():
+        return "every cell is missing"
+    return "an ID: a different value on every row"
+
+
+def looks_like_id(values) -> bool:
+    """Integers, distinct on every row, that are one run of consecutive numbers (row numbers, keys)."""
+    if len(values) < MIN_ID_ROWS or values.nunique() != len(values):
+        return False
+    ordered = np.sort(values.to_numpy())
+    return bool((np.diff(ordered) == 1).all())
+
+
+def looks_like_dates(text) -> bool:
+    import warnings
+
+    import pandas as pd
+
+    sample = text.iloc[:200]
+    if not sample.str.contains(r"\d{1,4}[-/.:]\d{1,2}", regex=True).mean() >= 0.95:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= 0.95)
+
+
+def cells_missing(series):
+    """Missing cells: NaN/None, and text cells that are empty or only spaces."""
+    import pandas as pd
+
+    absent = series.isna()
+    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+        absent |= series.astype(str).str.strip().eq("")
+    return absent
+
+
+def category_strings(series):
+    """Each cell as stripped text, missing cells as NaN (so 'a' and ' a' and 1 and '1' agree)."""
+    import pandas as pd
+
+    absent = cells_missing(series)
+    text = series.astype(str).str.strip()
+    if pd.api.types.is_float_dtype(series):  # 1.0 read from a CSV is the category "1"
+        text = text.str.replace(r"\.0$", "", regex=True)
+    return text.mask(absent)
+
+
+def numbers_of(series, kind: str) -> np.ndarray:
+    """(rows, parts) float64: a numeric column's values, or a date's parts; NaN where missing or unreadable."""
+    import warnings
+
+    import pandas as pd
+
+    if kind == "date":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            when = pd.to_datetime(series, errors="coerce", format="mixed")
+        parts = [when.dt.year, when.dt.month, when.dt.day, when.dt.day_of_week,
+                 (when - pd.Timestamp("1970-01-01")).dt.days]
+        return np.stack([p.to_numpy(dtype=np.float64, na_value=np.nan) for p in parts], axis=1)
+    if pd.api.types.is_bool_dtype(series):
+        values = series.astype(float).to_numpy(dtype=np.float64)
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = np.where(np.isfinite(values), values, np.nan)  # +-inf is no number a scale can use: missing
+    return values[:, None]
+
+
+def quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """scikit-learn's QuantileTransformer(output_distribution="normal") on one column: the rank of x among the
+    training quantiles (averaged over ties from both sides), through the normal distribution's inverse."""
+    from scipy.special import ndtri
+
+    references = np.linspace(0, 1, len(quantiles))
+    forward = np.interp(x, quantiles, references)
+    backward = -np.interp(-x, -quantiles[::-1], -references[::-1])
+    ranks = np.clip(0.5 * (forward + backward), 1e-7, 1 - 1e-7)
+    return ndtri(ranks)
+
+
+def describe(column: Column, series) -> str:
+    missing = int(cells_missing(series).sum())
+    tail = f", {missing:,} missing" if missing else ""
+    if column.kind == "category":
+        rare = " + other" if column.other else ""
+        return f"{column.name}: category, {series.nunique(dropna=True):,} values ({len(column.values)} kept{rare}){tail}"
+    return f"{column.name}: {column.kind}{tail}"

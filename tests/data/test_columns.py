@@ -1,0 +1,108 @@
+"""A table's columns as numbers (data/columns.py): the quantile transform against scikit-learn's, robust
+scaling by hand, one-hot categories with rare, unseen and missing values, dates, IDs, and the whole path
+from a mixed CSV with missing cells through training, saving and prediction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import honed
+from honed.data.columns import ColumnEncoder, quantile_normal
+from honed.errors import UserError
+
+
+def test_the_quantile_transform_equals_scikit_learns():
+    from sklearn.preprocessing import QuantileTransformer
+
+    rng = np.random.default_rng(0)
+    train = np.concatenate([rng.lognormal(0, 2, 700), np.full(200, 3.0), [1e6]])  # skew, ties, an outlier
+    new = np.concatenate([rng.lognormal(0, 2, 50), [-5.0, 3.0, 1e9]])  # beyond both ends
+    reference = QuantileTransformer(n_quantiles=len(train), output_distribution="normal").fit(train[:, None])
+    enc = ColumnEncoder("quantile").fit(pd.DataFrame({"x": train}))
+    ours = enc.transform(pd.DataFrame({"x": new}))[:, 0]
+    np.testing.assert_allclose(ours, reference.transform(new[:, None])[:, 0], atol=1e-5)
+    assert quantile_normal(np.array([np.median(train)]), np.quantile(train, np.linspace(0, 1, 901)))[0] == \
+        pytest.approx(0.0, abs=0.01)
+
+
+def test_robust_scaling_centres_on_the_median_and_clips_smoothly():
+    x = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 1000])
+    enc = ColumnEncoder("robust").fit(pd.DataFrame({"x": x}))
+    iqr = np.quantile(x, 0.75) - np.quantile(x, 0.25)
+    z = (np.array([4.5, 1000.0]) - np.median(x)) / (iqr / 1.349)
+    expected = z / np.sqrt(1 + (z / 3) ** 2)
+    np.testing.assert_allclose(enc.transform(pd.DataFrame({"x": [4.5, 1000.0]}))[:, 0], expected, rtol=1e-6)
+    assert expected[1] < 3  # the outlier lands just under the clip, not at ~500
+
+
+def test_categories_one_hot_with_rare_unseen_and_missing_values():
+    train = pd.DataFrame({"c": ["a"] * 5 + ["b"] * 3 + ["z"] + [None, " "]})  # z is rare; None and blank missing
+    enc = ColumnEncoder(min_count=2).fit(train)
+    assert enc.output_names == ["c=a", "c=b", "c=other", "c=missing"]
+    out = enc.transform(pd.DataFrame({"c": ["a", "b", "z", "never seen", np.nan, " a "]}))
+    np.testing.assert_array_equal(out, [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1],
+                                        [1, 0, 0, 0]])
+    common = ColumnEncoder().fit(pd.DataFrame({"c": ["a", "b"] * 5}))  # no rare value, no missing cell
+    np.testing.assert_array_equal(common.transform(pd.DataFrame({"c": ["new", None]})), [[0, 0], [0, 0]])
+
+
+def test_missing_numbers_sit_at_the_centre_with_an_indicator():
+    enc = ColumnEncoder("standard").fit(pd.DataFrame({"x": [1.0, 2.0, np.nan, 3.0]}))
+    assert enc.output_names == ["x", "x=missing"] and enc.numeric_dim == 1
+    out = enc.transform(pd.DataFrame({"x": [np.nan, 2.0, np.inf]}))
+    np.testing.assert_allclose(out, [[0, 1], [0, 0], [0, 1]])  # +inf is no number: treated as missing
+
+
+def test_types_are_inferred_and_can_be_set():
+    n = 40
+    frame = pd.DataFrame({"id": np.arange(100, 100 + n), "key": [f"k{i}" for i in range(n)],
+                          "when": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+                          "flag": [True, False] * (n // 2), "zip": [10001, 10002] * (n // 2),
+                          "empty": [None] * n, "amount": np.linspace(0, 1, n)})
+    enc = ColumnEncoder("none", types={"zip": "category"}).fit(frame)
+    kinds = {c.name: c.kind for c in enc.columns}
+    assert kinds == {"when": "date", "flag": "numeric", "zip": "category", "amount": "numeric"}
+    assert sorted(enc.dropped) == ["empty", "id", "key"]
+    parts = enc.transform(pd.DataFrame({"when": ["2024-03-05"], "flag": [True], "zip": [10002], "amount": [0.5]}))
+    assert parts[0, :5].tolist() == [2024, 3, 5, 1, 19787]  # year, month, day, Tuesday, days since 1970
+    with pytest.raises(UserError, match="data.column_types: 'nope' is not a column"):
+        ColumnEncoder(types={"nope": "drop"}).fit(frame)
+
+
+def mixed_table(n: int, seed: int) -> pd.DataFrame:
+    """The label follows a category and a number; cells are missing at random; an ID column rides along."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["paris", "lima", "oslo", "kyiv"], n)
+    income = rng.lognormal(3, 1, n)
+    label = np.where((city == "oslo") | (income > np.exp(3.5)), "yes", "no")
+    frame = pd.DataFrame({"row_id": [f"r{seed}-{i}" for i in range(n)], "city": city, "income": income,
+                          "noise": rng.normal(size=n), "label": label})
+    for column in ("city", "income"):
+        frame.loc[rng.random(n) < 0.05, column] = None
+    return frame
+
+
+def test_a_mixed_table_with_missing_cells_trains_saves_and_predicts(tmp_path):
+    mixed_table(600, 0).to_csv(tmp_path / "train.csv", index=False)
+    mixed_table(200, 1).to_csv(tmp_path / "test.csv", index=False)
+    run = honed.train("tabular", [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
+                                  "data.target=label", "train.epochs=15", "train.report=false"], out=tmp_path / "run")
+    assert run.summary["task"] == "binary" and run.summary["test"]["accuracy"] >= 0.9
+    _, _, pre = honed.load_run(run.path)
+    assert pre.encoder.dropped == ["row_id"] and pre.feature_names[:2] == ["income", "noise"]
+    # reordered and extra columns, an unseen city, missing cells: answered, not refused
+    rows = pd.DataFrame({"extra": [1, 2, 3], "noise": [0.0, 0.0, None], "income": [1.0, None, 1e4],
+                         "city": ["oslo", "atlantis", None]})
+    frame = honed.predict(run.path, rows)
+    assert frame["prediction"].tolist()[0] == "yes" and frame["prediction"].tolist()[2] == "yes"
+    assert len(frame) == 3
+    with pytest.raises(UserError, match="city"):
+        honed.predict(run.path, rows.drop(columns=["city"]))
+
+
+def test_a_target_with_missing_cells_is_one_line(tmp_path):
+    frame = mixed_table(50, 0)
+    frame.loc[7, "label"] = None
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(UserError, match=r"'label' .* 1 missing cell\(s\) \(first at line 9\)"):
+        honed.train("tabular", [f"data.path={tmp_path / 't.csv'}", "data.target=label"], out=tmp_path / "run")
