@@ -1,0 +1,110 @@
+"""honed's bundled `tabular` recipe beside LightGBM with its default settings, on every table given, each run
+end to end as its own process (imports included), same splits, same machine. Prints a markdown table.
+
+    python benchmarks/tabular_suite.py                       # ../shared/data/tabular/{adult,california_housing}
+    python benchmarks/tabular_suite.py --tables DIR [DIR ...] # folders with train.csv and test.csv
+    python benchmarks/tabular_suite.py --target target --set model.hidden=[512,512]
+
+LightGBM as a user runs it in ten lines: text columns as pandas categories, missing cells left as NaN,
+LGBMClassifier/LGBMRegressor() untouched. honed runs `honed train tabular` untouched. Nothing is chosen on
+the test files. Classification: accuracy points (honed - LightGBM); regression: RMSE relative to LightGBM's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, table
+
+SHARED_TABLES = ROOT.parent / "shared" / "data" / "tabular"
+
+LIGHTGBM = r"""
+import json, sys, time
+import numpy as np, pandas as pd
+train, test, target = sys.argv[1:4]
+a, b = pd.read_csv(train), pd.read_csv(test)
+y, y_test = a.pop(target), b.pop(target)
+for c in a.columns:
+    if a[c].dtype == object:
+        kinds = pd.CategoricalDtype(sorted(set(a[c].dropna())))
+        a[c], b[c] = a[c].astype(kinds), b[c].astype(kinds)
+import lightgbm as lgb
+classes = y.dtype == object or (pd.api.types.is_integer_dtype(y) and y.nunique() <= 20)
+model = (lgb.LGBMClassifier if classes else lgb.LGBMRegressor)(verbose=-1).fit(a, y)
+p = model.predict(b)
+score = float((p == y_test.to_numpy()).mean()) if classes else float(np.sqrt(np.mean((p - y_test.to_numpy()) ** 2)))
+print(json.dumps({"metric": "accuracy" if classes else "rmse", "score": score}))
+"""
+
+
+def run_timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one process, through /usr/bin/time."""
+    started = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return wall, int(done.stderr.strip().splitlines()[-1]) / 1024, done.stdout
+
+
+def lightgbm(folder: Path, target: str) -> dict:
+    wall, peak, out = run_timed([sys.executable, "-c", LIGHTGBM, str(folder / "train.csv"), str(folder / "test.csv"),
+                                 target])
+    return json.loads(out.strip().splitlines()[-1]) | {"seconds": wall, "peak_mb": peak}
+
+
+def honed(folder: Path, target: str, overrides: list[str], recipe: str, tune: float | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        command = ["tune", recipe, "--budget", f"{tune:g}"] if tune else ["train", recipe]
+        cmd = [sys.executable, "-m", "honed", *command, "--out", f"{tmp}/run", "--quiet",
+               "--set", f"data.train={folder / 'train.csv'}", "--set", f"data.test={folder / 'test.csv'}",
+               "--set", f"data.target={target}"] + [a for o in overrides for a in ("--set", o)]
+        wall, peak, _ = run_timed(cmd, {"HONED_CACHE": f"{tmp}/cache"})
+        summary = json.loads(Path(f"{tmp}/run/summary.json").read_text())
+    test = summary.get("test") or summary.get("best", {}).get("test", {})
+    regression = "rmse" in test and "accuracy" not in test
+    return {"metric": "rmse" if regression else "accuracy", "score": test["rmse" if regression else "accuracy"],
+            "seconds": wall, "peak_mb": peak, "train_rows": summary.get("sizes", {}).get("train")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", nargs="*", type=Path,
+                        default=sorted(p for p in SHARED_TABLES.iterdir() if (p / "train.csv").is_file())
+                        if SHARED_TABLES.is_dir() else [])
+    parser.add_argument("--target", default="target")
+    parser.add_argument("--recipe", default="tabular")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--tune", type=float, help="`honed tune --budget S` instead of `honed train`")
+    args = parser.parse_args()
+    rows, gaps = [], []
+    for folder in args.tables:
+        base = lightgbm(folder, args.target)
+        ours = honed(folder, args.target, args.overrides, args.recipe, args.tune)
+        if base["metric"] == "accuracy":
+            gap = f"{100 * (ours['score'] - base['score']):+.2f} points"
+            shown = lambda r: f"{100 * r['score']:.2f}%"  # noqa: E731
+            gaps.append(100 * (ours["score"] - base["score"]))
+        else:
+            gap = f"{100 * (ours['score'] / base['score'] - 1):+.1f}% RMSE"
+            shown = lambda r: f"RMSE {r['score']:.4f}"  # noqa: E731
+            gaps.append(-100 * (ours["score"] / base["score"] - 1))
+        rows.append([folder.name, shown(base), shown(ours), gap, f"{base['seconds']:.1f} s", f"{ours['seconds']:.1f} s",
+                     f"{ours['seconds'] / base['seconds']:.1f}x", f"{ours['peak_mb']:,.0f}"])
+        print(" | ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
+    print(table(["table", "LightGBM, defaults", f"honed {args.recipe}", "honed - LightGBM", "LightGBM time",
+                 "honed time", "ratio", "honed peak MB"], rows))
+    if gaps:
+        print(f"\nmean gain over LightGBM (accuracy points, or % lower RMSE): {sum(gaps) / len(gaps):+.2f}")
+
+
+if __name__ == "__main__":
+    main()
