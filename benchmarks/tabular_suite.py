@@ -32,11 +32,11 @@ train, test, target = sys.argv[1:4]
 a, b = pd.read_csv(train), pd.read_csv(test)
 y, y_test = a.pop(target), b.pop(target)
 for c in a.columns:
-    if a[c].dtype == object:
+    if not pd.api.types.is_numeric_dtype(a[c]) and not pd.api.types.is_bool_dtype(a[c]):
         kinds = pd.CategoricalDtype(sorted(set(a[c].dropna())))
         a[c], b[c] = a[c].astype(kinds), b[c].astype(kinds)
 import lightgbm as lgb
-classes = y.dtype == object or (pd.api.types.is_integer_dtype(y) and y.nunique() <= 20)
+classes = not pd.api.types.is_numeric_dtype(y) or (pd.api.types.is_integer_dtype(y) and y.nunique() <= 20)
 model = (lgb.LGBMClassifier if classes else lgb.LGBMRegressor)(verbose=-1).fit(a, y)
 p = model.predict(b)
 score = float((p == y_test.to_numpy()).mean()) if classes else float(np.sqrt(np.mean((p - y_test.to_numpy()) ** 2)))

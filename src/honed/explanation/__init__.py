@@ -85,7 +85,8 @@ def explain_loaded(loaded: tuple, inputs, steps: int = 50, sanity: bool = False,
     target = None if scores.dim() == 1 else scores.argmax(dim=1)
     base, stated = table_baseline(pre, baseline) if not tokens else (None, "every token vector at zero (padding)")
     result = integrated_gradients(model, x, target, tokens, steps, base, method=method)
-    items = [item(pre, raw[i], x[i], result, i, scores[i], tokens) for i in range(len(raw))]
+    rows = raw.iloc if hasattr(raw, "iloc") else raw  # a table's rows, or texts / feature vectors
+    items = [item(pre, rows[i], x[i], result, i, scores[i], tokens) for i in range(len(raw))]
     check = randomization_check(recipe, model, pre, x, target, tokens, result, method) if sanity else None
     kind = "text" if tokens else ("image" if getattr(pre, "image_shape", None) else "table")
     return Explanation(run_dir, kind, items, result.steps, result.converged, check, None, method, stated,
@@ -99,6 +100,8 @@ def table_baseline(pre, baseline: str) -> tuple[torch.Tensor, str]:
         raise UserError(f"--baseline {baseline!r}: choose one of {', '.join(BASELINES)}")
     if baseline == "zero" or (baseline == "auto" and getattr(pre, "image_shape", None)):
         return pre.inputs(np.zeros((1, len(pre.columns)), dtype=np.float32)), "every input at zero (black)"
+    if getattr(pre, "encoder", None) is not None:  # numbers at their centre, no category or missing flag on
+        return torch.zeros(1, pre.input_dim), "every number at its training centre, no category set"
     return torch.zeros(1, len(pre.columns)), "the training mean of every column"
 
 
@@ -106,14 +109,33 @@ def item(pre, raw, x: torch.Tensor, result, i: int, score: torch.Tensor, tokens:
     values = result.values[i].tolist()
     if tokens:
         names, values = words_of(pre, raw, x.tolist(), values)
+    elif getattr(pre, "encoder", None) is not None:  # one-hot, indicator and date parts summed onto their column
+        names, values = columns_of(pre, values)
     else:
         names = list(pre.columns)
-    out = {"input": raw if tokens else dict(zip(names, map(float, raw))), "names": names,
+    out = {"input": raw if tokens else table_row(pre, raw, names), "names": names,
            "attributions": [float(v) for v in values], "output": float(result.outputs[i]),
            "baseline_output": float(result.baseline_outputs[i]),
            "completeness_gap": None if torch.isnan(result.gaps[i]) else float(result.gaps[i])}  # occlusion: none
     out |= prediction_of(pre, score)
     return out
+
+
+def columns_of(pre, values: list[float]) -> tuple[list[str], list[float]]:
+    """Attributions of the encoded inputs summed per table column (integrated gradients' completeness holds
+    for the sums, so a column's share is the sum of its parts')."""
+    totals = dict.fromkeys(pre.encoder.used, 0.0)
+    for source, value in zip(pre.feature_sources, values):
+        totals[source] += value
+    return list(totals), list(totals.values())
+
+
+def table_row(pre, raw, names: list[str]) -> dict:
+    """The row as the user gave it: numbers as numbers, categories as text, missing cells as None."""
+    if hasattr(raw, "to_dict"):
+        return {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else
+                    v.item() if hasattr(v, "item") else v) for k, v in raw.to_dict().items() if k in names}
+    return dict(zip(names, map(float, raw)))
 
 
 def words_of(pre, text: str, ids: list[int], values: list[float]) -> tuple[list[str], list[float]]:
@@ -179,7 +201,12 @@ def explain_test_rows(run_dir, rows: int = 200, steps: int = 50) -> Explanation:
     recipe, model, pre = load_run(run_dir)
     _, _, test = split_raw(load_raw(recipe.data), recipe.data)
     pick = np.random.default_rng(recipe.seed).permutation(len(test))[: min(rows, MAX_INPUTS)]
-    raw = [test.x[i] for i in pick] if pre.kind == "text" else np.asarray(test.x)[pick].astype(np.float32)
+    if pre.kind == "text":
+        raw = [test.x[i] for i in pick]
+    elif hasattr(test.x, "iloc"):  # a table's columns
+        raw = test.x.iloc[pick].reset_index(drop=True)
+    else:
+        raw = np.asarray(test.x)[pick].astype(np.float32)
     if pre.kind == "text":
         raw = [t for t in raw if str(t).strip()]
     result = explain_loaded((recipe, model, pre), raw, steps, False, Path(run_dir))

@@ -137,6 +137,15 @@ def refuse_sentence_vectors(pre, command: str) -> None:
                         "`honed serve RUN_DIR --backend torch`")
 
 
+def refuse_encoded_tables(pre, command: str) -> None:
+    """A bundle's client reads numbers in the training columns' order; a table whose columns are encoded
+    (categories, missing cells, dates: data/columns.py) needs that encoding in the bundle, which it lacks."""
+    if getattr(pre, "encoder", None) is not None:
+        raise UserError(f"{command}: this run encodes its table's columns (categories, missing cells, dates), which "
+                        "ONNX bundles do not carry yet; predict and serve it with PyTorch "
+                        "(`honed serve RUN_DIR --backend torch`)")
+
+
 def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
     """Export a run to ONNX, check it against PyTorch with onnxruntime, write the bundle; returns bundle.json."""
     from honed.api import load_run
@@ -145,6 +154,7 @@ def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
     ort = onnxruntime()
     recipe, model, pre = load_run(run_dir)
     refuse_sentence_vectors(pre, "honed export")
+    refuse_encoded_tables(pre, "honed export")
     folder = Path(out) if out else Path(run_dir) / runfiles.ONNX_DIR
     folder.mkdir(parents=True, exist_ok=True)
     x = check_inputs(recipe, pre, inputs, rows)

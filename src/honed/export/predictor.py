@@ -36,7 +36,14 @@ class Predictor:
         """[{prediction, probabilities: {label: p}}] for classes, [{prediction: value}] for regression."""
         from honed.evaluation import class_probabilities
 
-        x = self.pre.inputs(inputs if self.kind == "text" else np.asarray(inputs, dtype=np.float32))
+        if self.kind == "text":
+            x = self.pre.inputs(inputs)
+        elif getattr(self.pre, "encoder", None) is not None:  # rows as {column: value}: a table's own cells
+            import pandas as pd
+
+            x = self.pre.inputs(inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(list(inputs)))
+        else:
+            x = self.pre.inputs(np.asarray(inputs, dtype=np.float32))
         scores = torch.cat([self.scores(trim_padding(x[i: i + BATCH]) if x.dtype == torch.int64 else x[i: i + BATCH])
                             for i in range(0, len(x), BATCH)])
         if self.pre.task == "regression":

@@ -28,25 +28,27 @@ class Shape:
     image_shape: Optional[tuple[int, ...]] = None
     encoder: Optional[str] = None  # the pretrained encoder whose tokenizer made the token ids
     features_dim: int = 0  # size of the sentence vector beside each text's tokens (data.encoder_features)
+    numeric_dim: int = 0  # tables: the leading inputs that are scaled numbers (the rest are 0/1 columns)
 
     @classmethod
     def of(cls, bundle) -> "Shape":
         """The shape of a DataBundle's inputs and outputs."""
         return cls(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape,
-                   getattr(bundle.preprocessor, "pretrained", None), getattr(bundle.preprocessor, "features_dim", 0))
+                   getattr(bundle.preprocessor, "pretrained", None), getattr(bundle.preprocessor, "features_dim", 0),
+                   getattr(bundle.preprocessor, "numeric_dim", 0))
 
     @classmethod
     def of_preprocessor(cls, pre) -> "Shape":
         """The shape a fitted preprocessor's inputs give a model (the same as `of` its bundle)."""
         return cls("tokens" if pre.kind == "text" else "features", pre.input_dim, pre.output_dim,
                    getattr(pre, "image_shape", None), getattr(pre, "pretrained", None),
-                   getattr(pre, "features_dim", 0))
+                   getattr(pre, "features_dim", 0), getattr(pre, "numeric_dim", 0))
 
     def to_dict(self) -> dict:
         """model.json's "shape": what rebuilds the module, written and read only here."""
         return {"input_kind": self.input_kind, "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "image_shape": list(self.image_shape) if self.image_shape else None, "encoder": self.encoder,
-                "features_dim": self.features_dim}
+                "features_dim": self.features_dim, "numeric_dim": self.numeric_dim}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Shape":
@@ -55,7 +57,7 @@ class Shape:
             raise ValueError(f"input_kind {d['input_kind']!r}")
         return cls(d["input_kind"], int(d["input_dim"]), int(d["output_dim"]),
                    tuple(int(v) for v in d["image_shape"]) if d.get("image_shape") else None, d.get("encoder"),
-                   int(d.get("features_dim", 0)))
+                   int(d.get("features_dim", 0)), int(d.get("numeric_dim", 0)))
 
 
 from honed.models import bag, cnn, linear, mlp, rnn, transformer  # noqa: E402,F401  (registers)

@@ -1,7 +1,17 @@
-"""Multi-layer perceptron: hidden dense layers with an activation and dropout."""
+"""Multi-layer perceptron: hidden dense layers with an activation and dropout.
+
+On tables, `model.numeric_embedding: periodic` first turns each scaled number into a small vector
+(Gorishniy et al., "On Embeddings for Numerical Features in Tabular Deep Learning", NeurIPS 2022, the
+PLR-lite form): cos and sin of the number at k learned frequencies per column, one linear layer shared by
+the columns, ReLU. An MLP on raw numbers draws smooth functions of each; the frequencies let it draw the
+sharp, threshold-like ones trees find (prices by latitude, incomes at a bracket).
+"""
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
 from honed.errors import UserError
@@ -9,9 +19,68 @@ from honed.models import MODELS, Shape
 from honed.models.layers import Head, dense_stack
 
 
+class PeriodicEmbedding(nn.Module):
+    """(N, F) numbers -> (N, F * dim): per column, ReLU(W [cos 2pi c x, sin 2pi c x] + b), c ~ N(0, scale^2)."""
+
+    def __init__(self, features: int, frequencies: int, scale: float, dim: int) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(features, frequencies) * scale)
+        self.linear = nn.Linear(2 * frequencies, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * self.frequencies * x.unsqueeze(-1)  # (N, F, k)
+        return torch.relu(self.linear(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))).flatten(1)
+
+
+class MemberHeads(nn.Module):
+    """One linear head per ensemble member: (N, k, H) -> (N, k) for one output, else (N, k, O)."""
+
+    def __init__(self, members: int, n_in: int, n_out: int) -> None:
+        super().__init__()
+        bound = 1 / math.sqrt(n_in)  # nn.Linear's own initialization, per member
+        self.weight = nn.Parameter(torch.empty(members, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(members, n_out))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("nkh,kho->nko", h, self.weight) + self.bias
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+class TableMLP(nn.Module):
+    """An MLP for tables: optionally the first `numeric` inputs embedded (periodic), and optionally an ensemble
+    of `members` MLPs in one (TabM-mini, Gorishniy et al., ICLR 2025): the members share every hidden weight
+    and differ by a random +-1 scale of each input and their own head, so k models cost about one. While
+    training the model answers each member's outputs (N, k, ...) and the loss is their mean; evaluated, it
+    answers the members' mean."""
+
+    def __init__(self, spec, shape: Shape) -> None:
+        super().__init__()
+        self.numeric = shape.numeric_dim if spec.numeric_embedding == "periodic" else 0
+        self.embed = (PeriodicEmbedding(self.numeric, spec.frequencies, spec.frequency_scale, spec.numeric_dim)
+                      if self.numeric else None)
+        width = self.numeric * spec.numeric_dim + shape.input_dim - self.numeric
+        self.members = spec.ensemble
+        signs = torch.randint(0, 2, (self.members, width), generator=torch.Generator().manual_seed(0)) * 2 - 1
+        self.register_buffer("scales", signs.float() if self.members > 1 else torch.ones(1, width))
+        sizes = [width, *spec.hidden]
+        self.body = dense_stack(sizes, spec.activation, spec.dropout)
+        self.head = MemberHeads(self.members, sizes[-1], shape.output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = torch.cat([self.embed(x[:, : self.numeric]), x[:, self.numeric:]], dim=1)
+        out = self.head(self.body(x.unsqueeze(1) * self.scales))  # (N, k, ...): nn.Linear reads the last dim
+        return out if self.training and self.members > 1 else out.mean(dim=1)
+
+
 @MODELS.register("mlp")
 def build(spec, shape: Shape) -> nn.Module:
     if shape.input_kind != "features":
         raise UserError("model.name = 'mlp' needs numeric features; for text use bag, cnn or rnn")
+    if spec.numeric_embedding == "periodic" and (not shape.numeric_dim or shape.image_shape):
+        raise UserError("model.numeric_embedding = periodic needs a table with numeric columns "
+                        "(data.source = tabular or sklearn tables), not images")
+    if spec.numeric_embedding == "periodic" or spec.ensemble > 1:
+        return TableMLP(spec, shape)
     sizes = [shape.input_dim, *spec.hidden]
     return nn.Sequential(dense_stack(sizes, spec.activation, spec.dropout), Head(sizes[-1], shape.output_dim))

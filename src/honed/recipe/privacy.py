@@ -26,6 +26,12 @@ CHECKS = (
      "model.pooling=l2 (no idf) or mean"),
     ("data.standardize", lambda r: r.data.source not in TEXT_SOURCES and r.data.standardize,
      "the means and deviations are the training rows'", "data.standardize=false (scale with public constants)"),
+    ("data.column_types", lambda r: r.data.source == "tabular" and not (
+        r.data.columns and all(r.data.column_types.get(c) == "numeric" for c in r.data.columns)),
+     "which columns are categories, their values, and which cells were missing are read from the training rows",
+     "data.columns naming numeric columns only, with data.column_types.NAME=numeric for each"),
+    ("model.numeric_embedding / model.ensemble", lambda r: r.model.numeric_embedding != "none" or r.model.ensemble > 1,
+     "Opacus has no per-example gradients for their weights", "model.numeric_embedding=none and model.ensemble=1"),
     ("data.standardize_target", lambda r: r.data.standardize_target,
      "the target's mean and deviation are the training rows'", "data.standardize_target=false"),
     ("regularization.l1/l2", lambda r: bool(r.regularization.l1 or r.regularization.l2),

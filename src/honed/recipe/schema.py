@@ -191,6 +191,15 @@ class ModelSpec(Section):
     init: InitName = Field("default", description="weight initialization (biases start at zero)")
     hidden: list[Size] = Field(default_factory=list, description="mlp / bag dense layer sizes")
     activation: Activation = Field("relu", description="hidden-layer activation")
+    numeric_embedding: Literal["none", "periodic"] = Field(
+        "none", description="mlp on tables: periodic: each number as ReLU(linear(cos, sin at learned frequencies)) "
+        "before the MLP (PLR embeddings, Gorishniy et al. 2022); none: numbers go in as they are")
+    frequencies: int = Field(16, ge=1, le=1024, description="periodic numeric embedding: frequencies per column")
+    frequency_scale: float = Field(0.1, gt=0, le=1000, description="periodic numeric embedding: standard deviation "
+                                   "of the initial frequencies (larger: sharper functions of each number)")
+    numeric_dim: int = Field(8, ge=1, le=4096, description="periodic numeric embedding: the vector size per column")
+    ensemble: int = Field(1, ge=1, le=64, description="mlp: k MLPs trained at once in one model, sharing their "
+                          "hidden weights (TabM-mini); predictions are their mean. 1: one plain MLP")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate in mlp, bag, cnn and rnn")
     embedding_dim: int = Field(16, ge=1, le=1_000_000, description="bag, cnn and rnn on text: embedding size")
     embedding_init: Literal["default", "uniform", "zeros"] = Field(

@@ -87,11 +87,15 @@ async def too_large(limit: int, send) -> None:
 EXPLAIN_ITEMS = 16  # an explanation costs ~50 forward and backward passes: fewer items per request
 
 
+MAX_CELL_CHARS = 10_000  # a category's text: longer cells are refused before they are encoded
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     texts: Optional[list[str]] = Field(None, description="text models: the texts to classify")
-    rows: Optional[list[Union[dict[str, float], list[float]]]] = Field(
-        None, description="tabular/image models: rows as {column: value} or lists in column order")
+    rows: Optional[list[Union[dict[str, Union[float, str, bool, None]], list[float]]]] = Field(
+        None, description="tabular/image models: rows as {column: value} or lists in column order; tables with "
+        "category columns take text values and null for a missing cell")
 
 
 class BadRequest(Exception):
@@ -107,7 +111,8 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
                   description=f"{predictor.info.get('model', 'model')} ({predictor.pre.task}) on {predictor.backend}")
     batcher = MicroBatcher(predictor.predict, limits.max_batch, limits.max_wait_ms / 1000)
     app.state.batcher, app.state.predictor = batcher, predictor
-    columns = getattr(predictor.pre, "columns", None)
+    encoder = getattr(predictor.pre, "encoder", None)  # a table with encoded columns takes text and nulls
+    columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
 
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
 
@@ -134,8 +139,13 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
     @app.get("/metadata")
     async def metadata() -> dict:
         pre = predictor.pre
-        expects = ({"texts": "list of strings"} if pre.kind == "text" else
-                   {"rows": f"list of {{column: number}} or lists of {len(columns)} numbers", "columns": columns})
+        if encoder is not None:  # each column with its type: what a typed client needs
+            expects = {"rows": "list of {column: value}; null for a missing cell; unseen categories are answered",
+                       "columns": columns, "types": {c.name: c.kind for c in encoder.columns}}
+        elif pre.kind == "text":
+            expects = {"texts": "list of strings"}
+        else:
+            expects = {"rows": f"list of {{column: number}} or lists of {len(columns)} numbers", "columns": columns}
         return {"model": predictor.info.get("model"), "backend": predictor.backend, "task": pre.task,
                 "labels": pre.labels.classes if pre.labels else None, "input": expects,
                 "metrics": predictor.info.get("metrics", {}), "recipe": predictor.info.get("recipe"),
@@ -143,7 +153,7 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict:
-        items = check(body, predictor.pre.kind, columns, limits)
+        items = check(body, predictor.pre.kind, columns, limits, encoded=encoder is not None)
         return {"predictions": await batcher.submit(items)}
 
     @app.post("/explain")
@@ -158,10 +168,10 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
         if loaded is None:
             raise BadRequest(422, f"explanations need the float PyTorch model: serve with --backend torch "
                                   f"(this server runs {predictor.backend})")
-        items = check(body, predictor.pre.kind, columns, limits)
+        items = check(body, predictor.pre.kind, columns, limits, encoded=encoder is not None)
         if len(items) > EXPLAIN_ITEMS:
             raise BadRequest(413, f"{len(items)} items to explain in one request; the limit is {EXPLAIN_ITEMS}")
-        raw = items if predictor.pre.kind == "text" else np.asarray(items, dtype=np.float32)
+        raw = items if predictor.pre.kind == "text" else as_rows(items, encoder is not None)
         try:
             result = await run_in_threadpool(explain_loaded, loaded, raw)
         except UserError as e:
@@ -173,7 +183,16 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
     return app
 
 
-def check(body: PredictRequest, kind: str, columns: list[str] | None, limits: Limits) -> list:
+def as_rows(items: list, encoded: bool):
+    """Checked rows in the preprocessor's form: a DataFrame for encoded tables, else a float32 matrix."""
+    if encoded:
+        import pandas as pd
+
+        return pd.DataFrame(items)
+    return np.asarray(items, dtype=np.float32)
+
+
+def check(body: PredictRequest, kind: str, columns: list[str] | None, limits: Limits, encoded: bool = False) -> list:
     """The request's items in the predictor's form, or a BadRequest naming what is wrong."""
     if kind == "text":
         if body.rows is not None or body.texts is None:
@@ -183,7 +202,8 @@ def check(body: PredictRequest, kind: str, columns: list[str] | None, limits: Li
         if body.texts is not None or body.rows is None:
             raise BadRequest(422, f"this model takes feature rows: send {{\"rows\": [{{column: value}}, ...]}} "
                                   f"with columns {', '.join(columns)}")
-        items = [row_values(row, columns, i) for i, row in enumerate(body.rows)]
+        reader = table_row if encoded else row_values
+        items = [reader(row, columns, i) for i, row in enumerate(body.rows)]
     if not items:
         raise BadRequest(422, "empty batch: send at least one item")
     if len(items) > limits.max_items:
@@ -210,4 +230,21 @@ def row_values(row, columns: list[str], i: int) -> list[float]:
         values = [float(v) for v in row]
     if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in values):
         raise BadRequest(422, f"rows[{i}]: values must be finite numbers within float32's range (|x| <= 3.4e38)")
+    return values
+
+
+def table_row(row, columns: list[str], i: int) -> dict:
+    """A row of a table with encoded columns: {column: number, text, boolean or null}; extra keys are ignored
+    (a client may send its own ID), a missing column is named. Text is bounded like a category needs."""
+    if not isinstance(row, dict):
+        raise BadRequest(422, f"rows[{i}]: send {{column: value}} with columns {', '.join(columns)}")
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise BadRequest(422, f"rows[{i}]: missing {', '.join(missing)} (send null for a missing cell)")
+    values = {c: row[c] for c in columns}
+    for c, v in values.items():
+        if isinstance(v, str) and len(v) > MAX_CELL_CHARS:
+            raise BadRequest(413, f"rows[{i}].{c} has {len(v)} characters; a cell holds at most {MAX_CELL_CHARS}")
+        if isinstance(v, float) and not math.isfinite(v):
+            values[c] = None
     return values

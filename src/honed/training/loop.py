@@ -157,6 +157,11 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
     """
     spec = recipe.train
     loss_fn = loss_fn or build_loss(recipe.loss, data.task)
+    step_loss = loss_fn  # what a training step minimizes; validation scores the model's answer with loss_fn
+    if getattr(model, "members", 1) > 1:  # an ensemble in one model (model.ensemble): each member's loss
+        from honed.training.losses import per_member
+
+        step_loss = per_member(loss_fn, model.members)
     metrics = metric_names(recipe.metrics, data.task)
     metrics = [m for m in metrics if m != "confusion_matrix"]  # per-epoch logs stay scalar
     device = next(model.parameters()).device
@@ -188,7 +193,7 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
     trainer = Trainer(model, net, data, recipe, optimizer, schedule, grad_scaler(spec.precision, device), batches,
                       metrics, hooks + list(extra_hooks), world, strategy)
     n_train = len(data.train)
-    step = Step(trainer, loss_fn, penalized_weights(model), device, l2_of(recipe.regularization, n_train))
+    step = Step(trainer, step_loss, penalized_weights(model), device, l2_of(recipe.regularization, n_train))
 
     trainer.call("on_fit_start")  # may restore a checkpoint
     first_epoch, skip = max(trainer.epoch, 1), trainer.epoch_step

@@ -73,3 +73,14 @@ def resolve_loss_name(spec, task: str) -> str:
 
 def build_loss(spec, task: str) -> LossFn:
     return LOSSES.get(resolve_loss_name(spec, task))(spec)
+
+
+def per_member(loss_fn: LossFn, members: int) -> LossFn:
+    """The mean of `loss_fn` over an ensemble's members: a model with `members` > 1 answers (N, members, ...)
+    while training (each member learns on its own; at evaluation it answers their mean)."""
+
+    def loss(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        stacked = outputs.transpose(0, 1).reshape(members * outputs.shape[0], *outputs.shape[2:])
+        return loss_fn(stacked, y.repeat(members, *([1] * (y.dim() - 1))))
+
+    return loss

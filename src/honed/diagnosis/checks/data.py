@@ -128,7 +128,7 @@ def leaking_columns(ev: RunEvidence) -> list[str]:
     check_x, check_y = (b.val.x.reshape(len(b.val), -1).numpy(), b.val.y.numpy()) if b.val is not None else (x, y)
     if x.shape[1] > 200:  # images and wide tables: a single pixel does not leak a label
         return []
-    columns = getattr(b.preprocessor, "columns", [str(i) for i in range(x.shape[1])])
+    columns = getattr(b.preprocessor, "feature_names", [str(i) for i in range(x.shape[1])])
     found = []
     for j in range(x.shape[1]):
         if ev.task == "regression":
@@ -210,7 +210,12 @@ def constant_features(ev: RunEvidence) -> list[Finding]:
     if not constant:
         return []
     kept = [f["name"] for f in ev.profile.get("features", []) if f["name"] not in constant]
-    advice = [change(**{"data.columns": kept})] if kept and ev.recipe.data.source == "tabular" else []
+    sources = {f"{c['name']}": c for c in ev.profile.get("columns", [])}  # encoded tables: advise by column
+    if sources:
+        advice = [change(**{f"data.column_types.{name}": "drop" for name in constant if name in sources})]
+        advice = advice if any(name in sources for name in constant) else []
+    else:
+        advice = [change(**{"data.columns": kept})] if kept and ev.recipe.data.source == "tabular" else []
     return [Finding("constant_features", "note", f"{len(constant)} feature(s) never change on the training rows: "
                     + ", ".join(constant[:8]) + ("…" if len(constant) > 8 else ""), advice,
                     hint="they cannot help the model", strength=len(constant))]
