@@ -89,7 +89,7 @@ def test_a_mixed_table_with_missing_cells_trains_saves_and_predicts(tmp_path):
                                   "data.target=label", "train.epochs=15", "train.report=false"], out=tmp_path / "run")
     assert run.summary["task"] == "binary" and run.summary["test"]["accuracy"] >= 0.9
     _, _, pre = honed.load_run(run.path)
-    assert pre.encoder.dropped == ["row_id"] and pre.feature_names[:2] == ["income", "noise"]
+    assert pre.column_encoder.dropped == ["row_id"] and pre.feature_names[:2] == ["income", "noise"]
     # reordered and extra columns, an unseen city, missing cells: answered, not refused
     rows = pd.DataFrame({"extra": [1, 2, 3], "noise": [0.0, 0.0, None], "income": [1.0, None, 1e4],
                          "city": ["oslo", "atlantis", None]})

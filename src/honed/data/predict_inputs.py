@@ -17,9 +17,9 @@ def read_inputs(inputs, pre, spec) -> np.ndarray | list[str] | pd.DataFrame:
         return read_texts(inputs, spec.text_column)
     frame = inputs if isinstance(inputs, pd.DataFrame) else read_table(inputs, "--input")
     where = str(inputs) if not isinstance(inputs, pd.DataFrame) else "the input"
-    if getattr(pre, "encoder", None) is not None:  # a table's columns: missing cells and unseen values are encoded
-        require_columns(frame, pre.encoder.used, where, "--input")
-        return frame[pre.encoder.used].reset_index(drop=True)
+    if getattr(pre, "column_encoder", None) is not None:  # a table's columns: missing cells and unseen values are encoded
+        require_columns(frame, pre.column_encoder.used, where, "--input")
+        return frame[pre.column_encoder.used].reset_index(drop=True)
     require_columns(frame, pre.columns, where, "--input")
     for c in pre.columns:
         if not pd.api.types.is_numeric_dtype(frame[c]):

@@ -120,13 +120,13 @@ class TablePreprocessor(Preprocessor):
         self.columns = list(columns)
         self.standardize = standardize
         self.image_shape = tuple(image_shape) if image_shape else None
-        self.encoder = encoder  # a ColumnEncoder for tables read from files, else None
+        self.column_encoder = encoder  # a ColumnEncoder for tables read from files, else None
         self.mean = np.zeros(len(columns), dtype=np.float32)
         self.std = np.ones(len(columns), dtype=np.float32)
 
     def fit_inputs(self, x) -> None:
-        if self.encoder is not None:
-            self.encoder.fit(x)
+        if self.column_encoder is not None:
+            self.column_encoder.fit(x)
             return
         if self.standardize:
             self.mean = x.mean(axis=0).astype(np.float32)
@@ -136,19 +136,19 @@ class TablePreprocessor(Preprocessor):
     def profile_inputs(self, x) -> dict:
         from honed.data.profile import table_profile
 
-        if self.encoder is None:
+        if self.column_encoder is None:
             return table_profile(x, self.columns)
-        encoded = self.encoder.transform(x.iloc[sample_rows(len(x))])
-        return table_profile(encoded, self.feature_names) | {"columns": self.encoder.profile(x)}
+        encoded = self.column_encoder.transform(x.iloc[sample_rows(len(x))])
+        return table_profile(encoded, self.feature_names) | {"columns": self.column_encoder.profile(x)}
 
     def inputs(self, x) -> torch.Tensor:
-        if self.encoder is not None:
+        if self.column_encoder is not None:
             import pandas as pd
 
             if not isinstance(x, pd.DataFrame):  # rows as a matrix of the table's columns, in training's order
                 x = pd.DataFrame(np.asarray(x), columns=self.columns)
             frame = x
-            return torch.from_numpy(self.encoder.transform(frame))
+            return torch.from_numpy(self.column_encoder.transform(frame))
         return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32))
 
     @property
@@ -158,17 +158,17 @@ class TablePreprocessor(Preprocessor):
     @property
     def numeric_dim(self) -> int:
         """Leading inputs that are scaled numbers (numeric embeddings read them); the rest are 0/1 columns."""
-        return self.encoder.numeric_dim if self.encoder is not None else len(self.columns)
+        return self.column_encoder.numeric_dim if self.column_encoder is not None else len(self.columns)
 
     @property
     def feature_names(self) -> list[str]:
         """The model's input columns: the table's own, or their encoded parts (workclass=Private, age=missing)."""
-        return self.encoder.output_names if self.encoder is not None else list(self.columns)
+        return self.column_encoder.output_names if self.column_encoder is not None else list(self.columns)
 
     @property
     def feature_sources(self) -> list[str]:
         """The table column each model input comes from (attributions are summed back onto it)."""
-        return self.encoder.output_columns if self.encoder is not None else list(self.columns)
+        return self.column_encoder.output_columns if self.column_encoder is not None else list(self.columns)
 
     def state(self) -> dict[str, Any]:
         return super().state() | {
@@ -177,7 +177,7 @@ class TablePreprocessor(Preprocessor):
             "image_shape": list(self.image_shape) if self.image_shape else None,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
-            "encoder": self.encoder.state() if self.encoder is not None else None,
+            "column_encoder": self.column_encoder.state() if self.column_encoder is not None else None,
         }
 
     def restore(self, state: dict[str, Any], folder: Path) -> None:
@@ -186,7 +186,7 @@ class TablePreprocessor(Preprocessor):
         super().restore(state, folder)
         self.mean = np.asarray(state["mean"], dtype=np.float32)
         self.std = np.asarray(state["std"], dtype=np.float32)
-        self.encoder = ColumnEncoder.from_state(state["encoder"]) if state.get("encoder") else None
+        self.column_encoder = ColumnEncoder.from_state(state["column_encoder"]) if state.get("column_encoder") else None
 
 
 class TextPreprocessor(Preprocessor):

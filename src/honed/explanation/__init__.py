@@ -100,7 +100,7 @@ def table_baseline(pre, baseline: str) -> tuple[torch.Tensor, str]:
         raise UserError(f"--baseline {baseline!r}: choose one of {', '.join(BASELINES)}")
     if baseline == "zero" or (baseline == "auto" and getattr(pre, "image_shape", None)):
         return pre.inputs(np.zeros((1, len(pre.columns)), dtype=np.float32)), "every input at zero (black)"
-    if getattr(pre, "encoder", None) is not None:  # numbers at their centre, no category or missing flag on
+    if getattr(pre, "column_encoder", None) is not None:  # numbers at their centre, no category or missing flag on
         return torch.zeros(1, pre.input_dim), "every number at its training centre, no category set"
     return torch.zeros(1, len(pre.columns)), "the training mean of every column"
 
@@ -109,7 +109,7 @@ def item(pre, raw, x: torch.Tensor, result, i: int, score: torch.Tensor, tokens:
     values = result.values[i].tolist()
     if tokens:
         names, values = words_of(pre, raw, x.tolist(), values)
-    elif getattr(pre, "encoder", None) is not None:  # one-hot, indicator and date parts summed onto their column
+    elif getattr(pre, "column_encoder", None) is not None:  # one-hot, indicator and date parts summed onto their column
         names, values = columns_of(pre, values)
     else:
         names = list(pre.columns)
@@ -124,7 +124,7 @@ def item(pre, raw, x: torch.Tensor, result, i: int, score: torch.Tensor, tokens:
 def columns_of(pre, values: list[float]) -> tuple[list[str], list[float]]:
     """Attributions of the encoded inputs summed per table column (integrated gradients' completeness holds
     for the sums, so a column's share is the sum of its parts')."""
-    totals = dict.fromkeys(pre.encoder.used, 0.0)
+    totals = dict.fromkeys(pre.column_encoder.used, 0.0)
     for source, value in zip(pre.feature_sources, values):
         totals[source] += value
     return list(totals), list(totals.values())

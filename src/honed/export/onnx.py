@@ -140,7 +140,7 @@ def refuse_sentence_vectors(pre, command: str) -> None:
 def refuse_encoded_tables(pre, command: str) -> None:
     """A bundle's client reads numbers in the training columns' order; a table whose columns are encoded
     (categories, missing cells, dates: data/columns.py) needs that encoding in the bundle, which it lacks."""
-    if getattr(pre, "encoder", None) is not None:
+    if getattr(pre, "column_encoder", None) is not None:
         raise UserError(f"{command}: this run encodes its table's columns (categories, missing cells, dates), which "
                         "ONNX bundles do not carry yet; predict and serve it with PyTorch "
                         "(`honed serve RUN_DIR --backend torch`)")

@@ -38,7 +38,7 @@ class Predictor:
 
         if self.kind == "text":
             x = self.pre.inputs(inputs)
-        elif getattr(self.pre, "encoder", None) is not None:  # rows as {column: value}: a table's own cells
+        elif getattr(self.pre, "column_encoder", None) is not None:  # rows as {column: value}: a table's own cells
             import pandas as pd
 
             x = self.pre.inputs(inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(list(inputs)))

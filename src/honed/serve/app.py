@@ -111,7 +111,7 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
                   description=f"{predictor.info.get('model', 'model')} ({predictor.pre.task}) on {predictor.backend}")
     batcher = MicroBatcher(predictor.predict, limits.max_batch, limits.max_wait_ms / 1000)
     app.state.batcher, app.state.predictor = batcher, predictor
-    encoder = getattr(predictor.pre, "encoder", None)  # a table with encoded columns takes text and nulls
+    encoder = getattr(predictor.pre, "column_encoder", None)  # a table with encoded columns takes text and nulls
     columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
 
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
