@@ -82,8 +82,8 @@ def test_tabular_errors(tmp_path):
     with pytest.raises(UserError, match="column 'price' is not in"):
         build_data(spec(target="price"))
     # a text column is a category (one 0/1 column per value), no longer refused
-    names = build_data(spec(target="y")).preprocessor.feature_names  # 4 training rows after the test split
-    assert names[0] == "a" and len(names) == 5 and all(n.startswith("name=") for n in names[1:])
+    names = build_data(spec(target="y")).preprocessor.feature_names  # the rows left after test and validation splits
+    assert names[0] == "a" and len(names) >= 3 and all(n.startswith("name=") for n in names[1:])
     with pytest.raises(UserError, match="data.target is required"):
         build_data(spec())
 

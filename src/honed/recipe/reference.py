@@ -30,6 +30,10 @@ def sections(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[st
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         inner = section_of(field.annotation)
+        if typing.get_origin(field.annotation) is dict and inner is None:  # data.column_types: {column: type}
+            rows.append((key, f"mapping of names to {allowed(typing.get_args(field.annotation)[1])}", "{}",
+                         field.description or ""))
+            continue
         if typing.get_origin(field.annotation) is dict:  # search: {recipe key: Domain}
             rows.append((key, "mapping of recipe keys", "{}", field.description or ""))
             rows.extend(sections(inner, key + ".<key>."))
