@@ -106,3 +106,62 @@ def test_a_target_with_missing_cells_is_one_line(tmp_path):
     frame.to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(UserError, match=r"'label' .* 1 missing cell\(s\) \(first at line 9\)"):
         honed.train("tabular", [f"data.path={tmp_path / 't.csv'}", "data.target=label"], out=tmp_path / "run")
+
+
+@pytest.fixture
+def mixed_run(tmp_path):
+    mixed_table(400, 0).to_csv(tmp_path / "train.csv", index=False)
+    mixed_table(80, 1).to_csv(tmp_path / "test.csv", index=False)
+    return honed.train("tabular", [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
+                                   "data.target=label", "train.epochs=6", "model.ensemble=4", "train.report=false"],
+                       out=tmp_path / "mixed").path
+
+
+def test_the_ensemble_trains_each_member_and_answers_their_mean():
+    import torch
+
+    from honed.models import Shape, build_model
+    from honed.recipe import load_recipe
+    from honed.training.losses import per_member
+
+    spec = load_recipe({"model": {"name": "mlp", "hidden": [8], "ensemble": 3, "numeric_embedding": "periodic"}}).model
+    model = build_model(spec, Shape("features", 5, 4, numeric_dim=2))
+    x, y = torch.randn(7, 5), torch.randint(0, 4, (7,))
+    members = model.train()(x)
+    assert members.shape == (7, 3, 4)
+    ce = torch.nn.CrossEntropyLoss()
+    expected = sum(ce(members[:, k], y) for k in range(3)) / 3
+    assert torch.allclose(per_member(ce, 3)(members, y), expected)
+    with torch.no_grad():  # evaluated: the members' mean (no dropout here, so the same members)
+        assert torch.allclose(model.eval()(x), model.train()(x).mean(dim=1), atol=1e-6)
+
+
+def test_column_attributions_add_up_and_the_server_takes_text_and_nulls(mixed_run):
+    pytest.importorskip("captum")
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from honed.export import load_predictor
+    from honed.serve import create_app
+
+    rows = pd.DataFrame({"city": ["oslo", None], "income": [None, 90.0], "noise": [0.1, 0.2]})
+    result = honed.explain(mixed_run, rows, steps=32)
+    for it in result.items:
+        assert it["names"] == ["city", "income", "noise"]  # one attribution per column, parts folded back
+        assert sum(it["attributions"]) == pytest.approx(it["output"] - it["baseline_output"], rel=0.05, abs=1e-3)
+    assert result.items[0]["input"] == {"city": "oslo", "income": None, "noise": 0.1}
+    client = TestClient(create_app(load_predictor(mixed_run)))
+    meta = client.get("/metadata").json()["input"]
+    assert meta["types"] == {"city": "category", "income": "numeric", "noise": "numeric"}
+    body = {"rows": [{"city": "atlantis", "income": None, "noise": 0.0, "row_id": "x"}, {"city": "oslo",
+                                                                                         "income": 1.0, "noise": 0}]}
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 200
+    assert [p["prediction"] for p in answer.json()["predictions"]] == \
+        honed.predict(mixed_run, pd.DataFrame(body["rows"]))["prediction"].tolist()
+    refused = client.post("/predict", json={"rows": [{"city": "oslo", "noise": 0}]})
+    assert refused.status_code == 422 and "missing income" in refused.json()["error"]
+    with pytest.raises(UserError, match="ONNX bundles do not carry"):
+        from honed.export.onnx import export_onnx
+
+        export_onnx(mixed_run)

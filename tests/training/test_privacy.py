@@ -161,6 +161,9 @@ def test_a_layer_dp_cannot_train_is_named():
     ({"data": TEXT, "optimizer": {"name": "gd"}}, "optimizer.name under train.privacy"),
     ({"data": TEXT, "model": {"name": "bag", "sparse": True}}, "model.sparse under train.privacy"),
     ({"data": TEXT, "train": {"accumulate": 2}}, "train.accumulate"),
+    ({"data": {"source": "tabular", "path": "t.csv", "target": "y", "standardize": False}}, "data.column_types"),
+    ({"data": {"source": "tabular", "path": "t.csv", "target": "y", "standardize": False, "columns": ["a"],
+               "column_types": {"a": "numeric"}}, "model": {"name": "mlp", "ensemble": 4}}, "model.ensemble"),
 ])
 def test_settings_that_leak_the_training_rows_are_refused_with_the_private_alternative(settings, culprit):
     files = {"train": "x.csv", "test": "y.csv"} if settings["data"]["source"] == "text_files" else {}
