@@ -359,19 +359,36 @@ def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:
                        with_intervals=True)
 
 
-def predict(run_dir: str | Path, inputs, output: str | Path | None = None):
-    """Predictions for new inputs (a file, a list of texts, or a DataFrame of feature columns)."""
-    from honed.data.predict_inputs import read_inputs
+def predict(run_dir: str | Path, inputs, output: str | Path | None = None, *, id_column: str | None = None):
+    """Predictions for new inputs (a file, a list of texts, or a DataFrame of feature columns).
+
+    Rows are joined back by `id_column` (a column of a table input, copied in front of the predictions); a table
+    whose training dropped ID columns gets those copied too when the input has them."""
+    from honed.data.predict_inputs import read_inputs, read_table_or_none
 
     if output is not None and isinstance(inputs, (str, Path)) and Path(output).resolve() == Path(inputs).resolve():
         raise UserError(f"--output {output}: that is the --input file; write the predictions elsewhere")
     recipe, model, pre = load_run(run_dir)
-    x = pre.inputs(read_inputs(inputs, pre, recipe.data))
-    scores = outputs_of(model, x)
-    frame = predictions_frame(scores, pre)
+    table = read_table_or_none(inputs, pre)  # read once: the features and the IDs come from the same rows
+    x = pre.inputs(read_inputs(table if table is not None else inputs, pre, recipe.data))
+    frame = predictions_frame(outputs_of(model, x), pre)
+    ids = passed_through(table, pre, id_column)
+    if ids:
+        frame = table[ids].reset_index(drop=True).join(frame, rsuffix="_predicted")
     if output is not None:
         run_stage.write_text(Path(output), frame.to_csv(index=False))
     return frame
+
+
+def passed_through(table, pre, id_column: str | None) -> list[str]:
+    """The input columns copied beside the predictions: --id-column, else the IDs training dropped."""
+    if id_column is not None:
+        if table is None or id_column not in table.columns:
+            columns = ", ".join(map(str, table.columns))[:200] if table is not None else "none (texts)"
+            raise UserError(f"--id-column {id_column!r} is not a column of the input; its columns: {columns}")
+        return [id_column]
+    encoder = getattr(pre, "column_encoder", None)
+    return [c for c in encoder.dropped if c in table.columns] if encoder is not None and table is not None else []
 
 
 def predictions_frame(scores: torch.Tensor, pre):

@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir")
     pr.add_argument("--input", required=True, help="CSV/JSONL/Parquet with the training columns, or texts one per line")
     pr.add_argument("--output", help="CSV to write (default: print to stdout)")
+    pr.add_argument("--id-column", help="a column of the input copied beside each prediction, to join rows back "
+                    "(default: tables pass through the columns training dropped as IDs)")
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: plot loss against rate, suggest a rate")
     lf.add_argument("recipe", help="recipe file or bundled recipe name")
@@ -591,7 +593,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     import honed
 
-    frame = honed.predict(args.run_dir, args.input, args.output)
+    frame = honed.predict(args.run_dir, args.input, args.output, id_column=args.id_column)
     if args.output:
         print(f"wrote {len(frame)} predictions to {args.output}")
     else:

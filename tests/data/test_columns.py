@@ -98,6 +98,12 @@ def test_a_mixed_table_with_missing_cells_trains_saves_and_predicts(tmp_path):
     assert len(frame) == 3
     with pytest.raises(UserError, match="city"):
         honed.predict(run.path, rows.drop(columns=["city"]))
+    # rows join back: the ID column training dropped is copied in front, or the one named
+    test = pd.read_csv(tmp_path / "test.csv").iloc[:5]
+    assert honed.predict(run.path, test)["row_id"].tolist() == test["row_id"].tolist()
+    assert honed.predict(run.path, test, id_column="noise").columns.tolist()[:2] == ["noise", "prediction"]
+    with pytest.raises(UserError, match="--id-column 'nope' is not a column"):
+        honed.predict(run.path, test, id_column="nope")
 
 
 def test_a_target_with_missing_cells_is_one_line(tmp_path):

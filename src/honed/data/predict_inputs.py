@@ -33,6 +33,15 @@ def read_inputs(inputs, pre, spec) -> np.ndarray | list[str] | pd.DataFrame:
     return x.astype(np.float32)
 
 
+def read_table_or_none(inputs, pre):
+    """The input as a DataFrame when it is one or a table file (CSV, JSONL, Parquet); else None (texts)."""
+    if isinstance(inputs, pd.DataFrame):
+        return inputs
+    if isinstance(inputs, (str, Path)) and table_kind(Path(inputs)) in READERS:
+        return read_table(inputs, "--input")
+    return None
+
+
 def read_texts(inputs, text_column: str) -> list[str]:
     if isinstance(inputs, (list, tuple)):
         return [str(t) for t in inputs]
