@@ -33,7 +33,22 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 MINILM_RUN = ["imdb_minilm", "--set", "data.source=text_files", "--set", "data.train={tmp}/t.csv", "--set",
               "data.val_fraction=0.25", "--set", "train.epochs=1", "--quiet"]
 
+MIXED_TABLE = "n,city,y\n" + "".join(f"{i},{'ab'[i % 2]},{i % 3}\n" for i in range(40))
+TABULAR_RUN = ["train", "tabular", "--set", "data.path={tmp}/t.csv", "--set", "data.target=y", "--set", "train.epochs=1",
+               "--quiet"]
+
 CASES = [
+    ("tabular-target-with-a-missing-cell", {"t.csv": "a,b,y\n1,x,\n2,y,1\n3,z,0\n"}, TABULAR_RUN,
+     ["column 'y'", "1 missing cell(s) (first at line 2)", "remove those rows"]),
+    ("tabular-file-that-is-no-table", {"t.csv": bytes(range(256)) * 8}, TABULAR_RUN, ["t.csv", "cannot read it"]),
+    ("tabular-one-row-per-class", {"t.csv": "a,c,y\n1,x,p\n2,y,q\n3,z,r\n4,w,s\n"}, TABULAR_RUN,
+     ["4 class(es) have a single row", "at least twice"]),
+    ("tabular-type-of-a-column-that-is-not-there", {"t.csv": MIXED_TABLE}, [*TABULAR_RUN, "--set",
+     "data.column_types.town=category"], ["data.column_types: 'town' is not a column", "columns: n, city"]),
+    ("tabular-unknown-column-type", {"t.csv": MIXED_TABLE}, [*TABULAR_RUN, "--set", "data.column_types.city=colour"],
+     ["data.column_types.city = 'colour' is not allowed", "'category'"]),
+    ("tabular-every-column-dropped", {"t.csv": MIXED_TABLE}, [*TABULAR_RUN, "--set", "data.column_types.n=drop",
+     "--set", "data.column_types.city=drop"], ["no usable feature column is left"]),
     ("doctor-of-a-folder-that-is-no-run", {"notes.txt": "hello"}, ["doctor", "{tmp}"],
      ["is not a honed run: recipe.yaml is missing"]),
     ("doctor-with-a-damaged-failure-record", {"recipe.yaml": "name: x\n", "failure.json": "[1, 2"}, ["doctor", "{tmp}"],
