@@ -48,7 +48,7 @@ def gain(metric: str, before: float, after: float) -> float:
 
 
 def fix(run_dir: str | Path, diagnosis, top: int = 1, budget: float | None = None, out: str | Path | None = None) -> dict:
-    import honed
+    from honed import api
     from honed.data.build import reuse_built_data
     from honed.errors import UserError
     from honed.recipe import dump_recipe, load_recipe
@@ -73,7 +73,7 @@ def fix(run_dir: str | Path, diagnosis, top: int = 1, budget: float | None = Non
             folder = out / f"fix-{i}"
             if folder.is_dir():  # this command's own output from an earlier --fix
                 shutil.rmtree(folder)
-            run = honed.train(trial, out=folder, score_test=False, hooks=[Deadline(until)])
+            run = api.train(trial, out=folder, score_test=False, hooks=[Deadline(until)])
             after = float(run.summary["val"][metric])
             better = gain(metric, best, after) > noise
             rows.append({"finding": finding.name, "change": finding.advice[0], "metric": f"val {metric}",

@@ -71,7 +71,7 @@ def folder_of(params: dict) -> str:
 
 def compare(recipe, vary: list[str], overrides=(), out=None, metric: str | None = None) -> Comparison:
     """Train every variant of the recipe, then compare them."""
-    import honed
+    from honed import api
 
     grid = variants(parse_vary(vary))
     if not grid:
@@ -89,7 +89,7 @@ def compare(recipe, vary: list[str], overrides=(), out=None, metric: str | None 
         folder = out / "runs" / folder_of(params)
         log.info(f"compare: variant {i}/{len(grid)}: {label_of(params)}")
         try:
-            honed.train(variant, out=folder)
+            api.train(variant, out=folder)
         except UserError as e:  # a diverging variant is a result too
             failed[str(folder)] = str(e).splitlines()[0]
             log.info(f"compare: {label_of(params)} failed: {failed[str(folder)]}")

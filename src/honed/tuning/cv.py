@@ -68,7 +68,7 @@ def summarize(rows: list[dict], names: list[str]) -> dict:
 def cross_validate(recipe, overrides=(), folds: int = 5, repeats: int = 1, group_column: str | None = None,
                    test: bool = False, out=None) -> CrossValidation:
     """Train the recipe once per fold (and repeat); returns the folds' validation metrics and their summary."""
-    import honed
+    from honed import api
 
     if folds < 2:
         raise UserError(f"--folds {folds}: cross-validation needs at least 2 folds")
@@ -80,7 +80,7 @@ def cross_validate(recipe, overrides=(), folds: int = 5, repeats: int = 1, group
     rows = []
     plan = fold_recipes(user, folds, repeats)
     for number, (repeat, index, fold_recipe) in enumerate(plan, 1):
-        run = honed.train(fold_recipe, out=out / "folds" / f"r{repeat}-f{index}", quiet=True, score_test=False,
+        run = api.train(fold_recipe, out=out / "folds" / f"r{repeat}-f{index}", quiet=True, score_test=False,
                           overwrite=True)
         val = run.summary["val"]
         row = {"repeat": repeat, "fold": index, "train rows": run.summary["sizes"]["train"],
@@ -96,7 +96,7 @@ def cross_validate(recipe, overrides=(), folds: int = 5, repeats: int = 1, group
     if test:  # every training row, one test score: the recipe as a user would train it, validated above
         final = load_recipe(user, ["data.val_fraction=0", "train.early_stopping=null"]) \
             if user.data.val_fraction == 0 or user.train.early_stopping is None else user
-        scored = honed.train(final, out=out / "final", quiet=True, overwrite=True).summary["test"]
+        scored = api.train(final, out=out / "final", quiet=True, overwrite=True).summary["test"]
     report = {"recipe": user.name, "folds": folds, "repeats": repeats, "group_column": group_column,
               "fold_results": rows, "stats": stats, "test": scored}
     write_json(out / "cv.json", report)

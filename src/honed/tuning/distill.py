@@ -40,24 +40,24 @@ def add_latencies(rows: list[dict], runs: list[tuple], raw_test, count: int = 50
 def distill(teacher_run, student_recipe, overrides=(), temperature: float = 2.0, alpha: float = 0.5,
             out=None) -> dict:
     """Train the student with and without the teacher; return (and write) the comparison."""
-    import honed
+    from honed import api
     from honed.data.build import load_raw, split_raw
     from honed.recipe import load_recipe
     from honed.run import check_run_dir, read_summary, timestamped, write_json
 
     check_softening(temperature, alpha)
     teacher_dir = check_run_dir(teacher_run)
-    teacher = Teacher(teacher_dir, honed.load_run(teacher_dir), temperature, alpha)
+    teacher = Teacher(teacher_dir, api.load_run(teacher_dir), temperature, alpha)
     recipe = load_recipe(student_recipe, overrides)
     out = Path(out) if out else timestamped(f"{recipe.name}-distill")
-    with_teacher = honed.train(recipe, out=out / "distilled", objective=teacher)
-    alone = honed.train(recipe, out=out / "alone")
+    with_teacher = api.train(recipe, out=out / "distilled", objective=teacher)
+    alone = api.train(recipe, out=out / "alone")
     rows = [describe(f"teacher ({teacher.recipe.model.name})", teacher_dir, read_summary(teacher_dir)),
             describe(f"student + distillation (T={temperature:g}, alpha={alpha:g})", with_teacher.path,
                      with_teacher.summary),
             describe("student alone", alone.path, alone.summary)]
     _, _, raw_test = split_raw(load_raw(recipe.data), recipe.data)  # read once for all three models
-    runs = [(teacher.model, teacher.pre)] + [honed.load_run(r.path)[1:] for r in (with_teacher, alone)]
+    runs = [(teacher.model, teacher.pre)] + [api.load_run(r.path)[1:] for r in (with_teacher, alone)]
     add_latencies(rows, runs, raw_test)
     report = {"teacher": str(teacher_dir), "temperature": temperature, "alpha": alpha,
               "teacher_passes": teacher.computed, "rows": rows}

@@ -104,7 +104,7 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
     """Leaderboard, plots, best.yaml and the chosen trial's test metrics (scored once). With `refit` (the
     recipe held out no validation rows; the search held some out to choose on), the chosen settings are
     trained again on every training row, as the recipe would, and that run is the one scored."""
-    import honed
+    from honed import api
     from honed.tuning.tune import TuneResult
 
     maximize = study.direction.name == "MAXIMIZE"
@@ -142,17 +142,17 @@ def write_report(study, user: Recipe, space: Space, key: str, out: Path, url: st
     run_dir = Path(best.user_attrs.get("run_dir", ""))
     summary = {}
     if refit:  # the chosen settings on every training row; its test split is scored once, by the run itself
-        refitted = honed.train(best_recipe, out=out / "best-refit")
+        refitted = api.train(best_recipe, out=out / "best-refit")
         run_dir, summary = refitted.path, dict(refitted.summary)
         log.info(f"tune: the best settings refit on every training row: {run_dir}")
     elif best is not top_scorer and not (run_dir / runfiles.SUMMARY).is_file():
         # the simpler trial's folder went as the search kept only the top one's: the same settings and seed again
-        rerun = honed.train(best_recipe, out=out / "chosen")
+        rerun = api.train(best_recipe, out=out / "chosen")
         run_dir, summary = rerun.path, dict(rerun.summary)
     # only a run folder of this process's own --out: another process may be deleting folders in its own
     elif run_dir.is_relative_to(out.resolve()) and (run_dir / runfiles.SUMMARY).is_file():
         summary = read_summary(run_dir)
-        summary["test"] = honed.evaluate(run_dir)  # the test split, once, for the chosen trial only
+        summary["test"] = api.evaluate(run_dir)  # the test split, once, for the chosen trial only
         write_summary(run_dir, summary)
     else:
         log.warning(f"the best trial ran in another process ({best.user_attrs.get('worker', '?')}): its run "

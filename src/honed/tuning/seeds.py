@@ -27,13 +27,13 @@ def parse_seeds(text: str) -> list[int]:
 def across_seeds(recipe, seeds: list[int], overrides=(), out=None) -> dict:
     """Train the recipe once per seed (every seeded choice changes: initialization, data order, splits carved
     from the training rows); returns {'runs': [...], 'stats': {metric: mean, std, ci95}} and writes seeds.json."""
-    import honed
+    from honed import api
 
     user = load_recipe(recipe, list(overrides))
     out = Path(out) if out else timestamped(f"{user.name}-seeds")
     runs = []
     for seed in seeds:
-        run = honed.train(load_recipe(user, [f"seed={seed}", f"data.seed={seed}"]), out=out / f"seed-{seed}")
+        run = api.train(load_recipe(user, [f"seed={seed}", f"data.seed={seed}"]), out=out / f"seed-{seed}")
         test = {k: v for k, v in run.summary["test"].items() if isinstance(v, float)}
         runs.append({"seed": seed, **test, "seconds": run.summary["total_seconds"], "path": str(run.path)})
         log.info(f"seeds: seed {seed}: " + ", ".join(f"test {k} {v:.4f}" for k, v in test.items()))

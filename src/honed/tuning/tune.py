@@ -117,7 +117,7 @@ class Search:
         self.val_outputs: dict[int, tuple] = {}
 
     def __call__(self, trial) -> float:
-        import honed
+        from honed import api
         import optuna
 
         params = suggest(trial, self.space)
@@ -127,7 +127,7 @@ class Search:
         hook = TrialReport(trial, self.key, self.deadline, self)
         began = time.perf_counter()
         try:
-            run = honed.train(apply(self.base, params), out=run_dir, hooks=[hook], score_test=False)
+            run = api.train(apply(self.base, params), out=run_dir, hooks=[hook], score_test=False)
         except BudgetTooSmall:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
