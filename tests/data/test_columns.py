@@ -167,6 +167,10 @@ def test_column_attributions_add_up_and_the_server_takes_text_and_nulls(mixed_ru
         honed.predict(mixed_run, pd.DataFrame(body["rows"]))["prediction"].tolist()
     refused = client.post("/predict", json={"rows": [{"city": "oslo", "noise": 0}]})
     assert refused.status_code == 422 and "missing income" in refused.json()["error"]
+    from honed.report import report
+
+    page = report(mixed_run).read_text()  # the run's page: a row per column with its type and missing share
+    assert "<td class=\"l\">city</td><td class=\"l\">category</td>" in page and "row_id" in page
     with pytest.raises(UserError, match="ONNX bundles do not carry"):
         from honed.export.onnx import export_onnx
 

@@ -128,6 +128,7 @@ def data(run_dir: Path, summary: dict) -> dict:
     elif profile.get("features"):
         out["features"] = profile["features"][:40]
         out["features_total"] = len(profile["features"])
+    out["columns"] = profile.get("columns") or None  # a table's own columns: type, missing share, distinct values
     return out
 
 
