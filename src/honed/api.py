@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     timing = {"data": -time.perf_counter()}  # where the run's time goes (summary.json, the report)
     bundle = _build_data(recipe, world)
     timing["data"] += time.perf_counter()
+    recipe = epochs_for_steps(recipe, len(bundle.train), world.size)
     timing["setup"] = -time.perf_counter()
     # rows and classes per split, before an objective puts other targets beside the labels; a private run
     # publishes no count of its training rows by class
@@ -258,6 +260,18 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     run_written(trainer.hooks, run_dir, summary)  # trackers keep the finished run's files
     distributed.barrier(world)
     return Run(run_dir, summary, model)
+
+
+def epochs_for_steps(recipe: Recipe, rows: int, workers: int = 1) -> Recipe:
+    """With train.steps, the epochs that make about that many optimizer steps on `rows` training rows (at most
+    train.epochs); the recipe written to the run holds the result, so rerunning it repeats the run."""
+    spec = recipe.train
+    if spec.steps is None or recipe.optimizer.name in ("gd", "lbfgs"):
+        return recipe
+    per_epoch = max(1, math.ceil(rows / (spec.batch_size * spec.accumulate)))
+    epochs = max(1, min(spec.epochs, math.ceil(spec.steps / per_epoch)))
+    log.info(f"train: {epochs} epochs of {per_epoch} steps (train.steps = {spec.steps}, at most {spec.epochs} epochs)")
+    return variant(recipe, {"train.epochs": epochs, "train.steps": None})
 
 
 def _build_data(recipe: Recipe, world: distributed.World):

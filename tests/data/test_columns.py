@@ -175,3 +175,15 @@ def test_column_attributions_add_up_and_the_server_takes_text_and_nulls(mixed_ru
         from honed.export.onnx import export_onnx
 
         export_onnx(mixed_run)
+
+
+def test_train_steps_sets_the_epochs_from_the_rows():
+    from honed.api import epochs_for_steps
+    from honed.recipe import load_recipe
+
+    recipe = load_recipe({"train": {"steps": 1000, "epochs": 60, "batch_size": 512}})
+    assert epochs_for_steps(recipe, 13_210).train.epochs == 39  # 26 steps per epoch
+    assert epochs_for_steps(recipe, 26_049).train.epochs == 20  # 51
+    assert epochs_for_steps(recipe, 300).train.epochs == 60  # one step per epoch: capped by train.epochs
+    resolved = epochs_for_steps(recipe, 13_210)
+    assert resolved.train.steps is None and epochs_for_steps(resolved, 99).train.epochs == 39  # rerun repeats it

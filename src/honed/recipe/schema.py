@@ -335,7 +335,10 @@ class PrivacySpec(Section):
 
 
 class TrainSpec(Section):
-    epochs: int = Field(10, ge=1, le=1_000_000, description="passes over the training set")
+    epochs: int = Field(10, ge=1, le=1_000_000, description="passes over the training set (with train.steps: at most)")
+    steps: Optional[int] = Field(None, ge=1, le=100_000_000, description="train for about this many optimizer steps: "
+                                 "epochs = ceil(steps / steps per epoch), at most train.epochs (the cost stays flat "
+                                 "however many rows a table has; small tables get more passes)")
     batch_size: int = Field(32, ge=1, le=100_000_000, description="gd treats this as the chunk size of one full-batch step")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU")
     shuffle: bool = Field(True, description="reshuffle the training set every epoch (seeded)")
