@@ -5,6 +5,8 @@
     honed.predict(run.path, "new_rows.csv")
     honed.lr_find(recipe) · honed.tune(recipe, budget=300) · honed.compare(recipe, ["optimizer.name=sgd,adam"])
     honed.cv(recipe, folds=5) · honed.doctor(run.path) · honed.report(run.path)
+    honed.export_onnx(run.path) · honed.quantize(run.path) · honed.distill(teacher, student) · honed.list_runs("runs")
+    honed.serve.serve(run.path) · honed.Run.open(path): a run folder's recipe, summary, history, model, test outputs
 
 Attributes load lazily, so `honed --help` and recipe errors answer without importing torch.
 """
@@ -13,7 +15,11 @@ __version__ = "0.1.0"
 
 _API = {"train", "resume", "evaluate", "predict", "load_run", "Run"}
 _TUNING = {"lr_find", "tune", "compare", "compare_runs", "cv"}
-__all__ = sorted(_API | _TUNING | {"explain", "doctor", "report", "load_recipe", "Recipe", "UserError", "__version__"})
+# (honed.export and honed.serve are subpackages: a function of that name would be replaced by the package on import)
+_SHIP = {"export_onnx": ("honed.export.onnx", "export_onnx"), "quantize": ("honed.export.quantize", "quantize"),
+         "distill": ("honed.tuning.distill", "distill"), "list_runs": ("honed.run.listing", "list_runs"),
+         "prepare_model": ("honed.api", "prepare_model")}
+__all__ = sorted(_API | _TUNING | set(_SHIP) | {"explain", "doctor", "report", "load_recipe", "Recipe", "UserError", "__version__"})
 
 
 def __getattr__(name: str):
@@ -25,6 +31,11 @@ def __getattr__(name: str):
         from honed import tuning
 
         return getattr(tuning, name)
+    if name in _SHIP:  # export, quantize, distill, runs: the commands that ship or list runs
+        import importlib
+
+        module, attribute = _SHIP[name]
+        return getattr(importlib.import_module(module), attribute)
     if name == "explain":
         from honed.explanation import explain
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+import logging
+
 from honed.data.files import read_table, require_columns
 from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
 from honed.errors import UserError, shown
+
+log = logging.getLogger("honed")
 
 
 @SOURCES.register("tabular")
@@ -27,6 +31,8 @@ def load(spec) -> RawData:
         raise UserError(f"data.columns: {path} has only the target column {spec.target!r}; a model needs features")
     require_columns(frame, columns, path, "data.columns")
     task = spec.task if spec.task != "auto" else infer_task(frame[spec.target])
+    log.info(f"data: target {spec.target!r}: {describe_target(frame[spec.target], task)} "
+             f"({'data.task' if spec.task != 'auto' else 'inferred; set data.task to change it'})")
     train = to_split(frame, columns, spec.target, task, path)
     if spec.group_column:
         train.groups = frame[spec.group_column].astype(str).to_numpy(dtype=object)
@@ -36,6 +42,12 @@ def load(spec) -> RawData:
         require_columns(test_frame, columns + [spec.target], spec.test, "data.test")
         test = to_split(test_frame, columns, spec.target, task, spec.test)
     return RawData(kind="table", task=task, train=train, test=test, feature_names=[str(c) for c in columns])
+
+
+def describe_target(target, task: str) -> str:
+    if task == "classification":
+        return f"classification, {target.nunique(dropna=True):,} classes"
+    return "regression"
 
 
 def infer_task(target) -> str:
