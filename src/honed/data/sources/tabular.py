@@ -31,8 +31,6 @@ def load(spec) -> RawData:
         raise UserError(f"data.columns: {path} has only the target column {spec.target!r}; a model needs features")
     require_columns(frame, columns, path, "data.columns")
     task = spec.task if spec.task != "auto" else infer_task(frame[spec.target])
-    log.info(f"data: target {spec.target!r}: {describe_target(frame[spec.target], task)} "
-             f"({'data.task' if spec.task != 'auto' else 'inferred; set data.task to change it'})")
     train = to_split(frame, columns, spec.target, task, path)
     if spec.group_column:
         train.groups = frame[spec.group_column].astype(str).to_numpy(dtype=object)
@@ -41,6 +39,9 @@ def load(spec) -> RawData:
         test_frame = read_table(spec.test, "data.test")
         require_columns(test_frame, columns + [spec.target], spec.test, "data.test")
         test = to_split(test_frame, columns, spec.target, task, spec.test)
+    # said once the target has been read without error (an error stays the only line)
+    log.info(f"data: target {spec.target!r}: {describe_target(frame[spec.target], task)} "
+             f"({'data.task' if spec.task != 'auto' else 'inferred; set data.task to change it'})")
     return RawData(kind="table", task=task, train=train, test=test, feature_names=[str(c) for c in columns])
 
 
