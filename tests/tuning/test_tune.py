@@ -57,6 +57,15 @@ def test_a_search_writes_its_report_and_scores_the_test_split_once(tmp_path, mon
     assert len(rows) == 6 and rows[0].startswith("rank,trial,state,value")
 
 
+def test_a_bug_in_a_trial_is_not_swallowed(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise ZeroDivisionError("a bug, not a bad point")
+
+    monkeypatch.setattr(api, "train", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        honed.tune(SMALL, budget=60, trials=2, out=tmp_path / "t")
+
+
 def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
     recipe = dict(SMALL, optimizer={"name": "sgd", "lr": 0.01},
                   search={"optimizer.lr": {"choice": [0.01, 1.0e12]}})

@@ -131,7 +131,9 @@ class Search:
         except BudgetTooSmall:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        except Exception as e:  # noqa: BLE001 - a broken trial is recorded, never the end of the study
+        except (UserError, MemoryError, torch.OutOfMemoryError) as e:  # what a drawn point can meet: a diverging
+            # rate, a model too large for this machine; recorded, the study goes on. Anything else is a bug and
+            # keeps its traceback
             message = str(e).splitlines()[0] if str(e) else type(e).__name__
             trial.set_user_attr("error", message)
             shutil.rmtree(run_dir, ignore_errors=True)
