@@ -38,7 +38,9 @@ def test_robust_scaling_centres_on_the_median_and_clips_smoothly():
 def test_categories_one_hot_with_rare_unseen_and_missing_values():
     train = pd.DataFrame({"c": ["a"] * 5 + ["b"] * 3 + ["z"] + [None, " "]})  # z is rare; None and blank missing
     enc = ColumnEncoder(min_count=2).fit(train)
-    assert enc.output_names == ["c=a", "c=b", "c=other", "c=missing"]
+    assert enc.output_names == ["c=a", "c=b", "c=other", "c=missing"] and enc.output_columns == ["c"] * 4
+    dotted = ColumnEncoder().fit(pd.DataFrame({"a.b": ["x", "y"], "when": ["2024-01-01", None]}))
+    assert dotted.output_columns == ["when"] * 5 + ["a.b", "a.b", "when"]  # date parts, one-hot, missing flag
     out = enc.transform(pd.DataFrame({"c": ["a", "b", "z", "never seen", np.nan, " a "]}))
     np.testing.assert_array_equal(out, [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1],
                                         [1, 0, 0, 0]])

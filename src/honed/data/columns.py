@@ -180,9 +180,15 @@ class ColumnEncoder:
 
     @property
     def output_columns(self) -> list[str]:
-        """The input column each output column comes from (attributions fold back onto it)."""
-        return [name.split("=")[0].split(".")[0] if "=" in name or name.endswith(tuple("." + p for p in DATE_PARTS))
-                else name for name in self.output_names]
+        """The input column each output column comes from (attributions fold back onto it), in output order."""
+        numeric, flags = [], []
+        for c in self.columns:
+            if c.kind == "category":
+                flags += [c.name] * (len(c.values) + c.other + c.missing)
+                continue
+            numeric += [c.name] * (len(DATE_PARTS) if c.kind == "date" else 1)
+            flags += [c.name] if c.missing else []
+        return numeric + flags
 
     def state(self) -> dict:
         return {"scaling": self.scaling, "types": self.types, "max_categories": self.max_categories,
