@@ -53,7 +53,7 @@ class Run:
     """A run directory and everything read from it: the one owner of its files.
 
     `honed.train` returns one; every other command opens one with `Run.open(path)`. File names live in
-    honed.run.rundir; nothing else joins a run path with a literal name.
+    honed.runfiles; nothing else joins a run path with a literal name.
     """
 
     path: Path
@@ -116,12 +116,11 @@ class Run:
         from honed.report.evidence import load_test_outputs
 
         kept = load_test_outputs(self.path)
-        task = data_stage.load_preprocessor(self.path).task
         if kept is not None:
-            return torch.from_numpy(kept[0]), torch.from_numpy(kept[1]), task
+            return torch.from_numpy(kept[0]), torch.from_numpy(kept[1]), data_stage.load_preprocessor(self.path).task
         loaded = self.load()
         split = self.test_split(loaded)
-        return outputs_of(loaded.model, split.x), split.y.cpu(), task
+        return outputs_of(loaded.model, split.x), split.y.cpu(), loaded.pre.task
 
 
 def prepare_model(recipe: Recipe, bundle, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -197,7 +196,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     timing = {"data": -time.perf_counter()}  # where the run's time goes (summary.json, the report)
     bundle = _build_data(recipe, world)
     timing["data"] += time.perf_counter()
-    recipe = epochs_for_steps(recipe, len(bundle.train), world.size)
+    recipe = epochs_for_steps(recipe, len(bundle.train))  # train.batch_size is global: the same on every worker
     timing["setup"] = -time.perf_counter()
     # rows and classes per split, before an objective puts other targets beside the labels; a private run
     # publishes no count of its training rows by class
@@ -262,7 +261,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     return Run(run_dir, summary, model)
 
 
-def epochs_for_steps(recipe: Recipe, rows: int, workers: int = 1) -> Recipe:
+def epochs_for_steps(recipe: Recipe, rows: int) -> Recipe:
     """With train.steps, the epochs that make about that many optimizer steps on `rows` training rows (at most
     train.epochs); the recipe written to the run holds the result, so rerunning it repeats the run."""
     spec = recipe.train

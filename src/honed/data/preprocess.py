@@ -147,8 +147,7 @@ class TablePreprocessor(Preprocessor):
 
             if not isinstance(x, pd.DataFrame):  # rows as a matrix of the table's columns, in training's order
                 x = pd.DataFrame(np.asarray(x), columns=self.columns)
-            frame = x
-            return torch.from_numpy(self.column_encoder.transform(frame))
+            return torch.from_numpy(self.column_encoder.transform(x))
         return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32))
 
     @property

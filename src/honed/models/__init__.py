@@ -32,10 +32,8 @@ class Shape:
 
     @classmethod
     def of(cls, bundle) -> "Shape":
-        """The shape of a DataBundle's inputs and outputs."""
-        return cls(bundle.input_kind, bundle.input_dim, bundle.output_dim, bundle.image_shape,
-                   getattr(bundle.preprocessor, "pretrained", None), getattr(bundle.preprocessor, "features_dim", 0),
-                   getattr(bundle.preprocessor, "numeric_dim", 0))
+        """The shape of a DataBundle's inputs and outputs: its fitted preprocessor's."""
+        return cls.of_preprocessor(bundle.preprocessor)
 
     @classmethod
     def of_preprocessor(cls, pre) -> "Shape":
