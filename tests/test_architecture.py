@@ -19,12 +19,12 @@ ALLOWED = {
     "data": {"recipe", "run"},  # run.files' atomic writes, inside functions
     "run": {"training"},  # the Hook base class
     "training": {"data", "evaluation", "models", "recipe", "run", "warmup"},
-    "report": {"api", "data", "evaluation", "explanation", "recipe", "run"},  # api: rescoring runs that predate evidence
+    "report": {"api", "data", "evaluation", "recipe", "run"},  # api: rescoring runs that predate evidence
     "api": {"data", "evaluation", "models", "recipe", "report", "run", "training", "warmup"},
-    "explanation": {"api", "data", "evaluation", "models", "run"},
-    "export": {"api", "data", "evaluation", "models", "run"},
-    "serve": {"explanation", "export"},
-    "diagnosis": {"api", "data", "evaluation", "recipe", "run", "training", "tuning"},
+    "explanation": {"api", "data", "evaluation", "models", "report", "run"},
+    "export": {"api", "data", "evaluation", "models", "report", "run"},
+    "serve": {"explanation", "export", "run"},
+    "diagnosis": {"api", "data", "evaluation", "recipe", "report", "run", "training", "tuning"},
     "tuning": {"api", "data", "evaluation", "export", "recipe", "report", "run", "training"},
     "cli": {"__init__", "data", "diagnosis", "evaluation", "explanation", "export", "launch", "recipe", "report", "run", "serve",
             "tuning"},

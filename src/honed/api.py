@@ -27,8 +27,7 @@ from honed.data.profile import split_profile
 from honed.evaluation import class_probabilities, metric_names, outputs_of, score_outputs, score_split
 from honed.models import Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
-from honed.recipe import Recipe, dump_recipe, load_recipe
-from honed.recipe.load import set_dotted
+from honed.recipe import Recipe, dump_recipe, load_recipe, variant
 from honed.report import save_test_evidence, write_report
 from honed.run.tracking import run_written, trackers
 from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
@@ -134,15 +133,7 @@ def prepare_model(recipe: Recipe, bundle, device: torch.device | str = "cpu") ->
     return model.to(device)
 
 
-def variant(recipe: Recipe, changes: dict[str, object]) -> Recipe:
-    """`recipe` with dotted keys changed, validated like any recipe (every schema rule holds for a variant)."""
-    raw = recipe.model_dump(mode="json")
-    for key, value in changes.items():
-        set_dotted(raw, key, value)
-    return load_recipe(raw)
-
-
-def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out: str | Path | None = None,
+def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), *, out: str | Path | None = None,
           quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = (), score_test: bool = True,
           objective: Objective | None = None, overwrite: bool = False) -> Run:
     """Preprocess, build, train, evaluate on the test split, and write the run directory.
@@ -160,7 +151,7 @@ def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), out
     return _train(recipe, out, quiet, started, list(hooks), score_test=score_test, objective=objective)
 
 
-def resume(run_dir: str | Path, quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
+def resume(run_dir: str | Path, *, quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = ()) -> Run:
     """Continue a stopped run from its newest intact checkpoint, in the same run directory."""
     started = time.perf_counter() if started is None else started
     path = Path(run_dir)
@@ -196,7 +187,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     timing = {"data": -time.perf_counter()}  # where the run's time goes (summary.json, the report)
     bundle = _build_data(recipe, world)
     timing["data"] += time.perf_counter()
-    recipe = epochs_for_steps(recipe, len(bundle.train))  # train.batch_size is global: the same on every worker
+    recipe = sized_for_rows(recipe, len(bundle.train))  # train.batch_size is global: the same on every worker
     timing["setup"] = -time.perf_counter()
     # rows and classes per split, before an objective puts other targets beside the labels; a private run
     # publishes no count of its training rows by class
@@ -261,16 +252,33 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     return Run(run_dir, summary, model)
 
 
-def epochs_for_steps(recipe: Recipe, rows: int) -> Recipe:
-    """With train.steps, the epochs that make about that many optimizer steps on `rows` training rows (at most
-    train.epochs); the recipe written to the run holds the result, so rerunning it repeats the run."""
+AUTO_BATCH = (32, 512, 16)  # train.batch_size = auto: a power of two near rows / 16, within [32, 512]
+
+
+def auto_batch_size(rows: int) -> int:
+    """train.batch_size = auto for `rows` training rows: about 16 steps per epoch on small tables, where a few
+    large batches per epoch would leave too few steps to learn from, and 512 on large ones."""
+    low, high, steps = AUTO_BATCH
+    return int(min(high, max(low, 2 ** math.floor(math.log2(max(1, rows / steps))))))
+
+
+def sized_for_rows(recipe: Recipe, rows: int) -> Recipe:
+    """The recipe with what depends on the training rows resolved: train.batch_size = auto, and with train.steps the
+    epochs that make about that many optimizer steps (at most train.epochs). The recipe written to the run holds
+    the result, so rerunning it repeats the run."""
     spec = recipe.train
-    if spec.steps is None or recipe.optimizer.name in ("gd", "lbfgs"):
-        return recipe
-    per_epoch = max(1, math.ceil(rows / (spec.batch_size * spec.accumulate)))
-    epochs = max(1, min(spec.epochs, math.ceil(spec.steps / per_epoch)))
-    log.info(f"train: {epochs} epochs of {per_epoch} steps (train.steps = {spec.steps}, at most {spec.epochs} epochs)")
-    return variant(recipe, {"train.epochs": epochs, "train.steps": None})
+    changes: dict[str, object] = {}
+    batch = spec.batch_size
+    if batch == "auto":
+        batch = changes["train.batch_size"] = auto_batch_size(rows)
+        log.info(f"train: batch size {batch} for {rows:,} training rows (train.batch_size = auto)")
+    if spec.steps is not None and recipe.optimizer.name not in ("gd", "lbfgs"):
+        per_epoch = max(1, math.ceil(rows / (batch * spec.accumulate)))
+        epochs = max(1, min(spec.epochs, math.ceil(spec.steps / per_epoch)))
+        log.info(f"train: {epochs} epochs of {per_epoch} steps (train.steps = {spec.steps}, at most {spec.epochs} "
+                 "epochs)")
+        changes |= {"train.epochs": epochs, "train.steps": None}
+    return variant(recipe, changes) if changes else recipe
 
 
 def _build_data(recipe: Recipe, world: distributed.World):
@@ -372,7 +380,7 @@ def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:
                        with_intervals=True)
 
 
-def predict(run_dir: str | Path, inputs, output: str | Path | None = None, *, id_column: str | None = None):
+def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id_column: str | None = None):
     """Predictions for new inputs (a file, a list of texts, or a DataFrame of feature columns).
 
     Rows are joined back by `id_column` (a column of a table input, copied in front of the predictions); a table

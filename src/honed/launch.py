@@ -71,8 +71,11 @@ def check_gpus(nproc: int, device: str) -> None:
                         "use fewer workers, or --set train.device=cpu for CPU workers")
 
 
-def torchrun(args, argv: list[str], started: float, device: str = "auto") -> int:
-    """Launch and wait; the exit code is torchrun's (non-zero when any worker failed)."""
+def torchrun(args, argv: list[str], started: float, recipe) -> int:
+    """Launch `recipe` on the workers and wait; the exit code is torchrun's (non-zero when any worker failed)."""
+    if args.nproc * args.nnodes > 1 and recipe.optimizer.name == "lbfgs":
+        raise UserError("optimizer.name = lbfgs runs in one process: its line search needs the whole loss "
+                        "(drop --nproc, or choose another optimizer)")
     command = torchrun_command(args, argv)
-    check_gpus(args.nproc, device)
+    check_gpus(args.nproc, recipe.train.device)
     return subprocess.run(command, env=worker_env(args.nproc, started)).returncode

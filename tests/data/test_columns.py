@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import honed
-from honed.data.columns import ColumnEncoder, quantile_normal
+from honed.data.columns import ColumnEncoder
+from honed.data.table_encoding import quantile_normal
 from honed.errors import UserError
 
 
@@ -173,19 +174,31 @@ def test_column_attributions_add_up_and_the_server_takes_text_and_nulls(mixed_ru
 
     page = report(mixed_run).read_text()  # the run's page: a row per column with its type and missing share
     assert "<td class=\"l\">city</td><td class=\"l\">category</td>" in page and "row_id" in page
-    with pytest.raises(UserError, match="ONNX bundles do not carry"):
-        from honed.export.onnx import export_onnx
+    from honed.export.onnx import export_onnx
 
-        export_onnx(mixed_run)
+    exported = export_onnx(mixed_run)  # the encoding travels in the bundle (tests/export/test_client.py runs it)
+    assert exported["check"]["max_abs_difference"] < 1e-4 and exported["input"]["columns"] == ["city", "income", "noise"]
 
 
 def test_train_steps_sets_the_epochs_from_the_rows():
-    from honed.api import epochs_for_steps
+    from honed.api import sized_for_rows
     from honed.recipe import load_recipe
 
     recipe = load_recipe({"train": {"steps": 1000, "epochs": 60, "batch_size": 512}})
-    assert epochs_for_steps(recipe, 13_210).train.epochs == 39  # 26 steps per epoch
-    assert epochs_for_steps(recipe, 26_049).train.epochs == 20  # 51
-    assert epochs_for_steps(recipe, 300).train.epochs == 60  # one step per epoch: capped by train.epochs
-    resolved = epochs_for_steps(recipe, 13_210)
-    assert resolved.train.steps is None and epochs_for_steps(resolved, 99).train.epochs == 39  # rerun repeats it
+    assert sized_for_rows(recipe, 13_210).train.epochs == 39  # 26 steps per epoch
+    assert sized_for_rows(recipe, 26_049).train.epochs == 20  # 51
+    assert sized_for_rows(recipe, 300).train.epochs == 60  # one step per epoch: capped by train.epochs
+    resolved = sized_for_rows(recipe, 13_210)
+    assert resolved.train.steps is None and sized_for_rows(resolved, 99).train.epochs == 39  # rerun repeats it
+
+
+def test_auto_batch_size_gives_small_tables_about_16_steps_per_epoch_within_32_to_512():
+    from honed.api import sized_for_rows
+    from honed.recipe import load_recipe
+
+    recipe = load_recipe({"train": {"steps": 1000, "epochs": 60, "batch_size": "auto"}})
+    sizes = {rows: sized_for_rows(recipe, rows).train.batch_size for rows in (100, 700, 1_100, 3_300, 13_210, 26_049)}
+    assert sizes == {100: 32, 700: 32, 1_100: 64, 3_300: 128, 13_210: 512, 26_049: 512}
+    small = sized_for_rows(recipe, 1_100)
+    assert small.train.epochs == 56 and small.train.steps is None  # 18 steps of 64 rows per epoch: 1000 steps
+    assert sized_for_rows(small, 5).train.batch_size == 64  # the run's recipe holds the resolved size

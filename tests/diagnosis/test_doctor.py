@@ -326,6 +326,25 @@ def test_the_profile_names_cut_empty_and_unknown_texts_and_constant_features():
         "--set data.columns=[a,c]"]
 
 
+def test_mostly_missing_and_id_like_columns_are_named_with_the_line_that_drops_them():
+    columns = [{"name": "age", "kind": "numeric", "missing_share": 0.0, "distinct": 70, "integer": True},
+               {"name": "fax", "kind": "category", "missing_share": 0.81, "distinct": 12},
+               {"name": "customer", "kind": "numeric", "missing_share": 0.0, "distinct": 980, "integer": True},
+               {"name": "email", "kind": "category", "missing_share": 0.5, "distinct": 495},
+               {"name": "income", "kind": "numeric", "missing_share": 0.0, "distinct": 990, "integer": False},
+               {"name": "row", "kind": "drop", "missing_share": None, "distinct": None}]
+    recipe = {"data": {"source": "tabular", "path": "x.csv", "target": "y"}}
+    f = found_in(evidence(records([0.5]), recipe, {"task": "binary", "sizes": {"train": 1000}}, {"columns": columns}))
+    assert "fax (81%)" in f["mostly_missing_columns"].evidence and "email (50%)" in f["mostly_missing_columns"].evidence
+    assert f["mostly_missing_columns"].advice[0] == "--set data.column_types.fax=drop"
+    # distinct on ~every row where present: a whole-number key and a text one; a continuous measure is no ID
+    assert f["id_like_columns"].advice == ["--set data.column_types.customer=drop --set data.column_types.email=drop"]
+    few = found_in(evidence(records([0.5]), recipe, {"task": "binary", "sizes": {"train": 100}}, {"columns": columns}))
+    assert "id_like_columns" not in few  # 100 rows: distinct values are no evidence
+    for line in f["id_like_columns"].advice + f["mostly_missing_columns"].advice:
+        assert load_recipe(recipe, overrides(line)).data.column_types
+
+
 def test_a_validation_split_of_a_hundred_rows_is_too_small_to_choose_with():
     summary = {"task": "binary", "sizes": {"val": 100}, "val": {"accuracy": 0.8, "ci95": {"accuracy": [0.71, 0.87]}}}
     small = found_in(evidence(records([0.5, 0.4]), {"data": {"val_fraction": 0.1}}, summary))["small_validation"]

@@ -70,3 +70,27 @@ def test_the_client_refuses_an_empty_call(regression_run, tmp_path):
     export_onnx(regression_run)
     done = subprocess.run([sys.executable, "predict.py"], cwd=regression_run / "onnx", capture_output=True, text=True)
     assert done.returncode == 2 and "give texts, or --rows FILE" in done.stderr
+
+
+def test_table_bundles_encode_categories_missing_cells_and_dates_like_training(tmp_path):
+    """A table with text categories, dates and missing cells: the bundle (predict.py + bundle_tables.py, honed not
+    importable) answers rows with missing cells, unseen categories and reordered columns as the run does."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"city": rng.choice(["paris", "lima", "oslo"], n), "income": rng.lognormal(3, 1, n),
+                          "signed": pd.date_range("2020-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+                          "label": rng.choice(["yes", "no"], n)})
+    frame.loc[rng.random(n) < 0.1, "income"] = None
+    frame.loc[rng.random(n) < 0.1, "city"] = None
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    run = honed.train("tabular", [f"data.path={tmp_path / 't.csv'}", "data.target=label", "train.epochs=2",
+                                  "model.ensemble=2", "train.report=false"], out=tmp_path / "run").path
+    rows = [{"signed": "2021-06-01", "income": None, "city": "atlantis"},  # unseen city, missing income
+            {"city": None, "income": 30.0, "signed": "1999-12-31", "extra": "ignored"},
+            {"city": "oslo", "income": 1e6, "signed": None}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    client = client_predictions(run, tmp_path, ["--rows", str(tmp_path / "rows.json")])
+    assert_same(client, TorchPredictor(run).predict(rows))
+    assert json.loads((run / "onnx" / "bundle.json").read_text())["input"]["columns"] == ["city", "income", "signed"]

@@ -68,7 +68,7 @@ def test_the_transformer_needs_its_tokenizer():
     with pytest.raises(UserError, match="data.tokenizer = pretrained"):
         honed.load_recipe({"model": {"name": "transformer"}})
     with pytest.raises(UserError, match="go together"):
-        honed.load_recipe({"data": {"tokenizer": "pretrained"}})
+        honed.load_recipe({"data": {"source": "text_files", "tokenizer": "pretrained"}})
 
 
 def test_a_fine_tuned_encoder_is_explained_word_by_word_completely(text_csvs, tmp_path):

@@ -34,6 +34,12 @@ def test_groups_never_sit_in_two_folds():
     assert np.bincount(folds).min() > 60  # largest groups first, each to the emptiest fold: balanced folds
 
 
+def test_a_regression_target_deals_its_rows_into_even_folds():
+    folds = fold_ids(None, 4, seed=0, rows=102)  # no classes to stratify on, no groups: a seeded shuffle
+    assert sorted(np.bincount(folds)) == [25, 25, 26, 26]
+    assert not np.array_equal(folds, fold_ids(None, 4, seed=1, rows=102))
+
+
 def test_folds_that_cannot_be_made_say_why():
     with pytest.raises(UserError, match="class 'c' has only 2 training rows; use at most 2 folds"):
         fold_ids(np.array(["a"] * 10 + ["c"] * 2, dtype=object), 3, seed=0)
@@ -99,3 +105,19 @@ def test_seeds_train_once_per_seed_and_report_numpys_spread(tmp_path):
     for bad in ("0", "0,0", "a,b"):
         with pytest.raises(UserError, match="--seeds"):
             parse_seeds(bad)
+
+
+def test_cv_on_a_mixed_regression_table_covers_every_row_once(tmp_path):
+    """A table with a text category, missing cells and a number to predict: each fold is encoded on its own
+    training rows, and the folds of a regression target (nothing to stratify) still hold every row once."""
+    rng = np.random.default_rng(1)
+    rows = 90
+    frame = pd.DataFrame({"city": rng.choice(["oslo", "lima", None], rows), "size": rng.normal(size=rows)})
+    frame["price"] = frame["size"] * 2 + (frame["city"] == "oslo") + 0.1 * rng.normal(size=rows)
+    frame.loc[::7, "size"] = None
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    result = honed.cv("tabular", [f"data.path={tmp_path / 't.csv'}", "data.target=price", "train.epochs=2",
+                                  "train.steps=null", "model.ensemble=2", "model.hidden=[16]"], folds=3,
+                      out=tmp_path / "cv")
+    assert sum(r["val rows"] for r in result.folds) == result.folds[0]["val rows"] + result.folds[0]["train rows"] == 72
+    assert set(result.stats) >= {"rmse", "r2"} and len(result.folds) == 3

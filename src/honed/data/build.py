@@ -41,7 +41,8 @@ def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
     val = None
     if spec.fold is not None:  # honed cv: one fold of the training rows validates, the others train
         f = spec.fold
-        folds = fold_ids(train.y if stratify else None, f.count, spec.seed + 7919 * (f.repeat + 1), train.groups)
+        folds = fold_ids(train.y if stratify else None, f.count, spec.seed + 7919 * (f.repeat + 1), train.groups,
+                         rows=len(train))
         train, val = train.take(np.flatnonzero(folds != f.index)), train.take(np.flatnonzero(folds == f.index))
     elif spec.val_fraction > 0:
         train, val = carve(train, spec.val_fraction, spec.seed + 1, stratify, "validation")
@@ -59,7 +60,7 @@ def make_preprocessor(raw: RawData, train: RawSplit, spec: DataSpec) -> Preproce
         pre = TextPreprocessor(raw.task, text_settings(spec, train.x), spec.label_column)
         pre.remember_vectors = True  # the same texts come back in later runs and trials
         return pre
-    label_column = spec.target or "target"
+    label_column = getattr(spec, "target", None) or "target"  # generated and bundled sets name none
     encoder = None
     if hasattr(train.x, "columns"):  # a table read from a file: columns of any type
         from honed.data.columns import ColumnEncoder

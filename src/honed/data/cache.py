@@ -51,7 +51,7 @@ def file_identity(path: str | None) -> list:
 
 def cache_key(spec) -> str:
     settings = spec.model_dump(mode="json")
-    files = [file_identity(getattr(spec, k)) for k in ("path", "train", "test")]
+    files = [file_identity(getattr(spec, k, None)) for k in ("path", "train", "test")]  # the files a source reads
     blob = json.dumps({"format": FORMAT, "data": settings, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -211,6 +211,19 @@ def clear() -> tuple[int, int]:
     if not root.is_dir():
         return 0, 0
     entries = [p for p in root.iterdir() if p.is_dir()]
-    size = sum(f.stat().st_size for p in entries for f in p.rglob("*") if f.is_file())
+    size = folder_bytes(entries)
     shutil.rmtree(root)
     return len(entries), size
+
+
+def info() -> tuple[Path, int, int]:
+    """(the cache folder, preprocessed datasets in it, their bytes), after sweeping killed runs' leftovers."""
+    root = preprocessed_root()
+    if root.is_dir():
+        remove_abandoned(root)  # half-written entries of killed runs
+    entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+    return root, len(entries), folder_bytes(entries)
+
+
+def folder_bytes(folders: list[Path]) -> int:
+    return sum(f.stat().st_size for p in folders for f in p.rglob("*") if f.is_file())

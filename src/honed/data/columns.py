@@ -17,32 +17,19 @@ State is plain JSON (preprocess.json): nothing here is pickled.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 
+from honed.data.table_encoding import (DATE_PARTS, Column, category_strings, cells_missing, encode,
+                                       numbers_of)
 from honed.errors import UserError, shown
 
 log = logging.getLogger("honed")
 
 KINDS = ("numeric", "category", "date", "drop")
-DATE_PARTS = ("year", "month", "day", "weekday", "days")
 QUANTILES = 1000  # scikit-learn's default: the quantile transform's resolution
 MIN_ID_ROWS = 20  # fewer rows than this prove nothing about an ID
-
-
-@dataclass
-class Column:
-    """One input column's fitted encoding."""
-
-    name: str
-    kind: str  # numeric | category | date
-    missing: bool = False  # the training rows had missing cells: a 0/1 indicator joins the output
-    center: list[float] = field(default_factory=list)  # numeric/date: per part (standard, robust)
-    scale: list[float] = field(default_factory=list)
-    values: list[str] = field(default_factory=list)  # category: the values with a column of their own
-    other: bool = False  # category: rarer values seen in training share a column
-    quantiles: list[list[float]] = field(default_factory=list)  # quantile scaling: per part
 
 
 class ColumnEncoder:
@@ -110,50 +97,9 @@ class ColumnEncoder:
         kept = counts[counts >= self.min_count].index[: self.max_categories]
         return Column(name, "category", missing, values=[str(v) for v in kept], other=len(kept) < len(counts))
 
-    # transforming ----------------------------------------------------------------------------------------
+    # transforming ---------------------------------------------------------------------------------------
     def transform(self, frame) -> np.ndarray:
-        numeric, flags = [], []
-        for column in self.columns:
-            series = frame[column.name]
-            if column.kind == "category":
-                flags.append(self._one_hot(column, series))
-                continue
-            values = numbers_of(series, column.kind)
-            absent = np.isnan(values)
-            numeric.append(self._scale(column, values))
-            if column.missing:
-                flags.append(absent[:, :1].astype(np.float32))
-        parts = numeric + flags
-        out = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
-        return out.astype(np.float32)
-
-    def _scale(self, column: Column, values: np.ndarray) -> np.ndarray:
-        out = np.empty_like(values, dtype=np.float64)
-        for j in range(values.shape[1]):
-            x = values[:, j]
-            if self.scaling == "quantile":
-                z = quantile_normal(x, np.asarray(column.quantiles[j]))
-            else:
-                z = (x - column.center[j]) / column.scale[j]
-                if self.scaling == "robust":  # smooth clipping: ~x near 0, at most +-3 far out (RealMLP)
-                    z = z / np.sqrt(1 + (z / 3) ** 2)
-            out[:, j] = np.where(np.isnan(z), 0.0, z)  # a missing cell sits at the centre
-        return out.astype(np.float32)
-
-    def _one_hot(self, column: Column, series) -> np.ndarray:
-        text = category_strings(series)
-        index = {v: i for i, v in enumerate(column.values)}
-        width = len(column.values) + column.other + column.missing
-        out = np.zeros((len(text), width), dtype=np.float32)
-        absent = text.isna().to_numpy()
-        codes = np.array([index.get(v, -1) for v in text.fillna("").tolist()], dtype=np.int64)
-        known = codes >= 0
-        out[np.flatnonzero(known), codes[known]] = 1.0
-        if column.other:
-            out[np.flatnonzero(~known & ~absent), len(column.values)] = 1.0
-        if column.missing:
-            out[np.flatnonzero(absent), width - 1] = 1.0
-        return out
+        return encode(self.columns, self.scaling, frame)
 
     # what the output columns are -------------------------------------------------------------------------
     @property
@@ -208,7 +154,8 @@ class ColumnEncoder:
             s = frame[c.name]
             rows.append({"name": c.name, "kind": c.kind, "missing_share": float(cells_missing(s).mean()),
                          "distinct": int(s.nunique(dropna=True)),
-                         "encoded_as": len(c.values) + c.other + c.missing if c.kind == "category" else None})
+                         "encoded_as": len(c.values) + c.other + c.missing if c.kind == "category" else None,
+                         "integer": c.kind == "numeric" and whole_numbers(s)})
         return rows + [{"name": d, "kind": "drop", "missing_share": None, "distinct": None, "encoded_as": None}
                        for d in self.dropped]
 
@@ -266,58 +213,15 @@ def looks_like_dates(text) -> bool:
     return bool(parsed.notna().mean() >= 0.95)
 
 
-def cells_missing(series):
-    """Missing cells: NaN/None, and text cells that are empty or only spaces."""
+def whole_numbers(series) -> bool:
+    """Whether every number of a column is a whole number (counts, codes, keys), booleans aside."""
     import pandas as pd
 
-    absent = series.isna()
-    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-        absent |= series.astype(str).str.strip().eq("")
-    return absent
-
-
-def category_strings(series):
-    """Each cell as stripped text, missing cells as NaN (so 'a' and ' a' and 1 and '1' agree)."""
-    import pandas as pd
-
-    absent = cells_missing(series)
-    text = series.astype(str).str.strip()
-    if pd.api.types.is_float_dtype(series):  # 1.0 read from a CSV is the category "1"
-        text = text.str.replace(r"\.0$", "", regex=True)
-    return text.mask(absent)
-
-
-def numbers_of(series, kind: str) -> np.ndarray:
-    """(rows, parts) float64: a numeric column's values, or a date's parts; NaN where missing or unreadable."""
-    import warnings
-
-    import pandas as pd
-
-    if kind == "date":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            when = pd.to_datetime(series, errors="coerce", format="mixed")
-        parts = [when.dt.year, when.dt.month, when.dt.day, when.dt.day_of_week,
-                 (when - pd.Timestamp("1970-01-01")).dt.days]
-        return np.stack([p.to_numpy(dtype=np.float64, na_value=np.nan) for p in parts], axis=1)
     if pd.api.types.is_bool_dtype(series):
-        values = series.astype(float).to_numpy(dtype=np.float64)
-    else:
-        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    values = np.where(np.isfinite(values), values, np.nan)  # +-inf is no number a scale can use: missing
-    return values[:, None]
-
-
-def quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
-    """scikit-learn's QuantileTransformer(output_distribution="normal") on one column: the rank of x among the
-    training quantiles (averaged over ties from both sides), through the normal distribution's inverse."""
-    from scipy.special import ndtri
-
-    references = np.linspace(0, 1, len(quantiles))
-    forward = np.interp(x, quantiles, references)
-    backward = -np.interp(-x, -quantiles[::-1], -references[::-1])
-    ranks = np.clip(0.5 * (forward + backward), 1e-7, 1 - 1e-7)
-    return ndtri(ranks)
+        return False
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return bool(len(values)) and bool(np.all(values == np.round(values)))
 
 
 def describe(column: Column, series) -> str:

@@ -52,11 +52,15 @@ def stratified_pick(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.
     return np.concatenate(picked)
 
 
-def fold_ids(labels: np.ndarray | None, count: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+def fold_ids(labels: np.ndarray | None, count: int, seed: int, groups: np.ndarray | None = None,
+             rows: int | None = None) -> np.ndarray:
     """The fold (0..count-1) of every row: stratified on `labels` (each class dealt round-robin over the
     folds from a seeded shuffle, as scikit-learn's StratifiedKFold keeps class shares), or, with `groups`,
-    whole groups dealt to the fold with the fewest rows so far (no group sits in two folds)."""
-    n = len(labels) if labels is not None else len(groups)
+    whole groups dealt to the fold with the fewest rows so far (no group sits in two folds), or with neither
+    (a regression target), `rows` rows dealt from a seeded shuffle."""
+    n = len(labels) if labels is not None else len(groups) if groups is not None else rows
+    if n is None:
+        raise ValueError("fold_ids needs labels, groups or a number of rows")
     rng = np.random.default_rng(seed)
     folds = np.empty(n, dtype=np.int64)
     if groups is not None:

@@ -83,7 +83,7 @@ def diagnose(ev: RunEvidence, needs: tuple[str, ...] = ("history", "data", "prob
     return Diagnosis(str(ev.run_dir or ""), ranked(findings), time.perf_counter() - started, skipped)
 
 
-def doctor(run_dir: str | Path, probes: bool = True) -> Diagnosis:
+def doctor(run_dir: str | Path, *, probes: bool = True) -> Diagnosis:
     """The findings on a finished, stopped or failed run (probes: the data, a few batches, a range test)."""
     ev = read_evidence(run_dir, probes)
     return diagnose(ev, ("history", "data", "probe") if probes else ("history",))

@@ -109,7 +109,8 @@ def minibatch_race(recipe, bundle, target_loss: float, seconds: float, max_epoch
     compared with."""
     from dataclasses import replace
 
-    from honed.api import prepare_model, variant
+    from honed.api import prepare_model
+    from honed.recipe import variant
     from honed.training import Hook, fit
     from honed.training.device import pick_device, seed_everything
 

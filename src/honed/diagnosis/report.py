@@ -30,11 +30,19 @@ def markdown(d: Diagnosis, recipe_path: str) -> str:
     return "\n".join(lines)
 
 
-def write(d: Diagnosis, out: Path) -> tuple[Path, Path]:
+def write(d: Diagnosis, out: Path | None = None) -> tuple[Path, Path]:
+    """doctor.json and doctor.md in `out`; by default in the run's folder, whose page is then rebuilt."""
     from honed.run import write_json, write_text
 
     recipe = str(Path(d.run_dir) / runfiles.RECIPE)
-    return write_json(out / runfiles.DOCTOR_JSON, d.to_json()), write_text(out / runfiles.DOCTOR_MD, markdown(d, recipe))
+    folder = Path(out) if out is not None else Path(d.run_dir)
+    written = write_json(folder / runfiles.DOCTOR_JSON, d.to_json()), write_text(folder / runfiles.DOCTOR_MD,
+                                                                                 markdown(d, recipe))
+    if out is None:
+        from honed.report import refresh_report
+
+        refresh_report(d.run_dir)
+    return written
 
 
 def show(d: Diagnosis) -> None:

@@ -47,7 +47,7 @@ class Explanation:
                 "items": self.items}
 
 
-def explain(run_dir, inputs, steps: int = 50, sanity: bool = False, method: str = "ig",
+def explain(run_dir, inputs, *, steps: int = 50, sanity: bool = False, method: str = "ig",
             baseline: str = "auto") -> Explanation:
     """Attributions for `inputs` (a list of texts, a file, or a DataFrame of feature rows) of a saved run;
     `method`: ig (integrated gradients, completeness enforced), gradient_shap or occlusion."""
@@ -191,7 +191,7 @@ TOP_WORDS = 12
 MIN_COUNT = 3  # a word must occur in this many explained texts to rank in the global view
 
 
-def explain_test_rows(run_dir, rows: int = 200, steps: int = 50) -> Explanation:
+def explain_test_rows(run_dir, *, rows: int = 200, steps: int = 50) -> Explanation:
     """--global: a seeded sample of the test split explained, and per class the words (or columns) whose
     attributions push toward it most, summed over the sample (a binary model's logit: positive values push
     toward its second class, negative ones toward its first)."""
@@ -246,17 +246,23 @@ def ranked(means: list[tuple[float, str]], seen: dict[str, int]) -> list[dict]:
     return [{"name": w, "mean": m, "inputs": seen[w]} for m, w in sorted(means, reverse=True)[:TOP_WORDS]]
 
 
-def write_report(explanation: Explanation, out: Path) -> tuple[Path, Path]:
-    from honed.explanation.page import page
+def write_report(explanation: Explanation, out: Path | None = None) -> tuple[Path, Path]:
+    """explain.json and explain.html (and saliency PNGs for images) in `out`; by default in the run's own
+    folder, whose page is then rebuilt to show a few of them."""
+    from honed.explanation.page import page, saliency_png
     from honed.run import write_json, write_text
-
-    from honed.explanation.page import saliency_png
     from honed.run.files import atomic_write
 
+    into_run = out is None
+    out = Path(explanation.run_dir) / runfiles.EXPLAIN_DIR if into_run else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = write_json(out / runfiles.EXPLAIN_JSON, explanation.to_json())
     pngs = [saliency_png(it, explanation.image_shape) for it in explanation.items] if explanation.image_shape else []
     for i, png in enumerate(pngs):
         atomic_write(out / f"saliency-{i}.png", lambda tmp, png=png: tmp.write_bytes(png))
     html = write_text(out / runfiles.EXPLAIN_HTML, page(explanation, pngs))
+    if into_run:
+        from honed.report import refresh_report
+
+        refresh_report(explanation.run_dir)
     return data, html

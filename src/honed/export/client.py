@@ -1,10 +1,11 @@
-"""Predict with an exported honed ONNX bundle, without honed: numpy and onnxruntime
-(and `tokenizers` for sub-word and pretrained-encoder bundles).
+"""Predict with an exported honed ONNX bundle, without honed: numpy and onnxruntime (and `tokenizers` for
+sub-word and pretrained-encoder bundles; pandas and scipy for tables with encoded columns).
 
-`honed export` copies this file into each bundle as predict.py, beside bundle_words.py:
+`honed export` copies this file into each bundle as predict.py, beside bundle_words.py and bundle_tables.py:
 
     python predict.py "a wonderful film" "a dull, boring mess"     texts, one per argument
     python predict.py --rows rows.json                             feature rows: [[...], ...] or [{column: value}, ...]
+                                                                   (tables: text, numbers or null in any cell)
 
     import sys; sys.path.insert(0, "path/to/onnx")
     from predict import Bundle
@@ -24,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 if __package__:  # imported as part of honed
+    from honed.data import table_encoding as tables
     from honed.data.words import TextSettings, text_ids
-else:  # run or imported from the bundle folder: the tokenizer copy exported with the model
+else:  # run or imported from the bundle folder: the copies exported with the model
+    import bundle_tables as tables
     from bundle_words import TextSettings, text_ids
 
 BATCH = 1024
@@ -64,16 +67,36 @@ class Bundle:
         return self.session.run(None, {self.info["input"]["name"]: x})[0]
 
     def inputs(self, items: list) -> np.ndarray:
-        """Texts -> int64 token ids right-padded with 0; rows -> standardized float32 features."""
+        """Texts -> int64 token ids right-padded with 0; rows -> float32 features (standardized, or encoded)."""
         if self.encode is not None:
             rows = [self.encode(str(t)) for t in items]
             out = np.zeros((len(rows), max(1, max(map(len, rows), default=1))), dtype=np.int64)
             for i, ids in enumerate(rows):
                 out[i, : len(ids)] = ids
             return out
+        if self.pre.get("column_encoder"):
+            return self._encoded_rows(items)
         columns = self.pre["columns"]
         x = np.array([[row[c] for c in columns] if isinstance(row, dict) else row for row in items], dtype=np.float32)
         return ((x - np.array(self.pre["mean"], dtype=np.float32)) / np.array(self.pre["std"], dtype=np.float32))
+
+    def _encoded_rows(self, items: list) -> np.ndarray:
+        """Table rows ({column: cell} or lists in the training columns' order) encoded as training fitted them:
+        missing cells and values never seen in training are encoded, not refused."""
+        import pandas as pd
+
+        state = self.pre["column_encoder"]
+        columns = [tables.Column(**c) for c in state["columns"]]
+        names = [c.name for c in columns]
+        if all(isinstance(row, dict) for row in items):
+            absent = sorted({n for n in names for row in items if n not in row})
+            if absent:
+                raise ValueError(f"rows lack column(s) {', '.join(map(repr, absent[:5]))}; the model reads: "
+                                 f"{', '.join(names)}")
+            frame = pd.DataFrame([{n: row[n] for n in names} for row in items], columns=names)
+        else:
+            frame = pd.DataFrame([list(row) for row in items], columns=names)
+        return tables.encode(columns, state["scaling"], frame)
 
     def _text_encoder(self):
         settings = TextSettings.from_dict(self.pre["text"])

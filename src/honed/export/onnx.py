@@ -107,6 +107,7 @@ def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> d
         "format": "honed-onnx", "honed": __version__, "model": recipe.model.name, "task": pre.task,
         "labels": pre.labels.classes if pre.labels else None,
         "input": {"name": "input", "kind": "tokens" if x.dtype == torch.int64 else "features",
+                  "columns": pre.column_encoder.used if getattr(pre, "column_encoder", None) is not None else None,
                   "dtype": "int64" if x.dtype == torch.int64 else "float32",
                   "shape": ["batch", "seq"] if x.dtype == torch.int64 else ["batch", int(x.shape[1])],
                   "padding": "token id 0 on the right" if x.dtype == torch.int64 else None},
@@ -118,14 +119,16 @@ def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> d
 
 
 def write_client(folder: Path) -> None:
-    """The standalone client and the tokenizer code it imports, copied beside the model."""
+    """The standalone client and the code it imports (the words tokenizer, the table encoding), copied beside the
+    model."""
     import shutil
 
-    from honed.data import words
+    from honed.data import table_encoding, words
     from honed.export import client
 
     shutil.copyfile(client.__file__, folder / "predict.py")
     shutil.copyfile(words.__file__, folder / "bundle_words.py")
+    shutil.copyfile(table_encoding.__file__, folder / "bundle_tables.py")
 
 
 def refuse_sentence_vectors(pre, command: str) -> None:
@@ -137,27 +140,29 @@ def refuse_sentence_vectors(pre, command: str) -> None:
                         "`honed serve RUN_DIR --backend torch`")
 
 
-def refuse_encoded_tables(pre, command: str) -> None:
-    """A bundle's client reads numbers in the training columns' order; a table whose columns are encoded
-    (categories, missing cells, dates: data/columns.py) needs that encoding in the bundle, which it lacks."""
-    if getattr(pre, "column_encoder", None) is not None:
-        raise UserError(f"{command}: this run encodes its table's columns (categories, missing cells, dates), which "
-                        "ONNX bundles do not carry yet; predict and serve it with PyTorch "
-                        "(`honed serve RUN_DIR --backend torch`)")
-
-
-def export_onnx(run_dir, out=None, inputs=None, rows: int = 256) -> dict:
-    """Export a run to ONNX, check it against PyTorch with onnxruntime, write the bundle; returns bundle.json."""
+def export_onnx(run_dir, *, out=None, inputs=None, rows: int = 256) -> dict:
+    """Export a run to ONNX, check it against PyTorch with onnxruntime, write the bundle; returns bundle.json.
+    Into the run's own folder (no `out`), the run's page is rebuilt to show it."""
     from honed.api import load_run
+
+    loaded = load_run(run_dir)
+    refuse_sentence_vectors(loaded.pre, "honed export")
+    x = check_inputs(loaded.recipe, loaded.pre, inputs, rows)
+    info = export_loaded(loaded, Path(out) if out else Path(run_dir) / runfiles.ONNX_DIR, x)
+    if not out:
+        from honed.report import refresh_report
+
+        refresh_report(run_dir)
+    return info
+
+
+def export_loaded(loaded, folder: Path, x: torch.Tensor) -> dict:
+    """Write a loaded run (`api.LoadedRun`) as a bundle in `folder`, checked on the preprocessed rows `x`."""
     from honed.run import write_json
 
     ort = onnxruntime()
-    recipe, model, pre = load_run(run_dir)
-    refuse_sentence_vectors(pre, "honed export")
-    refuse_encoded_tables(pre, "honed export")
-    folder = Path(out) if out else Path(run_dir) / runfiles.ONNX_DIR
+    recipe, model, pre = loaded
     folder.mkdir(parents=True, exist_ok=True)
-    x = check_inputs(recipe, pre, inputs, rows)
     started = time.perf_counter()
     write_onnx(model, x[:2], folder / MODEL)
     session = ort.InferenceSession(str(folder / MODEL), providers=["CPUExecutionProvider"])

@@ -125,22 +125,24 @@ def measure(name: str, scores, size: int, x: torch.Tensor, y, pre) -> dict:
     return row
 
 
-def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
-    """Measure float, PyTorch int8 and ONNX Runtime int8 versions; record the faster int8 one."""
-    from honed.api import load_run
-    from honed.data import test_split
-    from honed.run import check_run_dir, write_json
+def quantize(run_dir, *, inputs=None, rows: int = 2000) -> dict:
+    """Measure float, PyTorch int8 and ONNX Runtime int8 versions; record the faster int8 one. The run is loaded
+    and its test split built once, for every version (the ONNX export included); the run's page is rebuilt."""
+    from honed.api import Run
+    from honed.run import write_json
 
-    from honed.export.onnx import refuse_sentence_vectors
+    from honed.export.onnx import export_loaded, refuse_sentence_vectors
 
-    path = check_run_dir(run_dir)
-    recipe, model, pre = load_run(path)
+    run = Run.open(run_dir)
+    path = run.path
+    loaded = run.load()
+    recipe, model, pre = loaded
     refuse_sentence_vectors(pre, "honed quantize")
     if inputs:  # the user's rows: timed, but without labels there is no accuracy
         x, y = check_inputs(recipe, pre, inputs, rows), None
     else:
         try:
-            split = test_split(recipe.data, pre)
+            split = run.test_split(loaded)
         except UserError as e:
             raise UserError(f"{e} (quantize measures the test split; or give --input FILE)") from None
         x, y = split.x[:rows], split.y[:rows]
@@ -148,11 +150,9 @@ def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
     qmodel = torch_int8(model)
     versions["int8 (PyTorch)"] = (qmodel, state_bytes(qmodel))
     try:
-        from honed.export.onnx import export_onnx
-
         folder = path / runfiles.ONNX_DIR
         if not (folder / runfiles.ONNX_MODEL).is_file():
-            export_onnx(path, inputs=inputs)
+            export_loaded(loaded, folder, x[:256])
         from honed.export.predictor import OnnxPredictor
 
         versions["float32 (ONNX Runtime)"] = (OnnxPredictor(folder).scores, (folder / runfiles.ONNX_MODEL).stat().st_size)
@@ -170,4 +170,7 @@ def quantize(run_dir, inputs=None, rows: int = 2000) -> dict:
     report = {"rows": len(x), "versions": rows_out, "chosen": best["version"],
               "backend": "onnx-int8" if "ONNX" in best["version"] else "torch-int8"}
     write_json(path / runfiles.QUANTIZED_DIR / runfiles.QUANTIZED_REPORT, report)
+    from honed.report import refresh_report
+
+    refresh_report(path)
     return report | {"path": str(path / runfiles.QUANTIZED_DIR)}

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from honed.errors import UserError, did_you_mean
-from honed.recipe.schema import Recipe, section_of
+from honed.recipe.keys import allowed_keys, set_dotted
+from honed.recipe.schema import DATA_SECTIONS, Recipe
 
 
 def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iterable[str] = ()) -> Recipe:
@@ -30,6 +31,14 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iter
         raw.setdefault("name", path.stem)
     for item in overrides:
         key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    return validate(raw)
+
+
+def variant(recipe: Recipe, changes: Mapping[str, Any]) -> Recipe:
+    """`recipe` with dotted keys changed, validated like any recipe (every schema rule holds for a variant)."""
+    raw = recipe.model_dump(mode="json")
+    for key, value in changes.items():
         set_dotted(raw, key, value)
     return validate(raw)
 
@@ -101,19 +110,6 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise UserError(f"override {key!r}: {'.'.join(parts[: i + 1])} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
 def validate(raw: dict[str, Any]) -> Recipe:
     try:
         return Recipe.model_validate(raw)
@@ -124,12 +120,20 @@ def validate(raw: dict[str, Any]) -> Recipe:
 def describe(err: Mapping[str, Any]) -> str:
     """One line for the first validation error."""
     loc = [str(p) for p in err["loc"]]
+    source = None
+    if loc[:1] == ["data"] and len(loc) > 1 and loc[1] in DATA_SECTIONS:
+        source = loc.pop(1)  # the union's tag: data.tabular.x is the user's data.x
     key = ".".join(loc) or "recipe"
     kind = err["type"]
+    if kind == "extra_forbidden" and source and len(loc) == 2:
+        return key_not_read(loc[1], source)
     if kind == "extra_forbidden":
-        allowed = allowed_keys(loc[:-1])
+        allowed = allowed_keys(loc[:-1], source)
         return f"unknown recipe key {key!r}{did_you_mean(loc[-1], allowed)}; allowed here: {', '.join(allowed)}"
     value = err.get("input")
+    if kind == "union_tag_invalid":  # data.source names no source
+        value, expected = err.get("ctx", {}).get("tag"), ", ".join(repr(s) for s in DATA_SECTIONS)
+        return f"data.source = {value!r} is not allowed{did_you_mean(str(value), list(DATA_SECTIONS))}; allowed: {expected}"
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
@@ -140,18 +144,15 @@ def describe(err: Mapping[str, Any]) -> str:
     return f"{key} = {shown}: {msg}"
 
 
-def allowed_keys(loc: list[str]) -> list[str]:
-    """The field names of the section at `loc` (e.g. ['optimizer'])."""
-    model: type[BaseModel] = Recipe
-    for part in loc:
-        field = model.model_fields.get(part)
-        if field is None:
-            break
-        inner = section_of(field.annotation)
-        if inner is None:
-            break
-        model = inner
-    return sorted(model.model_fields)
+def key_not_read(name: str, source: str) -> str:
+    """data.NAME given to a source that does not read it: a key of another source, or a typo."""
+    from honed.recipe.schema import DataBase
+
+    if any(name in section.model_fields for section in DATA_SECTIONS.values()):
+        own = sorted(set(DATA_SECTIONS[source].model_fields) - set(DataBase.model_fields))
+        return f"data.{name} is not used by data.source = {source!r}; it reads: {', '.join(own) or 'nothing else'}"
+    allowed = allowed_keys(["data"], source)
+    return f"unknown recipe key 'data.{name}'{did_you_mean(name, allowed)}; allowed here: {', '.join(allowed)}"
 
 
 def _literal_words(expected: str) -> list[str]:

@@ -6,7 +6,8 @@ import typing
 
 from pydantic import BaseModel
 
-from honed.recipe.schema import Recipe, section_of
+from honed.recipe.keys import flat, get_dotted, section_of
+from honed.recipe.schema import DATA_SECTIONS, DataBase, Recipe
 
 
 def allowed(annotation) -> str:
@@ -30,6 +31,9 @@ def sections(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[st
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         inner = section_of(field.annotation)
+        if inner is DataBase:  # one section per data.source: the common keys, then each source's own
+            rows.extend(data_rows(key + "."))
+            continue
         if typing.get_origin(field.annotation) is dict and inner is None:  # data.column_types: {column: type}
             rows.append((key, f"mapping of names to {allowed(typing.get_args(field.annotation)[1])}", "{}",
                          field.description or ""))
@@ -49,21 +53,31 @@ def sections(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[st
     return rows
 
 
+def data_rows(prefix: str) -> list[tuple[str, str, str, str]]:
+    """The data keys: those every source reads, then each source's own; a key several sources read is one row
+    naming them (with each source's meaning where they differ)."""
+    rows = sections(DataBase, prefix)
+    found: dict[str, list[tuple[str, tuple[str, str, str, str]]]] = {}
+    for source, section in DATA_SECTIONS.items():
+        for row in sections(section, prefix):
+            name = row[0].removeprefix(prefix)
+            if name.split(".")[0] not in DataBase.model_fields:
+                found.setdefault(name, []).append((source, row))
+    for name, readers in found.items():
+        key, allowed_values, default, _ = readers[0][1]
+        meanings = {row[3].split(": ", 1)[1] if row[3].split(": ", 1)[0] in DATA_SECTIONS else row[3]: []
+                    for _, row in readers}
+        for source, row in readers:
+            meanings[row[3].split(": ", 1)[1] if row[3].split(": ", 1)[0] in DATA_SECTIONS else row[3]].append(source)
+        meaning = "; ".join(f"{', '.join(sources)}: {text}" for text, sources in meanings.items())
+        rows.append((key, allowed_values, default, meaning))
+    return rows
+
+
 def markdown() -> str:
     lines = ["| key | allowed | default | meaning |", "| --- | --- | --- | --- |"]
     lines += [f"| `{k}` | {a} | {d} | {m} |" for k, a, d, m in sections()]
     return "\n".join(lines)
-
-
-def flat(values: dict, prefix: str = "") -> dict[str, object]:
-    """{'train.epochs': 10, ...}: nested sections as dotted keys (what --set takes)."""
-    out: dict[str, object] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            out |= flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def changed_keys(recipe: Recipe) -> list[tuple[str, object, object]]:
@@ -72,11 +86,8 @@ def changed_keys(recipe: Recipe) -> list[tuple[str, object, object]]:
     nested = Recipe().model_dump(mode="json")
     defaults = flat(nested)
 
-    def default_of(key: str):
-        value = nested
-        for part in key.split("."):  # a section on by default and switched off (null) shows its defaults
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
+    def default_of(key: str):  # a section on by default and switched off (null) shows its defaults
+        return get_dotted(nested, key)
 
     return [(k, v, default_of(k)) for k, v in flat(recipe.model_dump(mode="json")).items()
             if k not in defaults or defaults[k] != v]

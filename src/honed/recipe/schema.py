@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
 DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb"]
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
@@ -46,21 +46,50 @@ class FoldSpec(Section):
         return self
 
 
-class DataSpec(Section):
-    """Where the data comes from and how it is preprocessed."""
+class DataBase(Section):
+    """What every data source reads: the task, the seed and the splits. Each source's section adds its own keys,
+    so a key a source never reads is an unknown key there, not a silent no-op."""
 
-    source: DataSource = Field("synthetic_regression", description="where the data comes from")
+    source: DataSource = Field("synthetic_regression", description="where the data comes from; each source reads the keys named for it below")
     task: Task = Field("auto", description="auto: from the source and the target column")
     seed: int = Field(0, description="seed for generated data and for the validation/test splits")
-    # files: tabular CSV/Parquet, or the IMDB archive / extracted folder
-    path: Optional[str] = Field(None, description="tabular file, or IMDB archive/folder (imdb: none = download)")
-    train: Optional[str] = Field(None, description="training file (text_files, tabular)")
-    test: Optional[str] = Field(None, description="test file (text_files, tabular)")
-    # tabular
-    target: Optional[str] = Field(None, description="target column of a tabular file")
-    columns: Optional[list[str]] = Field(None, description="feature columns (default: all but the target)")
+    cache: bool = Field(True, description="reuse preprocessed text data cached on disk ($HONED_CACHE)")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
+    fold: Optional[FoldSpec] = Field(None, description="honed cv: validate on this fold of the training rows (stratified, "
+                                     "or by data.group_column) instead of carving val_fraction")
+    max_train_rows: Optional[int] = Field(None, ge=1, le=10_000_000_000, description="train on a seeded, stratified sample of at most "
+                                          "this many rows (after the validation split; validation and test stay whole)")
+
+
+class NumericData(DataBase):
+    """Sources whose rows are numbers (or become numbers): generated, bundled and file tables."""
+
     standardize: bool = Field(True, description="standardize features with train statistics")
     standardize_target: bool = Field(False, description="regression: train on a standardized target")
+
+
+class SyntheticData(NumericData):
+    source: Literal["synthetic_regression"] = Field("synthetic_regression", description="where the data comes from")
+    n: int = Field(1000, ge=2, le=100_000_000, description="synthetic_regression: rows")
+    features: int = Field(3, ge=1, le=100_000, description="synthetic_regression: features")
+    noise: float = Field(0.1, ge=0, description="synthetic_regression: standard deviation of the noise")
+
+
+class SklearnData(NumericData):
+    source: Literal["sklearn"] = Field("sklearn", description="where the data comes from")
+    name: Optional[SklearnSet] = Field(None, description="sklearn: which bundled data set")
+
+
+class TabularData(NumericData):
+    source: Literal["tabular"] = Field("tabular", description="where the data comes from")
+    path: Optional[str] = Field(None, description="tabular file (CSV, TSV, JSONL, Parquet), split into train and test")
+    train: Optional[str] = Field(None, description="training file")
+    test: Optional[str] = Field(None, description="test file")
+    target: Optional[str] = Field(None, description="target column of a tabular file")
+    columns: Optional[list[str]] = Field(None, description="feature columns (default: all but the target)")
+    group_column: Optional[str] = Field(None, max_length=1000, description="rows sharing a value of this column "
+                                        "stay in one fold (honed cv) and are not a feature")
     scaling: Literal["standard", "robust", "quantile"] = Field(
         "standard", description="tabular: how numeric columns are scaled: standard (mean/std), robust (median and "
         "quantile spread, smoothly clipped to +-3), quantile (a normal quantile transform); fitted on train only")
@@ -71,13 +100,11 @@ class DataSpec(Section):
                                 "values that get a 0/1 column each; rarer ones share an 'other' column")
     min_category_count: int = Field(1, ge=1, le=1_000_000, description="tabular: training rows a value needs for "
                                     "a column of its own")
-    # synthetic_regression
-    n: int = Field(1000, ge=2, le=100_000_000, description="synthetic_regression: rows")
-    features: int = Field(3, ge=1, le=100_000, description="synthetic_regression: features")
-    noise: float = Field(0.1, ge=0, description="synthetic_regression: standard deviation of the noise")
-    # sklearn
-    name: Optional[SklearnSet] = Field(None, description="sklearn: which bundled data set")
-    # text
+
+
+class TextData(DataBase):
+    """Sources of texts with labels: how texts become tokens."""
+
     text_column: str = Field("text", description="text_files: column holding the text")
     label_column: str = Field("label", description="text_files: column holding the label (strings or ints)")
     tokenizer: Literal["words", "bpe", "pretrained"] = Field(
@@ -104,74 +131,73 @@ class DataSpec(Section):
     max_len: int = Field(500, ge=1, le=10_000_000, description="tokens kept per text (longer texts are truncated)")
     keep_tokens: Literal["first", "last"] = Field(
         "first", description="which max_len tokens a long text keeps (Keras' pad_sequences keeps the last)")
-    cache: bool = Field(True, description="reuse preprocessed text data cached on disk ($HONED_CACHE)")
-    # splits
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
-    test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
-    fold: Optional[FoldSpec] = Field(None, description="honed cv: validate on this fold of the training rows (stratified, "
-                                     "or by data.group_column) instead of carving val_fraction")
-    group_column: Optional[str] = Field(None, max_length=1000, description="text_files, tabular: rows sharing a value "
-                                        "of this column stay in one fold (honed cv) and are not a feature")
-    max_train_rows: Optional[int] = Field(None, ge=1, le=10_000_000_000, description="train on a seeded, stratified sample of at most "
-                                          "this many rows (after the validation split; validation and test stay whole)")
 
     @property
     def uses_ngrams(self) -> bool:
         return self.ngrams == "auto" or self.ngrams > 1
 
     @model_validator(mode="after")
-    def _ngrams_need_words(self) -> "DataSpec":
-        if self.uses_ngrams and self.tokenizer != "words":
-            raise ValueError("data.ngrams > 1 needs data.tokenizer = words")
-        if self.unique_tokens and self.tokenizer != "words":
-            raise ValueError("data.unique_tokens needs data.tokenizer = words")
-        if self.char_ngrams is not None and self.tokenizer != "words":
-            raise ValueError("data.char_ngrams needs data.tokenizer = words")
-        if self.vocabulary == "hashed" and self.tokenizer != "words":
-            raise ValueError("data.vocabulary = hashed needs data.tokenizer = words")
+    def _word_options_need_words(self) -> "TextData":
+        if self.tokenizer != "words":
+            for key, used in (("data.ngrams > 1", self.uses_ngrams), ("data.unique_tokens", self.unique_tokens),
+                              ("data.char_ngrams", self.char_ngrams is not None),
+                              ("data.vocabulary = hashed", self.vocabulary == "hashed")):
+                if used:
+                    raise ValueError(f"{key} needs data.tokenizer = words")
         if isinstance(self.char_ngrams, tuple) and not 1 <= self.char_ngrams[0] <= self.char_ngrams[1] <= 8:
             raise ValueError(f"data.char_ngrams = {list(self.char_ngrams)}: need 1 <= lo <= hi <= 8 (e.g. [2, 5])")
-        return self
-
-    @model_validator(mode="after")
-    def _pretrained_names_an_encoder(self) -> "DataSpec":
         if (self.tokenizer == "pretrained") != (self.pretrained is not None):
             raise ValueError("data.tokenizer = pretrained and data.pretrained go together "
                              "(e.g. data.pretrained = all-minilm-l6-v2)")
         return self
 
-    @model_validator(mode="after")
-    def _keys_the_source_uses(self) -> "DataSpec":
-        # A setting the source never reads would be silently ignored (data.test on generated data,
-        # evaluated against the original split): changing one is an error naming what the source reads.
-        used = SOURCE_KEYS.get("tabular" if self.source == "synthetic_regression" and (self.path or self.train)
-                               else self.source, set())
-        for key in sorted(set().union(*SOURCE_KEYS.values()) - used - COMMON_DATA_KEYS):
-            if getattr(self, key) != DataSpec.model_fields[key].get_default(call_default_factory=True):
-                raise ValueError(f"data.{key} is not used by data.source = {self.source!r}; it reads: "
-                                 f"{', '.join(sorted(used)) or 'nothing else'}")
-        return self
 
-    @model_validator(mode="after")
-    def _path_means_file(self) -> "DataSpec":
-        # A recipe built on generated data can be pointed at a user's file with
-        # `--set data.path=...`: the file then replaces the generated data.
-        if self.source == "synthetic_regression" and (self.path or self.train):
-            object.__setattr__(self, "source", "tabular")
-        return self
+class TextFilesData(TextData):
+    source: Literal["text_files"] = Field("text_files", description="where the data comes from")
+    path: Optional[str] = Field(None, description="a CSV/JSONL file of texts and labels, split into train and test")
+    train: Optional[str] = Field(None, description="training file")
+    test: Optional[str] = Field(None, description="test file")
+    group_column: Optional[str] = Field(None, max_length=1000, description="rows sharing a value of this column "
+                                        "stay in one fold (honed cv) and are not a feature")
 
 
-TEXT_KEYS = {"text_column", "label_column", "tokenizer", "pretrained", "encoder_features", "lowercase", "ngrams", "ngram_buckets",
-             "unique_tokens", "char_ngrams", "num_words", "max_len", "keep_tokens"}
-SOURCE_KEYS = {  # the data keys each source reads, besides COMMON_DATA_KEYS
-    "synthetic_regression": {"n", "features", "noise", "standardize", "standardize_target"},
-    "sklearn": {"name", "standardize", "standardize_target"},
-    "tabular": {"path", "train", "test", "target", "columns", "group_column", "standardize", "standardize_target",
-                "scaling", "column_types", "max_categories", "min_category_count"},
-    "text_files": {"path", "train", "test", "group_column"} | TEXT_KEYS,
-    "imdb": {"path"} | TEXT_KEYS,
-}
-COMMON_DATA_KEYS = {"source", "task", "seed", "cache", "val_fraction", "test_fraction", "max_train_rows", "fold"}
+class ImdbData(TextData):
+    source: Literal["imdb"] = Field("imdb", description="where the data comes from")
+    path: Optional[str] = Field(None, description="the IMDB archive or its extracted folder (none: download)")
+
+
+# One section type per source: `data.source` picks it, and a new source is one class here and one loader.
+DATA_SECTIONS: dict[str, type[DataBase]] = {
+    "synthetic_regression": SyntheticData, "sklearn": SklearnData, "tabular": TabularData,
+    "text_files": TextFilesData, "imdb": ImdbData}
+DataSpec = Annotated[Union[SyntheticData, SklearnData, TabularData, TextFilesData, ImdbData],
+                     Field(discriminator="source")]
+
+
+def data_section(raw: Any) -> Any:
+    """The raw `data` mapping with its source filled in: synthetic_regression when none is named, and tabular
+    when a recipe built on generated data is pointed at a file (`--set data.path=my.csv`)."""
+    if not isinstance(raw, dict):
+        return raw
+    source = raw.get("source", "synthetic_regression")
+    if source == "synthetic_regression" and (raw.get("path") or raw.get("train")):
+        # the file replaces the generated data: the generator's own keys (n, features, noise) describe nothing
+        generator = set(SyntheticData.model_fields) - set(TabularData.model_fields)
+        raw, source = {k: v for k, v in raw.items() if k not in generator}, "tabular"
+    section = DATA_SECTIONS.get(source) if isinstance(source, str) else None
+    if section is not None:  # another source's key left at its default (a recipe switched source): not a setting
+        raw = {k: v for k, v in raw.items() if k in section.model_fields or not at_default_elsewhere(k, v)}
+    return {**raw, "source": source}
+
+
+def at_default_elsewhere(key: str, value: Any) -> bool:
+    """Whether `value` is `key`'s default in the data section of some source that reads it."""
+    for section in DATA_SECTIONS.values():
+        field = section.model_fields.get(key)
+        if field is not None:
+            default = field.get_default(call_default_factory=True)
+            return value == default or (isinstance(default, tuple) and value == list(default))
+    return False
 
 
 class AdapterSpec(Section):
@@ -339,7 +365,9 @@ class TrainSpec(Section):
     steps: Optional[int] = Field(None, ge=1, le=100_000_000, description="train for about this many optimizer steps: "
                                  "epochs = ceil(steps / steps per epoch), at most train.epochs (the cost stays flat "
                                  "however many rows a table has; small tables get more passes)")
-    batch_size: int = Field(32, ge=1, le=100_000_000, description="gd treats this as the chunk size of one full-batch step")
+    batch_size: Union[Literal["auto"], Annotated[int, Field(ge=1, le=100_000_000)]] = Field(
+        32, description="rows per optimizer step (gd: the chunk size of one full-batch step); auto: from the training "
+        "rows, a power of two near a 16th of them, 32 to 512 (small tables get more, smaller steps per epoch)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU")
     shuffle: bool = Field(True, description="reshuffle the training set every epoch (seeded)")
     bucketing: bool = Field(False, description="text: batch texts of similar length together (less padding)")
@@ -427,7 +455,7 @@ class Recipe(Section):
 
     name: str = Field("run", description="names the run directory (default: the recipe file's name)")
     seed: int = Field(0, description="seeds initialization and batch order")
-    data: DataSpec = Field(default_factory=DataSpec)
+    data: DataSpec = Field(default_factory=SyntheticData)
     model: ModelSpec = Field(default_factory=ModelSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -440,65 +468,30 @@ class Recipe(Section):
 
     @field_validator("search")
     @classmethod
-    def _search_keys_exist(cls, v: dict) -> dict:
+    def _search_keys_exist(cls, v: dict, info: ValidationInfo) -> dict:
+        from honed.recipe.keys import setting_problem
+
+        source = getattr(info.data.get("data"), "source", None)
         for key in v:
-            problem = setting_problem(key)
+            problem = setting_problem(key, source)
             if problem:
                 raise ValueError(problem)
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _source_named(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "data" in data:
+            data = {**data, "data": data_section(data["data"])}
+        return data
+
     @model_validator(mode="after")
-    def _bag_only_options(self) -> "Recipe":
-        if self.model.name not in BAG_MODELS:
-            for key, used in (("data.ngrams", self.data.uses_ngrams), ("data.unique_tokens", self.data.unique_tokens),
-                              ("data.char_ngrams", self.data.char_ngrams is not None),
-                              ("model.sparse", self.model.sparse), ("model.pooling", self.model.pooling != "mean")):
-                if used:
-                    raise ValueError(f"{key} works with model.name = bag only, or linear/logistic on text (got "
-                                     f"{self.model.name!r}): other models read tokens in order")
-        if self.optimizer.name == "lbfgs":
-            for key, used in (("model.sparse", self.model.sparse), ("train.clip_grad_norm", self.train.clip_grad_norm),
-                              ("train.accumulate", self.train.accumulate > 1),
-                              ("train.precision", self.train.precision != "fp32"),
-                              ("schedule.name", self.schedule.name != "constant")):
-                if used:
-                    raise ValueError(f"{key} does not work with optimizer.name = lbfgs (full-batch steps with "
-                                     "their own line search, in fp32); leave it at its default")
-        if self.model.name == "transformer" and self.data.tokenizer != "pretrained":
-            raise ValueError("model.name = transformer fine-tunes a pretrained encoder: set data.tokenizer = pretrained "
-                             "and data.pretrained (e.g. all-minilm-l6-v2)")
-        if self.train.activation_checkpointing and self.model.name != "transformer":
-            raise ValueError(f"train.activation_checkpointing works with model.name = transformer only (got "
-                             f"{self.model.name!r}): it recomputes the encoder's layers")
-        if self.train.privacy is not None:
-            from honed.recipe.privacy import leaks
+    def _cross_key_rules(self) -> "Recipe":
+        from honed.recipe.rules import first_broken
 
-            problem = leaks(self)
-            if problem:
-                raise ValueError(problem)
-        if self.train.strategy == "fsdp":
-            for key, used in (("model.sparse", self.model.sparse), ("regularization.l1", self.regularization.l1),
-                              ("regularization.l2", self.regularization.l2)):
-                if used:
-                    raise ValueError(f"{key} does not work with train.strategy = fsdp (sharded parameters); "
-                                     "use optimizer.weight_decay for regularization")
-        for key, name in self.monitored():
-            logged = self.logged_names()
-            if name not in logged:
-                from honed.errors import did_you_mean
-
-                raise ValueError(f"{key} = {name!r} is not logged by this run{did_you_mean(name, logged)}; "
-                                 f"logged: {', '.join(logged)}")
-        es = self.train.early_stopping
-        if es and es.monitor.startswith("val_") and self.data.val_fraction == 0:
-            raise ValueError(f"train.early_stopping monitors {es.monitor}, but data.val_fraction = 0 leaves no "
-                             "validation rows: set data.val_fraction (e.g. 0.2) or monitor train_loss")
-        if self.train.accumulate > 1 and self.optimizer.name == "gd":
-            raise ValueError("train.accumulate has no effect with optimizer.name = gd: every batch of an epoch "
-                             "already adds up to one step")
-        if self.model.sparse and self.optimizer.name not in SPARSE_OPTIMIZERS:
-            raise ValueError(f"model.sparse needs optimizer.name in {', '.join(SPARSE_OPTIMIZERS)} "
-                             f"(got {self.optimizer.name!r}: it has no sparse-gradient version)")
+        problem = first_broken(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def monitored(self) -> list[tuple[str, str]]:
@@ -523,38 +516,3 @@ class Recipe(Section):
         if not v or any(c in v for c in "/\\") or v.startswith("."):
             raise ValueError("name must be a plain word usable in a folder name")
         return v
-
-
-def setting_problem(key: str) -> str | None:
-    """Why `key` (dotted, e.g. optimizer.lr) is not a recipe setting a search can vary; None if it is."""
-    from honed.errors import did_you_mean
-
-    model: Any = Recipe
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        fields = model.model_fields
-        if part not in fields or (i == 0 and part in ("search", "name")):
-            where = ".".join(parts[:i])
-            allowed = [f for f in fields if i or f not in ("search", "name")]
-            full = [f"{where}.{f}" if where else f for f in allowed]
-            return (f"unknown parameter {key!r}{did_you_mean(key, full)}; "
-                    f"{where or 'a recipe'} has: {', '.join(sorted(allowed))}")
-        inner = section_of(fields[part].annotation)
-        if i == len(parts) - 1:
-            return f"{key!r} is a section, not a setting; name one of its keys" if inner else None
-        if inner is None:
-            return f"unknown parameter {key!r}: {'.'.join(parts[: i + 1])} is a setting, not a section"
-        model = inner
-    return None
-
-
-def section_of(annotation: Any) -> type[BaseModel] | None:
-    """The recipe section a field's annotation holds (`Optional[EarlyStoppingSpec]` -> EarlyStoppingSpec), or None
-    for a plain setting. The one helper every reader of the schema's shape uses."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = section_of(arg)
-        if found is not None:
-            return found
-    return None

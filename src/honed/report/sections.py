@@ -179,7 +179,7 @@ def extras(run_dir: Path) -> dict:
     if isinstance(doctor, dict):
         out["doctor"] = [f for f in doctor.get("findings", []) if isinstance(f, dict)]
     if isinstance(explained, dict) and explained.get("kind") == "text":
-        from honed.explanation.page import shaded
+        from honed.report.shading import shaded
 
         items = [it for it in explained.get("items", []) if isinstance(it, dict) and "attributions" in it][:3]
         out["explain"] = [{"prediction": it.get("prediction"), "words": shaded(it)} for it in items]

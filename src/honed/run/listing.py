@@ -78,7 +78,7 @@ def parse_condition(text: str):
     return key, OPERATORS[op], value
 
 
-def list_runs(folder, where: list[str] = (), sort: str | None = None) -> list[dict]:
+def list_runs(folder, *, where: list[str] = (), sort: str | None = None) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder of runs")

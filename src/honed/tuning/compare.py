@@ -18,7 +18,7 @@ from pathlib import Path
 from honed.errors import UserError
 from honed.recipe import load_recipe
 from honed.recipe.load import parse_override
-from honed.recipe.schema import setting_problem
+from honed.recipe.keys import setting_problem
 from honed.report import write_summary_page
 from honed.run import METRICS, SUMMARY, new_run_dir, read_metrics, read_summary, write_json, write_text
 from honed.tuning.plots import plot_comparison, plot_privacy_utility
@@ -32,6 +32,11 @@ class Comparison:
     out: Path
     rows: list[dict]
     metric: str
+
+    @property
+    def path(self) -> Path:
+        """The folder the command wrote (every result names its folder `.path`, as a run does)."""
+        return self.out
 
 
 def parse_vary(items: list[str]) -> dict[str, list]:
@@ -69,7 +74,7 @@ def folder_of(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(f"{k}={v}" for k, v in params.items()))
 
 
-def compare(recipe, vary: list[str], overrides=(), out=None, metric: str | None = None) -> Comparison:
+def compare(recipe, vary: list[str], overrides=(), *, out=None, metric: str | None = None) -> Comparison:
     """Train every variant of the recipe, then compare them."""
     from honed import api
 
@@ -94,10 +99,11 @@ def compare(recipe, vary: list[str], overrides=(), out=None, metric: str | None 
             failed[str(folder)] = str(e).splitlines()[0]
             log.info(f"compare: {label_of(params)} failed: {failed[str(folder)]}")
         runs.append((folder, label_of(params)))
-    return compare_runs([f for f, _ in runs], out, [label for _, label in runs], metric, failed)
+    return compare_runs([f for f, _ in runs], out=out, labels=[label for _, label in runs], metric=metric,
+                        failed=failed)
 
 
-def compare_runs(run_dirs: list, out=None, labels: list[str] | None = None, metric: str | None = None,
+def compare_runs(run_dirs: list, *, out=None, labels: list[str] | None = None, metric: str | None = None,
                  failed: dict[str, str] | None = None) -> Comparison:
     """Compare finished run directories: curves, final metrics, time to target, time per epoch."""
     failed = failed or {}

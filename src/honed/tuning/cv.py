@@ -32,6 +32,11 @@ class CrossValidation:
     stats: dict  # metric -> {"mean", "std", "ci95": [low, high]}
     test: dict | None  # --test: the recipe trained on every training row, scored once
 
+    @property
+    def path(self) -> Path:
+        """The folder the command wrote (every result names its folder `.path`, as a run does)."""
+        return self.out
+
 
 def fold_recipes(user: Recipe, folds: int, repeats: int) -> list[tuple[int, int, Recipe]]:
     base = load_recipe(user, ["train.checkpoint=null"])
@@ -65,7 +70,7 @@ def summarize(rows: list[dict], names: list[str]) -> dict:
     return stats
 
 
-def cross_validate(recipe, overrides=(), folds: int = 5, repeats: int = 1, group_column: str | None = None,
+def cross_validate(recipe, overrides=(), *, folds: int = 5, repeats: int = 1, group_column: str | None = None,
                    test: bool = False, out=None) -> CrossValidation:
     """Train the recipe once per fold (and repeat); returns the folds' validation metrics and their summary."""
     from honed import api

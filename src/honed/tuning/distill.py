@@ -37,7 +37,7 @@ def add_latencies(rows: list[dict], runs: list[tuple], raw_test, count: int = 50
         row["ms per example"] = ms
 
 
-def distill(teacher_run, student_recipe, overrides=(), temperature: float = 2.0, alpha: float = 0.5,
+def distill(teacher_run, student_recipe, overrides=(), *, temperature: float = 2.0, alpha: float = 0.5,
             out=None) -> dict:
     """Train the student with and without the teacher; return (and write) the comparison."""
     from honed import api

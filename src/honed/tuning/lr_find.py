@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from honed.api import prepare_model, variant
-from honed.recipe import Recipe
+from honed.api import prepare_model, sized_for_rows
+from honed.recipe import Recipe, variant
 from honed.training import Hook, NonFiniteLoss, fit
 from honed.training.device import pick_device, seed_everything
 from honed import runfiles
@@ -109,6 +109,7 @@ def sweep_recipe(recipe: Recipe, bundle, min_lr: float, steps: int) -> Recipe:
     from honed.training.batches import Batches
     from honed.training.optimizers import FULL_BATCH
 
+    recipe = sized_for_rows(variant(recipe, {"train.steps": None}), len(bundle.train))  # batch_size = auto resolved
     spec = recipe.train
     per_epoch = Batches(bundle.train.x, bundle.train.y, spec.batch_size, False, 0,
                         full_batch=recipe.optimizer.name in FULL_BATCH, accumulate=spec.accumulate).steps_per_epoch
@@ -202,7 +203,7 @@ def combine(sweeps: list[Sweep]) -> Finding:
     return Finding(suggestion, confidence, agreement, sweeps, notes)
 
 
-def lr_find(recipe, overrides=(), min_lr: float = 1e-6, max_lr: float = 10.0, steps: int = 100, seeds: int = 2,
+def lr_find(recipe, overrides=(), *, min_lr: float = 1e-6, max_lr: float = 10.0, steps: int = 100, seeds: int = 2,
             out=None) -> tuple[Finding, Path]:
     """Run the range test with `seeds` seeds; write lr_find.json and lr_find.png into a new folder."""
     from honed.data import build_data
@@ -226,3 +227,13 @@ def lr_find(recipe, overrides=(), min_lr: float = 1e-6, max_lr: float = 10.0, st
                                          "min_lr": min_lr, "max_lr": max_lr, "steps": steps} | finding.to_dict())
     plot_lr_find(finding, run_dir / runfiles.LR_FIND_PNG, f"{recipe.name}: {recipe.optimizer.name} range test")
     return finding, run_dir
+
+
+def apply_suggestion(recipe, overrides, finding: Finding, target: Path) -> Path:
+    """Write the recipe (with its overrides) with optimizer.lr set to the suggested rate, to `target`."""
+    from honed.recipe import dump_recipe, load_recipe
+    from honed.run import write_text
+
+    rate = f"optimizer.lr={finding.suggestion:.4g}"
+    write_text(target, dump_recipe(load_recipe(recipe, list(overrides) + [rate])))
+    return target

@@ -24,7 +24,7 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def across_seeds(recipe, seeds: list[int], overrides=(), out=None) -> dict:
+def across_seeds(recipe, seeds: list[int], overrides=(), *, out=None) -> dict:
     """Train the recipe once per seed (every seeded choice changes: initialization, data order, splits carved
     from the training rows); returns {'runs': [...], 'stats': {metric: mean, std, ci95}} and writes seeds.json."""
     from honed import api

@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 from honed.errors import UserError
-from honed.recipe import Recipe, load_recipe
-from honed.recipe.load import set_dotted
+from honed.recipe import Recipe, variant
+from honed.recipe.keys import get_dotted
 from honed.recipe.schema import SPARSE_OPTIMIZERS, Domain
 
 Space = dict[str, Domain]
@@ -36,7 +36,9 @@ def default_space(recipe: Recipe) -> Space:
         names = ["adam", "adamw", "sgd"] if not model.sparse else [n for n in ("adam", "adamw", "sgd")
                                                                         if n in SPARSE_OPTIMIZERS]
         space["optimizer.name"] = Domain(choice=names)
-        space["train.batch_size"] = Domain(choice=sorted({32, 64, 128, 256, recipe.train.batch_size}))
+        own = recipe.train.batch_size  # a number, or auto (from the training rows)
+        space["train.batch_size"] = Domain(choice=sorted({32, 64, 128, 256} | ({own} if own != "auto" else set()))
+                                           + (["auto"] if own == "auto" else []))
     schedules = ["constant", "cosine"] + ([] if recipe.schedule.warmup_epochs else ["onecycle"])
     space["schedule.name"] = Domain(choice=schedules)
     space["optimizer.weight_decay"] = Domain(choice=[0.0, 1e-5, 1e-4, 1e-3, 1e-2])
@@ -85,10 +87,7 @@ def suggest(trial, space: Space) -> dict[str, Any]:
 
 def apply(recipe: Recipe, params: dict[str, Any]) -> Recipe:
     """The recipe with `params` (dotted keys) set, validated."""
-    raw = recipe.model_dump(mode="json")
-    for key, value in params.items():
-        set_dotted(raw, key, value)
-    return load_recipe(raw)
+    return variant(recipe, params)
 
 
 def candidates(d: Domain) -> list[Any]:
@@ -113,9 +112,7 @@ def recipe_values(recipe: Recipe, space: Space) -> dict[str, Any] | None:
     raw = recipe.model_dump(mode="json")
     found = {}
     for key, d in space.items():
-        node: Any = raw
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
+        node: Any = get_dotted(raw, key)
         if d.choice is not None:
             if node not in d.choice:
                 return None

@@ -20,15 +20,17 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from honed.errors import UserError
 from honed.evaluation import lower_is_better
-from honed.recipe import Recipe, load_recipe
+from honed.recipe import Recipe, load_recipe, variant
 from honed.run.rundir import timestamped
 from honed.training.hooks import Hook
-from honed.tuning.space import ENCODER_KEY, Space, affordable, apply, check_space, recipe_values, space_of, suggest
+from honed.tuning.space import (ENCODER_KEY, Space, affordable, apply, check_space, decode, recipe_values, space_of,
+                                suggest)
 
 log = logging.getLogger("honed")
 PRUNERS = ("hyperband", "halving", "none")
@@ -51,6 +53,11 @@ class TuneResult:
     best: dict | None
     leaderboard: list[dict]
     summary: dict
+
+    @property
+    def path(self) -> Path:
+        """The folder the command wrote (every result names its folder `.path`, as a run does)."""
+        return self.out
 
 
 def import_optuna():
@@ -203,7 +210,7 @@ def make_pruner(optuna, name: str, epochs: int):
 SEARCH_VALIDATION = 0.2  # share of the training rows a search holds out when the recipe holds out none
 
 
-def tune(recipe, overrides=(), budget: float = 600.0, trials: int | None = None, storage: str | None = None,
+def tune(recipe, overrides=(), *, budget: float = 600.0, trials: int | None = None, storage: str | None = None,
          study: str | None = None, out=None, metric: str | None = None, pruner: str = "hyperband",
          started: float | None = None) -> TuneResult:
     """Search the recipe's space within `budget` seconds (from `started`); write the report to `out`."""
@@ -275,9 +282,126 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
     except BudgetTooSmall as e:
         _discard_if_empty(optuna, store, name, the_study, is_new, out if created_out and not storage else None)
         raise UserError(str(e)) from None
-    from honed.tuning.report import write_report
+    return conclude(the_study, user, space, key, out, url, budget, started, refit, search.val_outputs)
 
-    return write_report(the_study, user, space, key, out, url, budget, started, refit, search.val_outputs)
+
+def conclude(study, user: Recipe, space: Space, key: str, out: Path, url: str, budget: float, started: float,
+             refit: bool = False, val_outputs: dict[int, tuple] | None = None) -> TuneResult:
+    """The search policy, once the trials are done: choose the simplest trial within noise of the top score,
+    refit it on every row when the recipe holds out none, score the test split once (for the chosen run only),
+    then hand everything to report.py to write."""
+    from honed.tuning import report
+
+    maximize = study.direction.name == "MAXIMIZE"
+    rows = report.leaderboard(study, space, maximize)
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    counts = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    chosen, verdicts = within_noise(study, rows, val_outputs or {}) if done else (None, {})
+    for r in rows:
+        if r["trial"] in verdicts:
+            r["vs best"] = verdicts[r["trial"]]["text"]
+    top = {r["trial"] for r in done[:report.TOP]}
+    curves = {t.number: t.user_attrs.get("curve", []) for t in study.get_trials(deepcopy=False) if t.number in top}
+    report.write_trials(rows, curves, report.importances(study) if len(done) > 1 else {}, space, key, maximize, out,
+                        f"{study.study_name}: {len(rows)} trials")
+    if not done:
+        first = next((r["note"] for r in rows if r["state"] == "FAIL"), "")
+        raise UserError(f"no trial finished within the budget of {budget:g} s ({counts['PRUNED']} pruned or cut, "
+                        f"{counts['FAIL']} failed{': ' + first if first else ''}); give a larger --budget, "
+                        f"fewer train.epochs or a smaller space. Trials so far: {out / 'leaderboard.csv'}")
+    choice = choose(study, chosen, verdicts, user, space, out, refit)
+    choice.summary["tune"] = {
+        "study": study.study_name, "storage": url, "metric": key, "direction": study.direction.name.lower(),
+        "best_trial": choice.trial.number, "best_value": choice.trial.value, "params": choice.params,
+        "best_run": str(choice.run_dir), "top_trial": choice.top.number, "top_value": choice.top.value,
+        "vs_top": {str(n): v["text"] for n, v in verdicts.items()}, "refit_on_all_rows": refit,
+        "trials": counts | {"total": len(rows)}, "budget_seconds": budget,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    report.write_choice(study, choice, rows, space, key, out)
+    return TuneResult(out, study.study_name, url, {"trial": choice.trial.number, "value": choice.trial.value,
+                                                   "params": choice.params, "run_dir": str(choice.run_dir)},
+                      rows, choice.summary)
+
+
+@dataclass
+class Choice:
+    """The trial a search keeps, its recipe, and the run that was scored on the test split."""
+
+    trial: Any  # optuna FrozenTrial
+    top: Any  # the top-scoring trial (the chosen one, or a more complex one it ties with)
+    params: dict
+    recipe: Recipe
+    run_dir: Path
+    summary: dict
+
+
+def choose(study, chosen: int, verdicts: dict, user: Recipe, space: Space, out: Path, refit: bool) -> Choice:
+    """The chosen trial's recipe, and its test metrics scored once: on a refit over every training row, on a
+    rerun when its folder went (the search keeps only the top trial's), or on the trial's own run."""
+    from honed import api, runfiles
+    from honed.run import read_summary, write_summary
+
+    top = best = study.best_trial
+    if chosen != best.number:  # as good within noise, and simpler: the one to keep
+        best = next(t for t in study.get_trials(deepcopy=False) if t.number == chosen)
+        log.info(f"tune: trial {best.number} is within noise of the top score (trial {top.number}: "
+                 f"{verdicts[chosen]['text']}) and simpler ({best.user_attrs.get('params_count'):,} parameters, "
+                 f"{best.user_attrs.get('epochs')} epochs): it is the one chosen")
+    params = {k: decode(space[k], v) if k in space else v for k, v in best.params.items()}
+    best_recipe = apply(variant(user, {"search": {}}), params)
+    if refit:
+        best_recipe = variant(best_recipe, {"data.val_fraction": 0})
+    run_dir = Path(best.user_attrs.get("run_dir", ""))
+    summary: dict = {}
+    if refit:  # the chosen settings on every training row; its test split is scored once, by the run itself
+        refitted = api.train(best_recipe, out=out / "best-refit")
+        run_dir, summary = refitted.path, dict(refitted.summary)
+        log.info(f"tune: the best settings refit on every training row: {run_dir}")
+    elif best is not top and not (run_dir / runfiles.SUMMARY).is_file():
+        # the simpler trial's folder went as the search kept only the top one's: the same settings and seed again
+        rerun = api.train(best_recipe, out=out / "chosen")
+        run_dir, summary = rerun.path, dict(rerun.summary)
+    # only a run folder of this process's own --out: another process may be deleting folders in its own
+    elif run_dir.is_relative_to(out.resolve()) and (run_dir / runfiles.SUMMARY).is_file():
+        summary = read_summary(run_dir)
+        summary["test"] = api.evaluate(run_dir)  # the test split, once, for the chosen trial only
+        write_summary(run_dir, summary)
+    else:
+        log.warning(f"the best trial ran in another process ({best.user_attrs.get('worker', '?')}): its run "
+                    f"directory {run_dir} belongs to that process's report, which has its test metrics")
+    return Choice(best, top, params, best_recipe, run_dir, summary)
+
+
+def within_noise(study, rows: list[dict], val_outputs: dict[int, tuple]) -> tuple[int, dict]:
+    """(the trial to choose, {trial: verdict}). Every finished trial with validation outputs is tested
+    against the best on the same validation rows (McNemar's exact test for accuracy, a paired bootstrap for
+    mse: evaluation/significance.py). Among the trials whose difference from the best is noise at 95%,
+    the simplest is chosen: fewest parameters, then fewest epochs, then the better score."""
+    import torch
+
+    from honed.evaluation.significance import described, versus
+
+    best = study.best_trial.number
+    if best not in val_outputs:
+        return best, {}
+    finished = {t.number: t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"}
+    verdicts, tied = {best: {"text": "best", "p": 1.0}}, [best]
+    reference = val_outputs[best]
+    for number, outputs in val_outputs.items():
+        if number == best or number not in finished or not (
+                len(outputs[1]) == len(reference[1]) and torch.equal(outputs[1], reference[1])):
+            continue
+        result = versus(reference[:2], outputs[:2], outputs[2])
+        verdicts[number] = {"text": described(result), "p": result["p"]}
+        if not result["significant"]:
+            tied.append(number)
+    order = {r["trial"]: i for i, r in enumerate(rows)}
+    chosen = min(tied, key=lambda n: (finished[n].user_attrs.get("params_count") or 0,
+                                      finished[n].user_attrs.get("epochs") or 0, order.get(n, 0)))
+    return chosen, verdicts
+
+
 
 
 def _task_of(recipe: Recipe) -> str:

@@ -239,7 +239,7 @@ def text_lengths(ev: RunEvidence) -> list[Finding]:
     oov = p.get("out_of_vocabulary_share")
     if oov is not None and oov >= 0.05 and p.get("vocabulary_size"):
         found.append(Finding("out_of_vocabulary", "warning", f"{oov:.1%} of the training words are outside the "
-                             f"{p['vocabulary_size']:,}-entry vocabulary", [change(**{"data.num_words": 4 * ev.recipe.data.num_words})],
+                             f"{p['vocabulary_size']:,}-entry vocabulary", [change(**{"data.num_words": 4 * getattr(ev.recipe.data, "num_words", p["vocabulary_size"])})],
                              strength=oov))
     return found
 

@@ -74,7 +74,7 @@ def constant_predictor_loss(ev: RunEvidence) -> tuple[float, str] | None:
         shares = counts[counts > 0] / counts.sum()
         return float(-(shares * np.log(shares)).sum()), "predicting the class shares alone"
     if ev.task == "regression" and loss.name in ("auto", "mse"):
-        if ev.recipe.data.standardize_target:
+        if getattr(ev.recipe.data, "standardize_target", False):  # text sources read none
             return 1.0, "predicting the mean alone"
         std = ((data.get("target") or {}).get("train") or {}).get("std")
         return (float(std) ** 2, "predicting the mean alone") if std else None

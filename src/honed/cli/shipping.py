@@ -1,0 +1,58 @@
+"""Commands that ship a finished run: export to ONNX, quantize, serve over HTTP."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from honed.cli.common import show_table
+
+
+def register(sub) -> dict[str, Callable]:
+    """Add this group's commands to `sub`; their handlers by name."""
+    ex = sub.add_parser("export", help="export a run to ONNX, checked against PyTorch with onnxruntime")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (the only one so far)")
+    ex.add_argument("--out", help="bundle folder (default RUN_DIR/onnx)")
+    ex.add_argument("--input", help="inputs to check the export on (default: the run's test split)")
+
+    qu = sub.add_parser("quantize", help="int8 dynamic quantization: accuracy, size and latency before/after")
+    qu.add_argument("run_dir")
+    qu.add_argument("--input", help="inputs to time on (default: the run's test split, which also gives accuracy)")
+
+    sv = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; /predict, /health, /metadata, /docs)")
+    sv.add_argument("run_dir")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--backend", default="torch", help="torch (default), onnx, torch-int8, onnx-int8, or auto "
+                    "(the faster int8 version measured by honed quantize)")
+    sv.add_argument("--max-batch", type=int, default=64, help="items per model call when requests are batched")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits to share a model call")
+    sv.add_argument("--max-items", type=int, default=256, help="items allowed in one request")
+    return {"export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve}
+
+
+def cmd_export(args) -> int:
+    from honed.export import export_onnx
+
+    info = export_onnx(args.run_dir, out=args.out, inputs=args.input)
+    print(f"exported: {info['path']}/model.onnx ({info['bytes'] / 1e6:.2f} MB); max |onnx - torch| "
+          f"{info['check']['max_abs_difference']:.2e} on {info['check']['rows']} rows (onnxruntime)")
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from honed.export import quantize
+
+    report = quantize(args.run_dir, inputs=args.input)
+    show_table([{k: v for k, v in row.items()} for row in report["versions"]], "quantize (CPU, this machine)")
+    print(f"faster int8 version: {report['chosen']} (serve it with --backend {report['backend']}); "
+          f"report: {report['path']}/report.json")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from honed.serve import Limits, serve
+
+    serve(args.run_dir, args.host, args.port, args.backend, Limits(args.max_items, max_batch=args.max_batch,
+                                                                    max_wait_ms=args.max_wait_ms))
+    return 0
