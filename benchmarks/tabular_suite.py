@@ -4,6 +4,8 @@ end to end as its own process (imports included), same splits, same machine. Pri
     python benchmarks/tabular_suite.py                       # ../shared/data/tabular/{adult,california_housing}
     python benchmarks/tabular_suite.py --tables DIR [DIR ...] # folders with train.csv and test.csv
     python benchmarks/tabular_suite.py --target target --set model.hidden=[512,512]
+    python benchmarks/tabular_suite.py --sklearn             # + scikit-learn's diabetes and digits as CSV files, split
+                                                             #   as the bundled diabetes_mlp and digits_cnn split them
 
 LightGBM as a user runs it in ten lines: text columns as pandas categories, missing cells left as NaN,
 LGBMClassifier/LGBMRegressor() untouched. honed runs `honed train tabular` untouched. Nothing is chosen on
@@ -75,6 +77,33 @@ def honed(folder: Path, target: str, overrides: list[str], recipe: str, tune: fl
             "seconds": wall, "peak_mb": peak, "train_rows": summary.get("sizes", {}).get("train")}
 
 
+def sklearn_tables(folder: Path) -> list[Path]:
+    """scikit-learn's diabetes and digits written as train.csv/test.csv with the very test split the bundled
+    `diabetes_mlp` and `digits_cnn` recipes carve (data.source = sklearn), so honed `tabular` on a CSV file is
+    compared with those hand-made recipes on the same test rows."""
+    import numpy as np
+    import pandas as pd
+
+    from honed.data.build import load_raw
+    from honed.data.split import carve
+    from honed.recipe import load_recipe
+
+    tables = []
+    for name in ("diabetes", "digits"):
+        spec = load_recipe({"data": {"source": "sklearn", "name": name}}).data
+        raw = load_raw(spec)
+        train, test = carve(raw.train, spec.test_fraction, spec.seed, raw.task == "classification", "test")
+        out = folder / name
+        out.mkdir(parents=True, exist_ok=True)
+        for part, split in (("train", train), ("test", test)):
+            frame = pd.DataFrame(np.asarray(split.x), columns=list(raw.feature_names))
+            y = np.asarray(split.y)
+            frame["target"] = y.astype(int) if raw.task == "classification" else y
+            frame.to_csv(out / f"{part}.csv", index=False)
+        tables.append(out)
+    return tables
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="*", type=Path,
@@ -84,9 +113,12 @@ def main() -> None:
     parser.add_argument("--recipe", default="tabular")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--tune", type=float, help="`honed tune --budget S` instead of `honed train`")
+    parser.add_argument("--sklearn", action="store_true", help="also scikit-learn's diabetes and digits (see above)")
     args = parser.parse_args()
     rows, gaps = [], []
-    for folder in args.tables:
+    scratch = tempfile.TemporaryDirectory()
+    tables = list(args.tables) + (sklearn_tables(Path(scratch.name)) if args.sklearn else [])
+    for folder in tables:
         base = lightgbm(folder, args.target)
         ours = honed(folder, args.target, args.overrides, args.recipe, args.tune)
         if base["metric"] == "accuracy":

@@ -4,7 +4,7 @@
     run = honed.train("recipes/linear_regression.yaml", ["optimizer.lr=0.05"])
     honed.predict(run.path, "new_rows.csv")
     honed.lr_find(recipe) · honed.tune(recipe, budget=300) · honed.compare(recipe, ["optimizer.name=sgd,adam"])
-    honed.cv(recipe, folds=5) · honed.doctor(run.path) · honed.report(run.path)
+    honed.cv(recipe, folds=5) · honed.doctor(run.path) · honed.build_report(run.path)
     honed.export_onnx(run.path) · honed.quantize(run.path) · honed.distill(teacher, student) · honed.list_runs("runs")
     honed.serve.serve(run.path) · honed.Run.open(path): a run folder's recipe, summary, history, model, test outputs
 
@@ -13,13 +13,13 @@ Attributes load lazily, so `honed --help` and recipe errors answer without impor
 
 __version__ = "0.1.0"
 
-_API = {"train", "resume", "evaluate", "predict", "load_run", "Run"}
+_API = {"train", "resume", "evaluate", "predict", "load_run", "Run", "build_report"}
 _TUNING = {"lr_find", "tune", "compare", "compare_runs", "cv"}
 # (honed.export and honed.serve are subpackages: a function of that name would be replaced by the package on import)
 _SHIP = {"export_onnx": ("honed.export.onnx", "export_onnx"), "quantize": ("honed.export.quantize", "quantize"),
          "distill": ("honed.tuning.distill", "distill"), "list_runs": ("honed.run.listing", "list_runs"),
          "prepare_model": ("honed.api", "prepare_model")}
-__all__ = sorted(_API | _TUNING | set(_SHIP) | {"explain", "doctor", "report", "load_recipe", "Recipe", "UserError", "__version__"})
+__all__ = sorted(_API | _TUNING | set(_SHIP) | {"explain", "doctor", "load_recipe", "Recipe", "UserError", "__version__"})
 
 
 def __getattr__(name: str):
@@ -44,10 +44,6 @@ def __getattr__(name: str):
         from honed.diagnosis import doctor
 
         return doctor
-    if name == "report":
-        from honed.report import report
-
-        return report
     if name in ("load_recipe", "Recipe"):
         from honed import recipe
 

@@ -361,6 +361,25 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return Run.open(run_dir).load()
 
 
+def build_report(run_dir: str | Path) -> Path:
+    """`honed report RUN_DIR`: the run's page rebuilt from its files; a finished run that predates
+    test_outputs.npz has its test split scored once more and the evidence kept, so the page shows its errors."""
+    from honed.data.build import load_raw, split_raw
+    from honed.report import check_report_folder, report as write_page
+    from honed.report.evidence import OUTPUTS
+
+    path, summary = check_report_folder(run_dir)
+    if summary.get("test") and not (path / OUTPUTS).is_file():
+        run = Run.open(path)
+        loaded = run.load()
+        recipe, model, pre = loaded
+        raw = load_raw(recipe.data)
+        _, _, test = split_raw(raw, recipe.data)
+        save_test_evidence(path, outputs_of(model, pre.inputs(test.x)), pre.targets(test.y), pre.task,
+                           test.x if raw.kind == "text" else None)
+    return write_page(path)
+
+
 def test_outputs(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(raw outputs, targets, task) of a saved run on its test split: what paired comparisons of runs need."""
     return Run.open(run_dir).test_outputs()

@@ -202,3 +202,14 @@ def test_auto_batch_size_gives_small_tables_about_16_steps_per_epoch_within_32_t
     small = sized_for_rows(recipe, 1_100)
     assert small.train.epochs == 56 and small.train.steps is None  # 18 steps of 64 rows per epoch: 1000 steps
     assert sized_for_rows(small, 5).train.batch_size == 64  # the run's recipe holds the resolved size
+
+
+def test_a_table_too_wide_for_its_embeddings_and_ensemble_is_refused_before_allocating():
+    from honed.models import Shape, build_model
+    from honed.recipe import load_recipe
+
+    spec = load_recipe({"model": {"name": "mlp", "hidden": [8], "ensemble": 8, "numeric_embedding": "periodic",
+                                  "numeric_dim": 64}}).model
+    with pytest.raises(UserError, match=r"5,000 numbers embedded 64 wide\) for 8 ensemble member\(s\)"):
+        build_model(spec, Shape("features", 5_000, 2, numeric_dim=5_000))  # 2.56 million values per row
+    assert build_model(spec, Shape("features", 50, 2, numeric_dim=50)) is not None

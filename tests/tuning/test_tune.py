@@ -173,3 +173,18 @@ def test_the_simplest_trial_within_noise_of_the_top_score_is_the_one_chosen(tmp_
     assert chosen.model.hidden == trials[simplest].params["model.hidden"] or \
         json.dumps(chosen.model.hidden) == trials[simplest].params["model.hidden"]
     assert "ci95" in result.summary["test"]  # scored once, with its intervals
+
+
+def test_the_tabular_recipe_searches_a_declared_space_that_starts_from_the_recipe():
+    """`honed tune tabular`: every end of the recipe's search space makes a valid recipe, and the recipe as written
+    lies inside it, so the first trial measures the untuned default (a search can only choose something better
+    on validation)."""
+    from honed.recipe import load_recipe
+    from honed.tuning.space import check_space, recipe_values, space_of
+
+    recipe = load_recipe("tabular", ["data.train=t.csv", "data.target=y"])
+    space, declared = space_of(recipe)
+    assert declared and {"optimizer.lr", "model.hidden", "train.batch_size"} <= set(space)
+    check_space(recipe, space)
+    start = recipe_values(recipe, space)
+    assert start is not None and start["train.batch_size"] == "auto" and start["model.hidden"] == "[128, 128]"

@@ -144,9 +144,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from honed.report import report
+    import honed
 
-    page = report(args.run_dir)
+    page = honed.build_report(args.run_dir)
     print(f"report: {page}")
     if args.open:
         import webbrowser

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("honed")
 
 
-def load_raw(spec) -> RawData:
+def load_raw(spec: DataSpec) -> RawData:
     raw = SOURCES.get(spec.source)(spec)
     if spec.task != "auto":
         raw.task = spec.task
@@ -32,7 +32,7 @@ def load_raw(spec) -> RawData:
     return raw
 
 
-def split_raw(raw: RawData, spec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
+def split_raw(raw: RawData, spec: DataSpec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
     """(train, val, test); test carved from train when the source has none. Seeded, stratified."""
     stratify = raw.task == "classification"
     train, test = raw.train, raw.test
@@ -90,7 +90,7 @@ def reuse_built_data():
         _KEPT = previous
 
 
-def build_data(spec) -> DataBundle:
+def build_data(spec: DataSpec) -> DataBundle:
     """The DataBundle for `spec`, from the preprocessing cache when the same data was prepared before."""
     if _KEPT is None:
         return _build_data(spec)
@@ -105,7 +105,7 @@ def build_data(spec) -> DataBundle:
     return bundle
 
 
-def _build_data(spec) -> DataBundle:
+def _build_data(spec: DataSpec) -> DataBundle:
     from honed.data import cache
 
     use_cache = spec.cache and spec.source in cache.CACHED_SOURCES
@@ -124,7 +124,7 @@ def _build_data(spec) -> DataBundle:
     return bundle
 
 
-def prepare(spec) -> DataBundle:
+def prepare(spec: DataSpec) -> DataBundle:
     raw = load_raw(spec)
     train, val, test = split_raw(raw, spec)
     pre = make_preprocessor(raw, train, spec).fit(train)
@@ -143,7 +143,7 @@ def prepare(spec) -> DataBundle:
     )
 
 
-def test_split(spec, pre: Preprocessor) -> Split:
+def test_split(spec: DataSpec, pre: Preprocessor) -> Split:
     """The test split of `spec`'s data, transformed with an already fitted preprocessor."""
     raw = load_raw(spec)
     _, _, test = split_raw(raw, spec)

@@ -9,6 +9,8 @@ crash never leaves half an entry behind.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import errno
 import hashlib
 import json
@@ -25,6 +27,9 @@ from honed.data.bundle import DataBundle, Split
 from honed.data.download import cache_dir
 from honed.data.tokens import TokenRows
 from honed.errors import UserError
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import DataSpec
 
 FORMAT = 4  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding; 4: test texts
 CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
@@ -49,14 +54,14 @@ def file_identity(path: str | None) -> list:
     return [str(p)]
 
 
-def cache_key(spec) -> str:
+def cache_key(spec: DataSpec) -> str:
     settings = spec.model_dump(mode="json")
     files = [file_identity(getattr(spec, k, None)) for k in ("path", "train", "test")]  # the files a source reads
     blob = json.dumps({"format": FORMAT, "data": settings, "files": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def load_cached(spec) -> DataBundle | None:
+def load_cached(spec: DataSpec) -> DataBundle | None:
     from honed.data.preprocess import load_preprocessor
 
     folder = preprocessed_root() / cache_key(spec)
@@ -78,7 +83,7 @@ def load_cached(spec) -> DataBundle | None:
     return bundle
 
 
-def store(spec, bundle: DataBundle) -> Path:
+def store(spec: DataSpec, bundle: DataBundle) -> Path:
     """Write the entry into a private folder, then rename it into place: readers see a whole entry or none,
     and any number of processes may store the same key at once (the entries are identical; one stays)."""
     root = preprocessed_root()

@@ -95,7 +95,7 @@ class SentenceEncoder:
 
     @staticmethod
     def store(path: Path, vectors: np.ndarray) -> None:
-        from honed.run.files import atomic_write
+        from honed.files import atomic_write
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a temporary name

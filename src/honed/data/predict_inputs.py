@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,11 @@ import pandas as pd
 from honed.data.files import READERS, read_table, require_columns, table_kind
 from honed.errors import UserError
 
+if TYPE_CHECKING:
+    from honed.recipe.schema import DataSpec
 
-def read_inputs(inputs, pre, spec) -> np.ndarray | list[str] | pd.DataFrame:
+
+def read_inputs(inputs, pre, spec: DataSpec) -> np.ndarray | list[str] | pd.DataFrame:
     """Raw inputs in the form the fitted preprocessor takes."""
     if pre.kind == "text":
         return read_texts(inputs, spec.text_column)

@@ -99,7 +99,7 @@ class Preprocessor:
     def save(self, folder: Path, profile: bool = True) -> list[Path]:
         """preprocess.json (and the tokenizer's file); `profile=False` leaves out the training data's profile
         (a private run publishes nothing measured on its training rows beyond the weights)."""
-        from honed.run.files import write_json
+        from honed.files import write_json
 
         state = self.state()
         if not profile:

@@ -7,11 +7,16 @@ preprocess.json keeps the value the rule chose, so predictions use exactly what 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 
 import numpy as np
 
 from honed.data.words import TextSettings
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import TextData
 
 log = logging.getLogger("honed")
 
@@ -28,7 +33,7 @@ def median_words(texts: list[str], sample: int = 2000) -> float:
     return float(np.median([len(str(t).split()) for t in texts[::step]]))
 
 
-def text_settings(spec, texts: list[str]) -> TextSettings:
+def text_settings(spec: TextData, texts: list[str]) -> TextSettings:
     """The DataSpec's text settings, with every `auto` resolved from the training texts."""
     chars, ngrams = spec.char_ngrams, spec.ngrams
     if "auto" in (chars, ngrams):

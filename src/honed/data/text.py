@@ -81,7 +81,7 @@ class WordTokenizer:
         return len(self.vocab) + (self.settings.buckets if self.settings.hashed else 0)
 
     def save(self, folder: Path) -> Path:
-        from honed.run.files import write_text
+        from honed.files import write_text
 
         return write_text(folder / self.FILE, json.dumps(self.vocab, ensure_ascii=False))
 
@@ -121,7 +121,7 @@ class BpeTokenizer:
         return self.tokenizer.get_vocab_size()
 
     def save(self, folder: Path) -> Path:
-        from honed.run.files import write_text
+        from honed.files import write_text
 
         return write_text(folder / self.FILE, self.tokenizer.to_str())
 

@@ -251,7 +251,7 @@ def write_report(explanation: Explanation, out: Path | None = None) -> tuple[Pat
     folder, whose page is then rebuilt to show a few of them."""
     from honed.explanation.page import page, saliency_png
     from honed.run import write_json, write_text
-    from honed.run.files import atomic_write
+    from honed.files import atomic_write
 
     into_run = out is None
     out = Path(explanation.run_dir) / runfiles.EXPLAIN_DIR if into_run else Path(out)

@@ -8,7 +8,7 @@ loss and in prediction, where they are numerically safe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, TYPE_CHECKING
 
 from torch import nn
 
@@ -61,11 +61,14 @@ class Shape:
 from honed.models import bag, cnn, linear, mlp, rnn, transformer  # noqa: E402,F401  (registers)
 from honed.models.init import INITS, initialize  # noqa: E402
 
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
+
 
 SENTENCE_FEATURE_MODELS = ("linear", "logistic", "bag")  # the models that read TextBatch.features
 
 
-def build_model(spec, shape: Shape) -> nn.Module:
+def build_model(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.features_dim and spec.name not in SENTENCE_FEATURE_MODELS:
         raise UserError(f"data.encoder_features is read by models {', '.join(SENTENCE_FEATURE_MODELS)}, "
                         f"not model.name = {spec.name!r}")

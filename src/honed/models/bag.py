@@ -11,12 +11,17 @@ and the loop steps it with a sparse optimizer (see training/optimizers.py).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
 from honed.models.layers import Head, TokenPool, dense_stack
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
 
 
 class BagOfEmbeddings(nn.Module):
@@ -41,7 +46,7 @@ class BagOfEmbeddings(nn.Module):
 
 
 @MODELS.register("bag")
-def build(spec, shape: Shape) -> nn.Module:
+def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind != "tokens":
         raise UserError("model.name = 'bag' needs text data (data.source imdb or text_files)")
     return BagOfEmbeddings(shape.input_dim, spec.embedding_dim, spec.hidden, spec.activation, spec.dropout,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
 from honed.models.layers import ACTIVATIONS, Head, masked_max
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
 
 
 class ImageCNN(nn.Module):
@@ -66,7 +71,7 @@ class TextCNN(nn.Module):
 
 
 @MODELS.register("cnn")
-def build(spec, shape: Shape) -> nn.Module:
+def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind == "tokens":
         return TextCNN(shape.input_dim, spec.embedding_dim, spec.channels, spec.kernel_size, spec.activation,
                        spec.dropout, shape.output_dim)

@@ -7,11 +7,16 @@ TF-IDF features, held as an EmbeddingBag so that a text costs only its own ids).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from honed.models import MODELS, Shape
 from honed.models.layers import Head, TokenPool
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
 
 
 class TextLinear(nn.Module):
@@ -31,7 +36,7 @@ class TextLinear(nn.Module):
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
-def _affine(spec, shape: Shape) -> nn.Module:
+def _affine(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind == "tokens":
         return TextLinear(shape.input_dim, shape.output_dim, spec.pooling, spec.sparse, shape.features_dim)
     return Head(shape.input_dim, shape.output_dim)

@@ -9,6 +9,8 @@ sharp, threshold-like ones trees find (prices by latitude, incomes at a bracket)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import torch
@@ -17,6 +19,12 @@ from torch import nn
 from honed.errors import UserError
 from honed.models import MODELS, Shape
 from honed.models.layers import Head, dense_stack
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
+
+
+MAX_ROW_WIDTH = 2_000_000  # first-layer inputs per row, members included: 512 rows of it are 4 GB of float32
 
 
 class PeriodicEmbedding(nn.Module):
@@ -53,12 +61,17 @@ class TableMLP(nn.Module):
     training the model answers each member's outputs (N, k, ...) and the loss is their mean; evaluated, it
     answers the members' mean."""
 
-    def __init__(self, spec, shape: Shape) -> None:
+    def __init__(self, spec: ModelSpec, shape: Shape) -> None:
         super().__init__()
         self.numeric = shape.numeric_dim if spec.numeric_embedding == "periodic" else 0
         self.embed = (PeriodicEmbedding(self.numeric, spec.frequencies, spec.frequency_scale, spec.numeric_dim)
                       if self.numeric else None)
         width = self.numeric * spec.numeric_dim + shape.input_dim - self.numeric
+        if width * spec.ensemble > MAX_ROW_WIDTH:  # each row of a batch is this wide in the first layer's input
+            raise UserError(f"the table gives {shape.input_dim:,} inputs ({self.numeric:,} numbers embedded "
+                            f"{spec.numeric_dim} wide) for {spec.ensemble} ensemble member(s): {width * spec.ensemble:,} "
+                            f"values per row, more than {MAX_ROW_WIDTH:,}; set model.numeric_embedding=none, a smaller "
+                            "model.numeric_dim or model.ensemble, or fewer columns (data.columns)")
         self.members = spec.ensemble
         signs = torch.randint(0, 2, (self.members, width), generator=torch.Generator().manual_seed(0)) * 2 - 1
         self.register_buffer("scales", signs.float() if self.members > 1 else torch.ones(1, width))
@@ -74,7 +87,7 @@ class TableMLP(nn.Module):
 
 
 @MODELS.register("mlp")
-def build(spec, shape: Shape) -> nn.Module:
+def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind != "features":
         raise UserError("model.name = 'mlp' needs numeric features; for text use bag, cnn or rnn")
     if spec.numeric_embedding == "periodic" and (not shape.numeric_dim or shape.image_shape):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -9,6 +11,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from honed.errors import UserError
 from honed.models import MODELS, Shape
 from honed.models.layers import Head
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -77,7 +82,7 @@ def at_steps(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
 
 
 @MODELS.register("rnn")
-def build(spec, shape: Shape) -> nn.Module:
+def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind != "tokens":
         raise UserError("model.name = 'rnn' needs text data (data.source imdb or text_files)")
     return RNNClassifier(shape.input_dim, spec.embedding_dim, spec.cell, spec.hidden_size, spec.layers,

@@ -15,6 +15,8 @@ The head always trains.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import warnings
 
 import torch
@@ -23,6 +25,9 @@ from torch import nn
 from honed.errors import UserError
 from honed.models import MODELS, Shape
 from honed.models.layers import Head, masked_mean
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
 
 
 class TransformerClassifier(nn.Module):
@@ -132,7 +137,7 @@ def freeze_encoder(base: nn.Module, freeze: str | int) -> None:
 
 
 @MODELS.register("transformer")
-def build(spec, shape: Shape) -> nn.Module:
+def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind != "tokens" or not shape.encoder:
         raise UserError("model.name = 'transformer' needs text data tokenized by its encoder "
                         "(data.tokenizer = pretrained, data.pretrained = all-minilm-l6-v2)")

@@ -32,7 +32,7 @@ CHECKS = (
      "data.columns naming numeric columns only, with data.column_types.NAME=numeric for each"),
     ("model.numeric_embedding / model.ensemble", lambda r: r.model.numeric_embedding != "none" or r.model.ensemble > 1,
      "Opacus has no per-example gradients for their weights", "model.numeric_embedding=none and model.ensemble=1"),
-    ("data.standardize_target", lambda r: r.data.standardize_target,
+    ("data.standardize_target", lambda r: getattr(r.data, "standardize_target", False),
      "the target's mean and deviation are the training rows'", "data.standardize_target=false"),
     ("regularization.l1/l2", lambda r: bool(r.regularization.l1 or r.regularization.l2),
      "a penalty's gradient is not clipped per example", "optimizer.weight_decay"),

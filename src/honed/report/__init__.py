@@ -26,7 +26,7 @@ def write_report(run_dir: str | Path) -> Path:
     import jinja2
 
     from honed.report.sections import context
-    from honed.run.files import write_text
+    from honed.files import write_text
 
     path = Path(run_dir)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)
@@ -35,10 +35,14 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def report(run_dir: str | Path) -> Path:
-    """`honed report RUN_DIR`: the page of a finished or stopped run, rebuilt (its test outputs scored again
-    when the run predates test_outputs.npz)."""
-    from honed.report.evidence import OUTPUTS, rescore
-    from honed.run import SUMMARY, check_run_dir, read_summary
+    """`honed report RUN_DIR`: the page of a finished or stopped run, rebuilt from its files (api.report first
+    scores the test split again for a run that predates test_outputs.npz)."""
+    return write_report(check_report_folder(run_dir)[0])
+
+
+def check_report_folder(run_dir: str | Path) -> tuple[Path, dict]:
+    """(the run folder, its summary), or one line saying why the folder has no page to build."""
+    from honed.run import SUMMARY, read_summary
     from honed.errors import UserError
 
     path = Path(run_dir)
@@ -52,10 +56,7 @@ def report(run_dir: str | Path) -> Path:
         raise UserError(f"{path / SUMMARY}: damaged (not JSON); train the run again") from None
     if not isinstance(summary, dict):
         raise UserError(f"{path / SUMMARY}: damaged (not a JSON object); train the run again")
-    if summary.get("test") and not (path / OUTPUTS).is_file():
-        check_run_dir(path)
-        rescore(path)
-    return write_report(path)
+    return path, summary
 
 
 def refresh_report(run_dir: str | Path) -> None:
@@ -74,7 +75,7 @@ def write_summary_page(path: str | Path, command: str, title: str, lines: list[s
 
     import jinja2
 
-    from honed.run.files import write_text
+    from honed.files import write_text
 
     def cell(value) -> str:
         if isinstance(value, float):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from honed.evaluation.calibration import confident_mistakes
-from honed.run.files import atomic_write, read_json, write_json
+from honed.files import atomic_write, read_json, write_json
 from honed import runfiles
 
 OUTPUTS, MISTAKES = runfiles.TEST_OUTPUTS, runfiles.MISTAKES
@@ -67,16 +67,3 @@ def load_mistakes(run_dir: Path) -> list[dict]:
     except ValueError:
         return []
     return [m for m in mistakes if isinstance(m, dict)] if isinstance(mistakes, list) else []
-
-
-def rescore(run_dir: Path) -> None:
-    """Score a run's test split again and keep the evidence (a run made before these files existed)."""
-    from honed.api import load_run
-    from honed.data.build import load_raw, split_raw
-    from honed.evaluation import outputs_of
-
-    recipe, model, pre = load_run(run_dir)
-    raw = load_raw(recipe.data)
-    _, _, test = split_raw(raw, recipe.data)
-    save_test_evidence(run_dir, outputs_of(model, pre.inputs(test.x)), pre.targets(test.y), pre.task,
-                       test.x if raw.kind == "text" else None)

@@ -2,7 +2,7 @@
 
 from honed.run.checkpoints import Checkpoints, Resume, load_latest
 from honed.run.checkpoints import remove_all as remove_checkpoints
-from honed.run.files import atomic_write, load_weights, read_json, save_weights, write_json, write_text
+from honed.files import atomic_write, load_weights, read_json, save_weights, write_json, write_text
 from honed.run.plots import plot_curves
 from honed.run.progress import ProgressBar
 from honed.run.rundir import (CURVES, METRICS, MODEL, RECIPE, SUMMARY, WEIGHTS, MetricsLog, check_run_dir,

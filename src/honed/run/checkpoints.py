@@ -26,7 +26,7 @@ import torch
 
 from honed.digest import file_digest
 from honed.errors import UserError
-from honed.run.files import atomic_write, read_json, write_json
+from honed.files import atomic_write, read_json, write_json
 from honed.training.hooks import Hook
 
 log = logging.getLogger("honed")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from honed.errors import UserError
 from honed.run.checkpoints import FOLDER as CHECKPOINTS
-from honed.run.files import read_json
+from honed.files import read_json
 from honed.run.rundir import RECIPE, SUMMARY
 
 DEPTH = 4  # run folders are found this deep (tune trials, compare variants and cv folds sit 2-3 levels down)

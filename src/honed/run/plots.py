@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from honed.run.files import atomic_write
+from honed.files import atomic_write
 
 
 def pyplot():

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from honed.errors import UserError
-from honed.run.files import read_json, write_json, write_text
+from honed.files import read_json, write_json, write_text
 from honed.training.hooks import Hook
 
 from honed.runfiles import (CURVES, DOCTOR_DIR, DOCTOR_JSON, DOCTOR_MD, EXPLAIN_DIR, EXPLAIN_HTML,  # noqa: F401

@@ -101,7 +101,7 @@ class Teacher:
             logits = self.compute(data_spec, bundle)
             from safetensors.torch import save_file
 
-            from honed.run import atomic_write
+            from honed.files import atomic_write
 
             atomic_write(path, lambda tmp: save_file({"logits": logits.contiguous()}, str(tmp)))
         self._logits[key] = logits

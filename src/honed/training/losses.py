@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from honed.errors import UserError
 from honed.registry import Registry
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import LossSpec
 
 LOSSES: Registry = Registry("loss")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -18,22 +21,22 @@ TASKS = {"mse": {"regression"}, "mae": {"regression"}, "huber": {"regression"}, 
 
 
 @LOSSES.register("mse")
-def _mse(spec) -> LossFn:
+def _mse(spec: LossSpec) -> LossFn:
     return nn.MSELoss()
 
 
 @LOSSES.register("mae")
-def _mae(spec) -> LossFn:
+def _mae(spec: LossSpec) -> LossFn:
     return nn.L1Loss()
 
 
 @LOSSES.register("huber")
-def _huber(spec) -> LossFn:
+def _huber(spec: LossSpec) -> LossFn:
     return nn.HuberLoss(delta=spec.huber_delta)
 
 
 @LOSSES.register("bce")
-def _bce(spec) -> LossFn:
+def _bce(spec: LossSpec) -> LossFn:
     w = spec.class_weights
     if w is None:
         return nn.BCEWithLogitsLoss()
@@ -50,7 +53,7 @@ def _bce(spec) -> LossFn:
 
 
 @LOSSES.register("cross_entropy")
-def _cross_entropy(spec) -> LossFn:
+def _cross_entropy(spec: LossSpec) -> LossFn:
     w = spec.class_weights
     if w is None:
         return nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
@@ -64,14 +67,14 @@ def _cross_entropy(spec) -> LossFn:
     return weighted
 
 
-def resolve_loss_name(spec, task: str) -> str:
+def resolve_loss_name(spec: LossSpec, task: str) -> str:
     name = DEFAULT[task] if spec.name == "auto" else spec.name
     if task not in TASKS[name]:
         raise UserError(f"loss.name = {name!r} does not fit a {task} task; use {DEFAULT[task]!r} (or 'auto')")
     return name
 
 
-def build_loss(spec, task: str) -> LossFn:
+def build_loss(spec: LossSpec, task: str) -> LossFn:
     return LOSSES.get(resolve_loss_name(spec, task))(spec)
 
 

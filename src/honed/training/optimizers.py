@@ -10,11 +10,16 @@ weight decay: decaying a table of millions of rows would touch every row at ever
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from honed.registry import Registry
 from honed.training.sparse_adam import RowSparseAdam
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import OptimizerSpec
 
 OPTIMIZERS: Registry = Registry("optimizer")
 FULL_BATCH = {"gd", "lbfgs"}
@@ -29,32 +34,32 @@ NATIVE_DECOUPLED_DECAY = {"adamw"}
 
 @OPTIMIZERS.register("gd")  # the same update; gd's steps are full-batch (FULL_BATCH)
 @OPTIMIZERS.register("sgd")
-def _sgd(params, spec) -> torch.optim.Optimizer:
+def _sgd(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
 
 
 @OPTIMIZERS.register("adam")
-def _adam(params, spec) -> torch.optim.Optimizer:
+def _adam(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
 
 
 @OPTIMIZERS.register("adamw")
-def _adamw(params, spec) -> torch.optim.Optimizer:
+def _adamw(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
 
 
 @OPTIMIZERS.register("rmsprop")
-def _rmsprop(params, spec) -> torch.optim.Optimizer:
+def _rmsprop(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=spec.lr, alpha=spec.alpha, eps=spec.eps, momentum=spec.momentum)
 
 
 @OPTIMIZERS.register("adagrad")
-def _adagrad(params, spec) -> torch.optim.Optimizer:
+def _adagrad(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps)
 
 
 @OPTIMIZERS.register("lbfgs")
-def _lbfgs(params, spec) -> torch.optim.Optimizer:
+def _lbfgs(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     # a strong-Wolfe line search picks each step's length, so lr = 1 is the usual choice
     return torch.optim.LBFGS(params, lr=spec.lr, max_iter=LBFGS_ITERATIONS, history_size=LBFGS_HISTORY,
                              line_search_fn="strong_wolfe")
@@ -65,19 +70,19 @@ SPARSE_OPTIMIZERS: Registry = Registry("optimizer for sparse gradients")
 
 @SPARSE_OPTIMIZERS.register("adam")
 @SPARSE_OPTIMIZERS.register("adamw")
-def _sparse_adam(params, spec) -> torch.optim.Optimizer:
+def _sparse_adam(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     # Lazy Adam: moments of a row advance only when the row is in the batch.
     return RowSparseAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
 
 
 @SPARSE_OPTIMIZERS.register("sgd")
 @SPARSE_OPTIMIZERS.register("gd")
-def _sparse_sgd(params, spec) -> torch.optim.Optimizer:
+def _sparse_sgd(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=spec.lr)
 
 
 @SPARSE_OPTIMIZERS.register("adagrad")
-def _sparse_adagrad(params, spec) -> torch.optim.Optimizer:
+def _sparse_adagrad(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps)
 
 
@@ -86,7 +91,7 @@ def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse]
 
 
-def build_optimizer(model: nn.Module, spec) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
     """The recipe's optimizer for the model's dense parameters, plus a sparse one for sparse embeddings.
     Frozen parameters (requires_grad off: model.freeze, an adapter's base weights) get no optimizer state."""
     sparse = sparse_parameters(model)

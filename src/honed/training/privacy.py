@@ -17,6 +17,8 @@ plain modules again afterwards, so export, serving and ONNX see the usual model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 import warnings
 
@@ -39,6 +41,9 @@ except ImportError:  # this module is imported only by runs with train.privacy
     raise UserError("train.privacy needs Opacus: pip install 'honed[privacy]'") from None
 
 from honed.models.linear import TextLinear  # noqa: E402
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import PrivacySpec
 
 COVERED = ("the trained weights, with respect to the training rows (one row = one example); not covered: "
            "choices made on validation rows (early stopping, best epoch, time to target), and the label names")
@@ -74,7 +79,7 @@ def text_linear_grad_sample(layer: TextLinear, activations, backprops: torch.Ten
 class Privacy:
     """The numbers of one private run: noise multiplier, sampling rate, delta, and Opacus' pieces around it."""
 
-    def __init__(self, spec, rows: int, steps_per_epoch: int, epochs: int) -> None:
+    def __init__(self, spec: PrivacySpec, rows: int, steps_per_epoch: int, epochs: int) -> None:
         self.spec = spec
         self.sample_rate = 1.0 / steps_per_epoch
         self.expected_batch = rows * self.sample_rate

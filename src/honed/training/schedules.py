@@ -22,39 +22,39 @@ SCHEDULES: Registry = Registry("schedule")
 
 
 @SCHEDULES.register("constant")
-def _constant(opt, spec, steps_per_epoch: int, total: int, mode: str):
+def _constant(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.LambdaLR(opt, lambda step: 1.0)
 
 
 @SCHEDULES.register("exponential")
-def _exponential(opt, spec, steps_per_epoch: int, total: int, mode: str):
+def _exponential(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: str):
     # lr_t = lr * gamma ** (t / steps_per_epoch): gamma is the decay per epoch
     return lr_scheduler.ExponentialLR(opt, gamma=spec.gamma ** (1.0 / steps_per_epoch))
 
 
 @SCHEDULES.register("linear")
-def _linear(opt, spec, steps_per_epoch: int, total: int, mode: str):
+def _linear(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=spec.end_factor, total_iters=max(1, total))
 
 
 @SCHEDULES.register("step")
-def _step(opt, spec, steps_per_epoch: int, total: int, mode: str):
+def _step(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.StepLR(opt, step_size=max(1, round(spec.step_epochs * steps_per_epoch)), gamma=spec.gamma)
 
 
 @SCHEDULES.register("cosine")
-def _cosine(opt, spec, steps_per_epoch: int, total: int, mode: str):
+def _cosine(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total), eta_min=spec.min_lr)
 
 
 @SCHEDULES.register("onecycle")
-def _onecycle(opt, spec, steps_per_epoch: int, total: int, mode: str):
+def _onecycle(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(2, total),
                                    pct_start=spec.pct_start)
 
 
 @SCHEDULES.register("plateau")
-def _plateau(opt, spec, steps_per_epoch: int, total: int, mode: str):
+def _plateau(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: str):
     return lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=spec.factor, patience=spec.patience)
 
 

@@ -6,7 +6,7 @@ import math
 import re
 from pathlib import Path
 
-from honed.run.files import atomic_write
+from honed.files import atomic_write
 
 
 def _pyplot():

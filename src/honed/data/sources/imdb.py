@@ -7,6 +7,8 @@ that runs are repeatable whatever order the archive stores them in.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 import tarfile
 from pathlib import Path
@@ -18,13 +20,16 @@ from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
 from honed.errors import UserError
 
+if TYPE_CHECKING:
+    from honed.recipe.schema import ImdbData
+
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 
 @SOURCES.register("imdb")
-def load(spec) -> RawData:
+def load(spec: ImdbData) -> RawData:
     path = Path(spec.path).expanduser() if spec.path else fetch()
     if not path.exists():
         raise UserError(f"data.path = {spec.path!r}: no IMDB archive or folder there")

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
 from honed.errors import UserError
 
+if TYPE_CHECKING:
+    from honed.recipe.schema import SklearnData
+
 IMAGE_SHAPES = {"digits": (1, 8, 8)}
 
 
 @SOURCES.register("sklearn")
-def load(spec) -> RawData:
+def load(spec: SklearnData) -> RawData:
     from sklearn import datasets
 
     if spec.name is None:

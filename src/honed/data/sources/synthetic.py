@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import SyntheticData
 
 
 def make_regression(n: int, features: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -20,7 +25,7 @@ def make_regression(n: int, features: int, noise: float, seed: int) -> tuple[np.
 
 
 @SOURCES.register("synthetic_regression")
-def load(spec) -> RawData:
+def load(spec: SyntheticData) -> RawData:
     x, y, _, _ = make_regression(spec.n, spec.features, spec.noise, spec.seed)
     names = [f"x{i}" for i in range(spec.features)]
     return RawData(kind="table", task="regression", train=RawSplit(x, y), feature_names=names)

@@ -3,6 +3,8 @@ one target column. The columns reach the preprocessor as a DataFrame; data/colum
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 import logging
@@ -12,11 +14,14 @@ from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
 from honed.errors import UserError, shown
 
+if TYPE_CHECKING:
+    from honed.recipe.schema import TabularData
+
 log = logging.getLogger("honed")
 
 
 @SOURCES.register("tabular")
-def load(spec) -> RawData:
+def load(spec: TabularData) -> RawData:
     key, path = ("data.path", spec.path) if spec.path else ("data.train", spec.train)
     if not path:
         raise UserError("data.path (or data.train) is required for data.source=tabular")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from honed.data.files import numbers_if_all, read_columns
@@ -9,9 +11,12 @@ from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
 from honed.errors import UserError
 
+if TYPE_CHECKING:
+    from honed.recipe.schema import TextFilesData
+
 
 @SOURCES.register("text_files")
-def load(spec) -> RawData:
+def load(spec: TextFilesData) -> RawData:
     train_path = spec.train or spec.path
     if not train_path:
         raise UserError("data.train is required for data.source=text_files (a CSV/JSONL file with text and label columns)")
@@ -20,7 +25,7 @@ def load(spec) -> RawData:
     return RawData(kind="text", task="classification", train=train, test=test)
 
 
-def read_split(path: str, spec, key: str) -> RawSplit:
+def read_split(path: str, spec: TextFilesData, key: str) -> RawSplit:
     wanted = {spec.text_column: "data.text_column", spec.label_column: "data.label_column"}
     if spec.group_column and key == "data.train":
         wanted[spec.group_column] = "data.group_column"
