@@ -253,6 +253,10 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
 
 
 AUTO_BATCH = (32, 512, 16)  # train.batch_size = auto: a power of two near rows / 16, within [32, 512]
+# model.numeric_embedding = auto: periodic from this many training rows. 5-fold CV on training rows only: below,
+# none won on all four small tables (digits, diabetes, breast cancer, wine: 133-1,150 rows); from 2,400 rows
+# periodic won on all four samples of census income and housing (2,400 and 6,400 rows), by 1-1.5 points or 0.04 RMSE
+PERIODIC_FROM_ROWS = 2_000
 
 
 def auto_batch_size(rows: int) -> int:
@@ -263,11 +267,16 @@ def auto_batch_size(rows: int) -> int:
 
 
 def sized_for_rows(recipe: Recipe, rows: int) -> Recipe:
-    """The recipe with what depends on the training rows resolved: train.batch_size = auto, and with train.steps the
-    epochs that make about that many optimizer steps (at most train.epochs). The recipe written to the run holds
+    """The recipe with what depends on the training rows resolved: model.numeric_embedding = auto,
+    train.batch_size = auto, and with train.steps the epochs that make about that many optimizer steps (at most
+    train.epochs). The recipe written to the run holds
     the result, so rerunning it repeats the run."""
     spec = recipe.train
     changes: dict[str, object] = {}
+    if recipe.model.numeric_embedding == "auto":
+        embedding = changes["model.numeric_embedding"] = "periodic" if rows >= PERIODIC_FROM_ROWS else "none"
+        log.info(f"model: numeric embedding {embedding} for {rows:,} training rows (model.numeric_embedding = auto: "
+                 f"periodic from {PERIODIC_FROM_ROWS:,})")
     batch = spec.batch_size
     if batch == "auto":
         batch = changes["train.batch_size"] = auto_batch_size(rows)

@@ -204,6 +204,19 @@ def test_auto_batch_size_gives_small_tables_about_16_steps_per_epoch_within_32_t
     assert sized_for_rows(small, 5).train.batch_size == 64  # the run's recipe holds the resolved size
 
 
+def test_auto_numeric_embedding_is_periodic_from_two_thousand_training_rows():
+    from honed.api import sized_for_rows
+    from honed.recipe import load_recipe
+
+    recipe = load_recipe({"model": {"name": "mlp", "numeric_embedding": "auto"}})
+    assert sized_for_rows(recipe, 1_999).model.numeric_embedding == "none"
+    assert sized_for_rows(recipe, 2_000).model.numeric_embedding == "periodic"
+    with pytest.raises(ValueError, match="resolved first"):  # a model is never built from an unresolved choice
+        from honed.models import Shape, build_model
+
+        build_model(recipe.model, Shape("features", 3, 2, numeric_dim=3))
+
+
 def test_a_table_too_wide_for_its_embeddings_and_ensemble_is_refused_before_allocating():
     from honed.models import Shape, build_model
     from honed.recipe import load_recipe

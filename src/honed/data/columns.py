@@ -8,7 +8,8 @@ its encoding fitted there, and the same encoding applied to every split and to e
               rarer values share an "other" column, missing cells a "missing" one; a value never seen in
               training falls into "other" (or into no column when training had no rare values)
     date      year, month, day, weekday and days since 1970 as numeric columns
-    drop      left out (an ID column: text or integers unique on every row is dropped and said so)
+    drop      left out (an ID column — text or integers unique on every row — and a column with one value on
+              every training row are dropped and said so)
 
 The numeric parts come first in the output (the model's numeric embeddings read them), then the 0/1 parts.
 State is plain JSON (preprocess.json): nothing here is pickled.
@@ -162,10 +163,13 @@ class ColumnEncoder:
 
 # inference ------------------------------------------------------------------------------------------------
 def infer_kind(series) -> str:
-    """numeric for numbers and booleans, date for text that reads as dates, drop for an ID, else category."""
+    """numeric for numbers and booleans, date for text that reads as dates, drop for an ID or a constant, else
+    category."""
     import pandas as pd
 
     seen = series.dropna()
+    if is_constant(series):
+        return "drop"
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         if pd.api.types.is_integer_dtype(seen) and looks_like_id(seen):
             return "drop"
@@ -188,7 +192,15 @@ def infer_kind(series) -> str:
 def drop_reason(series) -> str:
     if cells_missing(series).all():
         return "every cell is missing"
+    if is_constant(series):
+        return f"the same value ({shown(str(category_strings(series).iloc[0]))}) on every training row"
     return "an ID: a different value on every row"
+
+
+def is_constant(series) -> bool:
+    """One value on every training row, none missing: nothing to learn from, and a value seen only later would
+    reach weights that training never moved (the quantile transform of an unseen pixel in scikit-learn's digits)."""
+    return len(series) > 1 and not cells_missing(series).any() and category_strings(series).nunique() == 1
 
 
 def looks_like_id(values) -> bool:

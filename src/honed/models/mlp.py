@@ -90,6 +90,8 @@ class TableMLP(nn.Module):
 def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind != "features":
         raise UserError("model.name = 'mlp' needs numeric features; for text use bag, cnn or rnn")
+    if spec.numeric_embedding == "auto":  # a choice made from the training rows, before any model is built
+        raise ValueError("model.numeric_embedding = auto must be resolved first (honed.api.sized_for_rows)")
     if spec.numeric_embedding == "periodic" and (not shape.numeric_dim or shape.image_shape):
         raise UserError("model.numeric_embedding = periodic needs a table with numeric columns "
                         "(data.source = tabular or sklearn tables), not images")

@@ -217,9 +217,10 @@ class ModelSpec(Section):
     init: InitName = Field("default", description="weight initialization (biases start at zero)")
     hidden: list[Size] = Field(default_factory=list, description="mlp / bag dense layer sizes")
     activation: Activation = Field("relu", description="hidden-layer activation")
-    numeric_embedding: Literal["none", "periodic"] = Field(
+    numeric_embedding: Literal["none", "periodic", "auto"] = Field(
         "none", description="mlp on tables: periodic: each number as ReLU(linear(cos, sin at learned frequencies)) "
-        "before the MLP (PLR embeddings, Gorishniy et al. 2022); none: numbers go in as they are")
+        "before the MLP (PLR embeddings, Gorishniy et al. 2022); none: numbers go in as they are; auto: periodic "
+        "from 2,000 training rows, none below (where the frequencies overfit)")
     frequencies: int = Field(16, ge=1, le=1024, description="periodic numeric embedding: frequencies per column")
     frequency_scale: float = Field(0.1, gt=0, le=1000, description="periodic numeric embedding: standard deviation "
                                    "of the initial frequencies (larger: sharper functions of each number)")
