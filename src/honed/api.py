@@ -437,7 +437,7 @@ def passed_through(table, pre, id_column: str | None) -> list[str]:
             raise UserError(f"--id-column {id_column!r} is not a column of the input; its columns: {columns}")
         return [id_column]
     encoder = getattr(pre, "column_encoder", None)
-    return [c for c in encoder.dropped if c in table.columns] if encoder is not None and table is not None else []
+    return [c for c in encoder.ids if c in table.columns] if encoder is not None and table is not None else []
 
 
 def predictions_frame(scores: torch.Tensor, pre):

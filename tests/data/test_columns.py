@@ -226,3 +226,16 @@ def test_a_table_too_wide_for_its_embeddings_and_ensemble_is_refused_before_allo
     with pytest.raises(UserError, match=r"5,000 numbers embedded 64 wide\) for 8 ensemble member\(s\)"):
         build_model(spec, Shape("features", 5_000, 2, numeric_dim=5_000))  # 2.56 million values per row
     assert build_model(spec, Shape("features", 50, 2, numeric_dim=50)) is not None
+
+
+def test_constant_columns_are_dropped_but_not_copied_beside_predictions(tmp_path):
+    frame = mixed_table(300, 0)
+    frame["version"] = 3  # one value on every training row
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    run = honed.train("tabular", [f"data.path={tmp_path / 't.csv'}", "data.target=label", "train.epochs=2",
+                                  "train.steps=null", "train.report=false"], out=tmp_path / "run")
+    _, _, pre = honed.load_run(run.path)
+    assert pre.column_encoder.dropped == ["row_id", "version"] and pre.column_encoder.ids == ["row_id"]
+    assert "version" not in pre.feature_names
+    assert honed.predict(run.path, frame.head(3)).columns.tolist()[0] == "row_id"
+    assert "version" not in honed.predict(run.path, frame.head(3)).columns

@@ -44,6 +44,7 @@ class ColumnEncoder:
         self.min_count = min_count
         self.columns: list[Column] = []
         self.dropped: list[str] = []
+        self.ids: list[str] = []  # dropped as IDs or by data.column_types: predictions copy them to join rows back
 
     # fitting ---------------------------------------------------------------------------------------------
     def fit(self, frame) -> "ColumnEncoder":
@@ -51,12 +52,14 @@ class ColumnEncoder:
         if unknown:
             raise UserError(f"data.column_types: {shown(unknown[0])} is not a column of the training data; "
                             f"columns: {', '.join(map(str, frame.columns))[:300]}")
-        self.columns, self.dropped = [], []
+        self.columns, self.dropped, self.ids = [], [], []
         for name in frame.columns:
             chosen = self.types.get(str(name))
             kind = chosen or infer_kind(frame[name])
             if kind == "drop":
                 self.dropped.append(str(name))
+                if chosen or drop_reason(frame[name]).startswith("an ID"):  # not constants, not empty columns
+                    self.ids.append(str(name))
                 log.info(f"data: {name}: dropped ({'data.column_types' if chosen else drop_reason(frame[name])})")
                 continue
             column = self._fit_column(str(name), kind, frame[name])
@@ -139,12 +142,13 @@ class ColumnEncoder:
 
     def state(self) -> dict:
         return {"scaling": self.scaling, "types": self.types, "max_categories": self.max_categories,
-                "min_count": self.min_count, "dropped": self.dropped, "columns": [asdict(c) for c in self.columns]}
+                "min_count": self.min_count, "dropped": self.dropped, "ids": self.ids, "columns": [asdict(c) for c in self.columns]}
 
     @classmethod
     def from_state(cls, state: dict) -> "ColumnEncoder":
         enc = cls(state["scaling"], state["types"], int(state["max_categories"]), int(state["min_count"]))
         enc.dropped = list(state["dropped"])
+        enc.ids = list(state.get("ids", state["dropped"]))  # (runs saved before constants were dropped)
         enc.columns = [Column(**c) for c in state["columns"]]
         return enc
 
