@@ -71,3 +71,12 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+class Written(dict):
+    """A command's JSON report (what it wrote to its folder) that also names the folder as `.path`, as every other
+    result does (`Run.path`, `TuneResult.path`): `honed.export_onnx(run).path`, or `["path"]` as JSON has it."""
+
+    @property
+    def path(self) -> Path:
+        return Path(self["path"])

@@ -178,6 +178,7 @@ def test_column_attributions_add_up_and_the_server_takes_text_and_nulls(mixed_ru
 
     exported = export_onnx(mixed_run)  # the encoding travels in the bundle (tests/export/test_client.py runs it)
     assert exported["check"]["max_abs_difference"] < 1e-4 and exported["input"]["columns"] == ["city", "income", "noise"]
+    assert exported.path == mixed_run / "onnx"  # every command's result names its folder
 
 
 def test_train_steps_sets_the_epochs_from_the_rows():

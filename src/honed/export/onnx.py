@@ -22,6 +22,7 @@ import torch
 
 from honed import runfiles
 from honed.errors import UserError
+from honed.files import Written
 from honed.export.inputs import check_inputs
 
 log = logging.getLogger("honed")
@@ -180,4 +181,4 @@ def export_loaded(loaded, folder: Path, x: torch.Tensor) -> dict:
     write_json(folder / BUNDLE, info)
     log.info(f"export: {folder / MODEL} ({info['bytes'] / 1e6:.2f} MB), max |onnx - torch| {difference:.2e} "
              f"on {len(x)} rows")
-    return info | {"path": str(folder)}
+    return Written(info | {"path": str(folder)})

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from honed.errors import UserError
+from honed.files import Written
 from honed.export.inputs import check_inputs
 from honed.models.layers import TokenPool
 from honed import runfiles
@@ -173,4 +174,4 @@ def quantize(run_dir, *, inputs=None, rows: int = 2000) -> dict:
     from honed.report import refresh_report
 
     refresh_report(path)
-    return report | {"path": str(path / runfiles.QUANTIZED_DIR)}
+    return Written(report | {"path": str(path / runfiles.QUANTIZED_DIR)})

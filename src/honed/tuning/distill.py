@@ -14,6 +14,7 @@ import torch
 
 from honed.training.distill import Teacher, check_softening
 from honed import runfiles
+from honed.files import Written
 
 
 def describe(name: str, run_dir: Path, summary: dict) -> dict:
@@ -68,4 +69,4 @@ def distill(teacher_run, student_recipe, overrides=(), *, temperature: float = 2
                        [f"The teacher's outputs were computed {teacher.computed} time(s); each student's own page is "
                         "report.html in its folder."],
                        tables=[{"columns": list(dict.fromkeys(k for r in rows for k in r)), "rows": rows}])
-    return report | {"path": str(out)}
+    return Written(report | {"path": str(out)})
