@@ -269,8 +269,7 @@ def auto_batch_size(rows: int) -> int:
 def sized_for_rows(recipe: Recipe, rows: int) -> Recipe:
     """The recipe with what depends on the training rows resolved: model.numeric_embedding = auto,
     train.batch_size = auto, and with train.steps the epochs that make about that many optimizer steps (at most
-    train.epochs). The recipe written to the run holds
-    the result, so rerunning it repeats the run."""
+    train.epochs). The recipe written to the run holds the result, so rerunning it repeats the run."""
     spec = recipe.train
     changes: dict[str, object] = {}
     if recipe.model.numeric_embedding == "auto":
@@ -379,10 +378,8 @@ def build_report(run_dir: str | Path) -> Path:
 
     path, summary = check_report_folder(run_dir)
     if summary.get("test") and not (path / OUTPUTS).is_file():
-        run = Run.open(path)
-        loaded = run.load()
-        recipe, model, pre = loaded
-        raw = load_raw(recipe.data)
+        recipe, model, pre = Run.open(path).load()
+        raw = load_raw(recipe.data)  # the raw test texts too: the page shows the mistakes' own words
         _, _, test = split_raw(raw, recipe.data)
         save_test_evidence(path, outputs_of(model, pre.inputs(test.x)), pre.targets(test.y), pre.task,
                            test.x if raw.kind == "text" else None)

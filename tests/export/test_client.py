@@ -94,3 +94,20 @@ def test_table_bundles_encode_categories_missing_cells_and_dates_like_training(t
     client = client_predictions(run, tmp_path, ["--rows", str(tmp_path / "rows.json")])
     assert_same(client, TorchPredictor(run).predict(rows))
     assert json.loads((run / "onnx" / "bundle.json").read_text())["input"]["columns"] == ["city", "income", "signed"]
+
+
+def test_table_bundle_rows_missing_a_column_are_one_line(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"city": rng.choice(["paris", "oslo"], 120), "income": rng.normal(size=120),
+                          "label": rng.choice(["yes", "no"], 120)})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    run = honed.train("tabular", [f"data.path={tmp_path / 't.csv'}", "data.target=label", "train.epochs=2",
+                                  "train.steps=null", "train.report=false"], out=tmp_path / "run").path
+    export_onnx(run)
+    (tmp_path / "rows.json").write_text(json.dumps([{"city": "oslo"}]))
+    done = subprocess.run([sys.executable, "-c", BLOCK_HONED, "--rows", str(tmp_path / "rows.json")],
+                          cwd=run / "onnx", capture_output=True, text=True)
+    assert done.returncode == 2 and "lack column(s) 'income'" in done.stderr
+    assert "Traceback" not in done.stderr

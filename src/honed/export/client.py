@@ -119,7 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     items = json.loads(Path(args.rows).read_text()) if args.rows else args.texts
     if not items:
         p.error("give texts, or --rows FILE")
-    for item, result in zip(items, bundle.predict(items)):
+    try:
+        results = bundle.predict(items)
+    except ValueError as e:  # rows that lack a column the model reads: one line, exit 2
+        p.error(str(e))
+    for item, result in zip(items, results):
         json.dump({"input": item} | result, sys.stdout)
         sys.stdout.write("\n")
 
