@@ -18,7 +18,7 @@ _TUNING = {"lr_find", "tune", "compare", "compare_runs", "cv"}
 # (honed.export and honed.serve are subpackages: a function of that name would be replaced by the package on import)
 _SHIP = {"export_onnx": ("honed.export.onnx", "export_onnx"), "quantize": ("honed.export.quantize", "quantize"),
          "distill": ("honed.tuning.distill", "distill"), "list_runs": ("honed.run.listing", "list_runs"),
-         "prepare_model": ("honed.api", "prepare_model")}
+         "prepare_model": ("honed.api", "prepare_model"), "prepare": ("honed.api", "prepare")}
 __all__ = sorted(_API | _TUNING | set(_SHIP) | {"explain", "doctor", "load_recipe", "Recipe", "UserError", "__version__"})
 
 

@@ -30,7 +30,8 @@ from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe, variant
 from honed.report import save_test_evidence, write_report
 from honed.run.tracking import run_written, trackers
-from honed.training import Hook, NonFiniteLoss, Objective, build_loss, distributed, fit
+from honed.training import Hook, NonFiniteLoss, Objective, Trainer, build_loss, distributed
+from honed.training.loop import prepare as prepare_trainer, run as run_loop
 from honed.training.accel import deterministic
 from honed.training.optimizers import WITHOUT_COMPILER
 from honed.training.device import pick_device, seed_everything
@@ -133,6 +134,19 @@ def prepare_model(recipe: Recipe, bundle, device: torch.device | str = "cpu") ->
     return model.to(device)
 
 
+def prepare(recipe: Recipe, bundle, *, world: distributed.World = distributed.World(),
+            device: torch.device | str | None = None, hooks: Iterable[Hook] = (), loss_fn=None,
+            started: float | None = None) -> Trainer:
+    """A Trainer ready to run (`honed.training.loop.run`): the recipe's model from `prepare_model` and everything
+    around it (optimizer, schedule, batches, the recipe's hooks, then `hooks`). Training, the range test and the
+    doctor's race all start here; distillation and search trials go through `train`. Seed first (the caller's
+    `seed_everything(recipe.seed)`): the initial weights are drawn here."""
+    device = pick_device(recipe.train.device) if device is None else device
+    model = prepare_model(recipe, bundle, device)
+    return prepare_trainer(model, bundle, recipe, list(hooks), seed=recipe.seed, started=started, world=world,
+                           loss_fn=loss_fn)
+
+
 def train(recipe: str | Path | dict | Recipe, overrides: Iterable[str] = (), *, out: str | Path | None = None,
           quiet: bool = True, started: float | None = None, hooks: Iterable[Hook] = (), score_test: bool = True,
           objective: Objective | None = None, overwrite: bool = False) -> Run:
@@ -200,7 +214,6 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
         bundle = bundle.with_train_targets(objective.targets(recipe.data, bundle))
         loss_fn = objective.loss(build_loss(recipe.loss, bundle.task), bundle.task)
     shape = Shape.of(bundle)
-    model = prepare_model(recipe, bundle, device)
     run_dir = Path(distributed.broadcast_text(str(_start_run_dir(recipe, out, bundle, shape, state is not None))
                                               if world.main else "",
                                               world))
@@ -217,10 +230,12 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if ckpt:
         hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main,
                                            every_minutes=ckpt.every_minutes))
+    trainer = prepare(recipe, bundle, world=world, device=device, hooks=hooks, loss_fn=loss_fn, started=started)
+    model = trainer.model
     timing["setup"] += time.perf_counter()
     fitting = time.perf_counter()
     try:
-        trainer = fit(model, bundle, recipe, hooks, seed=recipe.seed, started=started, world=world, loss_fn=loss_fn)
+        run_loop(trainer)
     except NonFiniteLoss as e:
         raise UserError(stopped_message(e, model, run_dir, world.main)) from None
     fitting = time.perf_counter() - fitting

@@ -3,7 +3,6 @@ the range test and the doctor's race start from the model training starts from, 
 run's own architecture, and no module joins a run path with a literal file name."""
 
 import ast
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +31,13 @@ def idf_of(model: torch.nn.Module) -> torch.Tensor:
     return next(m for m in model.modules() if isinstance(m, TokenPool)).idf.detach().clone()
 
 
-def fitted_models(monkeypatch, module) -> list:
-    """Every model `module.fit` is called with."""
+def fitted_models(monkeypatch) -> list:
+    """Every model honed.api.prepare starts a Trainer with."""
+    import honed.api as api
+
     seen = []
-    real = module.fit
-    monkeypatch.setattr(module, "fit", lambda model, *a, **k: seen.append(model) or real(model, *a, **k))
+    real = api.prepare_model
+    monkeypatch.setattr(api, "prepare_model", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
     return seen
 
 
@@ -47,21 +48,37 @@ def test_the_range_test_measures_the_tfidf_model_that_trains(monkeypatch, text_c
     bundle = build_data(recipe.data)
     trained_idf = idf_of(prepare_model(recipe, bundle))
     assert not torch.allclose(trained_idf, torch.ones_like(trained_idf))  # the idf is fitted: not all ones
-    seen = fitted_models(monkeypatch, sys.modules[range_test.__module__])
-    range_test(recipe, bundle, 0, 1e-4, 1.0, 6)
+    seen = fitted_models(monkeypatch)
+    sweep = range_test(recipe, bundle, 0, 1e-4, 1.0, 6)
+    assert len(seen) == 1 and len(sweep.losses) > 0  # the sweep trained the model prepare started
     assert torch.equal(idf_of(seen[0]), trained_idf)  # buffers are not trained: the idf it started from
 
 
 def test_the_doctors_race_starts_from_the_tfidf_model_that_trains(monkeypatch, text_csvs):
-    import honed.training as training
     from honed.diagnosis.probes import minibatch_race
 
     recipe = tfidf_recipe(text_csvs)
     bundle = build_data(recipe.data)
-    seen = fitted_models(monkeypatch, training)
+    seen = fitted_models(monkeypatch)
     result = minibatch_race(recipe, bundle, target_loss=0.0, seconds=0.5, max_epochs=2)
-    assert torch.equal(idf_of(seen[0]), idf_of(prepare_model(recipe, bundle)))
+    assert len(seen) == 1 and torch.equal(idf_of(seen[0]), idf_of(prepare_model(recipe, bundle)))
     assert result["epochs"] <= 2
+
+
+def test_training_is_prepare_then_run(tmp_path, text_csvs):
+    """honed.train's weights are those of api.prepare + training.run on the same recipe and rows: one way in."""
+    from honed.api import prepare
+    from honed.training import run
+    from honed.training.device import seed_everything
+
+    recipe = tfidf_recipe(text_csvs)
+    trained = honed.train(recipe, out=tmp_path / "run").model
+    seed_everything(recipe.seed)
+    bundle = build_data(recipe.data)
+    trainer = run(prepare(recipe, bundle))
+    assert trainer.epoch == 2
+    for (name, a), b in zip(trained.state_dict().items(), trainer.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
 
 
 def test_explain_sanity_runs_on_an_image_cnn(tmp_path):

@@ -84,15 +84,15 @@ def test_the_suggested_rate_trains_as_well_as_the_best_rate_of_a_grid(raw, tmp_p
 
 
 def test_the_range_test_runs_the_loops_own_step_with_precision_accumulation_and_clipping(monkeypatch):
-    """lr-find is an ordinary fit: the recipe's step settings reach it (a copy of the step would drop them)."""
+    """lr-find is an ordinary prepare + run: the recipe's step settings reach it (a copy of the step would drop them)."""
     import sys
 
     from honed.training.loop import grad_norm
 
     module = sys.modules[range_test.__module__]  # honed.tuning.lr_find (the package exports a function of that name)
     trainers = []
-    real_fit = module.fit
-    monkeypatch.setattr(module, "fit", lambda *a, **k: trainers.append(real_fit(*a, **k)) or trainers[-1])
+    real_run = module.run_loop
+    monkeypatch.setattr(module, "run_loop", lambda t: trainers.append(real_run(t)) or trainers[-1])
     recipe = load_recipe(DIGITS_SGD, ["train.precision=bf16-mixed", "train.accumulate=2", "train.clip_grad_norm=0.01"])
     sweep = range_test(recipe, build_data(recipe.data), 0, 1e-4, 10.0, 40)
     trainer = trainers[0]

@@ -109,10 +109,11 @@ def minibatch_race(recipe, bundle, target_loss: float, seconds: float, max_epoch
     compared with."""
     from dataclasses import replace
 
-    from honed.api import prepare_model
+    from honed.api import prepare
     from honed.recipe import variant
-    from honed.training import Hook, fit
-    from honed.training.device import pick_device, seed_everything
+    from honed.training import Hook
+    from honed.training.device import seed_everything
+    from honed.training.loop import run
 
     class Reached(Hook):
         def on_epoch_end(self, trainer, record) -> None:
@@ -122,13 +123,12 @@ def minibatch_race(recipe, bundle, target_loss: float, seconds: float, max_epoch
                 trainer.stop_reason = "used the full-batch run's time"
 
     seed_everything(recipe.seed)
-    model = prepare_model(recipe, bundle, pick_device(recipe.train.device))
     changed = variant(recipe, {"optimizer.name": "adam", "optimizer.lr": 1e-3, "optimizer.momentum": 0.0,
                                "optimizer.nesterov": False, "schedule.name": "constant", "schedule.warmup_epochs": 0.0,
                                "train.epochs": max_epochs, "train.batch_size": MINI_BATCH, "train.early_stopping": None,
                                "train.target": None, "train.stop_at_target": False, "train.checkpoint": None,
                                "train.convergence_tol": None})
-    trainer = fit(model, replace(bundle, val=None), changed, [Reached()], seed=recipe.seed)
+    trainer = run(prepare(changed, replace(bundle, val=None), hooks=[Reached()]))
     last = trainer.history[-1]
     return {"loss": last["train_loss"], "seconds": trainer.train_seconds, "epochs": last["epoch"],
             "reached": last["train_loss"] <= target_loss}

@@ -70,6 +70,8 @@ class Trainer:
     # What hooks produce, by name (their one place): "best_epoch" (EarlyStopping), "time_to_target"
     # (TimeToTarget), "last_good" (LastGoodWeights); a hook another one needs is found here, never by type.
     results: dict = field(default_factory=dict)
+    loss_fn: object = None  # what validation scores the model's answer with
+    step_fn: object = None  # the one training step (Step), set by prepare
 
     def call(self, event: str, *args) -> None:
         for hook in self.hooks:
@@ -146,14 +148,13 @@ def parallel_strategy(requested: str, world: World) -> str:
     return "ddp" if world.parallel else "none"
 
 
-def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0,
-        started: float | None = None, world: World = World(), loss_fn=None) -> Trainer:
-    """Train `model` on `data` as `recipe` says; returns the Trainer with its history.
+def prepare(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0,
+            started: float | None = None, world: World = World(), loss_fn=None) -> Trainer:
+    """Everything around `model` that training needs, as `recipe` says: the wrapped net, optimizer, schedule,
+    batches, hooks and the one step; `run` then trains it.
 
     `started` (a time.perf_counter() value) is when the whole command began; time to target counts from it.
     `loss_fn` replaces the recipe's loss (distillation passes one that also reads the teacher's outputs).
-    A hook may restore a checkpoint in `on_fit_start` (see run/checkpoints.py): the loop then goes on
-    from the restored epoch and step.
     """
     spec = recipe.train
     loss_fn = loss_fn or build_loss(recipe.loss, data.task)
@@ -191,9 +192,29 @@ def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = ()
         net, optimizer = privacy.attach(net, optimizer)
         hooks.append(privacy.hook())
     trainer = Trainer(model, net, data, recipe, optimizer, schedule, grad_scaler(spec.precision, device), batches,
-                      metrics, hooks + list(extra_hooks), world, strategy)
+                      metrics, hooks + list(extra_hooks), world, strategy, loss_fn=loss_fn)
+    trainer.step_fn = Step(trainer, step_loss, penalized_weights(model), device,
+                           l2_of(recipe.regularization, len(data.train)))
+    return trainer
+
+
+def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0,
+        started: float | None = None, world: World = World(), loss_fn=None) -> Trainer:
+    """Train `model` on `data` as `recipe` says; returns the Trainer with its history (`run(prepare(...))`)."""
+    return run(prepare(model, data, recipe, extra_hooks, seed, started, world, loss_fn))
+
+
+def run(trainer: Trainer) -> Trainer:
+    """The loop: epochs of steps, validation after each, hooks at every event; returns `trainer`.
+
+    A hook may restore a checkpoint in `on_fit_start` (see run/checkpoints.py): the loop then goes on
+    from the restored epoch and step.
+    """
+    data, spec, batches, schedule, net = trainer.data, trainer.recipe.train, trainer.batches, trainer.schedule, trainer.net
+    model, world, step, loss_fn = trainer.model, trainer.world, trainer.step_fn, trainer.loss_fn
+    device = next(model.parameters()).device
+    monitor = monitor_of(trainer.recipe)
     n_train = len(data.train)
-    step = Step(trainer, step_loss, penalized_weights(model), device, l2_of(recipe.regularization, n_train))
 
     trainer.call("on_fit_start")  # may restore a checkpoint
     first_epoch, skip = max(trainer.epoch, 1), trainer.epoch_step

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from honed.api import prepare_model, sized_for_rows
+from honed.api import prepare, sized_for_rows
 from honed.recipe import Recipe, variant
-from honed.training import Hook, NonFiniteLoss, fit
-from honed.training.device import pick_device, seed_everything
+from honed.training import Hook, NonFiniteLoss
+from honed.training.device import seed_everything
+from honed.training.loop import run as run_loop
 from honed import runfiles
 
 DIVERGENCE = 4.0  # the sweep stops when the smoothed loss exceeds this many times its best
@@ -122,12 +122,11 @@ def sweep_recipe(recipe: Recipe, bundle, min_lr: float, steps: int) -> Recipe:
 def range_test(recipe: Recipe, bundle, seed: int, min_lr: float, max_lr: float, steps: int) -> Sweep:
     """Train with the rate rising exponentially from min_lr to max_lr over `steps` steps: an ordinary `fit`."""
     seed_everything(seed)
-    model = prepare_model(recipe, bundle, pick_device(recipe.train.device))
     sweep = Sweep(seed, [], [])
     no_validation = replace(bundle, val=None)  # the sweep reads training losses only
+    swept = variant(sweep_recipe(recipe, bundle, min_lr, steps), {"seed": seed})
     try:
-        fit(model, no_validation, sweep_recipe(recipe, bundle, min_lr, steps), [RangeTest(sweep, min_lr, max_lr, steps)],
-            seed=seed)
+        run_loop(prepare(swept, no_validation, hooks=[RangeTest(sweep, min_lr, max_lr, steps)]))
     except NonFiniteLoss as e:
         sweep.stop = f"loss became {e.value} at lr {min_lr * (max_lr / min_lr) ** (len(sweep.losses) / max(1, steps - 1)):.3g}"
     sweep.stop = sweep.stop or f"reached max_lr {max_lr:g} without diverging"
