@@ -55,3 +55,19 @@ def test_a_training_sample_leaves_validation_and_test_whole():
     full_shares = np.unique(full_train.y.astype(str), return_counts=True)[1] / len(full_train)
     np.testing.assert_allclose(shares, full_shares, atol=0.01)  # stratified
     assert len(splits(max_train_rows=10**6)[0]) == len(full_train)
+
+
+def test_max_val_rows_caps_validation_and_the_rest_trains():
+    from honed.data.build import load_raw, split_raw
+    from honed.recipe import load_recipe
+
+    def splits(**data):
+        spec = load_recipe({"data": {"source": "sklearn", "name": "digits"} | data}).data
+        return split_raw(load_raw(spec), spec)
+
+    train, val, test = splits()  # 1,437 training rows in the file: 20% of them validate
+    capped_train, capped_val, capped_test = splits(max_val_rows=100)
+    assert len(capped_val) == 100 and len(val) == round(0.2 * (len(train) + len(val)))
+    assert len(capped_train) + len(capped_val) == len(train) + len(val)  # every other row trains
+    np.testing.assert_array_equal(capped_test.x, test.x)
+    assert len(splits(max_val_rows=10**6)[1]) == len(val)  # a cap above 20% changes nothing

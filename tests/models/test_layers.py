@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from honed.models import Shape, build_model, count_params
@@ -52,3 +53,22 @@ def test_uniform_embedding_init_is_bounded_and_keeps_padding_zero():
     emb = build_model(spec, Shape("tokens", 1000, 1)).embedding.weight
     assert emb.abs().max() <= 0.05 and emb[1:].abs().max() > 0.04
     assert torch.all(emb[0] == 0)
+
+
+def test_bits_dropout_drops_at_rate_p_independently_and_keeps_the_mean():
+    """The cheaper mask of the table MLP's dropout is still dropout: each element dropped with probability p,
+    positions independent (the four slices of one random draw included), expectation kept; none at evaluation."""
+    from honed.models.layers import BitsDropout
+
+    torch.manual_seed(0)
+    layer = BitsDropout(0.3).train()
+    x = torch.ones(400, 4, 250)  # 400,000 elements: the drop rate's standard error is under 0.001
+    out = layer(x)
+    dropped = out == 0
+    assert abs(dropped.float().mean().item() - 0.3) < 0.004
+    by_slice = dropped.flatten().view(-1, 4).float().mean(0)  # the 4 elements cut from one 64-bit draw
+    assert torch.all((by_slice - 0.3).abs() < 0.008)
+    both = (dropped.flatten()[:-1] & dropped.flatten()[1:]).float().mean().item()
+    assert abs(both - 0.09) < 0.004  # neighbours dropped together at p^2: independent
+    assert out.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert torch.equal(layer.eval()(x), x)

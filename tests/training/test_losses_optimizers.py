@@ -28,6 +28,24 @@ def test_regression_and_smoothed_losses_equal_torch_functional():
     assert float(smoothed) == pytest.approx(float(by_hand), rel=1e-5)
 
 
+def test_smoothed_bce_equals_two_class_cross_entropy_and_regression_refuses_smoothing():
+    """Label smoothing on two classes means what cross_entropy makes of it on the logits (0, score)."""
+    g = torch.Generator().manual_seed(1)
+    scores, labels = torch.randn(30, generator=g) * 2, torch.randint(0, 2, (30,), generator=g)
+    two = torch.stack([torch.zeros_like(scores), scores], 1)
+    smoothed = loss_of({"name": "bce", "label_smoothing": 0.1}, "binary")
+    per_row = F.cross_entropy(two, labels, label_smoothing=0.1, reduction="none")
+    assert float(smoothed(scores, labels.float())) == pytest.approx(float(per_row.mean()), rel=1e-5)
+    weighted = loss_of({"name": "bce", "label_smoothing": 0.1, "class_weights": [1.0, 3.0]}, "binary")
+    row_weights = 1.0 + 2.0 * labels  # each row's smoothed loss counted with its label's weight
+    reference = (row_weights * per_row).sum() / row_weights.sum()
+    assert float(weighted(scores, labels.float())) == pytest.approx(float(reference), rel=1e-5)
+    from honed.errors import UserError
+
+    with pytest.raises(UserError, match="label_smoothing"):
+        loss_of({"label_smoothing": 0.1}, "regression")
+
+
 @pytest.mark.parametrize("fields,reference", [
     ({"name": "rmsprop", "lr": 0.01, "alpha": 0.9, "momentum": 0.5},
      lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.5, eps=1e-8)),

@@ -45,7 +45,12 @@ def split_raw(raw: RawData, spec: DataSpec) -> tuple[RawSplit, RawSplit | None, 
                          rows=len(train))
         train, val = train.take(np.flatnonzero(folds != f.index)), train.take(np.flatnonzero(folds == f.index))
     elif spec.val_fraction > 0:
-        train, val = carve(train, spec.val_fraction, spec.seed + 1, stratify, "validation")
+        share = spec.val_fraction
+        if spec.max_val_rows and share * len(train) > spec.max_val_rows:  # enough to choose an epoch by; the rest
+            share = spec.max_val_rows / len(train)  # trains (as gradient boosting trains on every row)
+            log.info(f"data: {spec.max_val_rows:,} validation rows ({share:.1%} of the training file; "
+                     "data.max_val_rows)")
+        train, val = carve(train, share, spec.seed + 1, stratify, "validation")
     if spec.max_train_rows and len(train) > spec.max_train_rows:
         # A sample for models too slow for the whole set on this machine (a Transformer on a CPU);
         # carved after validation, so validation and test scores stay comparable with full runs.

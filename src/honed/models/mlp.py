@@ -18,7 +18,7 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.layers import Head, dense_stack
+from honed.models.layers import BitsDropout, Head, dense_stack
 
 if TYPE_CHECKING:
     from honed.recipe.schema import ModelSpec
@@ -76,7 +76,7 @@ class TableMLP(nn.Module):
         signs = torch.randint(0, 2, (self.members, width), generator=torch.Generator().manual_seed(0)) * 2 - 1
         self.register_buffer("scales", signs.float() if self.members > 1 else torch.ones(1, width))
         sizes = [width, *spec.hidden]
-        self.body = dense_stack(sizes, spec.activation, spec.dropout)
+        self.body = dense_stack(sizes, spec.activation, spec.dropout, BitsDropout)
         self.head = MemberHeads(self.members, sizes[-1], shape.output_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,8 @@ class DataBase(Section):
     seed: int = Field(0, description="seed for generated data and for the validation/test splits")
     cache: bool = Field(True, description="reuse preprocessed text data cached on disk ($HONED_CACHE)")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of train held out for validation (stratified)")
+    max_val_rows: Optional[int] = Field(None, ge=1, le=10_000_000_000, description="hold out at most this many "
+                                        "validation rows (a smaller share of large tables); the rest trains")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="used when the source has no test split")
     fold: Optional[FoldSpec] = Field(None, description="honed cv: validate on this fold of the training rows (stratified, "
                                      "or by data.group_column) instead of carving val_fraction")

@@ -37,19 +37,23 @@ def _huber(spec: LossSpec) -> LossFn:
 
 @LOSSES.register("bce")
 def _bce(spec: LossSpec) -> LossFn:
-    w = spec.class_weights
-    if w is None:
+    w, smoothing = spec.class_weights, spec.label_smoothing
+    if w is None and not smoothing:
         return nn.BCEWithLogitsLoss()
-    if len(w) != 2:
+    if w is not None and len(w) != 2:
         raise UserError(f"loss.class_weights has {len(w)} weights; a two-class task takes 2 (one per label, in order)")
 
-    def weighted(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def bce(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # label smoothing as cross_entropy does it for two classes: the target 1 - s/2 for the label, s/2 else
+        soft = targets * (1 - smoothing) + smoothing / 2
+        per_row = nn.functional.binary_cross_entropy_with_logits(scores, soft, reduction="none")
+        if w is None:
+            return per_row.mean()
         # the weighted mean, as cross_entropy's `weight` takes it: sum(w_y * loss) / sum(w_y)
-        per_row = nn.functional.binary_cross_entropy_with_logits(scores, targets, reduction="none")
         row_weights = w[0] + (w[1] - w[0]) * targets
         return (row_weights * per_row).sum() / row_weights.sum()
 
-    return weighted
+    return bce
 
 
 @LOSSES.register("cross_entropy")
@@ -75,7 +79,11 @@ def resolve_loss_name(spec: LossSpec, task: str) -> str:
 
 
 def build_loss(spec: LossSpec, task: str) -> LossFn:
-    return LOSSES.get(resolve_loss_name(spec, task))(spec)
+    name = resolve_loss_name(spec, task)
+    if spec.label_smoothing and task == "regression":
+        raise UserError(f"loss.label_smoothing = {spec.label_smoothing:g} smooths class labels; this task is "
+                        "regression: set it to 0")
+    return LOSSES.get(name)(spec)
 
 
 def per_member(loss_fn: LossFn, members: int) -> LossFn:
