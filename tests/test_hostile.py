@@ -29,6 +29,10 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")
 ) + "search: *i\n"
 
+# a small .gz that expands 1,000-fold: a table (pandas' path) and texts (the standard library's path)
+GZ_BOMB = gzip.compress(b"a,b,y\n" + b"1,2,3\n" * 5_000_000)
+GZ_TEXT_BOMB = gzip.compress(b"text,label\n" + b"good fine great,pos\n" * 2_000_000)
+
 # (id, files {name: text or bytes}, command arguments, fragments the error line must hold)
 MINILM_RUN = ["imdb_minilm", "--set", "data.source=text_files", "--set", "data.train={tmp}/t.csv", "--set",
               "data.val_fraction=0.25", "--set", "train.epochs=1", "--quiet"]
@@ -119,6 +123,20 @@ CASES = [
     ("explain-without-inputs", {}, ["explain", "{tmp}/nothing"], ["--text", "--input", "--global"]),
     ("cv-one-fold", {}, ["cv", "linear_regression", "--folds", "1"], ["at least 2 folds"]),
     ("seeds-repeated", {}, ["train", "linear_regression", "--seeds", "3,3"], ["--seeds", "two or more different"]),
+    # sizes from outside, bounded before they are allocated
+    ("model-too-large", {}, ["train", "linear_regression", "--set", "model.name=mlp", "--set",
+     "model.hidden=[100000,100000]"], ["10,000,", "weights", "HONED_MAX_PARAMETERS"]),
+    ("embedding-too-large", {"t.csv": TINY_TEXT}, ["train", "text_classification", "--set", "data.train={tmp}/t.csv",
+     "--set", "model.name=bag", "--set", "model.embedding_dim=100000", "--set", "data.vocabulary=hashed", "--quiet"],
+     ["weights", "HONED_MAX_PARAMETERS"]),
+    ("gz-that-expands-without-end", {"t.csv.gz": GZ_BOMB}, ["train", "linear_regression", "--set",
+     "data.path={tmp}/t.csv.gz", "--set", "data.target=y"], ["t.csv.gz", "expands past", "HONED_MAX_DECOMPRESSED_BYTES"]),
+    ("text-gz-that-expands-without-end", {"t.csv.gz": GZ_TEXT_BOMB}, ["train", "text_classification", "--set",
+     "data.train={tmp}/t.csv.gz"], ["t.csv.gz", "expands past"]),
+    ("jsonl-nested-too-deeply", {"t.jsonl": '{"text": "good", "label": "pos"}\n' + "[" * 100_000 + "\n"},
+     ["train", "text_classification", "--set", "data.train={tmp}/t.jsonl"], ["t.jsonl", "nested too deeply"]),
+    ("table-jsonl-nested-too-deeply", {"t.jsonl": '{"a": 1, "y": 2}\n' + "[" * 100_000 + "\n"},
+     ["train", "tabular", "--set", "data.path={tmp}/t.jsonl", "--set", "data.target=y"], ["t.jsonl", "cannot read"]),
 ]
 
 
@@ -167,12 +185,26 @@ def test_one_line_in_one_prediction_out_and_the_input_is_kept(tmp_path, text_run
     assert same.returncode == 2 and "that is the --input file" in same.stderr and texts.read_bytes() == before
 
 
-@pytest.mark.parametrize("damage", ["model.safetensors", "model.json", "preprocess.json", "vocab.json"])
-def test_a_damaged_run_file_is_one_line_in_every_command(tmp_path, text_run, damage):
+def too_wide(path: Path) -> bytes:
+    """model.json asking for a model of 60,000,000 inputs: parses, and does not fit the weights."""
+    info = json.loads(path.read_text())
+    info["shape"]["input_dim"] = 60_000_000
+    return json.dumps(info).encode()
+
+
+DAMAGE = {"truncated": lambda path: path.read_bytes()[:40], "nested": lambda path: b"[" * 100_000 + b"]" * 100_000,
+          "too-wide": too_wide}
+
+
+@pytest.mark.parametrize("damage, how", [("model.safetensors", "truncated"), ("model.json", "truncated"),
+                                         ("preprocess.json", "truncated"), ("vocab.json", "truncated"),
+                                         ("model.json", "nested"), ("preprocess.json", "nested"),
+                                         ("model.json", "too-wide")])
+def test_a_damaged_run_file_is_one_line_in_every_command(tmp_path, text_run, damage, how):
     import shutil
 
     broken = Path(shutil.copytree(text_run, tmp_path / "broken"))
-    (broken / damage).write_bytes((broken / damage).read_bytes()[:40])  # truncated
+    (broken / damage).write_bytes(DAMAGE[how](broken / damage))
     for args in (["evaluate", str(broken)], ["predict", str(broken), "--input", str(broken / "model.json")]):
         done = run(args, tmp_path)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]

@@ -94,8 +94,9 @@ class Run:
         """(recipe, model with its trained weights, fitted preprocessor)."""
         recipe = self.recipe
         pre = data_stage.load_preprocessor(self.path)
-        model = self.build(recipe)
         weights = self.file(run_stage.WEIGHTS)
+        self._check_weights_fit(recipe, weights)  # before the model is allocated: model.json may be damaged
+        model = self.build(recipe)
         try:
             run_stage.load_weights(weights, model)
         except Exception as e:  # noqa: BLE001 - safetensors' own error type, or a state that does not fit the model
@@ -105,6 +106,29 @@ class Run:
             model.merge_adapter()
         model.eval()
         return LoadedRun(recipe, model, pre)
+
+    def _check_weights_fit(self, recipe: Recipe, weights: Path) -> None:
+        """model.json's shape and the recipe must give the very tensors model.safetensors holds: compared on
+        the meta device (shapes, no memory) with the file's header, so a damaged model.json is one line, not a
+        model of its size allocated (a pretrained encoder is checked by loading)."""
+        from safetensors import safe_open
+
+        from honed.models import meta_state_shapes
+
+        if recipe.model.name == "transformer":
+            return
+        try:
+            with safe_open(str(weights), "pt") as f:
+                stored = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as e:  # noqa: BLE001 - safetensors' own error type for a damaged header
+            first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+            raise UserError(f"{weights}: damaged or not this run's weights ({first}); train the run again") from None
+        expected = meta_state_shapes(recipe.model, self.shape)
+        for name in sorted(set(stored) | set(expected)):
+            if stored.get(name) != expected.get(name):
+                raise UserError(f"{self.file(run_stage.MODEL)} does not fit {weights.name}: {name!r} is "
+                                f"{stored.get(name, 'missing')} in the weights, {expected.get(name, 'missing')} from "
+                                "model.json and the recipe; the run is damaged: train it again")
 
     def test_split(self, loaded: LoadedRun | None = None):
         """The run's test split, transformed by its fitted preprocessor (read from the raw files)."""

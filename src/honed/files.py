@@ -49,8 +49,16 @@ def write_json(path: Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=_plain) + "\n")
 
 
+def loads_json(text: str | bytes) -> Any:
+    """json.loads, with nesting too deep for the parser (100,000 brackets) a ValueError like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return loads_json(path.read_text(encoding="utf-8"))
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> Path:

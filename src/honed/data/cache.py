@@ -27,6 +27,7 @@ from honed.data.bundle import DataBundle, Split
 from honed.data.download import cache_dir
 from honed.data.tokens import TokenRows
 from honed.errors import UserError
+from honed.files import loads_json
 
 if TYPE_CHECKING:
     from honed.recipe.schema import DataSpec
@@ -69,7 +70,7 @@ def load_cached(spec: DataSpec) -> DataBundle | None:
     if not meta_path.is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = loads_json(meta_path.read_text())
         splits = {name: _load_split(folder, name) for name in SPLITS if name in meta["splits"]}
         bundle = DataBundle(task=meta["task"], input_kind=meta["input_kind"], input_dim=meta["input_dim"],
                             output_dim=meta["output_dim"], train=splits["train"], val=splits.get("val"),

@@ -7,12 +7,14 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
-import json
+import io
 import lzma
+import os
 import zlib
 from pathlib import Path
 
 from honed.errors import UserError
+from honed.files import loads_json
 
 # pandas is imported on first use: runs that read no user file do not pay for it.
 READERS = {
@@ -23,6 +25,46 @@ READERS = {
     ".parquet": lambda pd, p: pd.read_parquet(p),
 }
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")  # pandas decompresses these by their suffix
+# A compressed file is read through a counter: a small file that expands without end (a "zip bomb") stops here,
+# before memory does. At most this many bytes, and at most RATIO times the file's own size (CSV text compresses
+# 3-20x; 100x is data that is mostly one repeated byte).
+MAX_DECOMPRESSED_BYTES = int(os.environ.get("HONED_MAX_DECOMPRESSED_BYTES", 2**30))
+MAX_DECOMPRESSION_RATIO = 100
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # the rest (.zst, .zip): pandas decompresses
+
+
+class Inflated(ValueError):
+    """A compressed file expanded past its bound."""
+
+
+class BoundedReader(io.RawIOBase):
+    """A binary stream that raises Inflated once more than `limit` bytes have been read from `inner`."""
+
+    def __init__(self, inner, limit: int) -> None:
+        self.inner, self.limit, self.count = inner, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.inner.read(min(len(buffer), self.limit - self.count + 1))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise Inflated(f"it expands past {self.limit:,} bytes (the bound on a compressed file: "
+                           f"{MAX_DECOMPRESSION_RATIO}x its size, at most $HONED_MAX_DECOMPRESSED_BYTES = "
+                           f"{MAX_DECOMPRESSED_BYTES:,}; decompress it yourself or raise that)")
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def open_bounded(p: Path, opener) -> io.BufferedReader:
+    """`p` decompressed by `opener` (gzip.open, ...), as a binary stream bounded by the rules above."""
+    limit = min(MAX_DECOMPRESSED_BYTES, MAX_DECOMPRESSION_RATIO * max(p.stat().st_size, 1))
+    return io.BufferedReader(BoundedReader(opener(p, "rb"), limit))
 
 
 def table_kind(p: Path) -> str:
@@ -45,8 +87,13 @@ def read_table(path: str | Path, key: str):
     if reader is None:
         raise UserError(f"{key} = {str(path)!r}: unsupported file type {kind!r}; allowed: {', '.join(READERS)}"
                         f" (CSV, TSV and JSON lines may be compressed: {', '.join(COMPRESSED)})")
+    opener = OPENERS.get(p.suffix.lower()) if kind != p.suffix.lower() else None
     try:
-        frame = reader(pd, p)
+        if opener is None:
+            frame = reader(pd, p)
+        else:  # decompressed here, through the counter; pandas reads the text
+            with open_bounded(p, opener) as stream:
+                frame = reader(pd, stream)
     except ImportError as e:
         raise UserError(f"{key} = {str(path)!r}: reading {p.suffix} needs an extra package ({e.name}); pip install 'honed[parquet]'") from None
     except (ValueError, OSError, UnicodeDecodeError, EOFError, zlib.error) as e:  # ParserError is a ValueError;
@@ -66,7 +113,6 @@ def require_columns(frame, columns: list[str], path: str, key: str) -> None:
 
 
 # the files a text source reads without pandas: plain or compressed CSV/TSV/JSON lines
-OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
 
@@ -83,7 +129,8 @@ def read_columns(path: str | Path, key: str, columns: dict[str, str]) -> dict[st
             require_columns(frame, [name], str(path), named_by)
         return {name: [None if v != v else v for v in frame[name].tolist()] for name in columns}  # NaN -> None
     try:
-        with opener(p, "rt", encoding="utf-8-sig", newline="") as f:
+        stream = open_bounded(p, opener) if opener is not open else open(p, "rb")
+        with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as f:
             rows, header = (_csv_rows(f, DELIMITERS[kind], columns, path) if kind in DELIMITERS
                             else _json_rows(f, columns, path))
     except (ValueError, OSError, EOFError, zlib.error, csv.Error, lzma.LZMAError) as e:  # UnicodeDecodeError,
@@ -121,7 +168,7 @@ def _json_rows(f, columns: dict[str, str], path) -> tuple[dict[str, list], list[
     for number, line in enumerate(f, 1):
         if not line.strip():
             continue
-        row = json.loads(line)
+        row = loads_json(line)
         if not isinstance(row, dict):
             raise ValueError(f"line {number} is not a JSON object")
         seen.update(row)

@@ -8,7 +8,6 @@ regression target. State is saved as JSON (vocab.json or tokenizer.json), never 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from honed.data.raw import RawSplit
 from honed.data.tokens import TokenRows
 from honed.data.words import TextSettings
 from honed.errors import UserError
+from honed.files import loads_json
 from honed.runfiles import PREPROCESS
 
 STATE_FILE = PREPROCESS
@@ -254,7 +254,7 @@ def load_preprocessor(folder: Path) -> Preprocessor:
     if not path.is_file():
         raise UserError(f"{folder} is not a honed run: {STATE_FILE} is missing")
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = loads_json(path.read_text(encoding="utf-8"))
         return _rebuild(state, folder)
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path}: damaged ({type(e).__name__}: {str(e)[:80]}); train the run again") from None

@@ -7,9 +7,11 @@ loss and in prediction, where they are numerically safe.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional, TYPE_CHECKING
 
+import torch
 from torch import nn
 
 from honed.errors import UserError
@@ -66,12 +68,54 @@ if TYPE_CHECKING:
 
 
 SENTENCE_FEATURE_MODELS = ("linear", "logistic", "bag")  # the models that read TextBatch.features
+# Weights a model may have: 4 GB of float32, 16 GB with Adam's two moments and the gradients. A recipe or a
+# run's model.json asking for more is refused before a byte of it is allocated.
+MAX_PARAMETERS = int(os.environ.get("HONED_MAX_PARAMETERS", 1_000_000_000))
+
+
+class _SkipFills(torch.overrides.TorchFunctionMode):
+    """Initializers (normal_, uniform_, ...) on meta tensors do nothing: torch's reference normal_ for the meta
+    device imports the compiler (0.8 s) to fill values that are not there."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by name
+        if name.endswith("_") and not name.startswith("__") and getattr(target, "is_meta", False):
+            return target
+        return func(*args, **kwargs)
+
+
+def count_weights(spec: ModelSpec, shape: Shape) -> int:
+    """The weights `spec` would have on `shape`, counted on PyTorch's meta device (shapes only, no memory)."""
+    with torch.device("meta"), _SkipFills():
+        return count_params(MODELS.get(spec.name)(spec, shape))
+
+
+def meta_state_shapes(spec: ModelSpec, shape: Shape) -> dict[str, list[int]]:
+    """Every tensor of the model's state_dict and its shape, from the meta device (nothing allocated)."""
+    check_size(spec, shape)
+    with torch.device("meta"), _SkipFills():
+        model = MODELS.get(spec.name)(spec, shape)
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_size(spec: ModelSpec, shape: Shape) -> None:
+    """Refuse a model larger than MAX_PARAMETERS in one line (a pretrained encoder's size is its own)."""
+    if spec.name == "transformer":
+        return
+    weights = count_weights(spec, shape)
+    if weights > MAX_PARAMETERS:
+        raise UserError(f"model.name = {spec.name!r} with these settings on {shape.input_dim:,} inputs would have "
+                        f"{weights:,} weights ({weights * 4 / 1e9:.1f} GB), more than {MAX_PARAMETERS:,} "
+                        "($HONED_MAX_PARAMETERS): make model.hidden (or embedding_dim, channels) smaller")
 
 
 def build_model(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.features_dim and spec.name not in SENTENCE_FEATURE_MODELS:
         raise UserError(f"data.encoder_features is read by models {', '.join(SENTENCE_FEATURE_MODELS)}, "
                         f"not model.name = {spec.name!r}")
+    check_size(spec, shape)
     model = MODELS.get(spec.name)(spec, shape)
     # a pretrained model initializes only its new parts (e.g. the classification head)
     initialize(getattr(model, "fresh", model), spec.init, spec.embedding_init, spec.embedding_scale)

@@ -73,7 +73,8 @@ class TableMLP(nn.Module):
                             f"values per row, more than {MAX_ROW_WIDTH:,}; set model.numeric_embedding=none, a smaller "
                             "model.numeric_dim or model.ensemble, or fewer columns (data.columns)")
         self.members = spec.ensemble
-        signs = torch.randint(0, 2, (self.members, width), generator=torch.Generator().manual_seed(0)) * 2 - 1
+        signs = torch.randint(0, 2, (self.members, width), generator=torch.Generator().manual_seed(0),
+                              device="cpu") * 2 - 1
         self.register_buffer("scales", signs.float() if self.members > 1 else torch.ones(1, width))
         sizes = [width, *spec.hidden]
         self.body = dense_stack(sizes, spec.activation, spec.dropout, BitsDropout)

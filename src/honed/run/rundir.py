@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from honed.errors import UserError
-from honed.files import read_json, write_json, write_text
+from honed.files import loads_json, read_json, write_json, write_text
 from honed.training.hooks import Hook
 
 from honed.runfiles import (CURVES, DOCTOR_DIR, DOCTOR_JSON, DOCTOR_MD, EXPLAIN_DIR, EXPLAIN_HTML,  # noqa: F401
@@ -98,7 +98,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     records = []
     for i, line in enumerate(lines):
         try:
-            record = json.loads(line)
+            record = loads_json(line)
         except ValueError:
             if i == len(lines) - 1:
                 break
