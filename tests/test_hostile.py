@@ -347,3 +347,25 @@ def test_fuzzed_recipes_exit_0_or_2_without_a_traceback(tmp_path):
         began = time.perf_counter()
         code = main(["train", str(path), "--set", "train.epochs=1", "--quiet", "--out", str(tmp_path / path.stem)])
         assert code in (0, 2) and time.perf_counter() - began < 60, path.read_bytes()[:300]
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+def test_a_full_disk_a_link_and_an_unwritable_cache(tmp_path, text_run):
+    """Writing where the disk is full is one line (and the device is left a device); a link given as --output is
+    written through, not replaced; a preprocessing cache that cannot be written costs a warning, not the run."""
+    texts = tmp_path / "in.txt"
+    texts.write_text("good fine\nbad awful\n")
+    full = run(["predict", str(text_run), "--input", str(texts), "--output", "/dev/full"], tmp_path)
+    assert full.returncode == 2 and "No space left on device" in full.stderr and len(full.stderr.splitlines()) == 1
+    assert Path("/dev/full").is_char_device()
+    (tmp_path / "kept.csv").write_text("old\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "kept.csv")
+    linked = run(["predict", str(text_run), "--input", str(texts), "--output", str(tmp_path / "link.csv")], tmp_path)
+    assert linked.returncode == 0 and (tmp_path / "link.csv").is_symlink()
+    assert len((tmp_path / "kept.csv").read_text().splitlines()) == 3  # header + 2 predictions, through the link
+    (tmp_path / "t.csv").write_text(TINY_TEXT)
+    (tmp_path / "afile").write_text("")
+    cached = run(["train", "text_classification", "--set", "data.train={tmp}/t.csv", "--set", "train.epochs=1",
+                  "--out", "{tmp}/r", "--quiet"], tmp_path, env={**os.environ, "HONED_CACHE": str(tmp_path / "afile/c")})
+    assert cached.returncode == 0, cached.stderr[-1500:]
+    assert "could not cache the preprocessed data" in cached.stderr and (tmp_path / "r" / "summary.json").is_file()

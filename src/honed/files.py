@@ -24,7 +24,17 @@ MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp's temp fi
 
 
 def atomic_write(path: Path, write) -> Path:
-    """Call write(tmp_path) then rename over `path`, so readers never see half a file."""
+    """Call write(tmp_path) then rename over `path`, so readers never see half a file. A path that exists and is
+    no regular file (a pipe, a device) or a link (/dev/stdout) is written in place, through the link: renaming
+    over it would replace the device or the link itself."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder; name a file to write")
+        try:
+            write(path)
+        except OSError as e:
+            raise UserError(f"{path}: cannot write there ({e.strerror or e})") from None
+        return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -35,6 +45,9 @@ def atomic_write(path: Path, write) -> Path:
         write(Path(tmp))
         os.chmod(tmp, MODE)
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a folder made read-only meanwhile: the old file (if any) is left whole
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write it ({e.strerror or e}); nothing was replaced") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

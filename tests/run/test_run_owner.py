@@ -94,6 +94,10 @@ def test_explain_sanity_runs_on_an_image_cnn(tmp_path):
     rows = pd.DataFrame(np.full((2, 64), 8.0), columns=owner.load().pre.columns)
     result = honed.explain(run.path, rows, steps=8, sanity=True)
     assert result.kind == "image" and "median_rank_correlation" in result.sanity
+    from honed.explanation import explain_test_rows
+
+    ranked = explain_test_rows(run.path, rows=20, steps=8)  # --global: test rows as numbers, not a file
+    assert len(ranked.items) == 20 and set(ranked.overall) <= {str(d) for d in range(10)} and ranked.overall
 
 
 def test_a_run_reads_back_what_training_wrote(digits_run):

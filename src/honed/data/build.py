@@ -125,7 +125,11 @@ def _build_data(spec: DataSpec) -> DataBundle:
             return bundle
     bundle = prepare(spec)
     if use_cache:
-        cache.store(spec, bundle)
+        try:
+            cache.store(spec, bundle)
+        except (OSError, UserError) as e:  # a full disk or an unwritable $HONED_CACHE costs the next run time, no more
+            log.warning(f"data: could not cache the preprocessed data ({e}); going on without ($HONED_CACHE "
+                        "names the folder)")
     return bundle
 
 

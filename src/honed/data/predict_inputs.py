@@ -20,6 +20,12 @@ def read_inputs(inputs, pre, spec: DataSpec) -> np.ndarray | list[str] | pd.Data
     """Raw inputs in the form the fitted preprocessor takes."""
     if pre.kind == "text":
         return read_texts(inputs, spec.text_column)
+    if isinstance(inputs, np.ndarray):  # rows of numbers in the training columns' order (the API, explain --global)
+        columns = pre.column_encoder.used if getattr(pre, "column_encoder", None) is not None else pre.columns
+        if inputs.ndim != 2 or inputs.shape[1] != len(columns):
+            raise UserError(f"the input rows have shape {inputs.shape}; this run takes rows of {len(columns)} values "
+                            f"({', '.join(map(str, columns[:5]))}{', ...' if len(columns) > 5 else ''})")
+        inputs = pd.DataFrame(inputs, columns=columns)
     frame = inputs if isinstance(inputs, pd.DataFrame) else read_table(inputs, "--input")
     where = str(inputs) if not isinstance(inputs, pd.DataFrame) else "the input"
     if getattr(pre, "column_encoder", None) is not None:  # a table's columns: missing cells and unseen values are encoded
