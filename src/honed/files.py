@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -52,6 +55,63 @@ def atomic_write(path: Path, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def building(final: Path) -> Iterator[Path]:
+    """A private folder beside `final` to write a whole folder into (a cache entry, an ONNX bundle): renamed to
+    `final` when the block ends (an older `final` replaced whole), removed when it fails. Readers see a whole
+    folder or none; one left by a killed process is removed by the next writer beside it."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(final.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".building-{os.getpid()}-", dir=final.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as e:
+        raise UserError(f"{final}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield tmp
+        publish(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`. An entry already there (damaged, or another writer's) is first renamed aside,
+    atomically; if another writer's entry lands in between, ours is dropped: it holds the same data."""
+    if final.exists():
+        stale = final.with_name(f".stale-{os.getpid()}-{final.name}")
+        try:
+            os.rename(final, stale)
+        except OSError:  # another process moved or replaced it first
+            pass
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another writer stored the same entry a moment ago
+
+
+def remove_abandoned(root: Path) -> None:
+    """Remove half-written entries (`.building-PID-*`, `.stale-PID-*`) whose process is gone (a killed run)."""
+    for folder in root.glob(".[bs][ut]*-*"):
+        parts = folder.name.split("-")
+        if len(parts) >= 3 and parts[0] in (".building", ".stale") and parts[1].isdigit() and not alive(int(parts[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 
 def write_text(path: Path, text: str) -> Path:

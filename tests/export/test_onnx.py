@@ -116,3 +116,17 @@ def test_a_model_the_exporter_cannot_take_is_a_clear_error(tmp_path):
     write_onnx(SizeDependent(), torch.ones(2, 3), tmp_path / "fixed.onnx")  # exported, but for batches of 2 only
     session = ort.InferenceSession(str(tmp_path / "fixed.onnx"))
     assert max_difference(session, SizeDependent(), torch.randn(2, 3)) == float("inf")
+
+
+def test_a_bundle_is_replaced_whole_and_leftovers_of_a_killed_export_are_not_shipped(regression_run):
+    """A killed export or quantize leaves a temp file or a half-built folder; the next export ships neither."""
+    from pathlib import Path
+
+    first = Path(export_onnx(regression_run).path)
+    (first / ".model.int8.onnx.k3x9").write_bytes(b"")  # what SIGKILL during quantize's write leaves
+    abandoned = regression_run / ".building-999999999-x"  # a killed export's folder (no such process)
+    abandoned.mkdir()
+    again = Path(export_onnx(regression_run).path)
+    assert again == first and sorted(p.name for p in again.iterdir() if p.name.startswith(".")) == []
+    assert not abandoned.exists()
+    assert json.loads((again / "bundle.json").read_text())["check"]["max_abs_difference"] < 1e-4

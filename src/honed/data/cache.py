@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from honed.data.bundle import DataBundle, Split
 from honed.data.download import cache_dir
 from honed.data.tokens import TokenRows
 from honed.errors import UserError
-from honed.files import loads_json
+from honed.files import building, loads_json, remove_abandoned
 
 if TYPE_CHECKING:
     from honed.recipe.schema import DataSpec
@@ -87,12 +85,8 @@ def load_cached(spec: DataSpec) -> DataBundle | None:
 def store(spec: DataSpec, bundle: DataBundle) -> Path:
     """Write the entry into a private folder, then rename it into place: readers see a whole entry or none,
     and any number of processes may store the same key at once (the entries are identical; one stays)."""
-    root = preprocessed_root()
-    root.mkdir(parents=True, exist_ok=True)
-    remove_abandoned(root)
-    final = root / cache_key(spec)
-    tmp = Path(tempfile.mkdtemp(prefix=f".building-{os.getpid()}-", dir=root))
-    try:
+    final = preprocessed_root() / cache_key(spec)
+    with building(final) as tmp:
         splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test}
         for name, split in splits.items():
             if split is not None:
@@ -105,48 +99,8 @@ def store(spec: DataSpec, bundle: DataBundle) -> Path:
                 "output_dim": bundle.output_dim, "image_shape": list(bundle.image_shape) if bundle.image_shape else None,
                 "splits": [n for n, s in splits.items() if s is not None]}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        publish(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("cached the preprocessed data (%s)", final)
     return final
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """Rename `tmp` to `final`. An entry already there (damaged, or another writer's) is first renamed aside,
-    atomically; if another writer's entry lands in between, ours is dropped: it holds the same data."""
-    if final.exists():
-        stale = final.with_name(f".stale-{os.getpid()}-{final.name}")
-        try:
-            os.rename(final, stale)
-        except OSError:  # another process moved or replaced it first
-            pass
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        os.rename(tmp, final)
-    except OSError as e:
-        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)  # another writer stored the same entry a moment ago
-
-
-def remove_abandoned(root: Path) -> None:
-    """Remove half-written entries (`.building-PID-*`, `.stale-PID-*`) whose process is gone (a killed run)."""
-    for folder in root.glob(".[bs][ut]*-*"):
-        parts = folder.name.split("-")
-        if len(parts) >= 3 and parts[0] in (".building", ".stale") and parts[1].isdigit() and not alive(int(parts[1])):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StoredTexts:

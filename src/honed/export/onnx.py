@@ -157,13 +157,24 @@ def export_onnx(run_dir, *, out=None, inputs=None, rows: int = 256) -> dict:
     return info
 
 
-def export_loaded(loaded, folder: Path, x: torch.Tensor) -> dict:
-    """Write a loaded run (`api.LoadedRun`) as a bundle in `folder`, checked on the preprocessed rows `x`."""
+def export_loaded(loaded, final: Path, x: torch.Tensor) -> dict:
+    """Write a loaded run (`api.LoadedRun`) as a bundle in `final`, checked on the preprocessed rows `x`. The
+    bundle is written into a private folder and renamed into place whole: a killed export leaves no partial
+    bundle, and nothing of an older one (a quantized model, a half-written file) is shipped with the new one."""
+    from honed.files import building
+
+    with building(final) as folder:
+        info = _write_bundle(loaded, folder, x)
+    log.info(f"export: {final / MODEL} ({info['bytes'] / 1e6:.2f} MB), max |onnx - torch| "
+             f"{info['check']['max_abs_difference']:.2e} on {len(x)} rows")
+    return Written(info | {"path": str(final)})
+
+
+def _write_bundle(loaded, folder: Path, x: torch.Tensor) -> dict:
     from honed.run import write_json
 
     ort = onnxruntime()
     recipe, model, pre = loaded
-    folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     write_onnx(model, x[:2], folder / MODEL)
     session = ort.InferenceSession(str(folder / MODEL), providers=["CPUExecutionProvider"])
@@ -179,6 +190,4 @@ def export_loaded(loaded, folder: Path, x: torch.Tensor) -> dict:
     info = bundle_info(recipe, pre, x, difference, len(x)) | {"seconds": round(time.perf_counter() - started, 2),
                                                              "bytes": (folder / MODEL).stat().st_size}
     write_json(folder / BUNDLE, info)
-    log.info(f"export: {folder / MODEL} ({info['bytes'] / 1e6:.2f} MB), max |onnx - torch| {difference:.2e} "
-             f"on {len(x)} rows")
-    return Written(info | {"path": str(folder)})
+    return info
