@@ -369,3 +369,19 @@ def test_a_full_disk_a_link_and_an_unwritable_cache(tmp_path, text_run):
                   "--out", "{tmp}/r", "--quiet"], tmp_path, env={**os.environ, "HONED_CACHE": str(tmp_path / "afile/c")})
     assert cached.returncode == 0, cached.stderr[-1500:]
     assert "could not cache the preprocessed data" in cached.stderr and (tmp_path / "r" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("command", [["report"], ["doctor"], ["evaluate"], ["export"]])
+def test_a_link_out_of_a_run_folder_is_refused_by_every_command(tmp_path, text_run, command):
+    """A run folder whose curves.png is a link to a file elsewhere: refused in one line, never read or embedded."""
+    import shutil
+
+    run_dir = Path(shutil.copytree(text_run, tmp_path / "linked"))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2\n")
+    (run_dir / "curves.png").unlink(missing_ok=True)
+    (run_dir / "curves.png").symlink_to(secret)
+    done = run([*command, str(run_dir)], tmp_path)
+    assert done.returncode == 2 and "outside the run folder" in done.stderr and "curves.png" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "hunter2" not in done.stdout + done.stderr
+    assert not (run_dir / "report.html").exists() or "aHVudGVyMj" not in (run_dir / "report.html").read_text()

@@ -46,12 +46,14 @@ def read_evidence(run_dir: str | Path, probes: bool = True) -> RunEvidence:
     from honed.errors import UserError
     from honed.recipe import load_recipe
     from honed.run import RECIPE, read_json, read_metrics
+    from honed.run.rundir import refuse_outside_links
 
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"run directory not found: {path}")
     if not (path / RECIPE).is_file():
         raise UserError(f"{path} is not a honed run: {RECIPE} is missing")
+    refuse_outside_links(path)
 
     def optional(name: str):
         try:

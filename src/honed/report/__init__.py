@@ -43,6 +43,7 @@ def report(run_dir: str | Path) -> Path:
 def check_report_folder(run_dir: str | Path) -> tuple[Path, dict]:
     """(the run folder, its summary), or one line saying why the folder has no page to build."""
     from honed.run import SUMMARY, read_summary
+    from honed.run.rundir import refuse_outside_links
     from honed.errors import UserError
 
     path = Path(run_dir)
@@ -50,6 +51,7 @@ def check_report_folder(run_dir: str | Path) -> tuple[Path, dict]:
         raise UserError(f"run directory not found: {path}")
     if not (path / runfiles.RECIPE).is_file():
         raise UserError(f"{path} is not a honed run: recipe.yaml is missing")
+    refuse_outside_links(path)
     try:
         summary = read_summary(path)
     except ValueError:

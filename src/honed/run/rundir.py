@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 from honed.errors import UserError
@@ -64,6 +65,21 @@ def check_out_free(out: str | Path | None, overwrite: bool = False) -> Path | No
     return path
 
 
+MAX_RUN_ENTRIES = 100_000  # files and folders looked at in a run folder for links (a run holds dozens)
+
+
+def refuse_outside_links(p: Path) -> None:
+    """A run folder's files are read, embedded in self-contained pages and shipped in bundles: a link in it to
+    anything outside it (another user's file, /etc/passwd) is refused in one line, never followed."""
+    root = p.resolve()
+    for count, entry in enumerate(p.rglob("*")):
+        if count >= MAX_RUN_ENTRIES:
+            raise UserError(f"{p}: more than {MAX_RUN_ENTRIES:,} files and folders; not a honed run folder")
+        if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+            raise UserError(f"{entry}: a link to {os.readlink(entry)}, outside the run folder; honed reads only the "
+                            "run's own files: replace the link with the file")
+
+
 def check_run_dir(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_dir():
@@ -71,6 +87,7 @@ def check_run_dir(path: str | Path) -> Path:
     for needed in (RECIPE, WEIGHTS, MODEL):
         if not (p / needed).is_file():
             raise UserError(f"{p} is not a honed run: {needed} is missing")
+    refuse_outside_links(p)
     return p
 
 
