@@ -111,6 +111,16 @@ def test_a_budget_too_small_for_one_epoch_is_a_user_error_and_leaves_no_study(tm
     assert not (tmp_path / "t").exists()
 
 
+def test_a_storage_password_is_never_written(tmp_path):
+    url = "postgresql://bob:hunter2@127.0.0.1:1/optuna"  # nothing listens on port 1 (or no driver): refused
+    with pytest.raises(UserError) as refused:
+        honed.tune(SMALL, budget=10, storage=url, out=tmp_path / "t")
+    assert "bob:***@127.0.0.1:1" in str(refused.value) and "hunter2" not in str(refused.value)
+    from honed.tuning.tune import masked
+
+    assert masked("mysql+pymysql://u:p%40ss@h/db") == "mysql+pymysql://u:***@h/db"
+
+
 def test_an_unreachable_storage_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--storage sqlite:////no/such/folder/x.db: cannot open it"):
         honed.tune(SMALL, budget=10, storage="sqlite:////no/such/folder/x.db", out=tmp_path / "t")

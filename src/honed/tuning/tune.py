@@ -180,6 +180,27 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def masked(url: str) -> str:
+    """A database URL as honed writes it anywhere (logs, errors, summary.json, tune.html): the password as ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy can parse: show its scheme alone
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
+
+
+def without_password(text: str, url: str) -> str:
+    """`text` (a driver's error line) with the URL's password, if any, replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
 def open_storage(optuna, url: str):
     """An Optuna RDB storage; a bad or unreachable URL is a user error."""
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
@@ -194,7 +215,7 @@ def open_storage(optuna, url: str):
             if attempt < 4 and any(w in reason for w in RACES):  # another process is creating the same tables
                 time.sleep(0.5 + random.random())
                 continue
-            raise UserError(f"--storage {url}: cannot open it ({reason})") from None
+            raise UserError(f"--storage {masked(url)}: cannot open it ({without_password(reason, url)})") from None
 
 
 def make_pruner(optuna, name: str, epochs: int):
@@ -268,7 +289,7 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
                                         user_attrs={"origin": f"the recipe with {ENCODER_KEY} = {encoders[0]}"})
     log.info(f"tune: {name} ({'new' if is_new else 'resumed, ' + str(len(the_study.trials)) + ' trials so far'}), "
              f"{direction} {key} over {len(space)} keys ({'from the recipe' if declared else 'default space'}), "
-             f"budget {budget:g} s; storage {url}")
+             f"budget {budget:g} s; storage {masked(url)}")
     search = Search(base, space, key, out, budget, started)
     callbacks = [_keep_best_only(out)]
     if trials:
@@ -311,7 +332,7 @@ def conclude(study, user: Recipe, space: Space, key: str, out: Path, url: str, b
                         f"fewer train.epochs or a smaller space. Trials so far: {out / 'leaderboard.csv'}")
     choice = choose(study, chosen, verdicts, user, space, out, refit)
     choice.summary["tune"] = {
-        "study": study.study_name, "storage": url, "metric": key, "direction": study.direction.name.lower(),
+        "study": study.study_name, "storage": masked(url), "metric": key, "direction": study.direction.name.lower(),
         "best_trial": choice.trial.number, "best_value": choice.trial.value, "params": choice.params,
         "best_run": str(choice.run_dir), "top_trial": choice.top.number, "top_value": choice.top.value,
         "vs_top": {str(n): v["text"] for n, v in verdicts.items()}, "refit_on_all_rows": refit,
@@ -319,7 +340,7 @@ def conclude(study, user: Recipe, space: Space, key: str, out: Path, url: str, b
         "seconds": round(time.perf_counter() - started, 2),
     }
     report.write_choice(study, choice, rows, space, key, out)
-    return TuneResult(out, study.study_name, url, {"trial": choice.trial.number, "value": choice.trial.value,
+    return TuneResult(out, study.study_name, masked(url), {"trial": choice.trial.number, "value": choice.trial.value,
                                                    "params": choice.params, "run_dir": str(choice.run_dir)},
                       rows, choice.summary)
 
