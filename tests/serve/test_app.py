@@ -175,3 +175,83 @@ def test_explain_answers_words_and_their_attributions_and_refuses_bad_requests(t
     empty = text_client.post("/explain", json={"texts": ["goal", " "]})
     assert empty.status_code == 422 and "empty" in empty.json()["error"]
     assert text_client.post("/explain", json={"rows": [[1.0]]}).status_code == 422
+
+
+def raw_request(port: int, data: bytes, wait: float = 0.0, read_for: float = 5.0) -> bytes:
+    """Send `data` over one connection (after `wait` seconds), then read until the server closes it or
+    `read_for` seconds pass; the bytes it answered ("" if it closed without answering)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_for) as s:
+        time.sleep(wait)
+        if data:
+            s.sendall(data)
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except socket.timeout:
+            chunks.append(b"<still open>")
+        return b"".join(chunks)
+
+
+def test_slow_idle_and_foreign_clients_are_cut_off_and_shutdown_is_bounded(text_run):
+    """A real server with short limits: headers that trickle, a body shorter than its Content-Length, a silent
+    connection, a Host header naming another site, a wrong token, and SIGTERM while a slow client holds on."""
+    import os
+    import signal
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "t" * 24
+    server = subprocess.Popen([sys.executable, "-m", "honed", "serve", str(text_run), "--port", str(port),
+                               "--header-timeout", "1", "--body-timeout", "1", "--idle-timeout", "1",
+                               "--shutdown-timeout", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**os.environ, "HONED_SERVE_TOKEN": token})
+    auth = f"Authorization: Bearer {token}\r\n".encode()
+    try:
+        for _ in range(150):
+            if raw_request(port, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n", read_for=1).startswith(
+                    b"HTTP/1.1 200") if _port_open(port) else False:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the server did not come up")
+        started = time.perf_counter()
+        assert raw_request(port, b"GET /health HTTP/1.1\r\nHo") == b""  # headers never finish: closed
+        assert raw_request(port, b"") == b""  # silent: closed
+        assert time.perf_counter() - started < 6
+        short_body = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"texts\"")
+        assert raw_request(port, short_body).startswith(b"HTTP/1.1 408")
+        assert raw_request(port, b"GET /metadata HTTP/1.1\r\nHost: evil.example\r\n" + auth + b"\r\n").startswith(
+            b"HTTP/1.1 400")
+        assert raw_request(port, b"GET /metadata HTTP/1.1\r\nHost: localhost:1\r\n\r\n").startswith(b"HTTP/1.1 401")
+        assert raw_request(port, b"GET /metadata HTTP/1.1\r\nHost: localhost\r\n" + auth +
+                           b"Connection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+        holder = socket.create_connection(("127.0.0.1", port))  # a slow client holding a connection open
+        holder.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 50\r\n\r\n{")
+        stopped = time.perf_counter()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
+        assert time.perf_counter() - stopped < 8
+        holder.close()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("option, value", [("--max-items", "0"), ("--max-batch", "-3"), ("--max-wait-ms", "nan"),
+                                           ("--header-timeout", "0"), ("--body-timeout", "1e9")])
+def test_nonsense_server_options_are_one_line(text_run, option, value):
+    done = subprocess.run([sys.executable, "-m", "honed", "serve", str(text_run), "--port", "1", option, value],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and option in done.stderr and len(done.stderr.strip().splitlines()) == 1

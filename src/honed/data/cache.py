@@ -30,7 +30,8 @@ from honed.files import building, loads_json, remove_abandoned
 if TYPE_CHECKING:
     from honed.recipe.schema import DataSpec
 
-FORMAT = 4  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding; 4: test texts
+FORMAT = 5  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding; 4: test texts;
+# 5: character n-grams from the first 64 characters of a word
 CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
 SPLITS = ("train", "val", "test")
 log = logging.getLogger("honed")

@@ -118,11 +118,15 @@ def bucket_ids(hashes: np.ndarray, buckets: int, offset: int) -> np.ndarray:
     return (mix64(hashes) % np.uint64(buckets)).astype(np.int64) + offset
 
 
+MAX_WORD_CHARS = 64  # character n-grams are cut from a word's first 64 characters: a 99,000-character "word"
+# would give 400,000 ids (and a request of 256 of them gigabytes); words that long are URLs, hashes or noise
+
+
 def word_char_ngrams(word: str, lo: int, hi: int) -> list[int]:
     """Hashes of the character n-grams (lengths lo..hi) of one word padded with a space on each side
     (scikit-learn's char_wb analyzer): " film " -> " f", "fi", ..., "m ", " fi", ... The length is
     mixed into the hash, so an n-gram and a longer one never share a hash by construction."""
-    padded = f" {word} "
+    padded = f" {word[:MAX_WORD_CHARS]} "
     return [zlib.crc32(padded[i : i + n].encode()) + (n << 32)
             for n in range(lo, hi + 1) for i in range(len(padded) - n + 1)]
 

@@ -22,23 +22,51 @@ def chosen_backend(run_dir, backend: str) -> str:
     return read_json(report)["backend"]
 
 
-def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch", limits: Limits | None = None):
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch", limits: Limits | None = None,
+          *, allowed_hosts: list[str] | None = None, token: str | None = None):
     """Load the run on `backend` (or `auto`: the faster int8 version measured by honed quantize) and serve it
-    until interrupted."""
+    until interrupted (SIGTERM or Ctrl-C: requests in flight get limits.shutdown_timeout_s).
+
+    Bound to this machine alone (the default), the server answers only requests that name it as localhost or its
+    loopback address in their Host header; bound wider, `allowed_hosts` names the names it answers to (default:
+    any). With a `token` (honed serve: $HONED_SERVE_TOKEN) every path but /health needs it as a bearer token."""
+    import logging
     import socket
 
     import uvicorn
 
     from honed.errors import UserError
     from honed.export import load_predictor
+    from honed.serve.timeouts import TimedH11Protocol
 
+    limits = limits or Limits()
     if not 0 < port < 65536:
         raise UserError(f"--port {port}: give a port between 1 and 65535")
+    try:
+        limits.check()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if token is not None and len(token) < 16:
+        raise UserError("the token ($HONED_SERVE_TOKEN) has fewer than 16 characters; use a long random one "
+                        "(python -c 'import secrets; print(secrets.token_urlsafe())')")
+    hosts = allowed_hosts or (["127.0.0.1", "localhost", "::1"] if host in LOOPBACK else ["*"])
+    if host not in LOOPBACK and token is None:
+        logging.getLogger("honed").warning(f"serve: listening on {host} without a token: anyone who reaches this "
+                                           "port can call the model and read /metadata; set $HONED_SERVE_TOKEN")
     try:  # before the model loads: a port in use is one line, at once
         with socket.create_server((host, port)):
             pass
     except OSError as e:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
                         "choose another port") from None
-    app = create_app(load_predictor(run_dir, chosen_backend(run_dir, backend)), limits or Limits())
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    app = create_app(load_predictor(run_dir, chosen_backend(run_dir, backend)), limits, allowed_hosts=hosts,
+                     token=token)
+    TimedH11Protocol.header_timeout = limits.header_timeout_s
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", http=TimedH11Protocol,
+                            timeout_keep_alive=max(1, round(limits.idle_timeout_s)),
+                            timeout_graceful_shutdown=round(limits.shutdown_timeout_s),
+                            h11_max_incomplete_event_size=64 * 1024)  # a request line and headers: 64 KB at most
+    uvicorn.Server(config).run()

@@ -13,6 +13,8 @@ Every bad request gets a 4xx with a one-line "error" (never a 500), and the serv
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -37,6 +39,22 @@ class Limits:
     max_chars: int = 100_000  # characters per text
     max_batch: int = 64  # items per model call (micro-batching)
     max_wait_ms: float = 5.0  # how long a request waits for others to share its model call
+    header_timeout_s: float = 10.0  # from a connection's opening (or its last response) to a request's whole headers
+    body_timeout_s: float = 30.0  # between two parts of a request's body (a Content-Length larger than the body)
+    idle_timeout_s: float = 5.0  # a kept-alive connection with no new request
+    shutdown_timeout_s: float = 10.0  # on SIGTERM/Ctrl-C: requests in flight get this long, then the server exits
+
+    RANGES = {"max_items": (1, 100_000), "max_chars": (1, 10_000_000), "max_batch": (1, 4096),
+              "max_wait_ms": (0.0, 1000.0), "header_timeout_s": (0.1, 3600.0), "body_timeout_s": (0.1, 3600.0),
+              "idle_timeout_s": (0.1, 3600.0), "shutdown_timeout_s": (0.0, 3600.0)}
+
+    def check(self) -> None:
+        """Every limit within its range (a ValueError naming the option and the range)."""
+        for name, (low, high) in self.RANGES.items():
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"--{name.replace('_', '-').removesuffix('-s')} {value}: give a value from {low} "
+                                 f"to {high:,}")
 
     @property
     def max_body_bytes(self) -> int:
@@ -46,10 +64,11 @@ class Limits:
 
 class BodyLimit:
     """ASGI middleware: a request body larger than `limit` bytes gets a 413 before it is read whole
-    (by its Content-Length, or by counting as it streams in)."""
+    (by its Content-Length, or by counting as it streams in); a body whose next part does not come within
+    `timeout` seconds (a slow client, a Content-Length larger than what is sent) gets a 408."""
 
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout: float = 30.0) -> None:
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -57,30 +76,76 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await too_large(self.limit, send)
-        seen = 0
+        seen, whole, answered = 0, False, False
 
         async def counted():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, whole, answered
+            if whole or answered:  # after the body, the app may wait for a disconnect: no deadline on that
+                return await receive() if not answered else {"type": "http.disconnect"}
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                answered = True  # the app is told the client left; what it would still send is dropped
+                await answer(408, f"the request body did not arrive within {self.timeout:g} s", send)
+                return {"type": "http.disconnect"}
             seen += len(message.get("body", b""))
+            whole = not message.get("more_body", False)
             if seen > self.limit:
-                raise BodyTooLarge
+                answered = True
+                await too_large(self.limit, send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            return await self.app(scope, counted, send)
-        except BodyTooLarge:
-            return await too_large(self.limit, send)
+        async def unless_answered(message) -> None:
+            if not answered:
+                await send(message)
+
+        return await self.app(scope, counted, unless_answered)
 
 
-class BodyTooLarge(Exception):
-    pass
+class Guard:
+    """ASGI middleware: a Host header the server does not answer to gets a 400 (a page elsewhere that points
+    its own name at this address cannot read it: DNS rebinding), and with a token every path but /health needs
+    `Authorization: Bearer TOKEN` (a 401 otherwise)."""
+
+    def __init__(self, app, allowed_hosts: list[str], token: str | None = None) -> None:
+        self.app, self.token = app, token
+        self.hosts = None if "*" in allowed_hosts else {h.lower() for h in allowed_hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.hosts is not None:
+            host = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.hosts:
+                return await answer(400, f"Host {host or '(none)'!r} is not served here; allowed: "
+                                         f"{', '.join(sorted(self.hosts))} (honed serve --allowed-hosts)", send)
+        if self.token is not None and scope.get("path") != "/health":
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, b"Bearer " + self.token.encode()):
+                return await answer(401, "missing or wrong token: send Authorization: Bearer <token>", send)
+        return await self.app(scope, receive, send)
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port: "localhost:8000" -> "localhost", "[::1]:80" -> "::1"."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 async def too_large(limit: int, send) -> None:
-    body = json.dumps({"error": f"request body over {limit:,} bytes (the server's limit)"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await answer(413, f"request body over {limit:,} bytes (the server's limit)", send)
+
+
+async def answer(status: int, error: str, send) -> None:
+    """A JSON {"error": ...} response sent from middleware, before the app sees the request."""
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -104,7 +169,8 @@ class BadRequest(Exception):
         self.status = status
 
 
-def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
+def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str] = ("*",),
+               token: str | None = None) -> FastAPI:
     from honed import __version__
 
     app = FastAPI(title="honed model server", version=__version__,
@@ -114,7 +180,8 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
     encoder = getattr(predictor.pre, "column_encoder", None)  # a table with encoded columns takes text and nulls
     columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
 
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=limits.body_timeout_s)
+    app.add_middleware(Guard, allowed_hosts=list(allowed_hosts), token=token)  # added last: it runs first
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, e: BadRequest):
@@ -149,7 +216,7 @@ def create_app(predictor, limits: Limits = Limits()) -> FastAPI:
         return {"model": predictor.info.get("model"), "backend": predictor.backend, "task": pre.task,
                 "labels": pre.labels.classes if pre.labels else None, "input": expects,
                 "metrics": predictor.info.get("metrics", {}), "recipe": predictor.info.get("recipe"),
-                "limits": asdict(limits), "honed": __version__}
+                "limits": {k: v for k, v in asdict(limits).items()}, "honed": __version__}
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict:
