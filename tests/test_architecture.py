@@ -9,7 +9,7 @@ from pathlib import Path
 import honed
 
 SRC = Path(honed.__file__).parent
-LEAVES = {"errors", "registry", "digest", "pretrained", "runfiles", "files", "__version__"}  # import nothing of honed's stages
+LEAVES = {"errors", "registry", "digest", "pretrained", "runfiles", "files", "processes", "__version__"}  # import nothing of honed's stages
 
 # package -> the packages it may import (besides LEAVES)
 ALLOWED = {

@@ -272,6 +272,55 @@ def test_a_killed_run_leaves_no_process_behind(tmp_path, delay):
     assert alive == []
 
 
+def descendants_of(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def running(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if "State:\tZ" not in Path(f"/proc/{pid}/status").read_text():
+                alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_one_signal_to_the_launcher_stops_torchrun_and_every_worker(tmp_path, signum):
+    """`honed train --nproc 2` stopped the way a scheduler stops a job, at a random moment once the workers
+    run: no process it started is left, and a SIGTERMed run is not finished behind the user's back."""
+    import random
+
+    proc = subprocess.Popen([sys.executable, "-m", "honed", "train", "linear_regression", "--nproc", "2", "--set",
+                             "train.device=cpu", "--set", "optimizer.name=sgd", "--set", "train.epochs=100000",
+                             "--set", "train.convergence_tol=null", "--set", "data.n=4000", "--quiet", "--out",
+                             str(tmp_path / "run")], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(descendants_of(proc.pid)) < 3:  # torchrun and its two workers
+        time.sleep(0.2)
+    time.sleep(random.uniform(0.5, 3.0))
+    started = descendants_of(proc.pid)
+    assert len(started) >= 3, started
+    proc.send_signal(signum)
+    proc.wait(timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline and running(started):
+        time.sleep(0.2)
+    assert running(started) == []
+    assert not (tmp_path / "run" / "summary.json").exists()
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 130 and "interrupted" in proc.stderr.read()
+
+
 def test_sigterm_leaves_no_temp_files_and_run_files_follow_the_umask(tmp_path):
     done = run(["train", "linear_regression", "--set", "train.epochs=3", "--quiet", "--out", "{tmp}/run"], tmp_path)
     assert done.returncode == 0, done.stderr

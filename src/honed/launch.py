@@ -9,11 +9,13 @@ WORLD_SIZE and LOCAL_RANK, and stops every worker when one fails.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 from honed.errors import UserError
+from honed.processes import die_with_parent, stop_group
 
 LAUNCHER_FLAGS = {"--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--master-addr", "--master-port"}
 
@@ -27,7 +29,7 @@ def torchrun_command(args, argv: list[str]) -> list[str]:
     if args.nnodes > 1 and not (args.rdzv_endpoint or args.master_addr):
         raise UserError(f"--nnodes {args.nnodes}: give every machine the same --rdzv-endpoint HOST:PORT "
                         "(or --master-addr of machine 0)")
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc}",
+    command = [sys.executable, "-c", TORCHRUN_WITH_PARENT, f"--nproc-per-node={args.nproc}",
                f"--nnodes={args.nnodes}"]
     if args.rdzv_endpoint:
         command += ["--rdzv-backend=c10d", f"--rdzv-endpoint={args.rdzv_endpoint}", f"--node-rank={args.node_rank}"]
@@ -59,7 +61,23 @@ def worker_env(nproc: int, started: float) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     env["HONED_STARTED_AT"] = str(time.time() - (time.perf_counter() - started))  # workers time from here
+    env[LAUNCHED] = "1"
     return env
+
+
+LAUNCHED = "HONED_LAUNCHED"  # set for torchrun and its workers: each dies with its parent
+
+
+def as_launched_worker() -> None:
+    """In a worker torchrun started for `honed train --nproc`: end with torchrun, however torchrun ends."""
+    if os.environ.get(LAUNCHED) and os.environ.get("LOCAL_RANK") is not None:
+        die_with_parent(signal.SIGTERM)
+
+
+TORCHRUN_WITH_PARENT = ("import os, runpy, signal, sys; from honed.processes import die_with_parent; "
+                        "die_with_parent(signal.SIGTERM, int(os.environ['HONED_LAUNCHER_PID'])); "
+                        "sys.argv = ['torchrun', *sys.argv[1:]]; runpy.run_module('torch.distributed.run', "
+                        "run_name='__main__')")
 
 
 def check_gpus(nproc: int, device: str) -> None:
@@ -78,4 +96,10 @@ def torchrun(args, argv: list[str], started: float, recipe) -> int:
                         "(drop --nproc, or choose another optimizer)")
     command = torchrun_command(args, argv)
     check_gpus(args.nproc, recipe.train.device)
-    return subprocess.run(command, env=worker_env(args.nproc, started)).returncode
+    env = worker_env(args.nproc, started) | {"HONED_LAUNCHER_PID": str(os.getpid())}
+    process = subprocess.Popen(command, env=env, start_new_session=True)  # its own group: stopped as one
+    try:
+        return process.wait()
+    except BaseException:  # SIGTERM (raised as KeyboardInterrupt) or Ctrl-C: torchrun and every worker stop too
+        stop_group(process)
+        raise

@@ -78,7 +78,8 @@ def test_launcher_flags_are_not_passed_to_the_workers():
     assert worker_argv(argv) == ["train", "r.yaml", "--set", "a=1", "--quiet"]
     args = SimpleNamespace(nproc=2, nnodes=2, node_rank=1, rdzv_endpoint="h:29400", master_addr=None, master_port=29500)
     command = torchrun_command(args, argv)
-    assert command[1:3] == ["-m", "torch.distributed.run"]
+    assert command[1] == "-c" and "runpy.run_module('torch.distributed.run'" in command[2]  # torchrun, dying
+    assert "die_with_parent" in command[2]  # with the launcher
     assert {"--nproc-per-node=2", "--nnodes=2", "--node-rank=1", "--rdzv-endpoint=h:29400"} <= set(command)
     assert command[-7:] == ["-m", "honed", "train", "r.yaml", "--set", "a=1", "--quiet"]
     alone = torchrun_command(SimpleNamespace(nproc=2, nnodes=1, node_rank=0, rdzv_endpoint=None, master_addr=None,

@@ -70,6 +70,9 @@ def console() -> None:
     # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: temp files are removed by the
     # writers' cleanup and the worker pool is shut down, instead of the process vanishing mid-write
     signal.signal(signal.SIGTERM, _terminated)
+    from honed.launch import as_launched_worker
+
+    as_launched_worker()  # a worker of `--nproc`: ends with torchrun
     code = main()
     atexit._run_exitfuncs()
     sys.stdout.flush()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import atexit
 import multiprocessing as mp
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Sequence
+
+from honed.processes import die_with_parent
 
 PARALLEL_MIN = 4000  # fewer items than this are not worth shipping to other processes
 _pool: ProcessPoolExecutor | None = None
@@ -19,26 +22,14 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _die_with_parent() -> None:
-    """In a worker: ask the kernel to kill this process when its parent dies (Linux), so a killed run
-    leaves no worker behind blocked on a pipe."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):  # not Linux: workers still exit with the pool
-        pass
-    if os.getppid() == 1:  # the parent died before the request took effect
-        os._exit(1)
-
-
 def _shared_pool(workers: int) -> ProcessPoolExecutor:
     """Started once (fork where available, so nothing is re-imported), reused by every later call."""
     global _pool
     if _pool is None:
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        _pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_die_with_parent)
+        # each worker dies with this process (Linux): a killed run leaves no worker blocked on a pipe
+        _pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=die_with_parent,
+                                    initargs=(signal.SIGKILL, os.getpid()))
         # wait: idle workers exit at once, and none is left holding the parent's pipes
         atexit.register(_pool.shutdown, wait=True, cancel_futures=True)
     return _pool
