@@ -434,3 +434,30 @@ def test_a_link_out_of_a_run_folder_is_refused_by_every_command(tmp_path, text_r
     assert done.returncode == 2 and "outside the run folder" in done.stderr and "curves.png" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "hunter2" not in done.stdout + done.stderr
     assert not (run_dir / "report.html").exists() or "aHVudGVyMj" not in (run_dir / "report.html").read_text()
+
+
+def test_two_writers_on_one_folder_are_refused(tmp_path):
+    """A second `train --resume` of a run another process is still training, a second compare into one --out, and
+    a compare into a killed compare's --out (stale runs) without --overwrite: each refused in one line."""
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "honed", "train", "linear_regression", "--set", "optimizer.name=sgd",
+                              "--set", "train.epochs=100000", "--set", "train.convergence_tol=null", "--quiet",
+                              "--out", str(run_dir)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (run_dir / "model.json").exists():
+            time.sleep(0.2)
+        second = run(["train", "--resume", str(run_dir)], tmp_path)
+        assert second.returncode == 2 and "another honed process" in second.stderr and f"pid {first.pid}" in second.stderr
+        again = run(["train", "linear_regression", "--out", str(run_dir), "--overwrite"], tmp_path)
+        assert again.returncode == 2 and "another honed process" in again.stderr
+    finally:
+        first.kill()
+        first.wait()
+    args = ["compare", "linear_regression", "--vary", "optimizer.lr=0.01,0.02", "--set", "train.epochs=2",
+            "--out", str(tmp_path / "cmp")]
+    (tmp_path / "cmp" / "runs" / "optimizer.lr=0.01").mkdir(parents=True)  # what a killed compare leaves
+    (tmp_path / "cmp" / "runs" / "optimizer.lr=0.01" / "recipe.yaml").write_text("name: x\n")
+    stale = run(args, tmp_path)
+    assert stale.returncode == 2 and "an earlier compare is there" in stale.stderr and "--overwrite" in stale.stderr
+    assert run([*args, "--overwrite"], tmp_path).returncode == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ import torch
 
 from honed import data as data_stage
 from honed import run as run_stage
-from honed import runfiles
+from honed import files, runfiles
+from honed.files import hold
 from honed import warmup
 from honed.errors import UserError
 from honed.data.profile import split_profile
@@ -197,8 +199,11 @@ def resume(run_dir: str | Path, *, quiet: bool = True, started: float | None = N
         raise UserError(f"--resume {path}: not a honed run directory ({run_stage.RECIPE} is missing)")
     if (path / run_stage.SUMMARY).is_file():
         raise UserError(f"--resume {path}: this run already finished (summary.json is there); nothing to resume")
-    state = run_stage.load_latest(path)
-    return _train(load_recipe(path / run_stage.RECIPE), path, quiet, started, list(hooks), state)
+    with files.releasing():
+        if os.environ.get("RANK", "0") == "0":  # before anything is read: another process may be training this run
+            hold(path, "--resume")
+        state = run_stage.load_latest(path)
+        return _train(load_recipe(path / run_stage.RECIPE), path, quiet, started, list(hooks), state)
 
 
 def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None,
@@ -211,8 +216,9 @@ def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], 
     if spec.threads:
         torch.set_num_threads(spec.threads)
     world, device = distributed.start(pick_device(spec.device), spec.strategy)
-    try:
-        with deterministic(spec.deterministic), (contextlib.nullcontext() if compiling else warmup.eager_optimizers()):
+    try:  # the run folder this training takes is given up when it ends
+        with files.releasing(), deterministic(spec.deterministic), \
+                (contextlib.nullcontext() if compiling else warmup.eager_optimizers()):
             return _train_worker(recipe, out, quiet, started, hooks, state, world, device, score_test, objective)
     finally:
         distributed.stop()
@@ -340,6 +346,7 @@ def _build_data(recipe: Recipe, world: distributed.World):
 
 def _start_run_dir(recipe: Recipe, out, bundle, shape: Shape, resuming: bool = False) -> Path:
     run_dir = Path(out) if resuming else run_stage.new_run_dir(recipe.name, out)
+    hold(run_dir, "--resume" if resuming else "--out")  # released when training ends: one writer per run
     run_stage.write_recipe(run_dir, dump_recipe(recipe))
     bundle.preprocessor.save(run_dir, profile=recipe.train.privacy is None)
     run_stage.write_json(run_dir / run_stage.MODEL, {"spec": recipe.model.model_dump(mode="json"),

@@ -57,6 +57,65 @@ def atomic_write(path: Path, write) -> Path:
     return path
 
 
+LOCK = ".honed.lock"  # in every folder a command writes: who writes there now
+_held: dict[Path, int] = {}
+
+
+def hold(folder: Path, what: str = "--out") -> None:
+    """Take `folder` for this process (an exclusive lock on its .honed.lock) until `release(folder)` or the
+    process ends (the kernel drops the lock of a killed process). A folder another honed process holds is
+    refused in one line: two writers in one run, study or output folder interleave their files."""
+    key = folder.resolve()
+    if key in _held:
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, MODE)
+    except OSError as e:
+        raise UserError(f"{what} {folder}: cannot write there ({e.strerror or e})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(f"{what} {folder}: another honed process (pid {holder}) is writing there; wait for it to "
+                        "end, or choose another folder") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held[key] = fd
+
+
+def release(folder: Path) -> None:
+    """Give up `folder` (taken by `hold`); the lock file stays, empty of meaning."""
+    fd = _held.pop(folder.resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor drops the flock
+
+
+@contextlib.contextmanager
+def releasing() -> Iterator[None]:
+    """Every folder taken by `hold` within the block is given up when it ends (a command's own folders)."""
+    before = set(_held)
+    try:
+        yield
+    finally:
+        for folder in set(_held) - before:
+            release(folder)
+
+
+@contextlib.contextmanager
+def holding(folder: Path, what: str = "--out") -> Iterator[Path]:
+    """`hold(folder)` for the length of a block."""
+    hold(folder, what)
+    try:
+        yield folder
+    finally:
+        release(folder)
+
+
 @contextlib.contextmanager
 def building(final: Path) -> Iterator[Path]:
     """A private folder beside `final` to write a whole folder into (a cache entry, an ONNX bundle): renamed to

@@ -198,3 +198,16 @@ def test_the_tabular_recipe_searches_a_declared_space_that_starts_from_the_recip
     check_space(recipe, space)
     start = recipe_values(recipe, space)
     assert start is not None and start["train.batch_size"] == "auto" and start["model.hidden"] == "[128, 128]"
+
+
+def test_a_study_remembers_its_recipe(tmp_path):
+    """A changed recipe into a finished or killed search's --out would mix its trials with the old ones (best.yaml
+    saying 3 epochs, its score from a 15-epoch trial): refused. The same recipe goes on (see above)."""
+    out = tmp_path / "t"
+    honed.tune(SMALL, budget=30, trials=1, out=out)
+    with pytest.raises(UserError, match="searched another recipe"):
+        honed.tune(SMALL, ["train.epochs=4"], budget=30, trials=1, out=out)
+    (out / "summary.json").unlink()  # as a killed search leaves its folder
+    with pytest.raises(UserError, match="searched another recipe"):
+        honed.tune(SMALL, ["train.epochs=4"], budget=30, trials=1, out=out)
+    assert len(trials_of(out, SMALL["name"])) == 1

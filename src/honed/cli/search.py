@@ -58,6 +58,7 @@ def register(sub) -> dict[str, Callable]:
     add_overrides(cp)
     cp.add_argument("--metric", help="validation metric to plot (default accuracy, else mse, else loss)")
     cp.add_argument("--out", help="report folder (default runs/<recipe>-compare-<time>)")
+    cp.add_argument("--overwrite", action="store_true", help="--out holds an earlier compare: run it again there")
 
     di = sub.add_parser("distill", help="train a student recipe on a teacher run's outputs; compare with and without")
     di.add_argument("teacher_run", help="a finished run (the teacher)")
@@ -141,7 +142,7 @@ def cmd_compare(args) -> int:
         if len(args.targets) != 1:
             raise UserError("compare with --vary takes one recipe")
         result = honed.compare(resolve_recipe(args.targets[0]), args.vary, args.overrides, out=args.out,
-                               metric=args.metric)
+                               metric=args.metric, overwrite=args.overwrite)
     else:
         if args.overrides:
             raise UserError("--set applies to a recipe with --vary; finished runs are compared as they are")

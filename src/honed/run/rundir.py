@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from honed.errors import UserError
-from honed.files import loads_json, read_json, write_json, write_text
+from honed.files import holding, loads_json, read_json, write_json, write_text
 from honed.training.hooks import Hook
 
 from honed.runfiles import (CURVES, DOCTOR_DIR, DOCTOR_JSON, DOCTOR_MD, EXPLAIN_DIR, EXPLAIN_HTML,  # noqa: F401
@@ -61,6 +61,8 @@ def check_out_free(out: str | Path | None, overwrite: bool = False) -> Path | No
                             "or add --overwrite to start it again")
         import shutil
 
+        with holding(path):  # refused while another process still writes there (a resume, a train)
+            pass
         shutil.rmtree(path)
     return path
 

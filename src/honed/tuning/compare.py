@@ -12,10 +12,12 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from honed.errors import UserError
+from honed.files import hold, releasing
 from honed.recipe import load_recipe
 from honed.recipe.load import parse_override
 from honed.recipe.keys import setting_problem
@@ -74,8 +76,15 @@ def folder_of(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(f"{k}={v}" for k, v in params.items()))
 
 
-def compare(recipe, vary: list[str], overrides=(), *, out=None, metric: str | None = None) -> Comparison:
-    """Train every variant of the recipe, then compare them."""
+def compare(recipe, vary: list[str], overrides=(), *, out=None, metric: str | None = None,
+            overwrite: bool = False) -> Comparison:
+    """Train every variant of the recipe, then compare them. An `out` holding an earlier (or a killed) compare is
+    refused unless `overwrite`, which starts it again."""
+    with releasing():
+        return _compare(recipe, vary, overrides, out, metric, overwrite)
+
+
+def _compare(recipe, vary: list[str], overrides, out, metric: str | None, overwrite: bool) -> Comparison:
     from honed import api
 
     grid = variants(parse_vary(vary))
@@ -89,6 +98,12 @@ def compare(recipe, vary: list[str], overrides=(), *, out=None, metric: str | No
         except UserError as e:
             raise UserError(f"variant {label_of(params)}: {e}") from None
     out = new_run_dir(f"{base.name}-compare", out)
+    hold(out)
+    if (out / "runs").exists():
+        if not overwrite:
+            raise UserError(f"--out {out}: an earlier compare is there; choose another folder, or add --overwrite "
+                            "to run it again")
+        shutil.rmtree(out / "runs")
     runs, failed = [], {}
     for i, (params, variant) in enumerate(zip(grid, recipes), 1):
         folder = out / "runs" / folder_of(params)
@@ -122,6 +137,7 @@ def compare_runs(run_dirs: list, *, out=None, labels: list[str] | None = None, m
         raise UserError("compare needs two or more runs (or a recipe and --vary)")
     key = _metric(metric, runs)
     out = new_run_dir("runs-compare", out)
+    hold(out)
     rows = [row_of(run, key) for run in runs]
     add_significance(runs, rows, key)
     figures = [plot_comparison(runs, key, out / "compare.png", f"{len(runs)} runs: {key}")]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from honed.errors import UserError
+from honed.files import holding
 from honed.recipe import Recipe, load_recipe
 from honed.run import read_metrics, timestamped, write_json
 
@@ -73,8 +74,6 @@ def summarize(rows: list[dict], names: list[str]) -> dict:
 def cross_validate(recipe, overrides=(), *, folds: int = 5, repeats: int = 1, group_column: str | None = None,
                    test: bool = False, out=None) -> CrossValidation:
     """Train the recipe once per fold (and repeat); returns the folds' validation metrics and their summary."""
-    from honed import api
-
     if folds < 2:
         raise UserError(f"--folds {folds}: cross-validation needs at least 2 folds")
     if repeats < 1:
@@ -82,6 +81,13 @@ def cross_validate(recipe, overrides=(), *, folds: int = 5, repeats: int = 1, gr
     user = load_recipe(recipe, list(overrides) + ([f"data.group_column={group_column}"] if group_column else []))
     out = Path(out) if out else timestamped(f"{user.name}-cv")
     out.mkdir(parents=True, exist_ok=True)
+    with holding(out):
+        return _cross_validate(user, out, folds, repeats, group_column, test)
+
+
+def _cross_validate(user: Recipe, out: Path, folds: int, repeats: int, group_column, test: bool) -> "CrossValidation":
+    from honed import api
+
     rows = []
     plan = fold_recipes(user, folds, repeats)
     for number, (repeat, index, fold_recipe) in enumerate(plan, 1):

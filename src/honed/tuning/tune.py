@@ -11,6 +11,7 @@ database URL. The test split is scored once, for the best trial, after the searc
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import os
 import random
@@ -25,8 +26,9 @@ from typing import Any
 import torch
 
 from honed.errors import UserError
+from honed.files import hold, releasing
 from honed.evaluation import lower_is_better
-from honed.recipe import Recipe, load_recipe, variant
+from honed.recipe import Recipe, dump_recipe, load_recipe, variant
 from honed.run.rundir import timestamped
 from honed.training.hooks import Hook
 from honed.tuning.space import (ENCODER_KEY, Space, affordable, apply, check_space, decode, recipe_values, space_of,
@@ -252,7 +254,7 @@ def tune(recipe, overrides=(), *, budget: float = 600.0, trials: int | None = No
     space = affordable(user, space, budget)
     from honed.data import reuse_built_data
 
-    with reuse_built_data():  # trials with the same data settings share one in-memory data set
+    with reuse_built_data(), releasing():  # trials share one in-memory data set; --out is held until the end
         return _search(optuna, user, space, declared, metric, budget, trials, storage, study, out, pruner, started,
                        refit)
 
@@ -266,18 +268,28 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
     created_out = not out.exists()
     store = open_storage(optuna, storage) if storage else None  # a bad URL fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    hold(out)  # one search writes a folder at a time (workers sharing a --storage each have their own --out)
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     store = store or open_storage(optuna, url)
     name = study or user.name
     is_new = name not in [s.study_name for s in optuna.get_all_study_summaries(store)]
+    # processes sharing a --storage each draw their own random trials; one process alone repeats itself
+    seed = user.seed if not storage else int.from_bytes(hashlib.sha256(
+        f"{user.seed}/{socket.gethostname()}/{os.getpid()}".encode()).digest()[:4], "little")
     the_study = optuna.create_study(storage=store, study_name=name, direction=direction, load_if_exists=True,
-                                    sampler=optuna.samplers.TPESampler(seed=user.seed, multivariate=True,
+                                    sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True,
                                                                        n_startup_trials=5, constant_liar=True),
                                     pruner=make_pruner(optuna, pruner, user.train.epochs))
     if the_study.direction.name.lower() != direction:
         raise UserError(f"--study {name}: this study {the_study.direction.name.lower()}s, "
                         f"but {key} should be {direction}d; use another --study")
+    fingerprint = hashlib.sha256(dump_recipe(base).encode()).hexdigest()[:16]
+    searched = the_study.user_attrs.get("recipe")
+    if searched is not None and searched != fingerprint:
+        raise UserError(f"--study {name}: this study searched another recipe (other settings than this one's); its "
+                        "trials would be mixed with these: choose another --study or --out")
     if is_new:
+        the_study.set_user_attr("recipe", fingerprint)
         the_study.set_user_attr("metric", key)
         the_study.set_user_attr("space_declared", declared)
         start = recipe_values(user, space)
