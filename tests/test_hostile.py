@@ -123,6 +123,8 @@ CASES = [
     ("explain-without-inputs", {}, ["explain", "{tmp}/nothing"], ["--text", "--input", "--global"]),
     ("cv-one-fold", {}, ["cv", "linear_regression", "--folds", "1"], ["at least 2 folds"]),
     ("seeds-repeated", {}, ["train", "linear_regression", "--seeds", "3,3"], ["--seeds", "two or more different"]),
+    ("loss-that-does-not-fit-the-task", {}, ["train", "linear_regression", "--set", "loss.name=bce", "--out",
+     "{tmp}/run"], ["loss.name = 'bce' does not fit a regression task"]),
     # sizes from outside, bounded before they are allocated
     ("model-too-large", {}, ["train", "linear_regression", "--set", "model.name=mlp", "--set",
      "model.hidden=[100000,100000]"], ["10,000,", "weights", "HONED_MAX_PARAMETERS"]),
@@ -161,6 +163,7 @@ def test_a_hostile_input_gets_one_line_and_exit_2(tmp_path, files, args, words):
     assert "Traceback" not in done.stderr and len(lines) == 1 and len(lines[0]) < 400, done.stderr[-2000:]
     for word in words:
         assert word in lines[0], lines[0]
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder that would block its --out
 
 
 def test_an_unfinished_run_in_out_is_refused_unless_overwritten(tmp_path):

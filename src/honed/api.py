@@ -260,7 +260,12 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if ckpt:
         hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main,
                                            every_minutes=ckpt.every_minutes))
-    trainer = prepare(recipe, bundle, world=world, device=device, hooks=hooks, loss_fn=loss_fn, started=started)
+    try:
+        trainer = prepare(recipe, bundle, world=world, device=device, hooks=hooks, loss_fn=loss_fn, started=started)
+    except BaseException:  # a setup error (a loss that does not fit the task, a model too large): no run was
+        if world.main and state is None:  # made, so no folder is left to block --out or advise a --resume
+            run_stage.remove_run_dir(run_dir)
+        raise
     model = trainer.model
     timing["setup"] += time.perf_counter()
     fitting = time.perf_counter()

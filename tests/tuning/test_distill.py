@@ -68,6 +68,11 @@ def test_distill_runs_the_teacher_once_and_reports_the_ablation(tmp_path, text_d
     again = Teacher(teacher_run, honed.load_run(teacher_run))
     honed.train(student, out=tmp_path / "again", objective=again)
     assert again.computed == 0 and len(forwards) == 1
+    # into the same --out (as after a killed distill): refused, with advice that works; --overwrite runs it again
+    with pytest.raises(UserError, match="an earlier distill is there.*--overwrite"):
+        distill(teacher_run, student, out=tmp_path / "d")
+    rerun = distill(teacher_run, student, temperature=3.0, alpha=0.5, out=tmp_path / "d", overwrite=True)
+    assert rerun["rows"][1]["test accuracy"] == distilled["test accuracy"]  # the same run again, seeded
 
 
 def test_a_teacher_for_other_data_is_refused(tmp_path, text_data):

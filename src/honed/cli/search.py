@@ -67,6 +67,7 @@ def register(sub) -> dict[str, Callable]:
     di.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's term, 0..1 (default 0.5)")
     add_overrides(di)
     di.add_argument("--out", help="report folder (default runs/<student>-distill-<time>)")
+    di.add_argument("--overwrite", action="store_true", help="--out holds an earlier distill: run it again there")
     return {"lr-find": cmd_lr_find, "cv": cmd_cv, "tune": cmd_tune, "compare": cmd_compare, "distill": cmd_distill}
 
 
@@ -159,7 +160,7 @@ def cmd_distill(args) -> int:
     from honed.tuning import distill
 
     report = distill(args.teacher_run, resolve_recipe(args.student_recipe), args.overrides,
-                     temperature=args.temperature, alpha=args.alpha, out=args.out)
+                     temperature=args.temperature, alpha=args.alpha, out=args.out, overwrite=args.overwrite)
     keep = ("model", "params", "bytes", "ms per example", "test accuracy", "test f1", "test mse", "test r2")
     show_table([{k: row[k] for k in keep if k in row} for row in report["rows"]],
                f"distillation (teacher outputs computed {report['teacher_passes']} time(s))")

@@ -6,9 +6,9 @@ from honed.files import atomic_write, load_weights, read_json, save_weights, wri
 from honed.run.plots import plot_curves
 from honed.run.progress import ProgressBar
 from honed.run.rundir import (CURVES, METRICS, MODEL, RECIPE, SUMMARY, WEIGHTS, MetricsLog, check_run_dir,
-                              check_out_free, new_run_dir, read_metrics, read_summary, timestamped, write_recipe,
+                              check_out_free, new_run_dir, read_metrics, remove_run_dir, read_summary, timestamped, write_recipe,
                               write_summary)
 
 __all__ = ["Checkpoints", "Resume", "load_latest", "remove_checkpoints", "atomic_write", "load_weights", "read_json", "save_weights", "write_json", "write_text", "plot_curves",
-           "ProgressBar", "MetricsLog", "check_run_dir", "check_out_free", "new_run_dir", "timestamped", "read_metrics", "read_summary",
+           "ProgressBar", "MetricsLog", "check_run_dir", "check_out_free", "new_run_dir", "remove_run_dir", "timestamped", "read_metrics", "read_summary",
            "write_recipe", "write_summary", "CURVES", "METRICS", "MODEL", "RECIPE", "SUMMARY", "WEIGHTS"]

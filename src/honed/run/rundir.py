@@ -45,6 +45,13 @@ def new_run_dir(name: str, out: str | Path | None, root: str | Path = "runs") ->
     return path
 
 
+def remove_run_dir(path: Path) -> None:
+    """Remove a run folder this process has just made and not trained in (its files, then the folder)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def check_out_free(out: str | Path | None, overwrite: bool = False) -> Path | None:
     """Refuse an --out that is a file, or holds a finished or an unfinished run (checked before any data is
     read, and again when made); with `overwrite`, an unfinished run's folder is emptied and reused."""

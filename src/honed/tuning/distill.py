@@ -14,6 +14,7 @@ import torch
 
 from honed.training.distill import Teacher, check_softening
 from honed import runfiles
+from honed.errors import UserError
 from honed.files import Written
 
 
@@ -39,9 +40,20 @@ def add_latencies(rows: list[dict], runs: list[tuple], raw_test, count: int = 50
 
 
 def distill(teacher_run, student_recipe, overrides=(), *, temperature: float = 2.0, alpha: float = 0.5,
-            out=None) -> dict:
-    """Train the student with and without the teacher; return (and write) the comparison."""
+            out=None, overwrite: bool = False) -> dict:
+    """Train the student with and without the teacher; return (and write) the comparison. An `out` holding an
+    earlier (or a killed) distill is refused unless `overwrite`, which starts it again."""
+    from honed.files import releasing
+
+    with releasing():
+        return _distill(teacher_run, student_recipe, overrides, temperature, alpha, out, overwrite)
+
+
+def _distill(teacher_run, student_recipe, overrides, temperature: float, alpha: float, out, overwrite: bool) -> dict:
+    import shutil
+
     from honed import api
+    from honed.files import hold
     from honed.data.build import load_raw, split_raw
     from honed.recipe import load_recipe
     from honed.run import check_run_dir, read_summary, timestamped, write_json
@@ -51,6 +63,14 @@ def distill(teacher_run, student_recipe, overrides=(), *, temperature: float = 2
     teacher = Teacher(teacher_dir, api.load_run(teacher_dir), temperature, alpha)
     recipe = load_recipe(student_recipe, overrides)
     out = Path(out) if out else timestamped(f"{recipe.name}-distill")
+    earlier = [out / name for name in ("distilled", "alone", runfiles.SUMMARY) if (out / name).exists()]
+    if earlier and not overwrite:
+        raise UserError(f"--out {out}: an earlier distill is there; choose another folder, or add --overwrite to run "
+                        "it again")
+    out.mkdir(parents=True, exist_ok=True)
+    hold(out)
+    for path in earlier:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     with_teacher = api.train(recipe, out=out / "distilled", objective=teacher)
     alone = api.train(recipe, out=out / "alone")
     rows = [describe(f"teacher ({teacher.recipe.model.name})", teacher_dir, read_summary(teacher_dir)),
