@@ -196,13 +196,16 @@ def too_wide(path: Path) -> bytes:
 
 
 DAMAGE = {"truncated": lambda path: path.read_bytes()[:40], "nested": lambda path: b"[" * 100_000 + b"]" * 100_000,
-          "too-wide": too_wide}
+          "too-wide": too_wide, "not-a-list": lambda path: b'{"good": 1}',
+          "more-words-than-weights": lambda path: json.dumps(json.loads(path.read_text()) +
+                                                             [f"w{i}" for i in range(100_000)]).encode()}
 
 
 @pytest.mark.parametrize("damage, how", [("model.safetensors", "truncated"), ("model.json", "truncated"),
                                          ("preprocess.json", "truncated"), ("vocab.json", "truncated"),
                                          ("model.json", "nested"), ("preprocess.json", "nested"),
-                                         ("model.json", "too-wide")])
+                                         ("model.json", "too-wide"), ("vocab.json", "not-a-list"),
+                                         ("vocab.json", "more-words-than-weights")])
 def test_a_damaged_run_file_is_one_line_in_every_command(tmp_path, text_run, damage, how):
     import shutil
 

@@ -97,6 +97,11 @@ class Run:
         recipe = self.recipe
         pre = data_stage.load_preprocessor(self.path)
         weights = self.file(run_stage.WEIGHTS)
+        fitted = Shape.of_preprocessor(pre)  # what the preprocessing files give the model: it must be model.json's
+        if (fitted.input_dim, fitted.output_dim) != (self.shape.input_dim, self.shape.output_dim):
+            raise UserError(f"{self.path}: the preprocessing files give {fitted.input_dim:,} inputs and "
+                            f"{fitted.output_dim} outputs, model.json {self.shape.input_dim:,} and "
+                            f"{self.shape.output_dim}; the run is damaged: train it again")
         self._check_weights_fit(recipe, weights)  # before the model is allocated: model.json may be damaged
         model = self.build(recipe)
         try:

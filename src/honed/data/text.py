@@ -87,7 +87,17 @@ class WordTokenizer:
 
     @classmethod
     def load(cls, folder: Path, settings: TextSettings) -> "WordTokenizer":
-        return cls(settings, json.loads((folder / cls.FILE).read_text(encoding="utf-8")))
+        from honed.errors import UserError
+        from honed.files import loads_json
+
+        path = folder / cls.FILE
+        try:
+            vocab = loads_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: damaged ({str(e)[:80]}); train the run again") from None
+        if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
+            raise UserError(f"{path}: damaged (not a list of words); train the run again")
+        return cls(settings, vocab)
 
 
 @TOKENIZERS.register("bpe")
