@@ -123,6 +123,11 @@ CASES = [
     ("explain-without-inputs", {}, ["explain", "{tmp}/nothing"], ["--text", "--input", "--global"]),
     ("cv-one-fold", {}, ["cv", "linear_regression", "--folds", "1"], ["at least 2 folds"]),
     ("seeds-repeated", {}, ["train", "linear_regression", "--seeds", "3,3"], ["--seeds", "two or more different"]),
+    ("jsonl-text-cell-that-is-a-list", {"t.jsonl": '{"text": ["a", "b"], "label": "x"}\n{"text": "c", "label": "y"}\n'},
+     ["train", "text_classification", "--set", "data.train={tmp}/t.jsonl"], ["column 'text' holds a list in row 1"]),
+    ("jsonl-table-cell-that-is-an-object", {"t.jsonl": "".join(f'{{"a": {{"k": {i}}}, "y": {i}}}\n' for i in range(9))},
+     ["train", "tabular", "--set", "data.path={tmp}/t.jsonl", "--set", "data.target=y"],
+     ["column 'a' holds an object in row 1", "one value per cell"]),
     ("loss-that-does-not-fit-the-task", {}, ["train", "linear_regression", "--set", "loss.name=bce", "--out",
      "{tmp}/run"], ["loss.name = 'bce' does not fit a regression task"]),
     # sizes from outside, bounded before they are allocated
@@ -440,6 +445,15 @@ def test_a_link_out_of_a_run_folder_is_refused_by_every_command(tmp_path, text_r
     assert done.returncode == 2 and "outside the run folder" in done.stderr and "curves.png" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "hunter2" not in done.stdout + done.stderr
     assert not (run_dir / "report.html").exists() or "aHVudGVyMj" not in (run_dir / "report.html").read_text()
+
+
+def test_a_parquet_column_of_lists_is_one_line(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"text": [["a", "b"], ["c"]] * 10, "label": ["x", "y"] * 10}).to_parquet(tmp_path / "t.parquet")
+    done = run(["train", "text_classification", "--set", "data.train={tmp}/t.parquet"], tmp_path)
+    assert done.returncode == 2 and "column 'text' holds a list in row 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_two_writers_on_one_folder_are_refused(tmp_path):

@@ -101,7 +101,25 @@ def read_table(path: str | Path, key: str):
         raise UserError(f"{key} = {str(path)!r}: cannot read it ({first})") from None
     if len(frame) == 0:
         raise UserError(f"{key} = {str(path)!r}: the file has no rows")
+    for column in frame.columns[frame.dtypes == object]:
+        check_cells(frame[column].tolist(), column, path, key)
     return frame
+
+
+NESTED = (list, tuple, dict, set)
+
+
+def check_cells(cells: list, column, path, key: str) -> None:
+    """One value per cell (text, a number, a boolean or nothing): a Parquet or JSON lines column of lists or
+    objects is refused in one line, naming the first such row."""
+    import numpy as np
+
+    for row, cell in enumerate(cells):
+        if isinstance(cell, NESTED) or isinstance(cell, np.ndarray):
+            kind = "an object" if isinstance(cell, dict) else "a list"
+            raise UserError(f"{key} = {str(path)!r}: column {column!r} holds {kind} in row "
+                            f"{row + 1}; honed reads one value per cell (text, a number, a boolean or empty): "
+                            "flatten or join it first")
 
 
 def require_columns(frame, columns: list[str], path: str, key: str) -> None:
@@ -127,7 +145,8 @@ def read_columns(path: str | Path, key: str, columns: dict[str, str]) -> dict[st
         frame = read_table(path, key)  # pandas: Parquet, .zst/.zip, and the errors for missing files or types
         for name, named_by in columns.items():
             require_columns(frame, [name], str(path), named_by)
-        return {name: [None if v != v else v for v in frame[name].tolist()] for name in columns}  # NaN -> None
+        return {name: [None if v is None or (isinstance(v, float) and v != v) else v for v in frame[name].tolist()]
+                for name in columns}  # NaN -> None
     try:
         stream = open_bounded(p, opener) if opener is not open else open(p, "rb")
         with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as f:
@@ -138,6 +157,8 @@ def read_columns(path: str | Path, key: str, columns: dict[str, str]) -> dict[st
         raise UserError(f"{key} = {str(path)!r}: cannot read it ({first})") from None
     if not rows[next(iter(columns))]:
         raise UserError(f"{key} = {str(path)!r}: the file has no rows")
+    for name, cells in rows.items():
+        check_cells(cells, name, path, key)
     return rows
 
 
