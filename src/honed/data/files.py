@@ -28,7 +28,7 @@ COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")  # pandas decompresses these
 # A compressed file is read through a counter: a small file that expands without end (a "zip bomb") stops here,
 # before memory does. At most this many bytes, and at most RATIO times the file's own size (CSV text compresses
 # 3-20x; 100x is data that is mostly one repeated byte).
-MAX_DECOMPRESSED_BYTES = int(os.environ.get("HONED_MAX_DECOMPRESSED_BYTES", 2**30))
+MAX_DECOMPRESSED_BYTES = int(os.environ.get("HONED_MAX_DECOMPRESSED_BYTES", 2**29))  # parsing takes ~4x this
 MAX_DECOMPRESSION_RATIO = 100
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # the rest (.zst, .zip): pandas decompresses
 
@@ -50,9 +50,9 @@ class BoundedReader(io.RawIOBase):
         data = self.inner.read(min(len(buffer), self.limit - self.count + 1))
         self.count += len(data)
         if self.count > self.limit:
-            raise Inflated(f"it expands past {self.limit:,} bytes (the bound on a compressed file: "
-                           f"{MAX_DECOMPRESSION_RATIO}x its size, at most $HONED_MAX_DECOMPRESSED_BYTES = "
-                           f"{MAX_DECOMPRESSED_BYTES:,}; decompress it yourself or raise that)")
+            raise Inflated(f"it expands past {self.limit:,} bytes, the bound on a compressed file ({MAX_DECOMPRESSION_RATIO}x "
+                           f"its size, at most $HONED_MAX_DECOMPRESSED_BYTES = {MAX_DECOMPRESSED_BYTES:,}); "
+                           "decompress it yourself, or raise that")
         buffer[: len(data)] = data
         return len(data)
 
@@ -96,6 +96,8 @@ def read_table(path: str | Path, key: str):
                 frame = reader(pd, stream)
     except ImportError as e:
         raise UserError(f"{key} = {str(path)!r}: reading {p.suffix} needs an extra package ({e.name}); pip install 'honed[parquet]'") from None
+    except Inflated as e:
+        raise UserError(f"{key} = {str(path)!r}: {e}") from None
     except (ValueError, OSError, UnicodeDecodeError, EOFError, zlib.error) as e:  # ParserError is a ValueError;
         first = (str(e).splitlines() or [type(e).__name__])[0][:120]           # a truncated .gz: EOFError
         raise UserError(f"{key} = {str(path)!r}: cannot read it ({first})") from None
@@ -149,9 +151,14 @@ def read_columns(path: str | Path, key: str, columns: dict[str, str]) -> dict[st
                 for name in columns}  # NaN -> None
     try:
         stream = open_bounded(p, opener) if opener is not open else open(p, "rb")
+    except OSError as e:
+        raise UserError(f"{key} = {str(path)!r}: cannot read it ({e.strerror or e})") from None
+    try:
         with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as f:
             rows, header = (_csv_rows(f, DELIMITERS[kind], columns, path) if kind in DELIMITERS
                             else _json_rows(f, columns, path))
+    except Inflated as e:
+        raise UserError(f"{key} = {str(path)!r}: {e}") from None
     except (ValueError, OSError, EOFError, zlib.error, csv.Error, lzma.LZMAError) as e:  # UnicodeDecodeError,
         first = (str(e).splitlines() or [type(e).__name__])[0][:120]             # JSONDecodeError: ValueErrors
         raise UserError(f"{key} = {str(path)!r}: cannot read it ({first})") from None
