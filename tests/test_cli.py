@@ -74,7 +74,7 @@ def test_a_bundled_recipe_runs_by_name(tmp_path):
      ["--storage sqlite:////no/such/dir/s.db", "cannot open"]),
     (["tune", "linear_regression", "--budget", "10", "--storage", "nosuchdb://x"], ["--storage nosuchdb://x", "cannot open"]),
     (["tune", "linear_regression", "--budget", "10", "--storage", "postgresql://u:p@127.0.0.1:1/db"],
-     ["--storage postgresql://u:p@127.0.0.1:1/db", "cannot open"]),
+     ["--storage postgresql://u:***@127.0.0.1:1/db", "cannot open"]),
     (["tune", "linear_regression", "--budget", "10", "--pruner", "median"], ["--pruner 'median'", "hyperband"]),
     (["compare", "linear_regression", "--vary", "optimizer.nme=gd,sgd"], ["--vary optimizer.nme", "optimizer.name"]),
     (["compare", "not_a_run", "other_run"], ["not_a_run", "not a finished honed run"]),

@@ -481,3 +481,36 @@ def test_two_writers_on_one_folder_are_refused(tmp_path):
     stale = run(args, tmp_path)
     assert stale.returncode == 2 and "an earlier compare is there" in stale.stderr and "--overwrite" in stale.stderr
     assert run([*args, "--overwrite"], tmp_path).returncode == 0
+
+
+def test_randomly_damaged_run_files_are_user_errors(tmp_path, text_run):
+    """Random damage of random kinds and sizes to a random run file: honed.evaluate answers a UserError (one line
+    on the command line), never another exception; seeded, so a failure repeats."""
+    import random
+    import shutil
+
+    import honed
+
+    rng = random.Random(20261206)
+    names = ["model.json", "preprocess.json", "vocab.json", "model.safetensors"]
+    kinds = {
+        "nested": lambda data: (b"[" * rng.randint(1_000, 300_000)),
+        "cut": lambda data: data[: rng.randint(0, len(data) - 1)],
+        "bytes": lambda data: bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 4096))),
+        "flipped": lambda data: bytes(b ^ (1 << rng.randint(0, 7)) if rng.random() < 0.01 else b for b in data),
+        "wide": lambda data: data.replace(b'"input_dim": ', b'"input_dim": 9' + str(rng.randint(0, 10**9)).encode(), 1),
+    }
+    for case in range(12):
+        name, kind = rng.choice(names), rng.choice(sorted(kinds))
+        broken = Path(shutil.copytree(text_run, tmp_path / f"case{case}"))
+        original = (broken / name).read_bytes()
+        damaged = kinds[kind](original)
+        if damaged == original:
+            continue
+        (broken / name).write_bytes(damaged)
+        try:
+            honed.evaluate(broken)
+        except honed.UserError:
+            pass  # the one line the command prints
+        except Exception as e:  # noqa: BLE001 - anything else is what this test is for
+            pytest.fail(f"{name} damaged ({kind}): {type(e).__name__}: {e}")

@@ -200,7 +200,8 @@ def without_password(text: str, url: str) -> str:
         password = make_url(url).password
     except Exception:  # noqa: BLE001
         return text
-    return text.replace(str(password), "***") if password else text
+    # a password of a few characters would be "found" inside ordinary words; it is not worth hiding there
+    return text.replace(str(password), "***") if password and len(str(password)) >= 4 else text
 
 
 def open_storage(optuna, url: str):
