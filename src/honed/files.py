@@ -72,26 +72,40 @@ def hold(folder: Path, what: str = "--out") -> None:
         import fcntl
     except ImportError:  # not POSIX: no lock
         return
-    try:
-        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, MODE)
-    except OSError as e:
-        raise UserError(f"{what} {folder}: cannot write there ({e.strerror or e})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+    for _ in range(3):
+        try:
+            fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, MODE)
+        except OSError as e:
+            raise UserError(f"{what} {folder}: cannot write there ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UserError(f"{what} {folder}: another honed process (pid {holder}) is writing there; wait for it "
+                            "to end, or choose another folder") from None
+        try:  # the holder before us removes the file as it lets go: ours must still be the one at that path
+            if os.fstat(fd).st_ino == os.stat(folder / LOCK).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise UserError(f"{what} {folder}: another honed process (pid {holder}) is writing there; wait for it to "
-                        "end, or choose another folder") from None
+    else:
+        raise UserError(f"{what} {folder}: other honed processes keep taking this folder; try again")
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     _held[key] = fd
 
 
 def release(folder: Path) -> None:
-    """Give up `folder` (taken by `hold`); the lock file stays, empty of meaning."""
+    """Give up `folder` (taken by `hold`): the lock file is removed, then the lock dropped (a process that opened
+    the file meanwhile sees it is gone and takes a new one)."""
     fd = _held.pop(folder.resolve(), None)
     if fd is not None:
+        try:
+            os.unlink(folder / LOCK)
+        except OSError:  # the folder is gone (removed by its owner) or read-only: nothing left to tidy
+            pass
         os.close(fd)  # closing the last descriptor drops the flock
 
 

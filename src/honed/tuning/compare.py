@@ -121,6 +121,12 @@ def _compare(recipe, vary: list[str], overrides, out, metric: str | None, overwr
 def compare_runs(run_dirs: list, *, out=None, labels: list[str] | None = None, metric: str | None = None,
                  failed: dict[str, str] | None = None) -> Comparison:
     """Compare finished run directories: curves, final metrics, time to target, time per epoch."""
+    with releasing():
+        return _compare_runs(run_dirs, out, labels, metric, failed)
+
+
+def _compare_runs(run_dirs: list, out, labels: list[str] | None, metric: str | None,
+                  failed: dict[str, str] | None) -> Comparison:
     failed = failed or {}
     paths = [Path(p) for p in run_dirs]
     labels = labels or _unique_labels(paths)
