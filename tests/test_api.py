@@ -13,6 +13,10 @@ def test_every_public_name_survives_importing_every_subpackage():
             importlib.import_module(f"honed.{module.name}")
     for name in honed.__all__:
         value = getattr(honed, name)
-        assert not isinstance(value, types.ModuleType), f"honed.{name} is the subpackage, not the function"
+        if name != "serve":  # the one callable subpackage: honed.serve(run_dir) is honed.serve.serve(run_dir)
+            assert not isinstance(value, types.ModuleType), f"honed.{name} is the subpackage, not the function"
         assert callable(value) or name == "__version__", name
+    from honed.serve import serve
+
+    assert callable(honed.serve) and honed.serve.serve is serve
     assert honed.train.__module__ == "honed.api" and honed.build_report.__module__ == "honed.api"

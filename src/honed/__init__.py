@@ -6,7 +6,7 @@
     honed.lr_find(recipe) · honed.tune(recipe, budget=300) · honed.compare(recipe, ["optimizer.name=sgd,adam"])
     honed.cv(recipe, folds=5) · honed.doctor(run.path) · honed.build_report(run.path)
     honed.export_onnx(run.path) · honed.quantize(run.path) · honed.distill(teacher, student) · honed.list_runs("runs")
-    honed.serve.serve(run.path) · honed.Run.open(path): a run folder's recipe, summary, history, model, test outputs
+    honed.serve(run.path) · honed.Run.open(path): a run folder's recipe, summary, history, model, test outputs
 
 Attributes load lazily, so `honed --help` and recipe errors answer without importing torch.
 """
@@ -15,11 +15,13 @@ __version__ = "0.1.0"
 
 _API = {"train", "resume", "evaluate", "predict", "load_run", "Run", "build_report"}
 _TUNING = {"lr_find", "tune", "compare", "compare_runs", "cv"}
-# (honed.export and honed.serve are subpackages: a function of that name would be replaced by the package on import)
+# (honed.export is a subpackage: a function of that name would be replaced by the package on import; honed.serve
+# is a callable subpackage)
 _SHIP = {"export_onnx": ("honed.export.onnx", "export_onnx"), "quantize": ("honed.export.quantize", "quantize"),
          "distill": ("honed.tuning.distill", "distill"), "list_runs": ("honed.run.listing", "list_runs"),
          "prepare_model": ("honed.api", "prepare_model"), "prepare": ("honed.api", "prepare")}
-__all__ = sorted(_API | _TUNING | set(_SHIP) | {"explain", "doctor", "load_recipe", "Recipe", "UserError", "__version__"})
+__all__ = sorted(_API | _TUNING | set(_SHIP) | {"explain", "doctor", "load_recipe", "Recipe", "UserError", "serve",
+                                                 "__version__"})
 
 
 def __getattr__(name: str):
@@ -48,6 +50,10 @@ def __getattr__(name: str):
         from honed import recipe
 
         return getattr(recipe, name)
+    if name == "serve":  # the subpackage, callable: honed.serve(run_dir) serves the run
+        import importlib
+
+        return importlib.import_module("honed.serve")
     if name == "UserError":
         from honed.errors import UserError
 

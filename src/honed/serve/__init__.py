@@ -1,4 +1,9 @@
-"""Serving a run over HTTP: FastAPI app with server-side micro-batching, run by uvicorn."""
+"""Serving a run over HTTP: FastAPI app with server-side micro-batching, run by uvicorn.
+
+`honed.serve(run_dir)` serves a run: this package is callable (it calls `serve` below), so the facade's name and
+the subpackage's are one object and importing the package never replaces the function."""
+
+import sys
 
 from honed.serve.app import Limits, create_app
 from honed.serve.batcher import MicroBatcher
@@ -70,3 +75,13 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "to
                             timeout_graceful_shutdown=round(limits.shutdown_timeout_s),
                             h11_max_incomplete_event_size=64 * 1024)  # a request line and headers: 64 KB at most
     uvicorn.Server(config).run()
+
+
+class _CallablePackage(sys.modules[__name__].__class__):
+    """honed.serve(run_dir, ...) is honed.serve.serve(run_dir, ...)."""
+
+    def __call__(self, *args, **kwargs):
+        return serve(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
