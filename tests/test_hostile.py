@@ -33,6 +33,19 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 GZ_BOMB = gzip.compress(b"a,b,y\n" + b"1,2,3\n" * 5_000_000)
 GZ_TEXT_BOMB = gzip.compress(b"text,label\n" + b"good fine great,pos\n" * 2_000_000)
 
+
+def zipped(name: str, data: bytes) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+ZIP_BOMB = zipped("t.csv", b"a,b,y\n" + b"1,2,3\n" * 3_000_000)
+
 # (id, files {name: text or bytes}, command arguments, fragments the error line must hold)
 MINILM_RUN = ["imdb_minilm", "--set", "data.source=text_files", "--set", "data.train={tmp}/t.csv", "--set",
               "data.val_fraction=0.25", "--set", "train.epochs=1", "--quiet"]
@@ -140,6 +153,10 @@ CASES = [
      "data.path={tmp}/t.csv.gz", "--set", "data.target=y"], ["t.csv.gz", "expands past", "HONED_MAX_DECOMPRESSED_BYTES"]),
     ("text-gz-that-expands-without-end", {"t.csv.gz": GZ_TEXT_BOMB}, ["train", "text_classification", "--set",
      "data.train={tmp}/t.csv.gz"], ["t.csv.gz", "expands past"]),
+    ("zip-that-expands-without-end", {"t.csv.zip": ZIP_BOMB}, ["train", "linear_regression", "--set",
+     "data.path={tmp}/t.csv.zip", "--set", "data.target=y"], ["t.csv.zip", "expands past"]),
+    ("zip-of-two-tables", {"t.csv.zip": zipped("a.csv", b"a,y\n1,2\n")[:-22] + b"x"}, ["train", "linear_regression",
+     "--set", "data.path={tmp}/t.csv.zip", "--set", "data.target=y"], ["t.csv.zip", "cannot read it"]),
     ("jsonl-nested-too-deeply", {"t.jsonl": '{"text": "good", "label": "pos"}\n' + "[" * 100_000 + "\n"},
      ["train", "text_classification", "--set", "data.train={tmp}/t.jsonl"], ["t.jsonl", "nested too deeply"]),
     ("table-jsonl-nested-too-deeply", {"t.jsonl": '{"a": 1, "y": 2}\n' + "[" * 100_000 + "\n"},
@@ -447,13 +464,23 @@ def test_a_link_out_of_a_run_folder_is_refused_by_every_command(tmp_path, text_r
     assert not (run_dir / "report.html").exists() or "aHVudGVyMj" not in (run_dir / "report.html").read_text()
 
 
-def test_a_parquet_column_of_lists_is_one_line(tmp_path):
+def test_a_parquet_column_of_lists_and_a_parquet_claiming_too_many_rows_are_one_line(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     pd.DataFrame({"text": [["a", "b"], ["c"]] * 10, "label": ["x", "y"] * 10}).to_parquet(tmp_path / "t.parquet")
     done = run(["train", "text_classification", "--set", "data.train={tmp}/t.parquet"], tmp_path)
     assert done.returncode == 2 and "column 'text' holds a list in row 1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    block = pa.table({"a": pa.array([0.0] * 1_000_000), "y": pa.array([1.0] * 1_000_000)})
+    with pq.ParquetWriter(tmp_path / "claims.parquet", block.schema, compression="zstd") as writer:
+        for _ in range(40):  # 40 million rows in a few hundred KB: refused from the footer, before any is read
+            writer.write_table(block)
+    claimed = run(["train", "linear_regression", "--set", "data.path={tmp}/claims.parquet", "--set", "data.target=y"],
+                  tmp_path)
+    assert claimed.returncode == 2 and "claims 40,000,000 rows" in claimed.stderr
 
 
 def test_two_writers_on_one_folder_are_refused(tmp_path):
@@ -483,25 +510,35 @@ def test_two_writers_on_one_folder_are_refused(tmp_path):
     assert run([*args, "--overwrite"], tmp_path).returncode == 0
 
 
-def test_randomly_damaged_run_files_are_user_errors(tmp_path, text_run):
-    """Random damage of random kinds and sizes to a random run file: honed.evaluate answers a UserError (one line
-    on the command line), never another exception; seeded, so a failure repeats."""
+def test_randomly_damaged_run_files_are_user_errors_in_every_command(tmp_path, text_run):
+    """Random damage of random kinds and sizes to a random run file, then a random command that loads the run:
+    each answers a UserError (one line on the command line), never another exception; seeded, so a failure
+    repeats. Every command meets every kind over the cases."""
     import random
     import shutil
 
     import honed
+    from honed.export import load_predictor
 
     rng = random.Random(20261206)
+    (tmp_path / "in.txt").write_text("good fine\nbad awful\n")
+    commands = {
+        "evaluate": lambda run: honed.evaluate(run),
+        "predict": lambda run: honed.predict(run, tmp_path / "in.txt"),
+        "export": lambda run: honed.export_onnx(run, out=tmp_path / f"onnx-{rng.random()}"),
+        "serve": lambda run: load_predictor(run),
+        "doctor": lambda run: honed.doctor(run, probes=False),
+        "report": lambda run: honed.build_report(run),
+    }
     names = ["model.json", "preprocess.json", "vocab.json", "model.safetensors"]
     kinds = {
         "nested": lambda data: (b"[" * rng.randint(1_000, 300_000)),
         "cut": lambda data: data[: rng.randint(0, len(data) - 1)],
         "bytes": lambda data: bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 4096))),
-        "flipped": lambda data: bytes(b ^ (1 << rng.randint(0, 7)) if rng.random() < 0.01 else b for b in data),
         "wide": lambda data: data.replace(b'"input_dim": ', b'"input_dim": 9' + str(rng.randint(0, 10**9)).encode(), 1),
     }
-    for case in range(12):
-        name, kind = rng.choice(names), rng.choice(sorted(kinds))
+    for case, (command, kind) in enumerate([(c, k) for c in sorted(commands) for k in sorted(kinds)]):
+        name = rng.choice(names if kind != "wide" else ["model.json"])
         broken = Path(shutil.copytree(text_run, tmp_path / f"case{case}"))
         original = (broken / name).read_bytes()
         damaged = kinds[kind](original)
@@ -509,8 +546,8 @@ def test_randomly_damaged_run_files_are_user_errors(tmp_path, text_run):
             continue
         (broken / name).write_bytes(damaged)
         try:
-            honed.evaluate(broken)
+            commands[command](broken)
         except honed.UserError:
             pass  # the one line the command prints
         except Exception as e:  # noqa: BLE001 - anything else is what this test is for
-            pytest.fail(f"{name} damaged ({kind}): {type(e).__name__}: {e}")
+            pytest.fail(f"{command} with {name} damaged ({kind}): {type(e).__name__}: {e}")

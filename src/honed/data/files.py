@@ -10,6 +10,7 @@ import gzip
 import io
 import lzma
 import os
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -30,7 +31,8 @@ COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")  # pandas decompresses these
 # 3-20x; 100x is data that is mostly one repeated byte).
 MAX_DECOMPRESSED_BYTES = int(os.environ.get("HONED_MAX_DECOMPRESSED_BYTES", 2**29))  # parsing takes ~4x this
 MAX_DECOMPRESSION_RATIO = 100
-OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # the rest (.zst, .zip): pandas decompresses
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": lambda p, mode: open_zip_member(p, mode)}
+# .zst: pandas decompresses it (with the zstandard package), without this counter
 
 
 class Inflated(ValueError):
@@ -67,6 +69,30 @@ def open_bounded(p: Path, opener) -> io.BufferedReader:
     return io.BufferedReader(BoundedReader(opener(p, "rb"), limit))
 
 
+def open_zip_member(p: Path, mode: str = "rb"):
+    """The one file in a .zip archive (as pandas reads a zipped table), decompressed."""
+    archive = zipfile.ZipFile(p)
+    members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+    if len(members) != 1:
+        archive.close()
+        raise ValueError(f"a .zip of a table holds one file; this one holds {len(members)}")
+    return archive.open(members[0])
+
+
+def check_parquet_size(p: Path) -> None:
+    """A Parquet file's rows, decoded (8 bytes a cell, as pandas holds numbers), fit in the larger of the bound on
+    compressed files and 100 times the file's size: its footer says how many rows it claims, before any is read."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(p).metadata
+    decoded = meta.num_rows * max(1, meta.num_columns) * 8
+    limit = max(MAX_DECOMPRESSED_BYTES, MAX_DECOMPRESSION_RATIO * p.stat().st_size)
+    if decoded > limit:
+        raise Inflated(f"it claims {meta.num_rows:,} rows of {meta.num_columns} columns, about {decoded:,} bytes "
+                       f"decoded: more than {limit:,} (the larger of {MAX_DECOMPRESSION_RATIO}x its size and "
+                       f"$HONED_MAX_DECOMPRESSED_BYTES = {MAX_DECOMPRESSED_BYTES:,}); raise that to read it")
+
+
 def table_kind(p: Path) -> str:
     """The file type of `p`, looking through a compression suffix: data.csv.gz -> .csv."""
     suffixes = [s.lower() for s in p.suffixes]
@@ -90,6 +116,8 @@ def read_table(path: str | Path, key: str):
     opener = OPENERS.get(p.suffix.lower()) if kind != p.suffix.lower() else None
     try:
         if opener is None:
+            if kind == ".parquet":
+                check_parquet_size(p)
             frame = reader(pd, p)
         else:  # decompressed here, through the counter; pandas reads the text
             with open_bounded(p, opener) as stream:
@@ -98,7 +126,7 @@ def read_table(path: str | Path, key: str):
         raise UserError(f"{key} = {str(path)!r}: reading {p.suffix} needs an extra package ({e.name}); pip install 'honed[parquet]'") from None
     except Inflated as e:
         raise UserError(f"{key} = {str(path)!r}: {e}") from None
-    except (ValueError, OSError, UnicodeDecodeError, EOFError, zlib.error) as e:  # ParserError is a ValueError;
+    except (ValueError, OSError, UnicodeDecodeError, EOFError, zlib.error, zipfile.BadZipFile) as e:  # ParserError is a ValueError;
         first = (str(e).splitlines() or [type(e).__name__])[0][:120]           # a truncated .gz: EOFError
         raise UserError(f"{key} = {str(path)!r}: cannot read it ({first})") from None
     if len(frame) == 0:
@@ -159,7 +187,7 @@ def read_columns(path: str | Path, key: str, columns: dict[str, str]) -> dict[st
                             else _json_rows(f, columns, path))
     except Inflated as e:
         raise UserError(f"{key} = {str(path)!r}: {e}") from None
-    except (ValueError, OSError, EOFError, zlib.error, csv.Error, lzma.LZMAError) as e:  # UnicodeDecodeError,
+    except (ValueError, OSError, EOFError, zlib.error, csv.Error, lzma.LZMAError, zipfile.BadZipFile) as e:  # UnicodeDecodeError,
         first = (str(e).splitlines() or [type(e).__name__])[0][:120]             # JSONDecodeError: ValueErrors
         raise UserError(f"{key} = {str(path)!r}: cannot read it ({first})") from None
     if not rows[next(iter(columns))]:
