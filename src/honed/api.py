@@ -471,7 +471,12 @@ def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id
     if output is not None and isinstance(inputs, (str, Path)) and Path(output).resolve() == Path(inputs).resolve():
         raise UserError(f"--output {output}: that is the --input file; write the predictions elsewhere")
     recipe, model, pre = load_run(run_dir)
-    table = read_table_or_none(inputs, pre)  # read once: the features and the IDs come from the same rows
+    if recipe.data.source == "images" and isinstance(inputs, (str, Path)):  # image files: decoded as in training
+        from honed.data.sources.images import prediction_table
+
+        table, id_column = prediction_table(Path(inputs), recipe.data, pre.image_shape[0]), id_column or "path"
+    else:
+        table = read_table_or_none(inputs, pre)  # read once: the features and the IDs come from the same rows
     x = pre.inputs(read_inputs(table if table is not None else inputs, pre, recipe.data))
     frame = predictions_frame(outputs_of(model, x), pre)
     ids = passed_through(table, pre, id_column)

@@ -22,8 +22,9 @@ LAUNCHER_FLAGS = {"--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--ma
 
 def torchrun_command(args, argv: list[str]) -> list[str]:
     """The torchrun command line that runs this `honed train` on N workers."""
-    if args.nproc < 1 or args.nnodes < 1:
-        raise UserError(f"--nproc {args.nproc} / --nnodes {args.nnodes}: both must be at least 1")
+    if not (1 <= args.nproc <= 1024 and 1 <= args.nnodes <= 10_000):
+        raise UserError(f"--nproc {args.nproc} / --nnodes {args.nnodes}: --nproc takes 1 to 1,024 workers, --nnodes "
+                        "1 to 10,000 machines (both at least 1)")
     if not 0 <= args.node_rank < args.nnodes:
         raise UserError(f"--node-rank {args.node_rank}: must be between 0 and --nnodes - 1 = {args.nnodes - 1}")
     if args.nnodes > 1 and not (args.rdzv_endpoint or args.master_addr):

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 FORMAT = 5  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding; 4: test texts;
 # 5: character n-grams from the first 64 characters of a word
-CACHED_SOURCES = {"imdb", "text_files"}  # the ones whose preprocessing costs seconds
+CACHED_SOURCES = {"imdb", "text_files", "images"}  # the ones whose preprocessing costs seconds (images: decoding)
 SPLITS = ("train", "val", "test")
 log = logging.getLogger("honed")
 

@@ -24,6 +24,7 @@ from honed.errors import UserError
 from honed import runfiles
 
 MAX_INPUTS = 1000
+MAX_STEPS = 10_000  # each step is a forward and backward pass over every input
 BASELINES = ("auto", "mean", "zero")  # tables and images; text always starts from padding
 
 
@@ -53,7 +54,13 @@ def explain(run_dir, inputs, *, steps: int = 50, sanity: bool = False, method: s
     `method`: ig (integrated gradients, completeness enforced), gradient_shap or occlusion."""
     from honed.api import load_run
 
+    check_steps(steps)  # before the run loads
     return explain_loaded(load_run(run_dir), inputs, steps, sanity, Path(run_dir), method, baseline)
+
+
+def check_steps(steps: int) -> None:
+    if not 2 <= steps <= MAX_STEPS:
+        raise UserError(f"--steps {steps}: integrated gradients takes 2 to {MAX_STEPS:,} steps (50 is usual)")
 
 
 def explain_loaded(loaded: tuple, inputs, steps: int = 50, sanity: bool = False, run_dir: Path = Path("."),
@@ -73,8 +80,7 @@ def explain_loaded(loaded: tuple, inputs, steps: int = 50, sanity: bool = False,
         raise UserError("honed explain: nothing to explain (no inputs)")
     if len(raw) > MAX_INPUTS:
         raise UserError(f"honed explain: {len(raw):,} inputs; explain at most {MAX_INPUTS:,} at once")
-    if steps < 2:
-        raise UserError(f"--steps {steps}: integrated gradients needs at least 2 steps")
+    check_steps(steps)
     tokens = pre.kind == "text"
     if tokens and any(not str(t).strip() for t in raw):
         raise UserError("honed explain: an input text is empty; there is nothing in it to attribute")
@@ -198,6 +204,7 @@ def explain_test_rows(run_dir, *, rows: int = 200, steps: int = 50) -> Explanati
     from honed.api import load_run
     from honed.data.build import load_raw, split_raw
 
+    check_steps(steps)
     recipe, model, pre = load_run(run_dir)
     _, _, test = split_raw(load_raw(recipe.data), recipe.data)
     pick = np.random.default_rng(recipe.seed).permutation(len(test))[: min(rows, MAX_INPUTS)]

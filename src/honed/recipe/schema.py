@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
-DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb"]
+DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb", "images"]
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
 ModelName = Literal["linear", "logistic", "mlp", "cnn", "rnn", "bag", "transformer"]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
@@ -168,11 +168,30 @@ class ImdbData(TextData):
     path: Optional[str] = Field(None, description="the IMDB archive or its extracted folder (none: download)")
 
 
+class ImageData(NumericData):
+    source: Literal["images"] = Field("images", description="where the data comes from")
+    path: Optional[str] = Field(None, description="images: a folder with one sub-folder per class (or train/ and "
+                                "test/ each holding them), the same as .tar/.tar.gz/.zip, or a CSV/JSONL of path,label")
+    test: Optional[str] = Field(None, description="images: test images laid out as data.path (default: the "
+                                "folder's test/, else a seeded, stratified share of the training images)")
+    size: int = Field(32, ge=4, le=512, description="images: side in pixels every image is brought to")
+    resize: Literal["crop", "pad", "stretch"] = Field(
+        "crop", description="crop: the shorter side to size, then the centre; pad: the longer side to size, then "
+        "black borders; stretch: both sides to size")
+    channels: Literal["auto", "rgb", "grey"] = Field("auto", description="auto: grey when every training image is, "
+                                                     "else RGB")
+    skip_unreadable: bool = Field(False, description="images: skip (and count) unreadable or truncated images "
+                                  "instead of stopping at the first")
+    max_images: int = Field(2_000_000, ge=1, le=100_000_000, description="images: refuse a folder with more")
+    max_pixels: int = Field(50_000_000, ge=1, le=1_000_000_000, description="images: refuse an image with more "
+                            "pixels before decoding it (decompression bombs)")
+
+
 # One section type per source: `data.source` picks it, and a new source is one class here and one loader.
 DATA_SECTIONS: dict[str, type[DataBase]] = {
     "synthetic_regression": SyntheticData, "sklearn": SklearnData, "tabular": TabularData,
-    "text_files": TextFilesData, "imdb": ImdbData}
-DataSpec = Annotated[Union[SyntheticData, SklearnData, TabularData, TextFilesData, ImdbData],
+    "text_files": TextFilesData, "imdb": ImdbData, "images": ImageData}
+DataSpec = Annotated[Union[SyntheticData, SklearnData, TabularData, TextFilesData, ImdbData, ImageData],
                      Field(discriminator="source")]
 
 

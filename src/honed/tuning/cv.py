@@ -74,10 +74,10 @@ def summarize(rows: list[dict], names: list[str]) -> dict:
 def cross_validate(recipe, overrides=(), *, folds: int = 5, repeats: int = 1, group_column: str | None = None,
                    test: bool = False, out=None) -> CrossValidation:
     """Train the recipe once per fold (and repeat); returns the folds' validation metrics and their summary."""
-    if folds < 2:
-        raise UserError(f"--folds {folds}: cross-validation needs at least 2 folds")
-    if repeats < 1:
-        raise UserError(f"--repeats {repeats}: give at least 1")
+    if not 2 <= folds <= 100:
+        raise UserError(f"--folds {folds}: cross-validation takes 2 to 100 folds (at least 2 folds; 5 is usual)")
+    if not 1 <= repeats <= 100:
+        raise UserError(f"--repeats {repeats}: give 1 to 100")
     user = load_recipe(recipe, list(overrides) + ([f"data.group_column={group_column}"] if group_column else []))
     out = Path(out) if out else timestamped(f"{user.name}-cv")
     out.mkdir(parents=True, exist_ok=True)

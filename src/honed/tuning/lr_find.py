@@ -211,12 +211,12 @@ def lr_find(recipe, overrides=(), *, min_lr: float = 1e-6, max_lr: float = 10.0,
     from honed.run import new_run_dir, write_json
     from honed.tuning.plots import plot_lr_find
 
-    if not 0 < min_lr < max_lr:
-        raise UserError(f"--min-lr {min_lr:g} / --max-lr {max_lr:g}: need 0 < min-lr < max-lr")
-    if steps < 10:
-        raise UserError(f"--steps {steps}: the range test needs at least 10 steps (100 is usual)")
-    if seeds < 1:
-        raise UserError(f"--seeds {seeds}: need at least 1")
+    if not 0 < min_lr < max_lr < math.inf:
+        raise UserError(f"--min-lr {min_lr:g} / --max-lr {max_lr:g}: need 0 < min-lr < max-lr, both finite")
+    if not 10 <= steps <= 100_000:
+        raise UserError(f"--steps {steps}: the range test takes 10 to 100,000 steps (100 is usual)")
+    if not 1 <= seeds <= 20:
+        raise UserError(f"--seeds {seeds}: give 1 to 20")
     recipe = load_recipe(recipe, overrides)
     bundle = build_data(recipe.data)
     sweeps = [range_test(recipe, bundle, recipe.seed + i, min_lr, max_lr, steps) for i in range(seeds)]

@@ -1,0 +1,149 @@
+"""data.source = images: folders, archives and lists of image files, every common format and mode, hostile files.
+The images are made here (never read from ../shared)."""
+
+import io
+import struct
+import tarfile
+import zlib
+
+import numpy as np
+import pytest
+
+PIL = pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
+
+import honed  # noqa: E402
+from honed.data.build import load_raw  # noqa: E402
+from honed.errors import UserError  # noqa: E402
+from honed.recipe import load_recipe  # noqa: E402
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+
+
+def square(colour, size=(12, 9), seed=0) -> Image.Image:
+    noise = np.random.default_rng(seed).integers(-20, 20, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+def lay_out(root, per_class=12, test=True):
+    for split in ("train", "test") if test else ("train",):
+        for name, colour in COLOURS.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class if split == "train" else 4):
+                square(colour, seed=i).save(folder / f"{i}.png")
+    return root
+
+
+def spec_of(path, **data):
+    return load_recipe({"data": {"source": "images", "path": str(path), "size": 8} | data}).data
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG declaring width x height pixels with a few bytes of data: what a decompression bomb shows before
+    its pixels are decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_a_folder_with_train_and_test_gives_both_splits_as_channels_first_pixels(tmp_path):
+    raw = load_raw(spec_of(lay_out(tmp_path / "photos")))
+    assert raw.image_shape == (3, 8, 8) and raw.train.x.shape == (24, 192) and raw.test.x.shape == (8, 192)
+    assert sorted(set(raw.train.y)) == ["blue", "red"]
+    first = raw.train.x[list(raw.train.y).index("red")].reshape(3, 8, 8)
+    assert first[0].mean() > 0.7 and first[2].mean() < 0.25  # red channel first: the colours stay where they were
+
+
+def test_modes_and_formats_become_eight_bit_grey_or_rgb(tmp_path):
+    folder = tmp_path / "modes"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    Image.fromarray(np.full((6, 6), 65535, dtype=np.uint16)).save(folder / "a" / "sixteen.png")  # 16-bit grey
+    square(COLOURS["red"]).convert("P").save(folder / "a" / "palette.gif")
+    rgba = Image.new("RGBA", (5, 5), (255, 255, 255, 0))  # fully transparent white: black, not white
+    rgba.save(folder / "b" / "clear.png")
+    square(COLOURS["blue"]).save(folder / "b" / "photo.webp")
+    square(COLOURS["blue"]).save(folder / "b" / "photo.bmp")
+    square(COLOURS["blue"]).save(folder / "b" / "photo.jpg", quality=90)
+    raw = load_raw(spec_of(folder, resize="stretch"))  # read in sorted order: a/palette.gif, a/sixteen.png, b/clear.png..
+    assert raw.train.x.shape == (6, 192) and list(raw.train.y) == ["a", "a", "b", "b", "b", "b"]
+    palette, sixteen, clear = raw.train.x[:3]
+    assert palette.reshape(3, 8, 8)[0].mean() > 0.7  # the palette's red, as RGB
+    assert np.allclose(sixteen, 1.0)  # 65535 scaled to 255, not clipped to some other value
+    assert np.allclose(clear, 0.0)
+    grey = load_raw(spec_of(folder, channels="grey", resize="stretch"))
+    assert grey.image_shape == (1, 8, 8) and grey.train.x.shape == (6, 64)
+
+
+def test_an_archive_and_a_list_read_like_the_folder(tmp_path):
+    root = lay_out(tmp_path / "photos")
+    with tarfile.open(tmp_path / "photos.tar.gz", "w:gz") as archive:
+        archive.add(root, arcname="photos")
+    folder, packed = load_raw(spec_of(root)), load_raw(spec_of(tmp_path / "photos.tar.gz"))
+    order = np.lexsort(folder.train.x.T), np.lexsort(packed.train.x.T)
+    np.testing.assert_array_equal(folder.train.x[order[0]], packed.train.x[order[1]])
+    assert len(packed.test) == 8
+    rows = "path,label\n" + "".join(f"photos/train/{c}/{i}.png,{c}\n" for c in COLOURS for i in range(12))
+    (tmp_path / "list.csv").write_text(rows)
+    listed = load_raw(spec_of(tmp_path / "list.csv"))
+    assert listed.train.x.shape == (24, 192) and listed.test is None
+
+
+def test_hidden_and_non_image_files_are_skipped_and_bad_images_named(tmp_path, caplog):
+    root = lay_out(tmp_path / "photos", test=False)
+    (root / "train" / "red" / ".DS_Store").write_bytes(b"\0\0")
+    (root / "train" / "red" / "notes.txt").write_text("hello")
+    (root / "train" / ".hidden").mkdir()
+    square(COLOURS["red"]).save(root / "train" / ".hidden" / "x.png")
+    with caplog.at_level("INFO", logger="honed"):
+        raw = load_raw(spec_of(root))
+    assert len(raw.train) == 24 and "2 hidden files" in caplog.text and "1 files that are not images" in caplog.text
+    buffer = io.BytesIO()
+    square(COLOURS["red"], size=(64, 64)).save(buffer, "JPEG")
+    (root / "train" / "red" / "cut.jpg").write_bytes(buffer.getvalue()[:300])  # truncated
+    (root / "train" / "red" / "fake.jpg").write_text("not a picture")
+    with pytest.raises(UserError, match="cut.jpg: cannot read this image .*skip_unreadable"):
+        load_raw(spec_of(root))
+    assert len(load_raw(spec_of(root, skip_unreadable=True)).train) == 24
+    (root / "train" / "blue" / "bomb.png").write_bytes(png_header(20_000, 20_000))
+    with pytest.raises(UserError, match="bomb.png.*more than data.max_pixels = 10,000,000"):
+        load_raw(spec_of(root, max_pixels=10_000_000))
+    with pytest.raises(UserError, match="bomb.png.*20,000 x 20,000 pixels, more than data.max_pixels"):
+        load_raw(spec_of(root, max_pixels=300_000_000))  # within Pillow's own check (twice the bound): ours
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(root / "train" / "blue" / "tiny.png")  # 1 x 1 is an image too
+    assert len(load_raw(spec_of(root, skip_unreadable=True)).train) == 25
+
+
+def test_one_class_or_no_image_is_one_line(tmp_path):
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    square(COLOURS["red"]).save(tmp_path / "one" / "cat" / "a.png")
+    (tmp_path / "one" / "dog").mkdir()  # an empty class folder: no class
+    with pytest.raises(UserError, match="one class"):
+        load_raw(spec_of(tmp_path / "one"))
+    (tmp_path / "none").mkdir()
+    with pytest.raises(UserError, match="no image found"):
+        load_raw(spec_of(tmp_path / "none"))
+
+
+def test_image_classification_trains_on_a_folder(tmp_path):
+    run = honed.train("image_classification", [f"data.path={lay_out(tmp_path / 'photos', per_class=24)}",
+                                                "data.size=12", "train.epochs=6", "train.report=false"],
+                      out=tmp_path / "run")
+    assert run.summary["test"]["accuracy"] == 1.0  # red against blue
+    assert honed.Run.open(run.path).shape.image_shape == (3, 12, 12)
+    new = tmp_path / "new"
+    new.mkdir()
+    square(COLOURS["blue"], size=(40, 30), seed=99).save(new / "b.jpg")
+    square(COLOURS["red"], size=(7, 7), seed=98).convert("P").save(new / "r.gif")
+    (new / "notes.txt").write_text("skipped")
+    folder = honed.predict(run.path, new)
+    assert folder["path"].tolist() == [str(new / "b.jpg"), str(new / "r.gif")]
+    assert folder["prediction"].tolist() == ["blue", "red"] and {"prob_blue", "prob_red"} <= set(folder.columns)
+    one = honed.predict(run.path, new / "r.gif")
+    assert one["prediction"].tolist() == ["red"]
+    with tarfile.open(tmp_path / "new.tar", "w") as archive:
+        archive.add(new / "b.jpg", arcname="b.jpg")
+    assert honed.predict(run.path, tmp_path / "new.tar")["prediction"].tolist() == ["blue"]
