@@ -72,3 +72,22 @@ def test_bits_dropout_drops_at_rate_p_independently_and_keeps_the_mean():
     assert abs(both - 0.09) < 0.004  # neighbours dropped together at p^2: independent
     assert out.mean().item() == pytest.approx(1.0, abs=0.01)
     assert torch.equal(layer.eval()(x), x)
+
+
+def test_image_augmentation_moves_whole_pixels_and_is_the_identity_when_evaluated():
+    """Augment's shifts are whole-pixel moves (a single lit pixel lands on one pixel, at most `shift` away, zeros
+    coming in), flips mirror; evaluated, the images pass unchanged."""
+    from honed.models.cnn import Augment
+
+    torch.manual_seed(0)
+    x = torch.zeros(200, 1, 9, 9)
+    x[:, 0, 4, 2] = 1.0
+    moved = Augment(shift=2, flip=False).train()(x)
+    lit = moved.flatten(1).argmax(1)
+    rows, cols = lit // 9, lit % 9
+    assert torch.all(moved.flatten(1).sum(1) == 1.0)  # nothing interpolated, nothing lost at this distance
+    assert rows.sub(4).abs().max() <= 2 and cols.sub(2).abs().max() <= 2 and len(set(zip(rows.tolist(), cols.tolist()))) == 25
+    flipped = Augment(shift=0, flip=True).train()(x)
+    mirrored = flipped[:, 0, 4, 6] == 1.0
+    assert 60 < int(mirrored.sum()) < 140 and torch.all(flipped[~mirrored, 0, 4, 2] == 1.0)
+    assert torch.equal(Augment(shift=2, flip=True).eval()(x), x)

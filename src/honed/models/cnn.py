@@ -15,17 +15,49 @@ if TYPE_CHECKING:
     from honed.recipe.schema import ModelSpec
 
 
+class Augment(nn.Module):
+    """While training, a random shift of each image by up to `shift` pixels (zeros come in at the border) and,
+    with `flip`, a left-right mirror of half of them; one vectorized op per batch (an affine grid), so it costs
+    little beside the convolutions. Evaluated (and exported), the identity."""
+
+    def __init__(self, shift: int, flip: bool) -> None:
+        super().__init__()
+        self.shift, self.flip = shift, flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        n, _, height, width = x.shape
+        if self.flip:
+            mirrored = torch.rand(n, 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(mirrored, x.flip(-1), x)
+        if self.shift:
+            moves = torch.randint(-self.shift, self.shift + 1, (n, 2), device=x.device).to(x.dtype)
+            theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+            theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+            theta[:, 0, 2] = moves[:, 0] * 2 / width  # grid units: the image spans [-1, 1]
+            theta[:, 1, 2] = moves[:, 1] * 2 / height
+            grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+            x = nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        return x
+
+
 class ImageCNN(nn.Module):
-    """[Conv2d -> activation -> MaxPool2d(2)] per channel count -> global average pool -> dropout -> head."""
+    """[Conv2d -> (BatchNorm) -> activation -> MaxPool2d(2)] per channel count -> global average pool -> dropout ->
+    head; optionally augmented while training (Augment)."""
 
     def __init__(self, image_shape: tuple[int, ...], channels: list[int], kernel: int, activation: str,
-                 dropout: float, n_out: int) -> None:
+                 dropout: float, n_out: int, batch_norm: bool = False, augment: nn.Module | None = None) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
+        self.augment = augment or nn.Identity()
         blocks: list[nn.Module] = []
         n_in, size = image_shape[0], min(image_shape[1:])
         for n_ch in channels:
-            blocks += [nn.Conv2d(n_in, n_ch, kernel, padding=kernel // 2), ACTIVATIONS[activation]()]
+            blocks.append(nn.Conv2d(n_in, n_ch, kernel, padding=kernel // 2, bias=not batch_norm))
+            if batch_norm:
+                blocks.append(nn.BatchNorm2d(n_ch))
+            blocks.append(ACTIVATIONS[activation]())
             if size >= 4:  # pool while the map is big enough to halve
                 blocks.append(nn.MaxPool2d(2))
                 size //= 2
@@ -35,7 +67,7 @@ class ImageCNN(nn.Module):
         self.head = Head(n_in, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.view(x.shape[0], *self.image_shape)
+        x = self.augment(x.view(x.shape[0], *self.image_shape))
         return self.head(self.dropout(self.features(x)))
 
 
@@ -77,4 +109,6 @@ def build(spec: ModelSpec, shape: Shape) -> nn.Module:
                        spec.dropout, shape.output_dim)
     if shape.image_shape is None:
         raise UserError("model.name = 'cnn' needs images (e.g. data.name=digits) or text")
-    return ImageCNN(shape.image_shape, spec.channels, spec.kernel_size, spec.activation, spec.dropout, shape.output_dim)
+    augment = Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
+    return ImageCNN(shape.image_shape, spec.channels, spec.kernel_size, spec.activation, spec.dropout, shape.output_dim,
+                    spec.batch_norm, augment)

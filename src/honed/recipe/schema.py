@@ -260,6 +260,11 @@ class ModelSpec(Section):
     embedding_scale: float = Field(0.05, gt=0, description="bound of the uniform embedding initialization")
     channels: list[Size] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
     kernel_size: int = Field(3, ge=1, le=1000, description="cnn kernel size")
+    batch_norm: bool = Field(False, description="cnn on images: BatchNorm after each convolution")
+    augment: Literal["none", "shift", "shift_flip"] = Field(
+        "none", description="cnn on images, while training: shift each image by up to augment_shift pixels "
+        "(zeros come in), and with shift_flip mirror half of them left to right")
+    augment_shift: int = Field(2, ge=0, le=64, description="cnn augment: the largest shift in pixels")
     cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
     hidden_size: int = Field(64, ge=1, le=1_000_000, description="rnn hidden units")
     layers: int = Field(1, ge=1, le=1000, description="rnn layers")
