@@ -101,7 +101,7 @@ def test_bad_requests_are_one_line_errors(tmp_path):
     run, _ = trained(tmp_path, "bag")
     with pytest.raises(UserError, match="is empty"):
         honed.explain(run.path, ["zebra film", "  "])
-    with pytest.raises(UserError, match="at least 2 steps"):
+    with pytest.raises(UserError, match="takes 2 to 10,000 steps"):
         honed.explain(run.path, ["zebra film"], steps=1)
     with pytest.raises(UserError, match="at most 1,000"):
         honed.explain(run.path, ["zebra"] * 1001)
