@@ -255,3 +255,32 @@ def test_nonsense_server_options_are_one_line(text_run, option, value):
     done = subprocess.run([sys.executable, "-m", "honed", "serve", str(text_run), "--port", "1", option, value],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and option in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_prometheus_metrics_info_and_a_request_timeout(text_run):
+    """GET /metrics counts requests by endpoint and status and the model calls' sizes (Prometheus' text format);
+    /info names the outputs; a request slower than request_timeout_s is answered 504, and the server goes on."""
+    import re
+
+    predictor = load_predictor(text_run)
+    client = TestClient(create_app(predictor, Limits(max_items=8, max_chars=200)))
+    for _ in range(2):
+        assert client.post("/predict", json={"texts": ["vote party", "goal team"]}).status_code == 200
+    assert client.post("/predict", json={"texts": []}).status_code == 422
+    text = client.get("/metrics").text
+
+    def value(pattern: str) -> float:
+        return float(re.search(pattern + r" ([0-9.e+]+)", text).group(1))
+
+    assert value(r'honed_requests_total\{endpoint="/predict",status="200"\}') == 2
+    assert value(r'honed_requests_total\{endpoint="/predict",status="422"\}') == 1
+    assert value(r'honed_batch_size_sum') == 4 and value(r'honed_request_seconds_count\{endpoint="/predict"\}') == 3
+    info = client.get("/info").json()
+    assert info["outputs"]["probabilities"] == [f"prob_{c}" for c in info["labels"]]
+    slow = load_predictor(text_run)
+    fast_predict = slow.predict
+    slow.predict = lambda batch: time.sleep(1.0) or fast_predict(batch)
+    timed_out = TestClient(create_app(slow, Limits(request_timeout_s=0.2)))
+    answer = timed_out.post("/predict", json={"texts": ["vote party"]})
+    assert answer.status_code == 504 and "within 0.2 s" in answer.json()["error"]
+    assert timed_out.get("/health").json() == {"status": "ok"}

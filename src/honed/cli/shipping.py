@@ -32,6 +32,7 @@ def register(sub) -> dict[str, Callable]:
     sv.add_argument("--body-timeout", type=float, default=30.0, help="seconds between two parts of a request body")
     sv.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a kept-alive idle connection stays open")
     sv.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds requests in flight get on SIGTERM")
+    sv.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is answered 504")
     sv.add_argument("--allowed-hosts", help="comma-separated names the server answers to in the Host header "
                     "(default: localhost and its addresses when bound to 127.0.0.1; any when bound wider)")
     return {"export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve}
@@ -63,7 +64,8 @@ def cmd_serve(args) -> int:
 
     limits = Limits(args.max_items, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                     header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
-                    idle_timeout_s=args.idle_timeout, shutdown_timeout_s=args.shutdown_timeout)
+                    idle_timeout_s=args.idle_timeout, shutdown_timeout_s=args.shutdown_timeout,
+                    request_timeout_s=args.request_timeout)
     hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None
     serve(args.run_dir, args.host, args.port, args.backend, limits, allowed_hosts=hosts,
           token=os.environ.get("HONED_SERVE_TOKEN") or None)

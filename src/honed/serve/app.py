@@ -43,10 +43,12 @@ class Limits:
     body_timeout_s: float = 30.0  # between two parts of a request's body (a Content-Length larger than the body)
     idle_timeout_s: float = 5.0  # a kept-alive connection with no new request
     shutdown_timeout_s: float = 10.0  # on SIGTERM/Ctrl-C: requests in flight get this long, then the server exits
+    request_timeout_s: float = 60.0  # a request not answered within this gets a 504
 
     RANGES = {"max_items": (1, 100_000), "max_chars": (1, 10_000_000), "max_batch": (1, 4096),
               "max_wait_ms": (0.0, 1000.0), "header_timeout_s": (0.1, 3600.0), "body_timeout_s": (0.1, 3600.0),
-              "idle_timeout_s": (0.1, 3600.0), "shutdown_timeout_s": (0.0, 3600.0)}
+              "idle_timeout_s": (0.1, 3600.0), "shutdown_timeout_s": (0.0, 3600.0),
+              "request_timeout_s": (0.1, 3600.0)}
 
     def check(self) -> None:
         """Every limit within its range (a ValueError naming the option and the range)."""
@@ -101,6 +103,30 @@ class BodyLimit:
                 await send(message)
 
         return await self.app(scope, counted, unless_answered)
+
+
+class Deadline:
+    """ASGI middleware: a request not answered within `seconds` gets a 504 (when nothing of its response has been
+    sent yet); the work behind it is cancelled."""
+
+    def __init__(self, app, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = {"sent": False}
+
+        async def noted(message):
+            if message["type"] == "http.response.start":
+                started["sent"] = True
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, receive, noted), self.seconds)
+        except asyncio.TimeoutError:
+            if not started["sent"]:
+                await answer(504, f"no answer within {self.seconds:g} s (the server's --request-timeout)", send)
 
 
 class Guard:
@@ -175,13 +201,23 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
 
     app = FastAPI(title="honed model server", version=__version__,
                   description=f"{predictor.info.get('model', 'model')} ({predictor.pre.task}) on {predictor.backend}")
-    batcher = MicroBatcher(predictor.predict, limits.max_batch, limits.max_wait_ms / 1000)
-    app.state.batcher, app.state.predictor = batcher, predictor
+    from honed.serve.metrics import Measured, Metrics
+
+    metrics = Metrics()
+
+    def predict_batch(batch: list) -> list:
+        metrics.batch_size.observe(len(batch))
+        return predictor.predict(batch)
+
+    batcher = MicroBatcher(predict_batch, limits.max_batch, limits.max_wait_ms / 1000)
+    app.state.batcher, app.state.predictor, app.state.metrics = batcher, predictor, metrics
     encoder = getattr(predictor.pre, "column_encoder", None)  # a table with encoded columns takes text and nulls
     columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
 
+    app.add_middleware(Deadline, seconds=limits.request_timeout_s)
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=limits.body_timeout_s)
-    app.add_middleware(Guard, allowed_hosts=list(allowed_hosts), token=token)  # added last: it runs first
+    app.add_middleware(Guard, allowed_hosts=list(allowed_hosts), token=token)
+    app.add_middleware(Measured, metrics=metrics)  # added last: it runs first, so refusals are counted too
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, e: BadRequest):
@@ -202,6 +238,22 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus():
+        """Prometheus' text format: honed_requests_total, honed_request_seconds, honed_batch_size."""
+        from starlette.responses import Response
+
+        body, kind = metrics.text()
+        return Response(body, media_type=kind)
+
+    @app.get("/info")
+    async def info() -> dict:
+        """What the model takes and gives: /metadata plus the outputs (classes with their order, or a value)."""
+        pre = predictor.pre
+        outputs = ({"prediction": "a class", "probabilities": [f"prob_{c}" for c in pre.labels.names]}
+                   if pre.labels else {"prediction": "a number, in the target's units"})
+        return await metadata() | {"outputs": outputs}
 
     @app.get("/metadata")
     async def metadata() -> dict:
