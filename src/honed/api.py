@@ -31,6 +31,7 @@ from honed.models import Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe, variant
 from honed.report import save_test_evidence, write_report
+from honed.run.card import write_model_card
 from honed.run.tracking import run_written, trackers
 from honed.training import Hook, NonFiniteLoss, Objective, Trainer, build_loss, distributed
 from honed.training.loop import prepare as prepare_trainer, run as run_loop
@@ -300,6 +301,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     summary["timing"] = timing
     summary["total_seconds"] = time.perf_counter() - started
     run_stage.write_summary(run_dir, summary)
+    write_model_card(run_dir, recipe.model_dump(mode="json"), summary)  # RUN_DIR/README.md
     if recipe.train.report and score_test:  # search trials and cv folds: their command's page sums them up
         write_report(run_dir)
     run_written(trainer.hooks, run_dir, summary)  # trackers keep the finished run's files

@@ -10,3 +10,4 @@ EXPLAIN_DIR, EXPLAIN_JSON, EXPLAIN_HTML = "explain", "explain.json", "explain.ht
 ONNX_DIR, ONNX_BUNDLE, ONNX_MODEL, ONNX_INT8 = "onnx", "bundle.json", "model.onnx", "model.int8.onnx"
 QUANTIZED_DIR, QUANTIZED_REPORT = "quantized", "report.json"
 LR_FIND_JSON, LR_FIND_PNG = "lr_find.json", "lr_find.png"
+MODEL_CARD = "README.md"
