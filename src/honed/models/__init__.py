@@ -86,36 +86,30 @@ class _SkipFills(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def count_weights(spec: ModelSpec, shape: Shape) -> int:
-    """The weights `spec` would have on `shape`, counted on PyTorch's meta device (shapes only, no memory)."""
-    with torch.device("meta"), _SkipFills():
-        return count_params(MODELS.get(spec.name)(spec, shape))
-
-
-def meta_state_shapes(spec: ModelSpec, shape: Shape) -> dict[str, list[int]]:
-    """Every tensor of the model's state_dict and its shape, from the meta device (nothing allocated)."""
-    check_size(spec, shape)
+def meta_model(spec: ModelSpec, shape: Shape) -> nn.Module:
+    """The model `spec` builds on `shape`, on PyTorch's meta device (shapes only, no memory), refused in one line
+    when larger than MAX_PARAMETERS."""
     with torch.device("meta"), _SkipFills():
         model = MODELS.get(spec.name)(spec, shape)
-    return {k: list(v.shape) for k, v in model.state_dict().items()}
-
-
-def check_size(spec: ModelSpec, shape: Shape) -> None:
-    """Refuse a model larger than MAX_PARAMETERS in one line (a pretrained encoder's size is its own)."""
-    if spec.name == "transformer":
-        return
-    weights = count_weights(spec, shape)
+    weights = count_params(model)
     if weights > MAX_PARAMETERS:
         raise UserError(f"model.name = {spec.name!r} with these settings on {shape.input_dim:,} inputs would have "
                         f"{weights:,} weights ({weights * 4 / 1e9:.1f} GB), more than {MAX_PARAMETERS:,} "
                         "($HONED_MAX_PARAMETERS): make model.hidden (or embedding_dim, channels) smaller")
+    return model
+
+
+def meta_state_shapes(spec: ModelSpec, shape: Shape) -> dict[str, list[int]]:
+    """Every tensor of the model's state_dict and its shape (nothing allocated)."""
+    return {k: list(v.shape) for k, v in meta_model(spec, shape).state_dict().items()}
 
 
 def build_model(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.features_dim and spec.name not in SENTENCE_FEATURE_MODELS:
         raise UserError(f"data.encoder_features is read by models {', '.join(SENTENCE_FEATURE_MODELS)}, "
                         f"not model.name = {spec.name!r}")
-    check_size(spec, shape)
+    if spec.name != "transformer":  # a pretrained encoder's size is its own; any other is bounded before it is made
+        meta_model(spec, shape)
     model = MODELS.get(spec.name)(spec, shape)
     # a pretrained model initializes only its new parts (e.g. the classification head)
     initialize(getattr(model, "fresh", model), spec.init, spec.embedding_init, spec.embedding_scale)

@@ -98,10 +98,15 @@ def load(spec: ImageData) -> RawData:
     channels = 1 if grey else 3
     log.info(f"data: {len(x_train):,} training images{f' and {len(raw_test):,} test images' if raw_test else ''} "
              f"in {len(classes)} classes, as {channels} x {spec.size} x {spec.size} ({spec.resize})")
-    names = [f"{c}_{i}_{j}" for c in (["grey"] if grey else ["r", "g", "b"]) for i in range(spec.size)
-             for j in range(spec.size)]
+    names = pixel_names(channels, spec.size)
     return RawData(kind="table", task="classification", train=RawSplit(x_train, np.asarray(train_labels, dtype=object)),
                    test=raw_test, feature_names=names, image_shape=(channels, spec.size, spec.size))
+
+
+def pixel_names(channels: int, size: int) -> list[str]:
+    """The feature names of an image's pixels, channel by channel, row by row: grey_0_0 ..., or r_0_0 ... b_..."""
+    return [f"{c}_{i}_{j}" for c in (["grey"] if channels == 1 else ["r", "g", "b"]) for i in range(size)
+            for j in range(size)]
 
 
 def stacked(pixels: list[np.ndarray], grey: bool) -> np.ndarray:
@@ -230,7 +235,7 @@ def wanted(parts: tuple[str, ...], tally: Tally, name: str) -> bool:
     return True
 
 
-def sized_read(read: Callable[[], bytes], size: int, name: str) -> Callable[[], bytes]:
+def sized_read(read: Callable[[], bytes], size: int) -> Callable[[], bytes]:
     def bounded() -> bytes:
         if size > MAX_FILE_BYTES:
             raise UnreadableImage(f"{size:,} bytes; an image file is at most {MAX_FILE_BYTES:,}")
@@ -247,7 +252,7 @@ def folder_items(root: Path, tally: Tally) -> Iterator[tuple[tuple[str, ...], Ca
         if p.is_file() and not p.is_symlink():
             parts = p.relative_to(base).parts
             if wanted(parts, tally, str(p)):
-                yield parts, sized_read(p.read_bytes, p.stat().st_size, str(p))
+                yield parts, sized_read(p.read_bytes, p.stat().st_size)
 
 
 def archive_items(path: Path, key: str, tally: Tally, classes: bool = True
@@ -272,7 +277,7 @@ def archive_items(path: Path, key: str, tally: Tally, classes: bool = True
     for (name, size, read), parts in zip(members, names):
         parts = parts[strip:] if parts and parts[0] in tops else parts
         if parts and wanted(parts if classes else ("predict", *parts), tally, f"{path}:{name}"):
-            yield parts, sized_read(read, size, name)
+            yield parts, sized_read(read, size)
 
 
 def list_items(path: Path, key: str) -> Iterator[tuple[tuple[str, ...], Callable[[], bytes]]]:
@@ -286,7 +291,7 @@ def list_items(path: Path, key: str) -> Iterator[tuple[tuple[str, ...], Callable
         target = (path.parent / str(file)).expanduser()
         if not target.is_file():
             raise UserError(f"{key} = {str(path)!r}: {file!r} is not a file")
-        yield (str(label), target.name), sized_read(target.read_bytes, target.stat().st_size, str(target))
+        yield (str(label), target.name), sized_read(target.read_bytes, target.stat().st_size)
 
 
 def single_top(names: list[str]) -> str | None:
@@ -304,9 +309,9 @@ def prediction_table(path: Path, spec: ImageData, channels: int):
 
     tally = Tally()
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        items = [((path.name,), sized_read(path.read_bytes, path.stat().st_size, str(path)))]
+        items = [((path.name,), sized_read(path.read_bytes, path.stat().st_size))]
     elif path.is_dir():
-        items = [((str(p.relative_to(path)),), sized_read(p.read_bytes, p.stat().st_size, str(p)))
+        items = [((str(p.relative_to(path)),), sized_read(p.read_bytes, p.stat().st_size))
                  for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()
                  and wanted(("predict", *p.relative_to(path).parts), tally, str(p))]
     elif path.is_file() and path.name.lower().endswith(ARCHIVES):
@@ -320,18 +325,18 @@ def prediction_table(path: Path, spec: ImageData, channels: int):
     if len(items) > spec.max_images:
         raise UserError(f"--input {path}: more than data.max_images = {spec.max_images:,} images")
     found = [Found(None, "", f"{path}/{parts[0]}" if path.is_dir() else parts[0], read) for parts, read in items]
-    pixels, _ = decode_all(found, spec, tally)
-    kept = [f.name for f in found][: len(pixels)] if len(pixels) == len(found) else None
-    if kept is None:  # some were skipped (data.skip_unreadable): their names are gone from the rows
-        raise UserError(f"--input {path}: {len(found) - len(pixels)} image(s) could not be read")
-    if not pixels:
+    if not found:
         raise UserError(f"--input {path}: no image found")
+    pixels = []
+    for f in found:  # every file answered or named: a prediction per file, in order
+        try:
+            pixels.append(decode(f.read(), spec))
+        except (UnreadableImage, OSError) as e:
+            raise UserError(f"{f.name}: cannot read this image ({e})") from None
     tally.say(str(path))
     x = stacked(pixels, grey=channels == 1)
-    names = [f"{c}_{i}_{j}" for c in (["grey"] if channels == 1 else ["r", "g", "b"]) for i in range(spec.size)
-             for j in range(spec.size)]
-    frame = pd.DataFrame(x, columns=names)
-    frame.insert(0, "path", kept)
+    frame = pd.DataFrame(x, columns=pixel_names(channels, spec.size))
+    frame.insert(0, "path", [f.name for f in found])
     return frame
 
 
@@ -343,4 +348,4 @@ def list_paths(path: Path) -> Iterator[tuple[tuple[str, ...], Callable[[], bytes
         target = (path.parent / str(file)).expanduser()
         if not target.is_file():
             raise UserError(f"--input {path}: {file!r} is not a file")
-        yield (str(file),), sized_read(target.read_bytes, target.stat().st_size, str(target))
+        yield (str(file),), sized_read(target.read_bytes, target.stat().st_size)
