@@ -483,7 +483,8 @@ def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id
     frame = predictions_frame(outputs_of(model, x), pre)
     ids = passed_through(table, pre, id_column)
     if ids:
-        frame = table[ids].reset_index(drop=True).join(frame, rsuffix="_predicted")
+        passed = table[ids].reset_index(drop=True)  # a prediction column named like a passed one gets a suffix
+        frame = passed.join(frame.rename(columns=lambda c: f"{c}_predicted" if c in passed else c))
     if output is not None:
         run_stage.write_text(Path(output), frame.to_csv(index=False))
     return frame

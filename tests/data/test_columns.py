@@ -224,8 +224,8 @@ def test_a_table_too_wide_for_its_embeddings_and_ensemble_is_refused_before_allo
 
     spec = load_recipe({"model": {"name": "mlp", "hidden": [8], "ensemble": 8, "numeric_embedding": "periodic",
                                   "numeric_dim": 64}}).model
-    with pytest.raises(UserError, match=r"5,000 numbers embedded 64 wide\) for 8 ensemble member\(s\)"):
-        build_model(spec, Shape("features", 5_000, 2, numeric_dim=5_000))  # 2.56 million values per row
+    with pytest.raises(UserError, match=r"5,000 numbers embedded 65 wide\) for 8 ensemble member\(s\)"):
+        build_model(spec, Shape("features", 5_000, 2, numeric_dim=5_000))  # 2.6 million values per row
     assert build_model(spec, Shape("features", 50, 2, numeric_dim=50)) is not None
 
 
