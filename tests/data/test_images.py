@@ -80,12 +80,13 @@ def test_modes_and_formats_become_eight_bit_grey_or_rgb(tmp_path):
 
 def test_an_archive_and_a_list_read_like_the_folder(tmp_path):
     root = lay_out(tmp_path / "photos")
+    (root / "README.md").write_text("about these photos")  # beside train/ and test/, as public archives ship them
     with tarfile.open(tmp_path / "photos.tar.gz", "w:gz") as archive:
         archive.add(root, arcname="photos")
     folder, packed = load_raw(spec_of(root)), load_raw(spec_of(tmp_path / "photos.tar.gz"))
     order = np.lexsort(folder.train.x.T), np.lexsort(packed.train.x.T)
     np.testing.assert_array_equal(folder.train.x[order[0]], packed.train.x[order[1]])
-    assert len(packed.test) == 8
+    assert len(packed.test) == 8 and len(packed.train) == 24  # the canonical split, not a carved one
     rows = "path,label\n" + "".join(f"photos/train/{c}/{i}.png,{c}\n" for c in COLOURS for i in range(12))
     (tmp_path / "list.csv").write_text(rows)
     listed = load_raw(spec_of(tmp_path / "list.csv"))

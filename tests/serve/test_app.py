@@ -284,3 +284,21 @@ def test_prometheus_metrics_info_and_a_request_timeout(text_run):
     answer = timed_out.post("/predict", json={"texts": ["vote party"]})
     assert answer.status_code == 504 and "within 0.2 s" in answer.json()["error"]
     assert timed_out.get("/health").json() == {"status": "ok"}
+
+
+def test_batch_predict_answers_a_file_sized_list_as_predict_does_with_ids(text_run):
+    predictor = load_predictor(text_run)
+    client = TestClient(create_app(predictor, Limits(max_items=8, max_chars=200, max_batch=4, max_batch_items=40,
+                                                     max_batch_mb=0.002)))
+    texts = [f"{w} team score" if i % 2 else f"{w} cook taste" for i, w in enumerate(["a", "b", "c"] * 6)]  # 18
+    body = client.post("/batch_predict", json={"texts": texts, "ids": list(range(100, 118))}).json()
+    assert body["ids"] == list(range(100, 118))  # in model calls of 4, answered in the order sent
+    assert [p["prediction"] for p in body["predictions"]] == [p["prediction"] for p in predictor.predict(texts)]
+    assert client.post("/predict", json={"texts": texts}).status_code == 413  # over /predict's 8
+    assert "ids" not in client.post("/batch_predict", json={"texts": texts[:2]}).json()
+    short = client.post("/batch_predict", json={"texts": texts, "ids": [1, 2]})
+    assert short.status_code == 422 and "ids has 2 entries for 18 items" in short.json()["error"]
+    many = client.post("/batch_predict", json={"texts": ["ab"] * 41})
+    assert many.status_code == 413 and "limit is 40" in many.json()["error"]
+    big = client.post("/batch_predict", json={"texts": ["x" * 150] * 20})  # 3 kB over its 0.002 MB body limit
+    assert big.status_code == 413 and client.get("/health").status_code == 200

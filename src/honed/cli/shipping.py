@@ -19,7 +19,7 @@ def register(sub) -> dict[str, Callable]:
     qu.add_argument("run_dir")
     qu.add_argument("--input", help="inputs to time on (default: the run's test split, which also gives accuracy)")
 
-    sv = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; /predict, /health, /metadata, /docs)")
+    sv = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; /predict, /batch_predict, /explain, /info, /metrics, /health, /docs)")
     sv.add_argument("run_dir")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
@@ -28,6 +28,8 @@ def register(sub) -> dict[str, Callable]:
     sv.add_argument("--max-batch", type=int, default=64, help="items per model call when requests are batched")
     sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits to share a model call")
     sv.add_argument("--max-items", type=int, default=256, help="items allowed in one request")
+    sv.add_argument("--max-batch-items", type=int, default=10_000, help="items allowed in one /batch_predict request")
+    sv.add_argument("--max-batch-mb", type=float, default=64.0, help="megabytes of one /batch_predict request body")
     sv.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request's headers to arrive")
     sv.add_argument("--body-timeout", type=float, default=30.0, help="seconds between two parts of a request body")
     sv.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a kept-alive idle connection stays open")
@@ -65,7 +67,8 @@ def cmd_serve(args) -> int:
     limits = Limits(args.max_items, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                     header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
                     idle_timeout_s=args.idle_timeout, shutdown_timeout_s=args.shutdown_timeout,
-                    request_timeout_s=args.request_timeout)
+                    request_timeout_s=args.request_timeout, max_batch_items=args.max_batch_items,
+                    max_batch_mb=args.max_batch_mb)
     hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None
     serve(args.run_dir, args.host, args.port, args.backend, limits, allowed_hosts=hosts,
           token=os.environ.get("HONED_SERVE_TOKEN") or None)

@@ -30,8 +30,9 @@ from honed.files import building, loads_json, remove_abandoned
 if TYPE_CHECKING:
     from honed.recipe.schema import DataSpec
 
-FORMAT = 5  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding; 4: test texts;
-# 5: character n-grams from the first 64 characters of a word
+FORMAT = 6  # 2: n-gram hashes scrambled with splitmix64; 3: token rows stored without padding; 4: test texts;
+# 5: character n-grams from the first 64 characters of a word; 6: an archive's README beside train/ and test/
+# no longer hides its test split
 CACHED_SOURCES = {"imdb", "text_files", "images"}  # the ones whose preprocessing costs seconds (images: decoding)
 SPLITS = ("train", "val", "test")
 log = logging.getLogger("honed")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb", "images"]
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
-ModelName = Literal["linear", "logistic", "mlp", "cnn", "rnn", "bag", "transformer"]
+ModelName = Literal["linear", "logistic", "mlp", "cnn", "resnet", "rnn", "bag", "transformer"]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
 InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
 LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy"]
@@ -233,7 +233,7 @@ class AdapterSpec(Section):
 
 
 class ModelSpec(Section):
-    name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), rnn (text), bag (text), "
+    name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), resnet (images), rnn (text), bag (text), "
                             "transformer (fine-tunes data.pretrained's encoder)")
     init: InitName = Field("default", description="weight initialization (biases start at zero)")
     hidden: list[Size] = Field(default_factory=list, description="mlp / bag dense layer sizes")
@@ -258,13 +258,16 @@ class ModelSpec(Section):
         "weighted sum (idf from the training texts, unit L2 norm per text); l2: their sum over the square root of "
         "the text's length (TF-IDF's weights without idf: nothing fitted)")
     embedding_scale: float = Field(0.05, gt=0, description="bound of the uniform embedding initialization")
-    channels: list[Size] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block")
+    channels: list[Size] = Field(default_factory=lambda: [16, 32], description="cnn channels per conv block; resnet: "
+                                 "the stem's width, then each stage's (e.g. [64, 128, 256, 512], ResNet-9)")
     kernel_size: int = Field(3, ge=1, le=1000, description="cnn kernel size")
     batch_norm: bool = Field(False, description="cnn on images: BatchNorm after each convolution")
     augment: Literal["none", "shift", "shift_flip"] = Field(
-        "none", description="cnn on images, while training: shift each image by up to augment_shift pixels "
+        "none", description="cnn and resnet on images, while training: shift each image by up to augment_shift pixels "
         "(zeros come in), and with shift_flip mirror half of them left to right")
     augment_shift: int = Field(2, ge=0, le=64, description="cnn augment: the largest shift in pixels")
+    test_time_flip: bool = Field(False, description="resnet, evaluated: the mean of an image's and its mirror's "
+                                 "logits (photos; not digits)")
     cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
     hidden_size: int = Field(64, ge=1, le=1_000_000, description="rnn hidden units")
     layers: int = Field(1, ge=1, le=1000, description="rnn layers")

@@ -44,11 +44,13 @@ class Limits:
     idle_timeout_s: float = 5.0  # a kept-alive connection with no new request
     shutdown_timeout_s: float = 10.0  # on SIGTERM/Ctrl-C: requests in flight get this long, then the server exits
     request_timeout_s: float = 60.0  # a request not answered within this gets a 504
+    max_batch_items: int = 10_000  # items in one /batch_predict request (a file's worth)
+    max_batch_mb: float = 64.0  # the body of one /batch_predict request
 
     RANGES = {"max_items": (1, 100_000), "max_chars": (1, 10_000_000), "max_batch": (1, 4096),
               "max_wait_ms": (0.0, 1000.0), "header_timeout_s": (0.1, 3600.0), "body_timeout_s": (0.1, 3600.0),
               "idle_timeout_s": (0.1, 3600.0), "shutdown_timeout_s": (0.0, 3600.0),
-              "request_timeout_s": (0.1, 3600.0)}
+              "request_timeout_s": (0.1, 3600.0), "max_batch_items": (1, 1_000_000), "max_batch_mb": (0.001, 4096.0)}
 
     def check(self) -> None:
         """Every limit within its range (a ValueError naming the option and the range)."""
@@ -63,21 +65,26 @@ class Limits:
         """The largest request body read: every item at its largest (4 bytes a character, JSON quoting), plus slack."""
         return self.max_items * (self.max_chars * 6 + 64) + 65536
 
+    @property
+    def max_batch_body_bytes(self) -> int:
+        return int(self.max_batch_mb * 2**20)
+
 
 class BodyLimit:
     """ASGI middleware: a request body larger than `limit` bytes gets a 413 before it is read whole
     (by its Content-Length, or by counting as it streams in); a body whose next part does not come within
     `timeout` seconds (a slow client, a Content-Length larger than what is sent) gets a 408."""
 
-    def __init__(self, app, limit: int, timeout: float = 30.0) -> None:
-        self.app, self.limit, self.timeout = app, limit, timeout
+    def __init__(self, app, limit: int, timeout: float = 30.0, per_path: dict[str, int] | None = None) -> None:
+        self.app, self.default, self.timeout, self.per_path = app, limit, timeout, per_path or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.per_path.get(scope.get("path", ""), self.default)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await too_large(self.limit, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await too_large(limit, send)
         seen, whole, answered = 0, False, False
 
         async def counted():
@@ -92,9 +99,9 @@ class BodyLimit:
                 return {"type": "http.disconnect"}
             seen += len(message.get("body", b""))
             whole = not message.get("more_body", False)
-            if seen > self.limit:
+            if seen > limit:
                 answered = True
-                await too_large(self.limit, send)
+                await too_large(limit, send)
                 return {"type": "http.disconnect"}
             return message
 
@@ -189,6 +196,11 @@ class PredictRequest(BaseModel):
         "category columns take text values and null for a missing cell")
 
 
+class BatchRequest(PredictRequest):
+    ids: Optional[list[Union[str, int]]] = Field(None, description="one ID per item, answered beside its prediction "
+                                                   "so results join back to their inputs")
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -215,7 +227,8 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
     columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
 
     app.add_middleware(Deadline, seconds=limits.request_timeout_s)
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=limits.body_timeout_s)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=limits.body_timeout_s,
+                       per_path={"/batch_predict": limits.max_batch_body_bytes})
     app.add_middleware(Guard, allowed_hosts=list(allowed_hosts), token=token)
     app.add_middleware(Measured, metrics=metrics)  # added last: it runs first, so refusals are counted too
 
@@ -275,6 +288,24 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
         items = check(body, predictor.pre.kind, columns, limits, encoded=encoder is not None)
         return {"predictions": await batcher.submit(items)}
 
+    @app.post("/batch_predict")
+    async def batch_predict(body: BatchRequest) -> dict:
+        """A file's worth of items in one request (up to --max-batch-items), predicted in model calls of
+        --max-batch items off the event loop; `ids`, when sent, come back beside the predictions."""
+        from starlette.concurrency import run_in_threadpool
+
+        items = check(body, predictor.pre.kind, columns, limits, encoded=encoder is not None,
+                      max_items=limits.max_batch_items)
+        if body.ids is not None and len(body.ids) != len(items):
+            raise BadRequest(422, f"ids has {len(body.ids)} entries for {len(items)} items: send one per item")
+
+        def predict_all() -> list:
+            return [p for start in range(0, len(items), limits.max_batch)
+                    for p in predict_batch(items[start: start + limits.max_batch])]
+
+        predictions = await run_in_threadpool(predict_all)
+        return {"predictions": predictions} | ({"ids": body.ids} if body.ids is not None else {})
+
     @app.post("/explain")
     async def explain(body: PredictRequest) -> dict:
         """Integrated-gradients attributions per word (or column), as honed explain gives them."""
@@ -311,8 +342,10 @@ def as_rows(items: list, encoded: bool):
     return np.asarray(items, dtype=np.float32)
 
 
-def check(body: PredictRequest, kind: str, columns: list[str] | None, limits: Limits, encoded: bool = False) -> list:
+def check(body: PredictRequest, kind: str, columns: list[str] | None, limits: Limits, encoded: bool = False,
+          max_items: int | None = None) -> list:
     """The request's items in the predictor's form, or a BadRequest naming what is wrong."""
+    max_items = max_items or limits.max_items
     if kind == "text":
         if body.rows is not None or body.texts is None:
             raise BadRequest(422, "this is a text model: send {\"texts\": [\"...\", ...]}")
@@ -325,8 +358,8 @@ def check(body: PredictRequest, kind: str, columns: list[str] | None, limits: Li
         items = [reader(row, columns, i) for i, row in enumerate(body.rows)]
     if not items:
         raise BadRequest(422, "empty batch: send at least one item")
-    if len(items) > limits.max_items:
-        raise BadRequest(413, f"{len(items)} items in one request; the limit is {limits.max_items}")
+    if len(items) > max_items:
+        raise BadRequest(413, f"{len(items)} items in one request; the limit is {max_items}")
     if kind == "text":
         for i, text in enumerate(items):
             if len(text) > limits.max_chars:

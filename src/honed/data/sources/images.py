@@ -273,7 +273,8 @@ def archive_items(path: Path, key: str, tally: Tally, classes: bool = True
     names = [PurePosixPath(n).parts for n, _, _ in members]
     tops = {p[0] for p in names if len(p) > 1 and not p[0].startswith(".") and p[0] != "__MACOSX"}
     strip = 1 if len(tops) == 1 and not looks_like_split(next(iter(tops))) and all(
-        len(p) >= 3 for p in names if p and p[0] in tops) else 0
+        len(p) >= 3 for p in names if p and p[0] in tops and PurePosixPath(p[-1]).suffix.lower() in IMAGE_SUFFIXES
+    ) else 0  # a README or LICENSE beside the layout in the top folder does not make the top folder a class
     for (name, size, read), parts in zip(members, names):
         parts = parts[strip:] if parts and parts[0] in tops else parts
         if parts and wanted(parts if classes else ("predict", *parts), tally, f"{path}:{name}"):

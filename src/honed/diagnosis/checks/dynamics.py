@@ -29,7 +29,7 @@ def regularize(ev: RunEvidence) -> list[str]:
         out.append(change(**{"regularization.c": reg.c / 10}))
     else:
         out.append(change(**{"regularization.l2": max(1e-4, reg.l2 * 10)}))
-    if ev.recipe.model.name in ("mlp", "bag", "cnn", "rnn") and ev.recipe.model.dropout < 0.5:
+    if ev.recipe.model.name in ("mlp", "bag", "cnn", "resnet", "rnn") and ev.recipe.model.dropout < 0.5:
         out.append(change(**{"model.dropout": round(min(0.5, ev.recipe.model.dropout + 0.2), 2)}))
     return out
 
@@ -91,7 +91,7 @@ def bigger_model(ev: RunEvidence) -> list[str]:
         return [change(**{"model.hidden": [max(64, 4 * widest)] * max(1, len(m.hidden))})]
     if m.name == "rnn":
         return [change(**{"model.hidden_size": 2 * m.hidden_size})]
-    if m.name == "cnn":
+    if m.name in ("cnn", "resnet"):
         return [change(**{"model.channels": [2 * c for c in m.channels]})]
     return []
 

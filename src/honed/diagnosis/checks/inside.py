@@ -18,6 +18,8 @@ def hidden_layers(ev: RunEvidence) -> int:
     m = ev.recipe.model
     if m.name in ("mlp", "bag"):
         return len(m.hidden)
+    if m.name == "resnet":  # the stem, then a convolution per stage and two per residual stage
+        return len(m.channels) + 2 * min(2, len(m.channels) - 1)
     return len(m.channels) if m.name == "cnn" else 0
 
 
