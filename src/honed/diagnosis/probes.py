@@ -127,7 +127,7 @@ def minibatch_race(recipe, bundle, target_loss: float, seconds: float, max_epoch
                                "optimizer.nesterov": False, "schedule.name": "constant", "schedule.warmup_epochs": 0.0,
                                "train.epochs": max_epochs, "train.batch_size": MINI_BATCH, "train.early_stopping": None,
                                "train.target": None, "train.stop_at_target": False, "train.checkpoint": None,
-                               "train.convergence_tol": None})
+                               "train.convergence_tol": None, "model.bags": 1})
     trainer = run(prepare(changed, replace(bundle, val=None), hooks=[Reached()]))
     last = trainer.history[-1]
     return {"loss": last["train_loss"], "seconds": trainer.train_seconds, "epochs": last["epoch"],

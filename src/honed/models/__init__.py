@@ -86,11 +86,23 @@ class _SkipFills(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def construct(spec: ModelSpec, shape: Shape) -> nn.Module:
+    """The registered model `spec` names, or `model.bags` of them bagged (models/bagged.py); not initialized."""
+    if spec.bags == 1:
+        return MODELS.get(spec.name)(spec, shape)
+    from honed.models.bagged import Bagged
+
+    if spec.bags == "auto":
+        raise ValueError("model.bags = auto must be resolved first (honed.api.sized_for_rows)")
+    one = spec.model_copy(update={"bags": 1})
+    return Bagged([MODELS.get(spec.name)(one, shape) for _ in range(spec.bags)])
+
+
 def meta_model(spec: ModelSpec, shape: Shape) -> nn.Module:
     """The model `spec` builds on `shape`, on PyTorch's meta device (shapes only, no memory), refused in one line
     when larger than MAX_PARAMETERS."""
     with torch.device("meta"), _SkipFills():
-        model = MODELS.get(spec.name)(spec, shape)
+        model = construct(spec, shape)
     weights = count_params(model)
     if weights > MAX_PARAMETERS:
         raise UserError(f"model.name = {spec.name!r} with these settings on {shape.input_dim:,} inputs would have "
@@ -110,7 +122,7 @@ def build_model(spec: ModelSpec, shape: Shape) -> nn.Module:
                         f"not model.name = {spec.name!r}")
     if spec.name != "transformer":  # a pretrained encoder's size is its own; any other is bounded before it is made
         meta_model(spec, shape)
-    model = MODELS.get(spec.name)(spec, shape)
+    model = construct(spec, shape)
     # a pretrained model initializes only its new parts (e.g. the classification head)
     initialize(getattr(model, "fresh", model), spec.init, spec.embedding_init, spec.embedding_scale)
     return model

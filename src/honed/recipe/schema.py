@@ -248,6 +248,11 @@ class ModelSpec(Section):
     numeric_dim: int = Field(8, ge=1, le=4096, description="periodic numeric embedding: the vector size per column")
     ensemble: int = Field(1, ge=1, le=64, description="mlp: k MLPs trained at once in one model, sharing their "
                           "hidden weights (TabM-mini); predictions are their mean. 1: one plain MLP")
+    bags: Union[Literal["auto"], Annotated[int, Field(ge=1, le=32)]] = Field(
+        1, description="bagging over validation folds: K models, each trained on the training rows less one fold "
+        "and stopped on it, answering their mean (the run's validation score is out of fold); feature rows only "
+        "(tables, images). auto: 5 below 10,000 training rows while rows x model inputs stays under 3 million, else "
+        "1. 1: one model")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate in mlp, bag, cnn and rnn")
     embedding_dim: int = Field(16, ge=1, le=1_000_000, description="bag, cnn and rnn on text: embedding size")
     embedding_init: Literal["default", "uniform", "zeros"] = Field(

@@ -109,7 +109,8 @@ def sweep_recipe(recipe: Recipe, bundle, min_lr: float, steps: int) -> Recipe:
     from honed.training.batches import Batches
     from honed.training.optimizers import FULL_BATCH
 
-    recipe = sized_for_rows(variant(recipe, {"train.steps": None}), len(bundle.train))  # batch_size = auto resolved
+    # batch_size = auto resolved; one model's rate (a bag's members each train at the recipe's rate)
+    recipe = sized_for_rows(variant(recipe, {"train.steps": None, "model.bags": 1}), len(bundle.train))
     spec = recipe.train
     per_epoch = Batches(bundle.train.x, bundle.train.y, spec.batch_size, False, 0,
                         full_batch=recipe.optimizer.name in FULL_BATCH, accumulate=spec.accumulate).steps_per_epoch
