@@ -170,6 +170,10 @@ def test_column_attributions_add_up_and_the_server_takes_text_and_nulls(mixed_ru
         honed.predict(mixed_run, pd.DataFrame(body["rows"]))["prediction"].tolist()
     refused = client.post("/predict", json={"rows": [{"city": "oslo", "noise": 0}]})
     assert refused.status_code == 422 and "missing income" in refused.json()["error"]
+    row = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]["properties"]["rows"]["items"]
+    assert row["required"] == ["city", "income", "noise"] and row["properties"]["income"]["type"] == ["number", "null"]
+    city = row["properties"]["city"]["description"]  # /docs shows the values, most frequent first
+    assert city.startswith("category (") and all(name in city for name in ("kyiv", "lima", "oslo", "paris"))
     from honed.report import report
 
     page = report(mixed_run).read_text()  # the run's page: a row per column with its type and missing share

@@ -302,3 +302,15 @@ def test_batch_predict_answers_a_file_sized_list_as_predict_does_with_ids(text_r
     assert many.status_code == 413 and "limit is 40" in many.json()["error"]
     big = client.post("/batch_predict", json={"texts": ["x" * 150] * 20})  # 3 kB over its 0.002 MB body limit
     assert big.status_code == 413 and client.get("/health").status_code == 200
+
+
+def test_the_openapi_document_names_this_runs_inputs(text_run, digits_run):
+    texts = TestClient(create_app(load_predictor(text_run), Limits(max_items=8, max_chars=200))).get("/openapi.json")
+    body = texts.json()["components"]["schemas"]["PredictRequest"]
+    assert body["properties"]["texts"]["items"] == {"type": "string", "maxLength": 200}
+    assert body["properties"]["texts"]["maxItems"] == 8 and body["required"] == ["texts"]
+    client = TestClient(create_app(load_predictor(digits_run)))
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    named = schemas["PredictRequest"]["properties"]["rows"]["items"]["anyOf"][0]
+    assert named["required"] == client.get("/metadata").json()["input"]["columns"]
+    assert "ids" in schemas["BatchRequest"]["properties"] and "ids" not in schemas["PredictRequest"]["properties"]

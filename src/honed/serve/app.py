@@ -226,6 +226,16 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
     encoder = getattr(predictor.pre, "column_encoder", None)  # a table with encoded columns takes text and nulls
     columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict:  # /docs and /openapi.json show this run's fields, built once
+        if app.openapi_schema is None:
+            from honed.serve.schema import with_run_schemas
+
+            app.openapi_schema = with_run_schemas(default_openapi(), predictor, columns, limits)
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.add_middleware(Deadline, seconds=limits.request_timeout_s)
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=limits.body_timeout_s,
                        per_path={"/batch_predict": limits.max_batch_body_bytes})
