@@ -148,3 +148,35 @@ def test_image_classification_trains_on_a_folder(tmp_path):
     with tarfile.open(tmp_path / "new.tar", "w") as archive:
         archive.add(new / "b.jpg", arcname="b.jpg")
     assert honed.predict(run.path, tmp_path / "new.tar")["prediction"].tolist() == ["blue"]
+
+
+def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
+    import base64
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from honed.export import load_predictor
+    from honed.serve import create_app
+
+    run = honed.train("image_classification", [f"data.path={lay_out(tmp_path / 'photos', per_class=16)}",
+                                                "data.size=12", "train.epochs=4", "train.report=false"],
+                      out=tmp_path / "run")
+    files = []
+    for name, colour, size in (("b.jpg", "blue", (40, 30)), ("r.png", "red", (9, 9))):
+        square(COLOURS[colour], size=size, seed=7).save(tmp_path / name)
+        files.append(base64.b64encode((tmp_path / name).read_bytes()).decode())
+    client = TestClient(create_app(load_predictor(run.path)))
+    served = client.post("/predict", json={"images": files}).json()["predictions"]
+    local = honed.predict(run.path, tmp_path / "b.jpg").iloc[0], honed.predict(run.path, tmp_path / "r.png").iloc[0]
+    assert [p["prediction"] for p in served] == [row["prediction"] for row in local] == ["blue", "red"]
+    assert served[0]["probabilities"]["blue"] == pytest.approx(local[0]["prob_blue"], abs=1e-5)
+    batch = client.post("/batch_predict", json={"images": files, "ids": ["b", "r"]}).json()
+    assert batch["ids"] == ["b", "r"] and [p["prediction"] for p in batch["predictions"]] == ["blue", "red"]
+    for body, words in (({"images": ["%%%"]}, "images[0]: not base64"),
+                        ({"images": [base64.b64encode(b"not an image").decode()]}, "images[0]: cannot read"),
+                        ({"images": files, "rows": [[0.0]]}, "images alone")):
+        answer = client.post("/predict", json=body)
+        assert answer.status_code == 422 and words in answer.json()["error"], answer.text
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
+    assert "images" in schema["properties"]

@@ -48,6 +48,7 @@ def test_predict_returns_labels_and_probabilities(text_client, text_run):
     ({"texts": [1, {"a": 2}]}, 422, "texts.0"),
     ({}, 422, "text model"),
     ({"rows": [[1.0]]}, 422, "text model"),
+    ({"images": ["aGk="]}, 422, "does not take images"),
     ({"texts": ["a"], "extra": 1}, 422, "extra"),
     ("not json at all", 400, "malformed JSON"),
     ([1, 2, 3], 422, "body"),

@@ -194,6 +194,8 @@ class PredictRequest(BaseModel):
     rows: Optional[list[Union[dict[str, Union[float, str, bool, None]], list[float]]]] = Field(
         None, description="tabular/image models: rows as {column: value} or lists in column order; tables with "
         "category columns take text values and null for a missing cell")
+    images: Optional[list[str]] = Field(None, description="image models: image files (JPEG, PNG, WebP, BMP, GIF) as "
+                                        "base64 strings, decoded and resized as in training")
 
 
 class BatchRequest(PredictRequest):
@@ -293,9 +295,26 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
                 "metrics": predictor.info.get("metrics", {}), "recipe": predictor.info.get("recipe"),
                 "limits": {k: v for k, v in asdict(limits).items()}, "honed": __version__}
 
+    images = image_reader(predictor)  # image runs also take the files themselves, base64-encoded
+
+    async def checked(body: PredictRequest, max_items: int | None = None) -> list:
+        if body.images is not None:
+            from starlette.concurrency import run_in_threadpool
+
+            if images is None:
+                raise BadRequest(422, "this model does not take images: send "
+                                      + ("texts" if predictor.pre.kind == "text" else "rows"))
+            if body.rows is not None or body.texts is not None:
+                raise BadRequest(422, "send images alone (not with rows or texts)")
+            if not body.images or len(body.images) > (max_items or limits.max_items):
+                raise BadRequest(413 if body.images else 422, f"{len(body.images)} images; send 1 to "
+                                                              f"{max_items or limits.max_items}")
+            return await run_in_threadpool(images, body.images)  # decoding is CPU work: off the event loop
+        return check(body, predictor.pre.kind, columns, limits, encoded=encoder is not None, max_items=max_items)
+
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict:
-        items = check(body, predictor.pre.kind, columns, limits, encoded=encoder is not None)
+        items = await checked(body)
         return {"predictions": await batcher.submit(items)}
 
     @app.post("/batch_predict")
@@ -304,8 +323,7 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
         --max-batch items off the event loop; `ids`, when sent, come back beside the predictions."""
         from starlette.concurrency import run_in_threadpool
 
-        items = check(body, predictor.pre.kind, columns, limits, encoded=encoder is not None,
-                      max_items=limits.max_batch_items)
+        items = await checked(body, limits.max_batch_items)
         if body.ids is not None and len(body.ids) != len(items):
             raise BadRequest(422, f"ids has {len(body.ids)} entries for {len(items)} items: send one per item")
 
@@ -341,6 +359,34 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
              if k in it} for it in result.items]}
 
     return app
+
+
+def image_reader(predictor):
+    """For an image run, a function from base64 image files to pixel rows as training decoded them (the run's
+    data settings: size, resize, channels, max_pixels); None for other runs or a bundle without its recipe."""
+    import base64
+    import binascii
+
+    recipe = predictor.info.get("recipe")
+    if not getattr(predictor.pre, "image_shape", None) or not recipe or recipe.get("data", {}).get("source") != "images":
+        return None
+    from honed.data.sources.images import UnreadableImage, decode, stacked
+    from honed.recipe import load_recipe
+
+    spec, grey = load_recipe(recipe).data, predictor.pre.image_shape[0] == 1
+
+    def read(files: list[str]) -> list:
+        pixels = []
+        for i, text in enumerate(files):
+            try:
+                pixels.append(decode(base64.b64decode(text, validate=True), spec))
+            except (binascii.Error, ValueError):
+                raise BadRequest(422, f"images[{i}]: not base64") from None
+            except (UnreadableImage, OSError) as e:
+                raise BadRequest(422, f"images[{i}]: cannot read this image ({e})") from None
+        return stacked(pixels, grey).tolist()
+
+    return read
 
 
 def as_rows(items: list, encoded: bool):

@@ -40,10 +40,15 @@ def request_schema(predictor, columns: list[str] | None, max_items: int, max_cha
         body = {"rows": {"type": "array", "items": row_schema(predictor, columns or []), "minItems": 1,
                          "maxItems": max_items}}
         required = ["rows"]
+        if getattr(predictor.pre, "image_shape", None):  # or the image files themselves
+            body["images"] = {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}, "minItems": 1,
+                              "maxItems": max_items, "description": "image files, base64-encoded"}
+            required = []
     if ids:
         body["ids"] = {"type": "array", "items": {"type": ["string", "integer"]},
                        "description": "one per item, answered beside its prediction"}
-    return {"type": "object", "properties": body, "required": required, "additionalProperties": False}
+    return {"type": "object", "properties": body, "additionalProperties": False} | (
+        {"required": required} if required else {"minProperties": 1})
 
 
 def with_run_schemas(openapi: dict, predictor, columns: list[str] | None, limits) -> dict:
