@@ -5,7 +5,7 @@
     honed.predict(run.path, "new_rows.csv")
     honed.lr_find(recipe) · honed.tune(recipe, budget=300) · honed.compare(recipe, ["optimizer.name=sgd,adam"])
     honed.cv(recipe, folds=5) · honed.doctor(run.path) · honed.build_report(run.path)
-    honed.export_onnx(run.path) · honed.quantize(run.path) · honed.distill(teacher, student) · honed.list_runs("runs")
+    honed.export_onnx(run.path) · honed.quantize(run.path) · honed.prune(run.path) · honed.distill(teacher, student) · honed.list_runs("runs")
     honed.serve(run.path) · honed.Run.open(path): a run folder's recipe, summary, history, model, test outputs
 
 Attributes load lazily, so `honed --help` and recipe errors answer without importing torch.
@@ -18,6 +18,7 @@ _TUNING = {"lr_find", "tune", "compare", "compare_runs", "cv"}
 # (honed.export is a subpackage: a function of that name would be replaced by the package on import; honed.serve
 # is a callable subpackage)
 _SHIP = {"export_onnx": ("honed.export.onnx", "export_onnx"), "quantize": ("honed.export.quantize", "quantize"),
+         "prune": ("honed.export.prune", "prune"),
          "distill": ("honed.tuning.distill", "distill"), "list_runs": ("honed.run.listing", "list_runs"),
          "prepare_model": ("honed.api", "prepare_model"), "prepare": ("honed.api", "prepare")}
 __all__ = sorted(_API | _TUNING | set(_SHIP) | {"explain", "doctor", "load_recipe", "Recipe", "UserError", "serve",

@@ -11,3 +11,4 @@ ONNX_DIR, ONNX_BUNDLE, ONNX_MODEL, ONNX_INT8 = "onnx", "bundle.json", "model.onn
 QUANTIZED_DIR, QUANTIZED_REPORT = "quantized", "report.json"
 LR_FIND_JSON, LR_FIND_PNG = "lr_find.json", "lr_find.png"
 MODEL_CARD = "README.md"
+PRUNE_REPORT = "prune.json"

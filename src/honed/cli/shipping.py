@@ -37,7 +37,29 @@ def register(sub) -> dict[str, Callable]:
     sv.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is answered 504")
     sv.add_argument("--allowed-hosts", help="comma-separated names the server answers to in the Host header "
                     "(default: localhost and its addresses when bound to 127.0.0.1; any when bound wider)")
-    return {"export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve}
+    pr = sub.add_parser("prune", help="structured pruning: a smaller, faster copy of a run (fewer units and "
+                        "channels, not masks), fine-tuned, measured before/after")
+    pr.add_argument("run_dir")
+    pr.add_argument("--target", type=float, default=0.5, help="share of the model to take out (0-1, default 0.5)")
+    pr.add_argument("--by", default="macs", help="what --target counts: macs (multiply-adds, default) or params")
+    pr.add_argument("--criterion", default="magnitude", help="which units go: magnitude (default), taylor, random")
+    pr.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning (default: a quarter of the run's)")
+    pr.add_argument("--out", help="the pruned run's directory (default runs/<recipe>-pruned-<timestamp>)")
+    return {"export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve, "prune": cmd_prune}
+
+
+def cmd_prune(args) -> int:
+    from honed.export.prune import prune
+
+    report = prune(args.run_dir, target=args.target, by=args.by, criterion=args.criterion,
+                   finetune_epochs=args.finetune_epochs, out=args.out)
+    show_table(report["versions"], f"prune (test split, {report['rows']} rows, per example, this machine)")
+    d = report["pruned_vs_before"]
+    print("speed-up: " + ", ".join(f"{kind.replace(' ms', '')} {v:.2f}x" for kind, v in report["speed_up"].items()))
+    print(f"widths {report['widths']['before']} -> {report['widths']['after']}; pruned - before: "
+          f"{d['difference']:+.3g} {d['metric']}{' points' if d['metric'] == 'accuracy' else ''}, paired p = "
+          f"{d['p']:.3g} ({'significant' if d['significant'] else 'within noise'}); run: {report['path']}")
+    return 0
 
 
 def cmd_export(args) -> int:
