@@ -45,6 +45,8 @@ def register(sub) -> dict[str, Callable]:
     pr.add_argument("--criterion", default="magnitude", help="which units go: magnitude (default), taylor, random")
     pr.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning (default: a quarter of the run's)")
     pr.add_argument("--out", help="the pruned run's directory (default runs/<recipe>-pruned-<timestamp>)")
+    pr.add_argument("--structured", default="true", choices=["true", "false"], help="false: set the smallest weights "
+                    "to zero instead (sparsity for compression: no speed-up; needs --by params)")
     return {"export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve, "prune": cmd_prune}
 
 
@@ -52,11 +54,13 @@ def cmd_prune(args) -> int:
     from honed.export.prune import prune
 
     report = prune(args.run_dir, target=args.target, by=args.by, criterion=args.criterion,
-                   finetune_epochs=args.finetune_epochs, out=args.out)
+                   finetune_epochs=args.finetune_epochs, out=args.out, structured=args.structured == "true")
     show_table(report["versions"], f"prune (test split, {report['rows']} rows, per example, this machine)")
     d = report["pruned_vs_before"]
     print("speed-up: " + ", ".join(f"{kind.replace(' ms', '')} {v:.2f}x" for kind, v in report["speed_up"].items()))
-    print(f"widths {report['widths']['before']} -> {report['widths']['after']}; pruned - before: "
+    changed = (f"widths {report['widths']['before']} -> {report['widths']['after']}" if report["structured"]
+               else f"{report['target']:.0%} of the weights zero (the same shapes: no speed-up)")
+    print(f"{changed}; pruned - before: "
           f"{d['difference']:+.3g} {d['metric']}{' points' if d['metric'] == 'accuracy' else ''}, paired p = "
           f"{d['p']:.3g} ({'significant' if d['significant'] else 'within noise'}); run: {report['path']}")
     return 0

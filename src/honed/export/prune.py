@@ -39,6 +39,33 @@ class StartFrom(Hook):
         trainer.model.load_state_dict(self.state)
 
 
+class KeepZeros(StartFrom):
+    """StartFrom, then after every optimizer step the pruned weights are put back to zero."""
+
+    def __init__(self, state: dict, masks: dict[str, torch.Tensor]) -> None:
+        super().__init__(state)
+        self.masks = masks
+
+    def on_step_end(self, trainer, loss) -> None:
+        with torch.no_grad():
+            for name, parameter in trainer.model.named_parameters():
+                if name in self.masks:
+                    parameter.mul_(self.masks[name])
+
+
+def zero_smallest(model: nn.Module, share: float) -> dict[str, torch.Tensor]:
+    """Set `share` of the weights of every Linear and convolution to zero, smallest magnitude first across
+    layers (torch.nn.utils.prune's global L1), made permanent; answers each weight's 0/1 mask by name."""
+    from torch.nn.utils import prune as masks
+
+    layers = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    masks.global_unstructured(layers, pruning_method=masks.L1Unstructured, amount=share)
+    for module, name in layers:
+        masks.remove(module, name)
+    return {name: (p != 0).to(p.dtype) for name, p in model.named_parameters()
+            if name.endswith("weight") and p.dim() > 1}
+
+
 def check_target(target: float, by: str, criterion: str) -> None:
     if not (isinstance(target, (int, float)) and math.isfinite(target) and 0 < target < 1):
         raise UserError(f"--target {target}: give the share of the model to take out, above 0 and below 1 (e.g. 0.5)")
@@ -55,55 +82,70 @@ def cost(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
 
 
 def share_for(target: float, by: str, spec, shape, example: torch.Tensor) -> float:
-    """The share of every width whose removal takes `target` of the model's MACs (or parameters) away: a
-    bisection over models built at the candidate widths (small, counted once each)."""
+    """The share of every width whose removal takes closest to `target` of the model's MACs (or parameters)
+    away: widths move in steps (multiples of 8), so each distinct set of widths is built and counted once."""
     from honed.models import build_model
 
     key = WIDTH_KEYS[spec.name]
     index = 0 if by == "macs" else 1
     whole = cost(build_model(spec, shape), example)[index]
-    low, high = 0.0, 0.99
-    for _ in range(20):
-        middle = (low + high) / 2
-        smaller = spec.model_copy(update={key: kept_widths(getattr(spec, key), middle)})
-        removed = 1 - cost(build_model(smaller, shape), example)[index] / whole
-        low, high = (middle, high) if removed < target else (low, middle)
-    return high
+    removed: dict[tuple, tuple[float, float]] = {}  # widths -> (share that gives them, share of cost removed)
+    for step in range(1, 100):
+        widths = tuple(kept_widths(getattr(spec, key), step / 100))
+        if widths not in removed:
+            smaller = spec.model_copy(update={key: list(widths)})
+            removed[widths] = (step / 100, 1 - cost(build_model(smaller, shape), example)[index] / whole)
+    share, _ = min(removed.values(), key=lambda pair: abs(pair[1] - target))
+    return share
 
 
 def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "magnitude",
-          finetune_epochs: int | None = None, out=None, rows: int = 2000) -> Written:
+          finetune_epochs: int | None = None, out=None, rows: int = 2000, structured: bool = True) -> Written:
+    """Structured: the recipe's model at smaller widths (faster). `structured=False`: the same model with
+    `target` of its weights set to zero (smallest magnitude, across layers) and kept at zero while it
+    fine-tunes — sparsity that compresses, but the shapes, and so the speed, stay as they were."""
     from honed.api import Run, train
     from honed.data import build_data
     from honed.models import Shape
     from honed.recipe import variant
 
     check_target(target, by, criterion)
+    if finetune_epochs is not None and not 1 <= finetune_epochs <= 10_000:
+        raise UserError(f"--finetune-epochs {finetune_epochs}: give 1 to 10,000")
+    if not structured and by != "params":
+        raise UserError("--structured false sets weights to zero: multiply-adds stay as they were; use --by params")
     source = Run.open(run_dir)
     loaded = source.load()
     recipe, model, pre = loaded
-    widths = recipe_widths(recipe.model)
+    widths = recipe_widths(recipe.model) if structured else None
     bundle = build_data(recipe.data)
-    shape = Shape.of(bundle)
     example = bundle.train.x[:2]
-    share = share_for(target, by, recipe.model, shape, example)
     pruned = copy.deepcopy(model)
-    loss_of = None
-    if criterion == "taylor":  # first-order importance: |weight x gradient| on a training batch
-        from honed.training import build_loss
-
-        loss_fn = build_loss(recipe.loss, bundle.task)
-        loss_of = lambda m: loss_fn(m(bundle.train.x[:512]), bundle.train.y[:512])  # noqa: E731
-    new = prune_model(pruned, recipe.model, share, example, criterion, loss_of)
-    key = WIDTH_KEYS[recipe.model.name]
     epochs = finetune_epochs if finetune_epochs is not None else max(1, round(recipe.train.epochs / 4))
-    if not 1 <= epochs <= 10_000:
-        raise UserError(f"--finetune-epochs {epochs}: give 1 to 10,000")
-    log.info(f"prune: model.{key} {widths} -> {new} ({criterion}), then {epochs} epoch(s) of fine-tuning")
-    smaller = variant(recipe, {f"model.{key}": new, "train.epochs": epochs, "train.steps": None,
-                               "name": f"{recipe.name}-pruned", "train.report": False})
-    run = train(smaller, out=out, hooks=[StartFrom(pruned.state_dict())])
+    # fine-tuning starts from trained weights: no warmup (a 1-epoch run could not hold one anyway)
+    changes: dict = {"train.epochs": epochs, "train.steps": None, "name": f"{recipe.name}-pruned",
+                     "train.report": False, "schedule.warmup_epochs": 0}
+    if structured:
+        share = share_for(target, by, recipe.model, Shape.of(bundle), example)
+        loss_of = None
+        if criterion == "taylor":  # first-order importance: |weight x gradient| on a training batch
+            from honed.training import build_loss
+
+            loss_fn = build_loss(recipe.loss, bundle.task)
+            loss_of = lambda m: loss_fn(m(bundle.train.x[:512]), bundle.train.y[:512])  # noqa: E731
+        new = prune_model(pruned, recipe.model, share, example, criterion, loss_of)
+        key = WIDTH_KEYS[recipe.model.name]
+        changes[f"model.{key}"] = new
+        hook: Hook = StartFrom(pruned.state_dict())
+        log.info(f"prune: model.{key} {widths} -> {new} ({criterion}), then {epochs} epoch(s) of fine-tuning")
+    else:
+        share, new = target, None
+        hook = KeepZeros(pruned.state_dict(), zero_smallest(pruned, target))
+        log.info(f"prune: {target:.0%} of the weights set to zero (no speed-up: the shapes stay), then {epochs} "
+                 "epoch(s) of fine-tuning that keeps them zero")
+    run = train(variant(recipe, changes), out=out, hooks=[hook])
     report = compare(source, run, example, rows) | {"target": target, "by": by, "criterion": criterion,
+                                                     "structured": structured,
                                                      "share_of_each_width": share, "widths": {"before": widths,
                                                                                               "after": new},
                                                      "finetune_epochs": epochs, "source": str(source.path)}
@@ -126,7 +168,8 @@ def compare(source, pruned, example: torch.Tensor, rows: int) -> dict:
     rows_out, outputs = [], {}
     before, after = source.load(), pruned.load()
     split = source.test_split(before)
-    x, y = split.x[:rows], split.y[:rows]
+    x, y = split.x, split.y  # accuracy on the whole test split; latency on a seeded sample of `rows` of it
+    timed = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:rows]]
     task = before.pre.task
     versions = [("before", before.model, before), ("pruned", after.model, after),
                 ("pruned + int8", torch_int8(after.model), None)]
@@ -141,16 +184,18 @@ def compare(source, pruned, example: torch.Tensor, rows: int) -> dict:
                                     before.pre.unscale if task == "regression" else None, with_intervals=True)
             metric = "accuracy" if "accuracy" in metrics else "rmse" if "rmse" in metrics else names[0]
             macs, params = cost(model, example) if loaded is not None else (None, None)
-            row = {"version": name, "params": params, "MACs": macs, "weights MB": weights_bytes(model) / 1e6,
-                   "torch ms, batch 1": latency_ms(model, x, 1), "torch ms, batch 64": latency_ms(model, x, 64)}
-            row |= onnx_latency(loaded, x) if loaded is not None else dict.fromkeys(ONNX_COLUMNS)
+            nonzero = sum(int((p != 0).sum()) for p in model.parameters()) if loaded is not None else None
+            row = {"version": name, "params": params, "nonzero": nonzero, "MACs": macs,
+                   "weights MB": weights_bytes(model) / 1e6,
+                   "torch ms, batch 1": latency_ms(model, timed, 1), "torch ms, batch 64": latency_ms(model, timed, 64)}
+            row |= onnx_latency(loaded, timed) if loaded is not None else dict.fromkeys(ONNX_COLUMNS)
             row |= {f"test {metric}": metrics[metric], "95% interval": metrics.get("ci95", {}).get(metric)}
             rows_out.append(row)
     difference = versus((outputs["before"], y), (outputs["pruned"], y), task)
     base, after = rows_out[0], rows_out[1]
     speed = {kind: base[kind] / after[kind] for kind in ("torch ms, batch 1", "torch ms, batch 64", *ONNX_COLUMNS[:2])
              if base.get(kind) and after.get(kind)}
-    return {"rows": len(x), "versions": rows_out, "speed_up": speed, "pruned_vs_before": difference}
+    return {"rows": len(x), "timed_rows": len(timed), "versions": rows_out, "speed_up": speed, "pruned_vs_before": difference}
 
 
 def weights_bytes(model: nn.Module) -> int:
