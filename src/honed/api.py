@@ -541,8 +541,10 @@ def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id
         table, id_column = prediction_table(Path(inputs), recipe.data, pre.image_shape[0]), id_column or "path"
     else:
         table = read_table_or_none(inputs, pre)  # read once: the features and the IDs come from the same rows
-    x = pre.inputs(read_inputs(table if table is not None else inputs, pre, recipe.data))
-    frame = predictions_frame(outputs_of(model, x), pre)
+    raw = read_inputs(table if table is not None else inputs, pre, recipe.data)
+    frame = predictions_frame(outputs_of(model, pre.inputs(raw)), pre)
+    if pre.kind == "text":  # each prediction beside the text it answers
+        frame.insert(0, "text" if "text" not in frame.columns else "text_input", list(raw))
     ids = passed_through(table, pre, id_column)
     if ids:
         passed = table[ids].reset_index(drop=True)  # a prediction column named like a passed one gets a suffix

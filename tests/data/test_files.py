@@ -123,7 +123,8 @@ def test_bpe_tokenizer_round_trips_through_a_run(tmp_path, text_csvs):
                        "num_words": 60}, "model": {"name": "bag"}, "train": {"epochs": 2}}
     run = honed.train(recipe, out=tmp_path / "run")
     assert (run.path / "tokenizer.json").is_file()
-    assert len(honed.predict(run.path, ["goal team", "vote law"])) == 2
+    frame = honed.predict(run.path, ["goal team", "vote law"])
+    assert frame["text"].tolist() == ["goal team", "vote law"] and frame.columns[1] == "prediction"  # joins back
 
 
 def test_keep_tokens_last_keeps_the_end_of_long_texts():

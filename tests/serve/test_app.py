@@ -296,6 +296,8 @@ def test_batch_predict_answers_a_file_sized_list_as_predict_does_with_ids(text_r
     assert body["ids"] == list(range(100, 118))  # in model calls of 4, answered in the order sent
     assert [p["prediction"] for p in body["predictions"]] == [p["prediction"] for p in predictor.predict(texts)]
     assert client.post("/predict", json={"texts": texts}).status_code == 413  # over /predict's 8
+    one = client.post("/predict", json={"texts": texts[:2], "ids": ["x", "y"]}).json()
+    assert one["ids"] == ["x", "y"] and len(one["predictions"]) == 2
     assert "ids" not in client.post("/batch_predict", json={"texts": texts[:2]}).json()
     short = client.post("/batch_predict", json={"texts": texts, "ids": [1, 2]})
     assert short.status_code == 422 and "ids has 2 entries for 18 items" in short.json()["error"]
@@ -314,4 +316,4 @@ def test_the_openapi_document_names_this_runs_inputs(text_run, digits_run):
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     named = schemas["PredictRequest"]["properties"]["rows"]["items"]["anyOf"][0]
     assert named["required"] == client.get("/metadata").json()["input"]["columns"]
-    assert "ids" in schemas["BatchRequest"]["properties"] and "ids" not in schemas["PredictRequest"]["properties"]
+    assert "ids" in schemas["BatchRequest"]["properties"] and "ids" in schemas["PredictRequest"]["properties"]

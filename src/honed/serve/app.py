@@ -198,9 +198,12 @@ class PredictRequest(BaseModel):
                                         "base64 strings, decoded and resized as in training")
 
 
-class BatchRequest(PredictRequest):
     ids: Optional[list[Union[str, int]]] = Field(None, description="one ID per item, answered beside its prediction "
                                                    "so results join back to their inputs")
+
+
+class BatchRequest(PredictRequest):
+    """The same fields, for a file's worth of items."""
 
 
 class BadRequest(Exception):
@@ -315,7 +318,8 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict:
         items = await checked(body)
-        return {"predictions": await batcher.submit(items)}
+        matched(body.ids, items)
+        return {"predictions": await batcher.submit(items)} | ({"ids": body.ids} if body.ids is not None else {})
 
     @app.post("/batch_predict")
     async def batch_predict(body: BatchRequest) -> dict:
@@ -324,8 +328,7 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
         from starlette.concurrency import run_in_threadpool
 
         items = await checked(body, limits.max_batch_items)
-        if body.ids is not None and len(body.ids) != len(items):
-            raise BadRequest(422, f"ids has {len(body.ids)} entries for {len(items)} items: send one per item")
+        matched(body.ids, items)
 
         def predict_all() -> list:
             return [p for start in range(0, len(items), limits.max_batch)
@@ -359,6 +362,11 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
              if k in it} for it in result.items]}
 
     return app
+
+
+def matched(ids: list | None, items: list) -> None:
+    if ids is not None and len(ids) != len(items):
+        raise BadRequest(422, f"ids has {len(ids)} entries for {len(items)} items: send one per item")
 
 
 def image_reader(predictor):

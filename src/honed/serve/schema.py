@@ -55,7 +55,7 @@ def with_run_schemas(openapi: dict, predictor, columns: list[str] | None, limits
     """FastAPI's generated document with the generic request bodies replaced by this run's."""
     schemas = openapi.get("components", {}).get("schemas", {})
     if "PredictRequest" in schemas:
-        schemas["PredictRequest"] = request_schema(predictor, columns, limits.max_items, limits.max_chars)
+        schemas["PredictRequest"] = request_schema(predictor, columns, limits.max_items, limits.max_chars, ids=True)
     if "BatchRequest" in schemas:
         schemas["BatchRequest"] = request_schema(predictor, columns, limits.max_batch_items, limits.max_chars, ids=True)
     return openapi
