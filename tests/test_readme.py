@@ -9,7 +9,10 @@ README = ROOT / "README.md"
 
 def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_one():
     text = README.read_text()
-    assert "bin/honed train imdb_seed" in text and "bin/test" in text
+    setup = text.split("## Set-up: two commands")[1].split("```bash\n")[1].split("```")[0].splitlines()
+    assert [line.split()[:2] for line in setup] == [["bin/honed", "train"], ["bin/test", "#"]]
+    assert "bin/honed train linear_regression" in setup[0]  # offline: generated data, no download
+    assert "bin/honed train imdb_seed" in text  # the second worked example
     ci = (README.parent / ".ci" / "run").read_text()
     assert "bin/test" in ci
 
