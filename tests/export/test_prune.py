@@ -103,6 +103,8 @@ def test_prune_writes_an_ordinary_smaller_run_and_measures_it(tmp_path, table_ru
     assert 0 <= report["pruned_vs_before"]["p"] <= 1 and math.isfinite(report["pruned_vs_before"]["difference"])
     run = honed.Run.open(report["path"])
     assert run.recipe.model.hidden == [width, width] and run.recipe.train.epochs == 2  # the recipe says what it is
+    page = (run.path / "report.html").read_text()  # the run's page shows the before/after table
+    assert "Pruning (honed prune)" in page and f"[64, 64] → [{width}, {width}]" in page
     predictions = honed.predict(run.path, pd.read_csv(tmp_path / "test.csv").drop(columns=["label"]))
     assert (predictions["prediction"] == frame.iloc[300:]["label"].to_numpy()).mean() > 0.8
 

@@ -169,13 +169,24 @@ def curves(run_dir: Path, summary: dict, history: list[dict]) -> str | None:
     return data_uri(path.read_bytes()) if path.is_file() else None
 
 
+PRUNE_COLUMNS = ["version", "params", "MACs", "weights MB", "torch ms, batch 1", "torch ms, batch 64",
+                 "ONNX Runtime ms, batch 1", "ONNX Runtime ms, batch 64", "test accuracy", "test rmse"]
+
+
 def extras(run_dir: Path) -> dict:
     """What other commands left in the run folder: doctor findings, explanations, export and quantization."""
     doctor = read_optional_json(run_dir / runfiles.DOCTOR_JSON)
     explained = read_optional_json(run_dir / runfiles.EXPLAIN_DIR / runfiles.EXPLAIN_JSON)
     exported = read_optional_json(run_dir / runfiles.ONNX_DIR / runfiles.ONNX_BUNDLE)
     quantized = read_optional_json(run_dir / runfiles.QUANTIZED_DIR / runfiles.QUANTIZED_REPORT)
-    out = {"doctor": None, "explain": None, "export": exported, "quantize": None}
+    pruned = read_optional_json(run_dir / runfiles.PRUNE_REPORT)
+    out = {"doctor": None, "explain": None, "export": exported, "quantize": None, "prune": None}
+    if isinstance(pruned, dict) and isinstance(pruned.get("versions"), list):
+        versions = [v for v in pruned["versions"] if isinstance(v, dict)]
+        shown = [c for c in PRUNE_COLUMNS if any(v.get(c) is not None for v in versions)]
+        out["prune"] = {"source": pruned.get("source"), "widths": pruned.get("widths"), "difference":
+                        pruned.get("pruned_vs_before"), "columns": shown,
+                        "rows": [[v.get(c) for c in shown] for v in versions]}
     if isinstance(doctor, dict):
         out["doctor"] = [f for f in doctor.get("findings", []) if isinstance(f, dict)]
     if isinstance(explained, dict) and explained.get("kind") == "text":
