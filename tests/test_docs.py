@@ -32,3 +32,11 @@ def test_the_site_builds_strictly(tmp_path):
                           cwd=DOCS.parent, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "site" / "reference" / "commands" / "index.html").is_file()
+
+
+def test_the_run_directory_page_names_every_run_file():
+    import honed.runfiles as runfiles
+
+    page = (DOCS / "reference" / "run-directory.md").read_text()
+    names = [value for key, value in vars(runfiles).items() if key.isupper() and isinstance(value, str)]
+    assert names and [name for name in names if f"`{name}" not in page and f"{name}`" not in page] == []
