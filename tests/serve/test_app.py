@@ -312,6 +312,10 @@ def test_the_openapi_document_names_this_runs_inputs(text_run, digits_run):
     body = texts.json()["components"]["schemas"]["PredictRequest"]
     assert body["properties"]["texts"]["items"] == {"type": "string", "maxLength": 200}
     assert body["properties"]["texts"]["maxItems"] == 8 and body["required"] == ["texts"]
+    answer = texts.json()["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    one = answer["properties"]["predictions"]["items"]["properties"]
+    assert sorted(one["prediction"]["enum"]) == ["food", "politics", "sports"]
+    assert sorted(one["probabilities"]["required"]) == ["food", "politics", "sports"]
     client = TestClient(create_app(load_predictor(digits_run)))
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     named = schemas["PredictRequest"]["properties"]["rows"]["items"]["anyOf"][0]

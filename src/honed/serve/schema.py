@@ -51,8 +51,29 @@ def request_schema(predictor, columns: list[str] | None, max_items: int, max_cha
         {"required": required} if required else {"minProperties": 1})
 
 
+def response_schema(predictor) -> dict:
+    """What /predict and /batch_predict answer: a class with each class's probability, or a number."""
+    pre = predictor.pre
+    if pre.labels:
+        names = list(pre.labels.names)
+        one = {"type": "object", "required": ["prediction", "probabilities"], "properties": {
+            "prediction": {"type": "string", "enum": names},
+            "probabilities": {"type": "object", "properties": {n: {"type": "number"} for n in names},
+                              "required": names}}}
+    else:
+        one = {"type": "object", "required": ["prediction"], "properties": {
+            "prediction": {"type": "number", "description": "in the target's units"}}}
+    return {"type": "object", "required": ["predictions"], "properties": {
+        "predictions": {"type": "array", "items": one, "description": "one per item, in the order sent"},
+        "ids": {"type": "array", "items": {"type": ["string", "integer"]}, "description": "the ids sent, if any"}}}
+
+
 def with_run_schemas(openapi: dict, predictor, columns: list[str] | None, limits) -> dict:
-    """FastAPI's generated document with the generic request bodies replaced by this run's."""
+    """FastAPI's generated document with the generic request and response bodies replaced by this run's."""
+    for path in ("/predict", "/batch_predict"):
+        answer = openapi.get("paths", {}).get(path, {}).get("post", {}).get("responses", {}).get("200")
+        if answer is not None:
+            answer["content"] = {"application/json": {"schema": response_schema(predictor)}}
     schemas = openapi.get("components", {}).get("schemas", {})
     if "PredictRequest" in schemas:
         schemas["PredictRequest"] = request_schema(predictor, columns, limits.max_items, limits.max_chars, ids=True)
