@@ -126,9 +126,9 @@ def test_the_search_keeps_the_encoder_only_when_its_vectors_fit_a_third_of_the_b
     base = load_recipe(recipe(text_csvs, encoder_features=None))
     space = {"data.encoder_features": Domain(choice=[None, "all-minilm-l6-v2"]), "regularization.c": Domain(
         loguniform=(1, 100))}
-    needed = embed.LOAD_SECONDS + embed.estimated_seconds([str(t) for t in range(0)])
+    monkeypatch.setattr(embed, "measured_seconds", lambda name, texts: 10.0 + len(texts))
     assert affordable(base, space, budget=1000) == space
-    assert list(affordable(base, space, budget=3 * needed)) == ["regularization.c"]  # 45 texts + loading > a third
+    assert list(affordable(base, space, budget=150)) == ["regularization.c"]  # 10 s + 45 texts > a third of 150
     monkeypatch.setattr(embed, "unavailable", lambda name: "pip install 'honed[transformer]'")
     assert list(affordable(base, space, budget=1000)) == ["regularization.c"]
 
@@ -145,3 +145,30 @@ def test_a_bag_reads_the_vector_beside_its_pooled_tokens_whatever_the_padding():
         padded = model(TextBatch(torch.cat([ids, torch.zeros(2, 5, dtype=torch.long)], dim=1), vectors))
     assert out.shape == (2,) and not torch.allclose(out, other)  # the vector counts
     torch.testing.assert_close(out, padded)
+
+
+def test_the_encoders_cost_is_measured_on_a_sample_of_the_texts(monkeypatch):
+    """Loading timed, pieces counted by the tokenizer, the rate timed on a sample: on a clock that the fake
+    encoder advances by 2 s to load and 1 ms per word piece, the estimate is exactly 2 s + 1 ms x all pieces."""
+    from types import SimpleNamespace
+
+    from honed.data import embed
+
+    clock = [0.0]
+    pieces = lambda text: len(text.split()) + 2  # noqa: E731
+    tokenizer = SimpleNamespace(encode_batch=lambda texts: [SimpleNamespace(ids=[0] * pieces(t)) for t in texts])
+
+    def load(self):
+        clock[0] += 2.0
+        return tokenizer, None
+
+    def encode(self, texts):
+        clock[0] += 0.001 * sum(pieces(t) for t in texts)
+        return np.zeros((len(texts), 4), np.float32)
+
+    monkeypatch.setattr(embed.SentenceEncoder, "load", load)
+    monkeypatch.setattr(embed.SentenceEncoder, "encode", encode)
+    monkeypatch.setattr(embed.time, "perf_counter", lambda: clock[0])
+    texts = [" ".join(["word"] * (1 + i % 37)) for i in range(500)]
+    expected = 2.0 + 0.001 * sum(pieces(t) for t in texts)
+    assert embed.measured_seconds("all-minilm-l6-v2", texts) == pytest.approx(expected, rel=1e-9)

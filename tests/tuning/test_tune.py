@@ -211,3 +211,15 @@ def test_a_study_remembers_its_recipe(tmp_path):
     with pytest.raises(UserError, match="searched another recipe"):
         honed.tune(SMALL, ["train.epochs=4"], budget=30, trials=1, out=out)
     assert len(trials_of(out, SMALL["name"])) == 1
+
+
+def test_a_search_that_will_refit_stops_its_trials_early_enough_to_refit_within_the_budget(tmp_path):
+    from honed.tuning.tune import Search
+
+    search = Search(None, {}, "val_accuracy", tmp_path, budget=60.0, started=100.0, refit=True)
+    assert search.deadline == 160.0  # nothing finished yet: nothing known to reserve
+    search.finished_seconds += [4.0, 8.0]
+    assert search.deadline == 160.0 - 1.25 * 8.0  # the longest trial, on every row instead of 80% of them
+    search.finished_seconds.append(50.0)
+    assert search.deadline == 130.0  # never more than half the budget held back
+    assert Search(None, {}, "val_accuracy", tmp_path, 60.0, 100.0, refit=False).deadline == 160.0

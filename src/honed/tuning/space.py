@@ -135,17 +135,20 @@ def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
     if domain is None or domain.choice is None or all(v is None for v in domain.choice):
         return space
     from honed.data.build import load_raw
-    from honed.data.embed import LOAD_SECONDS, estimated_seconds, unavailable
+    from honed.data.embed import LOAD_SECONDS, estimated_seconds, measured_seconds, unavailable
 
     raw = load_raw(recipe.data)
     texts = list(raw.train.x) + (list(raw.test.x) if raw.test is not None else [])
-    seconds = LOAD_SECONDS + estimated_seconds(texts)
-    kept = []
+    guess = LOAD_SECONDS + estimated_seconds(texts)
+    kept, seconds = [], guess
     for name in domain.choice:
         reason = None if name is None else unavailable(name)
-        if name is not None and reason is None and seconds > ENCODER_SHARE * budget:
-            reason = (f"its vectors of {len(texts):,} texts would take about {seconds:.0f} s, over a third of "
-                      f"--budget {budget:g}")
+        if name is not None and reason is None:
+            # measured on a sample unless even the optimistic guess is far over (then measuring would waste time)
+            seconds = guess if guess > 3 * ENCODER_SHARE * budget else measured_seconds(name, texts)
+            if seconds > ENCODER_SHARE * budget:
+                reason = (f"its vectors of {len(texts):,} texts would take about {seconds:.0f} s (measured on "
+                          f"{min(len(texts), 64)} of them), over a third of --budget {budget:g}")
         if reason:
             log.info(f"tune: {ENCODER_KEY} = {name} left out of the search: {reason}")
         else:

@@ -82,14 +82,14 @@ def metric_key(metric: str | None, recipe: Recipe, task_is_regression: bool) -> 
 class TrialReport(Hook):
     """Reports each epoch's validation score to Optuna; stops a trial that is pruned or out of time."""
 
-    def __init__(self, trial, key: str, deadline: float, search) -> None:
-        self.trial, self.key, self.deadline, self.search = trial, key, deadline, search
+    def __init__(self, trial, key: str, search) -> None:
+        self.trial, self.key, self.search = trial, key, search
         self.pruned_at = 0
         self.out_of_time = False
         self.curve: list[dict] = []
 
     def on_step_end(self, trainer, loss) -> None:
-        if not self.search.epochs_done and time.perf_counter() > self.deadline:
+        if not self.search.epochs_done and time.perf_counter() > self.search.deadline:
             done, total = trainer.epoch_step, trainer.batches.steps_per_epoch
             spent = time.perf_counter() - self.search.started
             need = spent / max(done, 1) * total
@@ -108,22 +108,33 @@ class TrialReport(Hook):
         if self.trial.should_prune():
             self.pruned_at = record["epoch"]
             trainer.stop_reason = f"pruned by the search at epoch {record['epoch']}"
-        elif time.perf_counter() > self.deadline and record["epoch"] < trainer.recipe.train.epochs:
+        elif time.perf_counter() > self.search.deadline and record["epoch"] < trainer.recipe.train.epochs:
             self.out_of_time = True
             trainer.stop_reason = "stopped: the search's budget ran out"
+
+
+REFIT_SCALE = 1.25  # the refit trains on every row; the trials on 80% of them (SEARCH_VALIDATION)
 
 
 class Search:
     """The objective Optuna calls once per trial."""
 
-    def __init__(self, base: Recipe, space: Space, key: str, out: Path, budget: float, started: float) -> None:
+    def __init__(self, base: Recipe, space: Space, key: str, out: Path, budget: float, started: float,
+                 refit: bool = False) -> None:
         self.base, self.space, self.key, self.out = base, space, key, out
-        self.budget, self.started = budget, started
-        self.deadline = started + budget
+        self.budget, self.started, self.refit = budget, started, refit
+        self.finished_seconds: list[float] = []  # each finished trial's time: what the refit will cost
         self.epochs_done = 0
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         # each finished trial's validation outputs, for the report's paired tests (this process's trials only)
         self.val_outputs: dict[int, tuple] = {}
+
+    @property
+    def deadline(self) -> float:
+        """When trials stop: the budget's end, less the time the final refit on every row will take (the
+        longest finished trial, scaled to all rows), so the command ends within its --budget."""
+        reserve = REFIT_SCALE * max(self.finished_seconds) if self.refit and self.finished_seconds else 0.0
+        return self.started + self.budget - min(reserve, self.budget / 2)
 
     def __call__(self, trial) -> float:
         from honed import api
@@ -133,7 +144,7 @@ class Search:
         run_dir = self.out / "trials" / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("worker", self.worker)
-        hook = TrialReport(trial, self.key, self.deadline, self)
+        hook = TrialReport(trial, self.key, self)
         began = time.perf_counter()
         try:
             run = api.train(apply(self.base, params), out=run_dir, hooks=[hook], score_test=False)
@@ -161,6 +172,7 @@ class Search:
             raise optuna.TrialPruned(reason)
         value = run.summary["val"][self.key.removeprefix("val_")]
         trial.set_user_attr("params_count", run.summary["params"])
+        self.finished_seconds.append(time.perf_counter() - began)
         self.keep_val_outputs(trial.number, apply(self.base, params), run.model)
         log.info(f"trial {trial.number}: {self.key} {value:.4f} after {run.summary['epochs_run']} epochs "
                  f"in {time.perf_counter() - began:.1f} s ({shown})")
@@ -303,8 +315,8 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
     log.info(f"tune: {name} ({'new' if is_new else 'resumed, ' + str(len(the_study.trials)) + ' trials so far'}), "
              f"{direction} {key} over {len(space)} keys ({'from the recipe' if declared else 'default space'}), "
              f"budget {budget:g} s; storage {masked(url)}")
-    search = Search(base, space, key, out, budget, started)
-    callbacks = [_keep_best_only(out)]
+    search = Search(base, space, key, out, budget, started, refit)
+    callbacks = [_keep_best_only(out), _stop_at(search)]
     if trials:
         callbacks.append(optuna.study.MaxTrialsCallback(trials, states=None))
     try:
@@ -317,6 +329,14 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
         _discard_if_empty(optuna, store, name, the_study, is_new, out if created_out and not storage else None)
         raise UserError(str(e)) from None
     return conclude(the_study, user, space, key, out, url, budget, started, refit, search.val_outputs)
+
+
+def _stop_at(search: Search):
+    """No new trial once the search's deadline (which moves earlier as the refit's cost becomes known) passed."""
+    def stop(study, trial) -> None:
+        if time.perf_counter() >= search.deadline:
+            study.stop()
+    return stop
 
 
 def conclude(study, user: Recipe, space: Space, key: str, out: Path, url: str, budget: float, started: float,
