@@ -543,8 +543,9 @@ def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id
         table = read_table_or_none(inputs, pre)  # read once: the features and the IDs come from the same rows
     raw = read_inputs(table if table is not None else inputs, pre, recipe.data)
     frame = predictions_frame(outputs_of(model, pre.inputs(raw)), pre)
-    if pre.kind == "text":  # each prediction beside the text it answers
-        frame.insert(0, "text" if "text" not in frame.columns else "text_input", list(raw))
+    if pre.kind == "text":  # each prediction beside the text it answers, on one line as one line of input gave it
+        frame.insert(0, "text" if "text" not in frame.columns else "text_input",
+                     [" ".join(str(t).splitlines()) for t in raw])
     ids = passed_through(table, pre, id_column)
     if ids:
         passed = table[ids].reset_index(drop=True)  # a prediction column named like a passed one gets a suffix

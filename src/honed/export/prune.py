@@ -212,8 +212,9 @@ def onnx_latency(loaded, x: torch.Tensor) -> dict:
         from honed.export.quantize import latency_ms
 
         with tempfile.TemporaryDirectory() as tmp:
-            export_loaded(loaded, Path(tmp) / "onnx", x[:256])
-            scores = OnnxPredictor(Path(tmp) / "onnx").scores
+            folder = Path(tmp) / runfiles.ONNX_DIR
+            export_loaded(loaded, folder, x[:256])
+            scores = OnnxPredictor(folder).scores
             return dict(zip(ONNX_COLUMNS, (latency_ms(scores, x, 1), latency_ms(scores, x, 64))))
     except (UserError, ImportError) as e:
         log.warning(f"prune: no ONNX Runtime timing ({str(e).splitlines()[0]})")
