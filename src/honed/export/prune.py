@@ -160,48 +160,39 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
 
 def compare(source, pruned, example: torch.Tensor, rows: int) -> dict:
     """Before, after, and after + int8 on the same test rows: size, speed, accuracy, the paired difference."""
-    from honed.evaluation import metric_names, score_outputs
+    from honed.evaluation import metric_names, outputs_of, score_outputs
     from honed.evaluation.significance import versus
-    from honed.export.quantize import latency_ms, torch_int8
+    from honed.export.quantize import latency_ms, state_bytes, torch_int8
     from honed.training import build_loss
 
-    rows_out, outputs = [], {}
     before, after = source.load(), pruned.load()
     split = source.test_split(before)
     x, y = split.x, split.y  # accuracy on the whole test split; latency on a seeded sample of `rows` of it
     timed = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:rows]]
-    task = before.pre.task
+    task, pre = before.pre.task, before.pre
+    names, loss_fn = metric_names([], task), build_loss(before.recipe.loss, task)
+    metric = "rmse" if task == "regression" else "accuracy"
+    rows_out, outputs = [], {}
     versions = [("before", before.model, before), ("pruned", after.model, after),
                 ("pruned + int8", torch_int8(after.model), None)]
     with torch.inference_mode():
         for name, model, loaded in versions:
-            model.eval()
-            scores = torch.cat([model(x[i: i + 512]).float() for i in range(0, len(x), 512)])
-            outputs[name] = scores
-            names = metric_names([], task)
-            loss_fn = build_loss(before.recipe.loss, task)
-            metrics = score_outputs(scores, y, task, loss_fn, names, before.pre.output_dim,
-                                    before.pre.unscale if task == "regression" else None, with_intervals=True)
-            metric = "accuracy" if "accuracy" in metrics else "rmse" if "rmse" in metrics else names[0]
-            macs, params = cost(model, example) if loaded is not None else (None, None)
-            nonzero = sum(int((p != 0).sum()) for p in model.parameters()) if loaded is not None else None
-            row = {"version": name, "params": params, "nonzero": nonzero, "MACs": macs,
-                   "weights MB": weights_bytes(model) / 1e6,
-                   "torch ms, batch 1": latency_ms(model, timed, 1), "torch ms, batch 64": latency_ms(model, timed, 64)}
-            row |= onnx_latency(loaded, timed) if loaded is not None else dict.fromkeys(ONNX_COLUMNS)
-            row |= {f"test {metric}": metrics[metric], "95% interval": metrics.get("ci95", {}).get(metric)}
-            rows_out.append(row)
-    difference = versus((outputs["before"], y), (outputs["pruned"], y), task)
-    base, after = rows_out[0], rows_out[1]
-    speed = {kind: base[kind] / after[kind] for kind in ("torch ms, batch 1", "torch ms, batch 64", *ONNX_COLUMNS[:2])
-             if base.get(kind) and after.get(kind)}
-    return {"rows": len(x), "timed_rows": len(timed), "versions": rows_out, "speed_up": speed, "pruned_vs_before": difference}
-
-
-def weights_bytes(model: nn.Module) -> int:
-    from honed.export.quantize import state_bytes
-
-    return state_bytes(model)
+            outputs[name] = scores = outputs_of(model, x).float()
+            scored = score_outputs(scores, y, task, loss_fn, names, pre.output_dim,
+                                   pre.unscale if task == "regression" else None, with_intervals=True)
+            counted = loaded is not None  # int8 modules are not counted by Torch-Pruning, nor exported here
+            macs, params = cost(model, example) if counted else (None, None)
+            row = {"version": name, "params": params, "MACs": macs,
+                   "nonzero": sum(int((p != 0).sum()) for p in model.parameters()) if counted else None,
+                   "weights MB": state_bytes(model) / 1e6, "torch ms, batch 1": latency_ms(model, timed, 1),
+                   "torch ms, batch 64": latency_ms(model, timed, 64)}
+            row |= onnx_latency(loaded, timed) if counted else dict.fromkeys(ONNX_COLUMNS)
+            rows_out.append(row | {f"test {metric}": scored[metric], "95% interval": scored.get("ci95", {}).get(metric)})
+    base, smaller = rows_out[0], rows_out[1]
+    speed = {kind: base[kind] / smaller[kind] for kind in ("torch ms, batch 1", "torch ms, batch 64", *ONNX_COLUMNS)
+             if base.get(kind) and smaller.get(kind)}
+    return {"rows": len(x), "timed_rows": len(timed), "versions": rows_out, "speed_up": speed,
+            "pruned_vs_before": versus((outputs["before"], y), (outputs["pruned"], y), task)}
 
 
 def onnx_latency(loaded, x: torch.Tensor) -> dict:

@@ -76,29 +76,29 @@ def groups_by_width(model: nn.Module, spec: ModelSpec) -> list[list[nn.Module]]:
     return [[m] for m in body.modules() if isinstance(m, kind)]
 
 
-class MemberHeadsPruner:
+def member_heads_pruner():
     """Teaches the dependency graph the tabular ensemble's heads (einsum over (k, hidden, out) weights): their
-    hidden inputs go with the last hidden layer's units; their outputs are the model's and stay."""
+    hidden inputs go with the last hidden layer's units; their outputs are the model's and stay. (Made here:
+    Torch-Pruning's base class exists only once the optional package is imported.)"""
+    tp = torch_pruning()
 
-    def __new__(cls):
-        tp = torch_pruning()
+    class Pruner(tp.pruner.BasePruningFunc):
+        def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+            dropped = set(idxs)
+            keep = [i for i in range(layer.weight.shape[1]) if i not in dropped]
+            layer.weight = nn.Parameter(layer.weight.data[:, keep, :].clone())
+            return layer
 
-        class Pruner(tp.pruner.BasePruningFunc):
-            def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-                keep = [i for i in range(layer.weight.shape[1]) if i not in set(idxs)]
-                layer.weight = nn.Parameter(layer.weight.data[:, keep, :].clone())
-                return layer
+        def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+            raise UserError("the ensemble's outputs are the model's: they are not pruned")
 
-            def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
-                raise UserError("the ensemble's outputs are the model's: they are not pruned")
+        def get_in_channels(self, layer: nn.Module) -> int:
+            return layer.weight.shape[1]
 
-            def get_in_channels(self, layer: nn.Module) -> int:
-                return layer.weight.shape[1]
+        def get_out_channels(self, layer: nn.Module) -> int:
+            return layer.weight.shape[2]
 
-            def get_out_channels(self, layer: nn.Module) -> int:
-                return layer.weight.shape[2]
-
-        return Pruner()
+    return Pruner()
 
 
 def importance(criterion: str):
@@ -125,7 +125,7 @@ def prune_model(model: nn.Module, spec: ModelSpec, share: float, example: torch.
     with warnings.catch_warnings():  # the tabular MLP's per-input scales and frequencies: inputs are never pruned
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,
-                                                      customized_pruners={MemberHeads: MemberHeadsPruner()})
+                                                      customized_pruners={MemberHeads: member_heads_pruner()})
     score = importance(criterion)
     if criterion == "taylor":
         model.zero_grad()
