@@ -5,6 +5,7 @@ from a mixed CSV with missing cells through training, saving and prediction."""
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import honed
 from honed.data.columns import ColumnEncoder
@@ -209,17 +210,52 @@ def test_auto_batch_size_gives_small_tables_about_16_steps_per_epoch_within_32_t
     assert sized_for_rows(small, 5).train.batch_size == 64  # the run's recipe holds the resolved size
 
 
-def test_auto_numeric_embedding_is_periodic_from_two_thousand_training_rows():
+def test_auto_numeric_embedding_is_none_then_piecewise_then_periodic_by_training_rows():
     from honed.api import sized_for_rows
     from honed.recipe import load_recipe
 
-    recipe = load_recipe({"model": {"name": "mlp", "numeric_embedding": "auto"}})
-    assert sized_for_rows(recipe, 1_999).model.numeric_embedding == "none"
-    assert sized_for_rows(recipe, 2_000).model.numeric_embedding == "periodic"
+    recipe = load_recipe({"data": {"source": "tabular", "scaling": "quantile"},
+                          "model": {"name": "mlp", "numeric_embedding": "auto"}})
+    chosen = {rows: sized_for_rows(recipe, rows).model.numeric_embedding for rows in (1_999, 2_000, 9_999, 10_000)}
+    assert chosen == {1_999: "none", 2_000: "piecewise", 9_999: "piecewise", 10_000: "periodic"}
+    standard = load_recipe({"data": {"source": "tabular"}, "model": {"name": "mlp", "numeric_embedding": "auto"}})
+    assert sized_for_rows(standard, 5_000).model.numeric_embedding == "periodic"  # bins need the quantile scale
     with pytest.raises(ValueError, match="resolved first"):  # a model is never built from an unresolved choice
         from honed.models import Shape, build_model
 
         build_model(recipe.model, Shape("features", 3, 2, numeric_dim=3))
+
+
+def test_piecewise_embedding_is_each_numbers_position_in_equally_filled_bins():
+    from scipy.stats import norm
+
+    from honed.models.mlp import PiecewiseLinearEmbedding
+
+    torch.manual_seed(0)
+    bins, dim = 4, 3
+    embed = PiecewiseLinearEmbedding(2, bins, dim)
+    inner = norm.ppf([0.25, 0.5, 0.75])  # the quantile transform's bins are the standard normal's quartiles
+    x = torch.tensor([[inner[0], 0.3], [-5.2, 5.2]], dtype=torch.float32)
+    edges = np.array([-5.2, *inner, 5.2])
+    expected = []
+    for row in x.numpy():
+        columns = []
+        for f, value in enumerate(row):
+            position = np.clip((value - edges[:-1]) / np.diff(edges), 0, 1)  # 1 left of the number, 0 right of it
+            weights, bias = embed.weight[f].detach().numpy(), embed.bias[f].detach().numpy()
+            columns.append(np.concatenate([[value], np.maximum(position @ weights + bias, 0)]))
+        expected.append(np.concatenate(columns))
+    np.testing.assert_allclose(embed(x).detach().numpy(), np.array(expected), rtol=1e-5, atol=1e-6)
+    position = ((x[0, 1] - embed.left) / embed.width).clamp(0, 1)
+    assert position.tolist()[:2] == [1.0, 1.0] and 0 < position[2] < 1 and position[3] == 0  # 0.3: inside bin 3
+
+
+def test_piecewise_embedding_needs_the_quantile_scale():
+    from honed.recipe import load_recipe
+
+    with pytest.raises(UserError, match="model.numeric_embedding = piecewise .* data.scaling = quantile"):
+        load_recipe({"data": {"source": "tabular", "scaling": "standard"},
+                     "model": {"name": "mlp", "numeric_embedding": "piecewise"}})
 
 
 def test_a_table_too_wide_for_its_embeddings_and_ensemble_is_refused_before_allocating():

@@ -61,6 +61,8 @@ def test_multiclass_metrics_are_macro_averages_of_one_class_against_the_rest(mul
     per_class = np.array([prf(y, predicted, c) for c in range(4)])
     assert got["accuracy"] == pytest.approx((y == predicted).mean())
     assert (got["precision"], got["recall"], got["f1"]) == pytest.approx(tuple(per_class.mean(0)))
+    for name in ("precision", "recall", "f1"):  # asked alone, each is its own call: the same value
+        assert compute_metrics([name], scores, targets, "multiclass", 4)[name] == pytest.approx(got[name])
     probs = torch.softmax(scores, 1).numpy()
     assert got["auroc"] == pytest.approx(np.mean([auc_by_pairs(probs[y == c, c], probs[y != c, c]) for c in range(4)]))
     assert got["confusion_matrix"] == [[int(((y == t) & (predicted == q)).sum()) for q in range(4)] for t in range(4)]

@@ -72,7 +72,8 @@ def test_the_client_refuses_an_empty_call(regression_run, tmp_path):
     assert done.returncode == 2 and "give texts, or --rows FILE" in done.stderr
 
 
-def test_table_bundles_encode_categories_missing_cells_and_dates_like_training(tmp_path):
+@pytest.mark.parametrize("embedding", ["periodic", "piecewise"])
+def test_table_bundles_encode_categories_missing_cells_and_dates_like_training(tmp_path, embedding):
     """A table with text categories, dates and missing cells: the bundle (predict.py + bundle_tables.py, honed not
     importable) answers rows with missing cells, unseen categories and reordered columns as the run does."""
     import pandas as pd
@@ -86,7 +87,8 @@ def test_table_bundles_encode_categories_missing_cells_and_dates_like_training(t
     frame.loc[rng.random(n) < 0.1, "city"] = None
     frame.to_csv(tmp_path / "t.csv", index=False)
     run = honed.train("tabular", [f"data.path={tmp_path / 't.csv'}", "data.target=label", "train.epochs=2",
-                                  "model.ensemble=2", "train.report=false"], out=tmp_path / "run").path
+                                  "model.ensemble=2", "train.report=false", f"model.numeric_embedding={embedding}"],
+                      out=tmp_path / "run").path
     rows = [{"signed": "2021-06-01", "income": None, "city": "atlantis"},  # unseen city, missing income
             {"city": None, "income": 30.0, "signed": "1999-12-31", "extra": "ignored"},
             {"city": "oslo", "income": 1e6, "signed": None}]

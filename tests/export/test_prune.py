@@ -88,6 +88,7 @@ def table_run(tmp_path):
     frame.iloc[300:].to_csv(tmp_path / "test.csv", index=False)
     return honed.train("tabular", [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
                                    "data.target=label", "model.bags=1", "model.hidden=[64,64]", "train.steps=null",
+                                   "model.numeric_embedding=piecewise",
                                    "train.epochs=6", "train.report=false"], out=tmp_path / "run"), frame
 
 

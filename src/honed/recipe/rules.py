@@ -68,6 +68,10 @@ RULES: tuple[Rule, ...] = (
          "data.val_fraction (e.g. 0.2) or monitor train_loss"),
     Rule("train.accumulate", lambda r: r.train.accumulate > 1 and r.optimizer.name == "gd",
          "has no effect with optimizer.name = gd: every batch of an epoch already adds up to one step"),
+    Rule("model.numeric_embedding = piecewise", lambda r: r.model.numeric_embedding == "piecewise"
+         and getattr(r.data, "scaling", None) != "quantile",
+         "places its bins at the normal quantile transform's quantiles: set data.scaling = quantile "
+         "(data.source = tabular)"),
     Rule("model.sparse", lambda r: r.model.sparse and r.optimizer.name not in SPARSE_OPTIMIZERS,
          f"needs optimizer.name in {', '.join(SPARSE_OPTIMIZERS)} " + "(got {r.optimizer.name!r}: it has no "
          "sparse-gradient version)"),

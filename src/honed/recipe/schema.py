@@ -238,10 +238,13 @@ class ModelSpec(Section):
     init: InitName = Field("default", description="weight initialization (biases start at zero)")
     hidden: list[Size] = Field(default_factory=list, description="mlp / bag dense layer sizes")
     activation: Activation = Field("relu", description="hidden-layer activation")
-    numeric_embedding: Literal["none", "periodic", "auto"] = Field(
+    numeric_embedding: Literal["none", "periodic", "piecewise", "auto"] = Field(
         "none", description="mlp on tables: periodic: each number as ReLU(linear(cos, sin at learned frequencies)) "
-        "before the MLP (PLR embeddings, Gorishniy et al. 2022); none: numbers go in as they are; auto: periodic "
-        "from 2,000 training rows, none below (where the frequencies overfit)")
+        "before the MLP (PLR embeddings, Gorishniy et al. 2022); piecewise: as ReLU(linear(its position in "
+        "model.bins quantile bins)) (PLE; needs data.scaling = quantile); none: numbers go in as they are; auto: "
+        "none below 2,000 training rows, piecewise below 10,000 (periodic without data.scaling = quantile), "
+        "periodic from 10,000")
+    bins: int = Field(16, ge=2, le=256, description="piecewise numeric embedding: quantile bins per column")
     frequencies: int = Field(16, ge=1, le=1024, description="periodic numeric embedding: frequencies per column")
     frequency_scale: float = Field(0.1, gt=0, le=1000, description="periodic numeric embedding: standard deviation "
                                    "of the initial frequencies (larger: sharper functions of each number)")
