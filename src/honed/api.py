@@ -27,7 +27,7 @@ from honed import warmup
 from honed.errors import UserError
 from honed.data.profile import split_profile
 from honed.evaluation import class_probabilities, metric_names, outputs_of, score_outputs, score_split
-from honed.models import Shape, build_model, count_params
+from honed.models import PRETRAINED, Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe, variant
 from honed.report import save_test_evidence, write_report
@@ -124,7 +124,7 @@ class Run:
 
         from honed.models import meta_state_shapes
 
-        if recipe.model.name == "transformer":
+        if recipe.model.name in PRETRAINED:  # checked by loading
             return
         try:
             with safe_open(str(weights), "pt") as f:
@@ -439,7 +439,7 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
     validation score, on every row the bag trained on."""
     loss_fn = build_loss(recipe.loss, bundle.task)
     names = metric_names(recipe.metrics, bundle.task)
-    if bundle.task != "regression" and "confusion_matrix" not in names:
+    if bundle.task in ("binary", "multiclass") and "confusion_matrix" not in names:
         names = names + ["confusion_matrix"]
     unscale = bundle.preprocessor.unscale if bundle.task == "regression" else None
     score = lambda scores, split: score_outputs(scores, split.y, bundle.task, loss_fn, names,  # noqa: E731
@@ -537,8 +537,11 @@ def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:
                        with_intervals=True)
 
 
-def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id_column: str | None = None):
-    """Predictions for new inputs (a file, a list of texts, or a DataFrame of feature columns).
+def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id_column: str | None = None,
+            sampling=None):
+    """Predictions for new inputs (a file, a list of texts, or a DataFrame of feature columns); a causal language
+    model's run completes prompts (a JSONL file, or a list of strings or message lists) as `sampling` says
+    (honed.evaluation.generation.Sampling: greedy, 128 new tokens at most, by default).
 
     Rows are joined back by `id_column` (a column of a table input, copied in front of the predictions); a table
     whose training dropped ID columns gets those copied too when the input has them."""
@@ -547,6 +550,11 @@ def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id
     if output is not None and isinstance(inputs, (str, Path)) and Path(output).resolve() == Path(inputs).resolve():
         raise UserError(f"--output {output}: that is the --input file; write the predictions elsewhere")
     recipe, model, pre = load_run(run_dir)
+    if pre.kind == "chat":
+        frame = completions_frame(model, pre, recipe, inputs, sampling)
+        if output is not None:
+            run_stage.write_text(Path(output), frame.to_csv(index=False))
+        return frame
     if recipe.data.source == "images" and isinstance(inputs, (str, Path)):  # image files: decoded as in training
         from honed.data.sources.images import prediction_table
 
@@ -565,6 +573,20 @@ def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id
     if output is not None:
         run_stage.write_text(Path(output), frame.to_csv(index=False))
     return frame
+
+
+def completions_frame(model, pre, recipe: Recipe, inputs, sampling=None):
+    """A causal LM's completions of the prompts in `inputs`, each on one line beside its prompt."""
+    import pandas as pd
+
+    from honed.evaluation.generation import Sampling, complete, read_prompts, shown_prompt
+
+    prompts = read_prompts(inputs, recipe.data.max_chars)
+    context = int(getattr(model.base.config, "max_position_embeddings", 0) or recipe.data.max_length)
+    texts = complete(model, pre.tokenizer, prompts, sampling or Sampling(), context)
+    one_line = lambda t: " ".join(t.splitlines())  # noqa: E731
+    return pd.DataFrame({"prompt": [one_line(shown_prompt(p)) for p in prompts],
+                         "completion": [one_line(t) for t in texts]})
 
 
 def passed_through(table, pre, id_column: str | None) -> list[str]:

@@ -41,6 +41,14 @@ def register(sub) -> dict[str, Callable]:
     pr.add_argument("--output", help="CSV to write (default: print to stdout)")
     pr.add_argument("--id-column", help="a column of the input copied beside each prediction, to join rows back "
                     "(default: tables pass through the columns training dropped as IDs)")
+    pr.add_argument("--max-new-tokens", type=int, default=128, help="causal LM: new tokens per completion at most "
+                    "(default 128)")
+    pr.add_argument("--temperature", type=float, default=0.0, help="causal LM: 0 (default): greedy, the same "
+                    "completion every time; above: sampled")
+    pr.add_argument("--top-p", type=float, default=1.0, help="causal LM, sampled: the smallest set of tokens holding "
+                    "this much probability (default 1: all)")
+    pr.add_argument("--stop", action="append", default=[], help="causal LM: a completion ends before this text "
+                    "(repeatable)")
 
     rp = sub.add_parser("report", help="rebuild a run's report.html (one self-contained page: metrics, curves, "
                         "errors, data, recipe, time) and print its path")
@@ -135,7 +143,10 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     import honed
 
-    frame = honed.predict(args.run_dir, args.input, output=args.output, id_column=args.id_column)
+    from honed.evaluation.generation import Sampling
+
+    sampling = Sampling(args.max_new_tokens, args.temperature, args.top_p, args.stop)
+    frame = honed.predict(args.run_dir, args.input, output=args.output, id_column=args.id_column, sampling=sampling)
     if args.output:
         print(f"wrote {len(frame)} predictions to {args.output}")
     else:

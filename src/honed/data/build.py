@@ -34,7 +34,7 @@ def load_raw(spec: DataSpec) -> RawData:
 
 def split_raw(raw: RawData, spec: DataSpec) -> tuple[RawSplit, RawSplit | None, RawSplit]:
     """(train, val, test); test carved from train when the source has none. Seeded, stratified."""
-    stratify = raw.task == "classification"
+    stratify = raw.task == "classification"  # chat examples: carved at random
     train, test = raw.train, raw.test
     if test is None:
         train, test = carve(train, spec.test_fraction, spec.seed, stratify, "test")
@@ -61,6 +61,10 @@ def split_raw(raw: RawData, spec: DataSpec) -> tuple[RawSplit, RawSplit | None, 
 
 def make_preprocessor(raw: RawData, train: RawSplit, spec: DataSpec) -> Preprocessor:
     """An unfitted preprocessor for the source's kind; `auto` text settings are resolved from `train`'s texts."""
+    if raw.kind == "chat":
+        from honed.data.chat import ChatPreprocessor
+
+        return ChatPreprocessor(spec.pretrained, spec.max_length, spec.train_on, spec.pack)
     if raw.kind == "text":
         pre = TextPreprocessor(raw.task, text_settings(spec, train.x), spec.label_column)
         pre.remember_vectors = True  # the same texts come back in later runs and trials
@@ -137,23 +141,33 @@ def prepare(spec: DataSpec) -> DataBundle:
     raw = load_raw(spec)
     train, val, test = split_raw(raw, spec)
     pre = make_preprocessor(raw, train, spec).fit(train)
-    to_split = lambda s: Split(pre.inputs(s.x), pre.targets(s.y))  # noqa: E731
     return DataBundle(
         task=pre.task,
-        input_kind="tokens" if raw.kind == "text" else "features",
+        input_kind="tokens" if raw.kind in ("text", "chat") else "features",
         input_dim=pre.input_dim,
         output_dim=pre.output_dim,
-        train=to_split(train),
-        val=to_split(val) if val is not None else None,
-        test=to_split(test),
+        train=to_split(pre, train, "train"),
+        val=to_split(pre, val, "validation") if val is not None else None,
+        test=to_split(pre, test, "test"),
         preprocessor=pre,
         image_shape=raw.image_shape,
         test_texts=list(test.x) if raw.kind == "text" else None,
     )
 
 
+def to_split(pre: Preprocessor, split: RawSplit, name: str) -> Split:
+    """A raw split through the fitted preprocessor. Chat examples become packed rows (several examples, or
+    one cut, per row), each with a placeholder target: the labels travel inside the rows (data/chat.py)."""
+    if pre.kind == "chat":
+        import torch
+
+        rows = pre.rows(split.x, name)
+        return Split(rows, torch.zeros(len(rows)))
+    return Split(pre.inputs(split.x), pre.targets(split.y))
+
+
 def test_split(spec: DataSpec, pre: Preprocessor) -> Split:
     """The test split of `spec`'s data, transformed with an already fitted preprocessor."""
     raw = load_raw(spec)
     _, _, test = split_raw(raw, spec)
-    return Split(pre.inputs(test.x), pre.targets(test.y))
+    return to_split(pre, test, "test")

@@ -261,6 +261,10 @@ def load_preprocessor(folder: Path) -> Preprocessor:
 
 
 def _rebuild(state: dict[str, Any], folder: Path) -> Preprocessor:
+    if state["kind"] == "chat":
+        from honed.data.chat import ChatPreprocessor
+
+        return ChatPreprocessor.restored(state)
     if state["kind"] == "table":
         pre: Preprocessor = TablePreprocessor(state["task"], state["columns"], state["standardize"],
                                               state["standardize_target"], state["image_shape"], state["label_column"])

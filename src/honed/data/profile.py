@@ -69,6 +69,8 @@ def split_profile(bundle, with_train: bool = True) -> dict:
     its own units. `with_train=False` leaves the training split out (a private run)."""
     splits = {name: s for name, s in (("train", bundle.train), ("val", bundle.val), ("test", bundle.test))
               if s is not None and (with_train or name != "train")}
+    if bundle.task == "language_modeling":  # rows of packed examples and the tokens each split learns
+        return {"learned_tokens": {name: int((s.x[:, 2] != -100).sum()) for name, s in splits.items()}}
     if bundle.task == "regression":
         unscale = bundle.preprocessor.unscale
         stats = {}

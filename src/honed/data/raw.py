@@ -7,7 +7,7 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 
-Kind = Literal["table", "text"]
+Kind = Literal["table", "text", "chat"]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RawData:
     """A source's output: a train split, maybe a test split, and what they are."""
 
     kind: Kind
-    task: Literal["regression", "classification"]
+    task: Literal["regression", "classification", "language_modeling"]
     train: RawSplit
     test: Optional[RawSplit] = None
     feature_names: Sequence[str] = field(default_factory=list)

@@ -68,6 +68,16 @@ def regression_bootstrap(errors: np.ndarray, targets: np.ndarray, names: list[st
     return {name: percentile(values[name]) for name in names if name in values}
 
 
+def perplexity_bootstrap(outputs: np.ndarray, rng: np.random.Generator) -> dict:
+    """A causal LM's (rows, 2) summed negative log-likelihoods and learned-token counts: rows redrawn (each row
+    keeps its tokens together, as they were scored), perplexity = exp(sum nll / sum tokens) of each redraw."""
+    n = len(outputs)
+    sums = np.concatenate([rng.poisson(1.0, size=(min(CHUNK, RESAMPLES - done), n)) @ outputs
+                           for done in range(0, RESAMPLES, CHUNK)])
+    sums = sums[sums[:, 1] > 0]  # a redraw of no learned token has no perplexity (a split of a few rows)
+    return {"perplexity": percentile(np.exp(sums[:, 0] / sums[:, 1]))} if len(sums) else {}
+
+
 def hanley_mcneil(auc: float, positives: int, negatives: int) -> list[float]:
     if positives == 0 or negatives == 0:
         return [0.0, 1.0]
@@ -93,6 +103,8 @@ def intervals(metrics: dict, scores: torch.Tensor, targets: torch.Tensor, task: 
     if task == "regression":
         s, t = scores.double().numpy().ravel(), targets.double().numpy().ravel()
         return regression_bootstrap(s - t, t, names, rng)
+    if task == "language_modeling":
+        return perplexity_bootstrap(scores.double().numpy(), rng) if "perplexity" in names else {}
     predicted = (scores > 0).long() if task == "binary" else scores.argmax(dim=-1)
     labels = targets.long()
     k = max(num_classes, 2)

@@ -24,9 +24,11 @@ DEFAULTS = {
     "regression": ["mse", "rmse", "mae", "r2"],
     "binary": ["accuracy", "precision", "recall", "f1", "auroc"],
     "multiclass": ["accuracy", "precision", "recall", "f1", "auroc"],
+    "language_modeling": ["perplexity"],
 }
+LANGUAGE = {"perplexity"}
 REGRESSION = {"mse", "rmse", "mae", "r2"}
-LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae"}
+LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae", "perplexity"}
 SHARES = {"accuracy", "precision", "recall", "f1", "auroc"}  # shown as percentages
 
 
@@ -98,9 +100,15 @@ METRICS.register("mae")(lambda s, t, task, k: float(_sk().mean_absolute_error(t.
 METRICS.register("r2")(lambda s, t, task, k: float(_sk().r2_score(t.double().numpy(), s.double().numpy())))
 
 
+METRICS.register("perplexity")(  # exp of the mean negative log-likelihood per learned token (models/causal_lm.py)
+    lambda s, t, task, k: float(torch.exp(s[:, 0].double().sum() / s[:, 1].double().sum().clamp(min=1))))
+
+
 def metric_names(requested: list[str], task: str) -> list[str]:
     names = list(requested) or DEFAULTS[task]
     for name in names:
+        if (name in LANGUAGE) != (task == "language_modeling"):
+            raise UserError(f"metrics: {name!r} does not fit a {task} task; allowed: {', '.join(DEFAULTS[task])}")
         if (name in REGRESSION) != (task == "regression"):
             raise UserError(f"metrics: {name!r} does not fit a {task} task; allowed: {', '.join(DEFAULTS[task] + ([] if task == 'regression' else ['confusion_matrix']))}")
     return names

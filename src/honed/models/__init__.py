@@ -40,7 +40,7 @@ class Shape:
     @classmethod
     def of_preprocessor(cls, pre) -> "Shape":
         """The shape a fitted preprocessor's inputs give a model (the same as `of` its bundle)."""
-        return cls("tokens" if pre.kind == "text" else "features", pre.input_dim, pre.output_dim,
+        return cls("tokens" if pre.kind in ("text", "chat") else "features", pre.input_dim, pre.output_dim,
                    getattr(pre, "image_shape", None), getattr(pre, "pretrained", None),
                    getattr(pre, "features_dim", 0), getattr(pre, "numeric_dim", 0))
 
@@ -60,14 +60,15 @@ class Shape:
                    int(d.get("features_dim", 0)), int(d.get("numeric_dim", 0)))
 
 
-from honed.models import bag, cnn, linear, mlp, resnet, rnn, transformer  # noqa: E402,F401  (registers)
+from honed.models import bag, causal_lm, cnn, linear, mlp, resnet, rnn, transformer  # noqa: E402,F401  (registers)
 from honed.models.init import INITS, initialize  # noqa: E402
 
 if TYPE_CHECKING:
     from honed.recipe.schema import ModelSpec
 
 
-SENTENCE_FEATURE_MODELS = ("linear", "logistic", "bag")  # the models that read TextBatch.features
+SENTENCE_FEATURE_MODELS = ("linear", "logistic", "bag")
+PRETRAINED = ("transformer", "causal_lm")  # models that start from data.pretrained's weights  # the models that read TextBatch.features
 # Weights a model may have: 4 GB of float32, 16 GB with Adam's two moments and the gradients. A recipe or a
 # run's model.json asking for more is refused before a byte of it is allocated.
 MAX_PARAMETERS = int(os.environ.get("HONED_MAX_PARAMETERS", 1_000_000_000))
@@ -120,7 +121,7 @@ def build_model(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.features_dim and spec.name not in SENTENCE_FEATURE_MODELS:
         raise UserError(f"data.encoder_features is read by models {', '.join(SENTENCE_FEATURE_MODELS)}, "
                         f"not model.name = {spec.name!r}")
-    if spec.name != "transformer":  # a pretrained encoder's size is its own; any other is bounded before it is made
+    if spec.name not in PRETRAINED:  # a pretrained model's size is its own; any other is bounded before it is made
         meta_model(spec, shape)
     model = construct(spec, shape)
     # a pretrained model initializes only its new parts (e.g. the classification head)

@@ -57,8 +57,18 @@ RULES: tuple[Rule, ...] = (
     Rule("model.name = transformer", lambda r: r.model.name == "transformer"
          and _text(r, "tokenizer", None) != "pretrained",
          "fine-tunes a pretrained encoder: set data.tokenizer = pretrained and data.pretrained (e.g. all-minilm-l6-v2)"),
-    Rule("train.activation_checkpointing", lambda r: r.train.activation_checkpointing and r.model.name != "transformer",
-         "works with model.name = transformer only (got {r.model.name!r}): it recomputes the encoder's layers"),
+    Rule("train.activation_checkpointing", lambda r: r.train.activation_checkpointing
+         and r.model.name not in ("transformer", "causal_lm"),
+         "works with model.name = transformer or causal_lm only (got {r.model.name!r}): it recomputes the pretrained "
+         "model's layers"),
+    Rule("model.name = causal_lm", lambda r: (r.model.name == "causal_lm") != (r.data.source == "chat"),
+         "and data.source = chat go together (got model.name {r.model.name!r}, data.source {r.data.source!r}): a "
+         "language model learns from chat or text examples, and those train nothing else"),
+    Rule("model.bags", lambda r: r.data.source == "chat" and r.model.bags != 1,
+         "does not work with data.source = chat (one language model trains); set model.bags=1"),
+    Rule("train.privacy", lambda r: r.data.source == "chat" and r.train.privacy is not None,
+         "does not work with model.name = causal_lm yet (a packed row holds several examples: per-example clipping "
+         "would clip rows); set train.privacy=null"),
     Rule("model.sparse", lambda r: r.train.strategy == "fsdp" and r.model.sparse, NOT_FSDP),
     Rule("regularization.l1", lambda r: r.train.strategy == "fsdp" and bool(r.regularization.l1), NOT_FSDP),
     Rule("regularization.l2", lambda r: r.train.strategy == "fsdp" and bool(r.regularization.l2), NOT_FSDP),

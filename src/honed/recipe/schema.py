@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
-DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb", "images"]
+DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb", "images", "chat"]
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
-ModelName = Literal["linear", "logistic", "mlp", "cnn", "resnet", "rnn", "bag", "transformer"]
+ModelName = Literal["linear", "logistic", "mlp", "cnn", "resnet", "rnn", "bag", "transformer", "causal_lm"]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
 InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
-LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy"]
+LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy", "token_nll"]
 OptimizerName = Literal["gd", "sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs"]
 ScheduleName = Literal["constant", "exponential", "linear", "step", "cosine", "onecycle", "plateau"]
 MetricName = Literal["accuracy", "precision", "recall", "f1", "auroc", "confusion_matrix", "mse", "mae", "r2", "rmse"]
@@ -187,11 +187,30 @@ class ImageData(NumericData):
                             "pixels before decoding it (decompression bombs)")
 
 
+class ChatData(DataBase):
+    source: Literal["chat"] = Field("chat", description="where the data comes from")
+    path: Optional[str] = Field(None, description="chat: a JSONL file of examples ({text}, {prompt, completion} or "
+                                "{messages}), split into train and test")
+    train: Optional[str] = Field(None, description="chat: training examples (JSONL)")
+    test: Optional[str] = Field(None, description="chat: test examples (JSONL)")
+    pretrained: Optional[str] = Field(None, max_length=4096, description="chat: the causal language model: a folder in Hugging "
+                            "Face layout (llama, qwen2, gpt2, ...) or a .gguf file (dequantized to float weights)")
+    max_length: int = Field(512, ge=8, le=32_768, description="chat: tokens per example (longer ones are cut, and "
+                            "counted) and per packed row")
+    pack: bool = Field(True, description="chat: examples packed back to back into rows of max_length tokens, "
+                       "attention kept inside each example")
+    train_on: Literal["completion", "all"] = Field(
+        "completion", description="chat: completion: the loss on completion and assistant tokens only; all: on "
+        "every token")
+    max_chars: int = Field(200_000, ge=1, le=100_000_000, description="chat: refuse a message or text longer than "
+                           "this many characters")
+
+
 # One section type per source: `data.source` picks it, and a new source is one class here and one loader.
 DATA_SECTIONS: dict[str, type[DataBase]] = {
     "synthetic_regression": SyntheticData, "sklearn": SklearnData, "tabular": TabularData,
-    "text_files": TextFilesData, "imdb": ImdbData, "images": ImageData}
-DataSpec = Annotated[Union[SyntheticData, SklearnData, TabularData, TextFilesData, ImdbData, ImageData],
+    "text_files": TextFilesData, "imdb": ImdbData, "images": ImageData, "chat": ChatData}
+DataSpec = Annotated[Union[SyntheticData, SklearnData, TabularData, TextFilesData, ImdbData, ImageData, ChatData],
                      Field(discriminator="source")]
 
 
@@ -290,11 +309,11 @@ class ModelSpec(Section):
 
     @model_validator(mode="after")
     def _pretrained_only_options(self) -> "ModelSpec":
-        if self.name != "transformer":
-            for key, used in (("model.adapter", self.adapter is not None), ("model.freeze", self.freeze != "none")):
-                if used:
-                    raise ValueError(f"{key} works with model.name = transformer only (got {self.name!r}): "
-                                     "other models train every weight from scratch")
+        for key, used, models in (("model.adapter", self.adapter is not None, ("transformer", "causal_lm")),
+                                  ("model.freeze", self.freeze != "none", ("transformer",))):
+            if used and self.name not in models:
+                raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r}): "
+                                 "other models train every weight from scratch")
         return self
 
 

@@ -35,7 +35,7 @@ def save_test_evidence(run_dir: Path, scores: torch.Tensor, targets: torch.Tenso
             np.savez(f, outputs=outputs, targets=truth)
 
     atomic_write(run_dir / OUTPUTS, write)
-    if task == "regression":
+    if task in ("regression", "language_modeling"):  # no classes, so no confident mistakes
         return
     mistakes = confident_mistakes(scores, targets, task)
     for m in mistakes:

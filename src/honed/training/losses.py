@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 LOSSES: Registry = Registry("loss")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-DEFAULT = {"regression": "mse", "binary": "bce", "multiclass": "cross_entropy"}
+DEFAULT = {"regression": "mse", "binary": "bce", "multiclass": "cross_entropy", "language_modeling": "token_nll"}
 TASKS = {"mse": {"regression"}, "mae": {"regression"}, "huber": {"regression"}, "bce": {"binary"},
-         "cross_entropy": {"multiclass"}}
+         "cross_entropy": {"multiclass"}, "token_nll": {"language_modeling"}}
 
 
 @LOSSES.register("mse")
@@ -69,6 +69,17 @@ def _cross_entropy(spec: LossSpec) -> LossFn:
         return loss(scores, targets)
 
     return weighted
+
+
+@LOSSES.register("token_nll")
+def _token_nll(spec: LossSpec) -> LossFn:
+    """A causal LM answers (rows, 2): each row's summed negative log-likelihood and its learned tokens
+    (models/causal_lm.py); the loss is the mean over the batch's learned tokens, whatever row holds them."""
+
+    def token_nll(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return outputs[:, 0].sum() / outputs[:, 1].sum().clamp(min=1)
+
+    return token_nll
 
 
 def resolve_loss_name(spec: LossSpec, task: str) -> str:

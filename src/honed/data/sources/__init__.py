@@ -5,6 +5,6 @@ from honed.registry import Registry
 SOURCES: Registry = Registry("data source")
 
 # Importing the modules registers them.
-from honed.data.sources import images, imdb, sklearn_sets, synthetic, tabular, text_files  # noqa: E402,F401
+from honed.data.sources import chat, images, imdb, sklearn_sets, synthetic, tabular, text_files  # noqa: E402,F401
 
 __all__ = ["SOURCES"]

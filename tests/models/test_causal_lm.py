@@ -1,0 +1,181 @@
+"""Causal language models: a tiny random llama built from a config (no weights downloaded) with a word-level
+tokenizer and a ChatML-like template. Each test checks the math against a reference: transformers' own chat
+template and unpacked forward passes, peft's unmerged model, greedy decoding by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import honed
+from honed.data.chat import Example, IGNORE, packed_rows, tokenized
+from honed.errors import UserError
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+WORDS = ["<pad>", "<unk>", "<s>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "\n"] + \
+    [f"w{i}" for i in range(40)] + ["what", "is", "the", "of"]
+TEMPLATE = ("{% for m in messages %}{{ '<|im_start|> ' + m['role'] + ' \\n ' + m['content'] + ' <|im_end|> \\n ' }}"
+            "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|> assistant \\n ' }}{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A folder in Hugging Face layout: 2 llama layers of width 32, tied embeddings, its tokenizer and template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_lm")
+    words = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="removed")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                        eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>", "\n"])
+    tokenizer.chat_template = TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True, bos_token_id=2, eos_token_id=4, pad_token_id=0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_lm):
+    from honed.data.chat import load_tokenizer
+
+    return load_tokenizer(str(tiny_lm))
+
+
+def chat_files(folder, n: int = 60) -> dict[str, str]:
+    """Examples in the three forms, with a rule to learn (the answer repeats the question's word)."""
+    def example(i: int) -> dict:
+        word = f"w{i % 40}"
+        if i % 3 == 0:
+            return {"messages": [{"role": "user", "content": f"what is {word}"},
+                                 {"role": "assistant", "content": f"{word} is {word}"}]}
+        return {"prompt": f"what is {word}", "completion": f"{word} is {word}"} if i % 3 == 1 else \
+            {"text": f"the {word} is {word}"}
+    paths = {}
+    for name, count in (("train", n), ("test", 15)):
+        paths[name] = str(folder / f"{name}.jsonl")
+        with open(paths[name], "w") as f:
+            f.writelines(json.dumps(example(i + (0 if name == "train" else 7))) + "\n" for i in range(count))
+    return paths
+
+
+def test_chat_examples_are_the_templates_tokens_with_the_loss_on_the_assistant_turn_only(tokenizer):
+    messages = [{"role": "system", "content": "w1"}, {"role": "user", "content": "what is w2"},
+                {"role": "assistant", "content": "w2 is w3"}, {"role": "user", "content": "w4"},
+                {"role": "assistant", "content": "w5"}]
+    ids, learn = tokenized(Example(messages=messages), tokenizer, "completion")
+    expected = tokenizer.apply_chat_template(messages, tokenize=True)
+    assert ids == (expected if isinstance(expected, list) else expected["input_ids"])  # as transformers applies it
+    learned = tokenizer.convert_ids_to_tokens([i for i, keep in zip(ids, learn) if keep])
+    assert learned == ["w2", "is", "w3", "<|im_end|>", "\n", "w5", "<|im_end|>", "\n"]  # both turns, not their openings
+    prompt_ids, prompt_learn = tokenized(Example(prompt="what is w2", completion="w2 is w3"), tokenizer, "completion")
+    assert [tokenizer.convert_ids_to_tokens(i) for i, k in zip(prompt_ids, prompt_learn) if k] == \
+        ["w2", "is", "w3", "<|im_end|>"]  # the completion and the end of text, not the prompt
+    assert all(tokenized(Example(prompt="what is w2", completion="w3"), tokenizer, "all")[1])
+
+
+def test_packed_labels_are_the_next_learned_token_of_the_same_example():
+    rows = packed_rows([([5, 6, 7], [0, 1, 1]), ([8, 9], [1, 1]), ([10, 11, 12, 13], [1, 0, 0, 1])], 6, pack=True)
+    assert rows.shape == (2, 3, 6)  # [5 6 7 8 9 .] and [10 11 12 13 . .]: first fit
+    assert rows[0, 0].tolist() == [5, 6, 7, 8, 9, 0] and rows[0, 1].tolist() == [1, 1, 1, 2, 2, 0]
+    assert rows[0, 2].tolist() == [6, 7, IGNORE, 9, IGNORE, IGNORE]  # never across examples, never into padding
+    assert rows[1, 2].tolist() == [IGNORE, IGNORE, 13, IGNORE, IGNORE, IGNORE]
+
+
+def test_packing_never_attends_across_examples(tiny_lm):
+    from honed.models.causal_lm import CausalLM
+
+    model = CausalLM(str(tiny_lm)).eval()
+    examples = [([3, 6, 8, 49, 50, 9], [0, 0, 0, 1, 1, 1]), ([49, 50, 12, 13, 4], [1, 1, 1, 1, 1]),
+                ([7, 20, 21], [0, 1, 1])]
+    with torch.no_grad():
+        packed = model(packed_rows(examples, 16, pack=True))  # one row of three examples
+        alone = model(packed_rows(examples, 16, pack=False))  # three rows of one each
+    assert packed.shape == (1, 2) and alone.shape == (3, 2)
+    torch.testing.assert_close(packed[0], alone.sum(dim=0), rtol=1e-5, atol=1e-5)
+    assert packed[0, 1] == sum(sum(learn[1:]) for _, learn in examples)
+
+
+def test_a_merged_adapter_answers_as_the_unmerged_model(tiny_lm):
+    from honed.models.causal_lm import CausalLM
+    from honed.recipe.schema import AdapterSpec
+
+    model = CausalLM(str(tiny_lm), AdapterSpec(r=4, targets=["q_proj", "v_proj", "down_proj"])).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero, where merging is trivially exact
+                p.normal_(0, 0.5)
+        rows = packed_rows([([3, 6, 8, 49, 50, 9], [0, 0, 0, 1, 1, 1]), ([20, 21, 22], [1, 1, 1])], 12, pack=True)
+        before = model.logits(rows)
+        model.merge_adapter()
+        after = model.logits(rows)
+    assert not any("lora_" in name for name, _ in model.named_parameters())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_generation_at_temperature_zero_is_greedy_and_repeatable(tiny_lm):
+    from honed.models.causal_lm import CausalLM
+
+    model = CausalLM(str(tiny_lm)).eval()
+    prompt = [3, 6, 8, 49, 50, 9]
+    first = model.generate(prompt, 6, 0.0, 1.0, [])
+    assert first == model.generate(prompt, 6, 0.0, 1.0, []) and len(first) == 6
+    ids = list(prompt)  # greedy by hand: the argmax of the last position, one token at a time
+    with torch.no_grad():
+        for _ in range(6):
+            ids.append(int(model.lm(torch.tensor([ids])).logits[0, -1].argmax()))
+    assert first == ids[len(prompt):]
+
+
+@pytest.mark.parametrize("line, message", [
+    ({"messages": []}, "'messages' is empty"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "role 'wizard'; allowed: system, user, assistant"),
+    ({"messages": [{"role": "user", "content": "x" * 1_000_001}, {"role": "assistant", "content": "y"}]},
+     "1,000,001 characters, more than data.max_chars"),
+    ({"prompt": "only a prompt"}, "'prompt' and 'completion' must both be text"),
+    ({"label": 3}, "no 'text', 'prompt'/'completion' or 'messages' field"),
+])
+def test_hostile_chat_lines_are_one_line_naming_the_line(tmp_path, line, message):
+    from honed.data.chat import read_chat
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(UserError, match="line 2") as e:
+        read_chat(path, "data.train", 200_000)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_train_evaluate_predict_a_lora_chat_run(tmp_path, tiny_lm):
+    paths = chat_files(tmp_path)
+    base = [f"data.pretrained={tiny_lm}", f"data.train={paths['train']}", f"data.test={paths['test']}",
+            "data.max_length=32", "model.adapter.targets=[q_proj,v_proj]", "train.report=false"]
+    untrained = honed.train("chat_lora", base + ["train.epochs=1", "optimizer.lr=1e-12"], out=tmp_path / "zero")
+    run = honed.train("chat_lora", base + ["train.epochs=12", "optimizer.lr=0.02", "train.early_stopping=null"],
+                      out=tmp_path / "run")
+    assert run.summary["task"] == "language_modeling"
+    assert run.summary["test"]["perplexity"] < 0.8 * untrained.summary["test"]["perplexity"]  # it learned
+    low, high = run.summary["test"]["ci95"]["perplexity"]
+    assert low <= run.summary["test"]["perplexity"] <= high
+    stored = set(honed.load_run(run.path).model.state_dict())  # merged on load: no adapter left
+    assert not any("lora_" in k for k in stored)
+    from safetensors import safe_open
+
+    with safe_open(str(run.path / "model.safetensors"), "pt") as f:  # the run keeps the adapter alone
+        assert f.keys() and all("lora_" in k for k in f.keys())
+    again = honed.evaluate(run.path)
+    assert again["perplexity"] == pytest.approx(run.summary["test"]["perplexity"], rel=1e-4)
+    prompts = [[{"role": "user", "content": "what is w3"}], "what is w5"]
+    first = honed.predict(run.path, prompts)
+    assert list(first.columns) == ["prompt", "completion"] and len(first) == 2
+    assert first.equals(honed.predict(run.path, prompts))  # greedy: the same answer every time
+    with pytest.raises(UserError, match="prompt 1 has .* tokens; the model reads at most 64"):
+        honed.predict(run.path, [" ".join(["w1"] * 80)])
