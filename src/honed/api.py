@@ -156,6 +156,13 @@ class Run:
         return outputs_of(loaded.model, split.x), split.y.cpu(), loaded.pre.task
 
 
+def refuse_language_model(run_dir: str | Path, command: str) -> None:
+    """One line, before any model loads, for the commands a causal language model's run does not take yet."""
+    if Run.open(run_dir).recipe.model.name == "causal_lm":
+        raise UserError(f"{command} does not take causal language model runs yet (model.name = causal_lm); "
+                        "honed predict (completions) and honed evaluate (perplexity) do")
+
+
 def prepare_model(recipe: Recipe, bundle, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The model a recipe trains on a bundle, as training starts it: built, initialized (seeded by the caller),
     with what is fitted outside the weights (the TF-IDF idf) set from the training rows, on `device`.

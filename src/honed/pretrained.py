@@ -34,3 +34,15 @@ def encoder_folder(name: str, key: str = "data.pretrained") -> Path:
         raise UserError(f"{key} = {name!r}: not a bundled encoder ({', '.join(BUNDLED)}) nor a folder "
                         f"with {', '.join(NEEDED)} ({', '.join(missing)} missing)")
     return folder
+
+
+def causal_lm_files(source: str, key: str = "data.pretrained") -> tuple[Path, str | None]:
+    """(folder, GGUF file name or None) of a causal language model named by a path; one line when it is neither."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    p = Path(source).expanduser()
+    if p.is_file() and p.suffix.lower() == ".gguf":
+        return p.parent, p.name
+    if p.is_dir() and (p / "config.json").is_file():
+        return p, None
+    raise UserError(f"{key} = {source!r}: neither a folder in Hugging Face layout (with config.json) nor a .gguf "
+                    "file; nothing is downloaded")

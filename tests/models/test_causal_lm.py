@@ -179,3 +179,6 @@ def test_train_evaluate_predict_a_lora_chat_run(tmp_path, tiny_lm):
     assert first.equals(honed.predict(run.path, prompts))  # greedy: the same answer every time
     with pytest.raises(UserError, match="prompt 1 has .* tokens; the model reads at most 64"):
         honed.predict(run.path, [" ".join(["w1"] * 80)])
+    for command in (honed.export_onnx, honed.quantize):  # not this path yet: one line, before the model loads
+        with pytest.raises(UserError, match="does not take causal language model runs yet"):
+            command(run.path)

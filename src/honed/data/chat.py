@@ -231,28 +231,21 @@ def encode_examples(examples: list[Example], tokenizer, length: int, train_on: s
 
 def load_tokenizer(source: str, key: str = "data.pretrained"):
     """The tokenizer of a causal LM: a Hugging Face folder, or a GGUF file (its tokenizer rebuilt by transformers)."""
-    folder, gguf = model_files(source, key)
+    from honed.pretrained import causal_lm_files
+
+    folder, gguf = causal_lm_files(source, key)
+    try:
+        import transformers
+    except ImportError:
+        raise UserError("data.source = chat needs transformers: pip install 'honed[transformer]'") from None
     from transformers import AutoTokenizer
 
+    transformers.utils.logging.disable_progress_bar()  # a GGUF file's tokenizer is rebuilt behind a bar
     tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf) if gguf else \
         AutoTokenizer.from_pretrained(str(folder))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def model_files(source: str, key: str = "data.pretrained") -> tuple[Path, str | None]:
-    """(folder, GGUF file name or None) of a causal LM named by a path; one line when it is neither."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    p = Path(source).expanduser()
-    if p.is_file() and p.suffix.lower() == ".gguf":
-        return p.parent, p.name
-    if p.is_dir() and (p / "config.json").is_file():
-        return p, None
-    raise UserError(f"{key} = {source!r}: neither a folder in Hugging Face layout (with config.json) nor a .gguf "
-                    "file; nothing is downloaded")
 
 
 class ChatPreprocessor:

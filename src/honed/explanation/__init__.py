@@ -52,9 +52,10 @@ def explain(run_dir, inputs, *, steps: int = 50, sanity: bool = False, method: s
             baseline: str = "auto") -> Explanation:
     """Attributions for `inputs` (a list of texts, a file, or a DataFrame of feature rows) of a saved run;
     `method`: ig (integrated gradients, completeness enforced), gradient_shap or occlusion."""
-    from honed.api import load_run
+    from honed.api import load_run, refuse_language_model
 
     check_steps(steps)  # before the run loads
+    refuse_language_model(run_dir, "honed explain")
     return explain_loaded(load_run(run_dir), inputs, steps, sanity, Path(run_dir), method, baseline)
 
 
@@ -201,10 +202,11 @@ def explain_test_rows(run_dir, *, rows: int = 200, steps: int = 50) -> Explanati
     """--global: a seeded sample of the test split explained, and per class the words (or columns) whose
     attributions push toward it most, summed over the sample (a binary model's logit: positive values push
     toward its second class, negative ones toward its first)."""
-    from honed.api import load_run
+    from honed.api import load_run, refuse_language_model
     from honed.data.build import load_raw, split_raw
 
     check_steps(steps)
+    refuse_language_model(run_dir, "honed explain")
     recipe, model, pre = load_run(run_dir)
     _, _, test = split_raw(load_raw(recipe.data), recipe.data)
     pick = np.random.default_rng(recipe.seed).permutation(len(test))[: min(rows, MAX_INPUTS)]

@@ -99,9 +99,11 @@ class OnnxPredictor(Predictor):
 
 def load_predictor(run_dir, backend: str = "torch") -> Predictor:
     """The run's predictor on `backend`: torch, onnx (exports first if needed), or their int8 versions."""
+    from honed.api import refuse_language_model
     from honed.run import check_run_dir
 
     path = check_run_dir(run_dir)
+    refuse_language_model(path, "honed serve")  # the service answers /predict with classes or numbers
     if backend == "torch":
         return TorchPredictor(path)
     if backend == "torch-int8":

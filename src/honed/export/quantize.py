@@ -129,9 +129,10 @@ def measure(name: str, scores, size: int, x: torch.Tensor, y, pre) -> dict:
 def quantize(run_dir, *, inputs=None, rows: int = 2000) -> dict:
     """Measure float, PyTorch int8 and ONNX Runtime int8 versions; record the faster int8 one. The run is loaded
     and its test split built once, for every version (the ONNX export included); the run's page is rebuilt."""
-    from honed.api import Run
+    from honed.api import Run, refuse_language_model
     from honed.run import write_json
 
+    refuse_language_model(run_dir, "honed quantize")
     from honed.export.onnx import export_loaded, refuse_sentence_vectors
 
     run = Run.open(run_dir)

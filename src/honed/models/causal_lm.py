@@ -31,9 +31,9 @@ IGNORE = -100
 
 def load_causal_lm(source: str) -> nn.Module:
     """AutoModelForCausalLM from a folder or a GGUF file (dequantized to float32), nothing downloaded."""
-    from honed.data.chat import model_files
+    from honed.pretrained import causal_lm_files
 
-    folder, gguf = model_files(source)
+    folder, gguf = causal_lm_files(source)
     try:
         import transformers
     except ImportError:
