@@ -86,7 +86,7 @@ CASES = [
     ("privacy-without-a-budget", {}, ["train", "linear_regression", "--set", "train.privacy.max_grad_norm=2"],
      ["give exactly one of epsilon"]),
     ("adapter-on-a-bag", {}, ["train", "text_classification", "--set", "model.adapter.r=8"],
-     ["model.adapter works with model.name = transformer only"]),
+     ["model.adapter works with model.name = transformer or causal_lm only"]),
     ("target-giant-cell", {"t.csv": "text,label\n" + "a b,pos\nc d,neg\n" * 30 + "e f," + "9" * 2_000_000 + "\n"},
      ["train", "text_classification", "--set", "data.train={tmp}/t.csv"], ["single row", "chars"]),
     ("data-test-on-generated-data", {}, ["train", "linear_regression", "--set", "data.test={tmp}/nope.csv"],

@@ -34,7 +34,7 @@ from honed.report import save_test_evidence, write_report
 from honed.run.card import write_model_card
 from honed.run.tracking import run_written, trackers
 from honed.training import Hook, NonFiniteLoss, Objective, Trainer, build_loss, distributed
-from honed.training.loop import prepare as prepare_trainer, run as run_loop
+from honed.training.loop import monitor_of, prepare as prepare_trainer, run as run_loop
 from honed.training.accel import deterministic
 from honed.training.bagging import train_bag
 from honed.training.optimizers import WITHOUT_COMPILER
@@ -283,12 +283,16 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
 
     def start(member_bundle, member: int = 0) -> Trainer:  # the last member's history is the run's
         try:
-            return prepare(one, member_bundle, world=world, device=device, loss_fn=loss_fn, started=started,
-                           hooks=hooks if member == bags - 1 else progress_only)
+            trainer = prepare(one, member_bundle, world=world, device=device, loss_fn=loss_fn, started=started,
+                              hooks=hooks if member == bags - 1 else progress_only)
         except BaseException:  # a setup error (a loss that does not fit the task, a model too large): no run
             if world.main and state is None:  # was made, so no folder is left to block --out or advise a --resume
                 run_stage.remove_run_dir(run_dir)
             raise
+        if member < bags - 1:  # a history nobody reads: validate what stops it only (the loss, or the monitored
+            monitored = monitor_of(one)  # metric), not every metric after every epoch (a tenth of a bag's time)
+            trainer.metrics = [m for m in trainer.metrics if f"val_{m}" == monitored]
+        return trainer
 
     def fit(trainer: Trainer) -> None:
         try:

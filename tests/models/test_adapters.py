@@ -165,9 +165,9 @@ def test_settings_that_make_no_sense_name_what_exists(text_csvs, small_bert, tmp
         honed.train(recipe(text_csvs, small_bert, {"adapter": {"targets": ["query", "keys"]}}), out=tmp_path / "a")
     with pytest.raises(UserError, match="model.freeze = 4: the encoder has 3 layers"):
         honed.train(recipe(text_csvs, small_bert, {"freeze": 4}), out=tmp_path / "b")
-    with pytest.raises(UserError, match="model.adapter works with model.name = transformer only"):
+    with pytest.raises(UserError, match="model.adapter works with model.name = transformer or causal_lm only"):
         honed.load_recipe({"model": {"name": "mlp", "adapter": {"r": 4}}})
-    with pytest.raises(UserError, match="train.activation_checkpointing works with model.name = transformer only"):
+    with pytest.raises(UserError, match="train.activation_checkpointing works with model.name = transformer or causal_lm only"):
         honed.load_recipe({"model": {"name": "mlp"}, "train": {"activation_checkpointing": True}})
 
 

@@ -179,6 +179,15 @@ def test_train_evaluate_predict_a_lora_chat_run(tmp_path, tiny_lm):
     assert first.equals(honed.predict(run.path, prompts))  # greedy: the same answer every time
     with pytest.raises(UserError, match="prompt 1 has .* tokens; the model reads at most 64"):
         honed.predict(run.path, [" ".join(["w1"] * 80)])
-    for command in (honed.export_onnx, honed.quantize):  # not this path yet: one line, before the model loads
-        with pytest.raises(UserError, match="does not take causal language model runs yet"):
-            command(run.path)
+    with pytest.raises(UserError, match="does not take causal language model runs yet"):
+        honed.quantize(run.path)  # not this path yet: one line, before the model loads
+    exported = honed.export_onnx(run.path)  # the adapter merged into a folder transformers loads alone
+    assert exported["format"] == "transformers" and exported["check"]["max_abs_difference"] < 1e-3
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = run.path / "merged"
+    reloaded, words = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    ids = words.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=True)
+    ids = torch.tensor([ids if isinstance(ids, list) else ids["input_ids"]])
+    greedy = reloaded.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=words.eos_token_id)
+    assert words.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True).strip() == first["completion"][0].strip()

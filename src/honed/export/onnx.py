@@ -144,9 +144,12 @@ def refuse_sentence_vectors(pre, command: str) -> None:
 def export_onnx(run_dir, *, out=None, inputs=None, rows: int = 256) -> dict:
     """Export a run to ONNX, check it against PyTorch with onnxruntime, write the bundle; returns bundle.json.
     Into the run's own folder (no `out`), the run's page is rebuilt to show it."""
-    from honed.api import load_run, refuse_language_model
+    from honed.api import Run, load_run
 
-    refuse_language_model(run_dir, "honed export")
+    if Run.open(run_dir).recipe.model.name == "causal_lm":  # a folder transformers loads, the adapter merged
+        from honed.export.merged import export_merged
+
+        return export_merged(run_dir, out)
     loaded = load_run(run_dir)
     refuse_sentence_vectors(loaded.pre, "honed export")
     x = check_inputs(loaded.recipe, loaded.pre, inputs, rows)
