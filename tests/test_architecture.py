@@ -23,7 +23,7 @@ ALLOWED = {
     "api": {"data", "evaluation", "models", "recipe", "report", "run", "training", "warmup"},
     "explanation": {"api", "data", "evaluation", "models", "report", "run"},
     "export": {"api", "data", "evaluation", "models", "recipe", "report", "run", "training"},
-    "serve": {"data", "explanation", "export", "recipe", "run"},
+    "serve": {"api", "data", "evaluation", "explanation", "export", "recipe", "run"},
     "diagnosis": {"api", "data", "evaluation", "recipe", "report", "run", "training", "tuning"},
     "tuning": {"api", "data", "evaluation", "export", "recipe", "report", "run", "training"},
     "cli": {"__init__", "data", "diagnosis", "evaluation", "explanation", "export", "launch", "recipe", "report", "run", "serve",

@@ -277,6 +277,11 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     if ckpt:
         hooks.append(run_stage.Checkpoints(run_dir, ckpt.every_epochs, ckpt.every_steps, ckpt.keep, write=world.main,
                                            every_minutes=ckpt.every_minutes))
+    if bundle.task == "language_modeling" and world.main:  # the page shows what it wrote before and after
+        from honed.data.chat import row_prompts
+        from honed.training.generations import SAMPLES, SampleGenerations
+
+        hooks.append(SampleGenerations(row_prompts(bundle.test.x, SAMPLES), bundle.preprocessor.tokenizer))
     bags = recipe.model.bags
     one = variant(recipe, {"model.bags": 1}) if bags > 1 else recipe
     progress_only = [h for h in hooks if isinstance(h, run_stage.ProgressBar)]
@@ -489,6 +494,8 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
         summary["time_to_target"] = trainer.results["time_to_target"]
     if "privacy" in trainer.results:
         summary["privacy"] = trainer.results["privacy"]
+    if "generations" in trainer.results:
+        summary["generations"] = trainer.results["generations"]
     return summary, test_scores
 
 

@@ -35,3 +35,16 @@ def test_versus_counts_points_of_accuracy_from_the_rows_only_one_model_gets_righ
     result = versus((best, targets), (other, targets), "binary")
     assert result["difference"] == 0.0 and result["p"] == 1.0 and not result["significant"]
     assert (result["rows_only_best_right"], result["rows_only_other_right"]) == (1, 1)
+
+
+def test_versus_compares_language_models_by_the_mean_loss_of_the_same_tokens():
+    rng = np.random.default_rng(1)
+    tokens = torch.from_numpy(rng.integers(5, 50, size=300)).double()
+    best_nll = tokens * torch.from_numpy(rng.uniform(1.0, 2.0, size=300))
+    best = torch.stack([best_nll, tokens], dim=1)
+    worse = torch.stack([best_nll + 0.2 * tokens, tokens], dim=1)  # 0.2 nats more on every learned token
+    targets = torch.zeros(300)
+    result = versus((best, targets), (worse, targets), "language_modeling")
+    assert result["metric"] == "loss" and result["difference"] == pytest.approx(0.2) and result["significant"]
+    same = versus((best, targets), (best.clone(), targets), "language_modeling")
+    assert same["difference"] == 0.0 and same["p"] == 1.0

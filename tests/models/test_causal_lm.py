@@ -140,7 +140,7 @@ def test_generation_at_temperature_zero_is_greedy_and_repeatable(tiny_lm):
     ({"messages": []}, "'messages' is empty"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "role 'wizard'; allowed: system, user, assistant"),
     ({"messages": [{"role": "user", "content": "x" * 1_000_001}, {"role": "assistant", "content": "y"}]},
-     "1,000,001 characters, more than data.max_chars"),
+     "1,000,001 characters, more than 200,000 (data.max_chars"),
     ({"prompt": "only a prompt"}, "'prompt' and 'completion' must both be text"),
     ({"label": 3}, "no 'text', 'prompt'/'completion' or 'messages' field"),
 ])
@@ -162,6 +162,11 @@ def test_train_evaluate_predict_a_lora_chat_run(tmp_path, tiny_lm):
     run = honed.train("chat_lora", base + ["train.epochs=12", "optimizer.lr=0.02", "train.early_stopping=null"],
                       out=tmp_path / "run")
     assert run.summary["task"] == "language_modeling"
+    written = run.summary["generations"]  # greedy completions of test prompts before and after, for the page
+    assert len(written) == 3 and all(g["prompt"].startswith("<|im_start|>") or g["prompt"].startswith("what")
+                                     or g["prompt"].startswith("the") for g in written)
+    page = honed.build_report(run.path).read_text()
+    assert "What it writes" in page and all(g["after"] in page for g in written if "<" not in g["after"])
     assert run.summary["test"]["perplexity"] < 0.8 * untrained.summary["test"]["perplexity"]  # it learned
     low, high = run.summary["test"]["ci95"]["perplexity"]
     assert low <= run.summary["test"]["perplexity"] <= high
@@ -179,6 +184,7 @@ def test_train_evaluate_predict_a_lora_chat_run(tmp_path, tiny_lm):
     assert first.equals(honed.predict(run.path, prompts))  # greedy: the same answer every time
     with pytest.raises(UserError, match="prompt 1 has .* tokens; the model reads at most 64"):
         honed.predict(run.path, [" ".join(["w1"] * 80)])
+    served_answers_as_predict_does(run.path, prompts, list(first["completion"]))
     with pytest.raises(UserError, match="does not take causal language model runs yet"):
         honed.quantize(run.path)  # not this path yet: one line, before the model loads
     exported = honed.export_onnx(run.path)  # the adapter merged into a folder transformers loads alone
@@ -191,3 +197,29 @@ def test_train_evaluate_predict_a_lora_chat_run(tmp_path, tiny_lm):
     ids = torch.tensor([ids if isinstance(ids, list) else ids["input_ids"]])
     greedy = reloaded.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=words.eos_token_id)
     assert words.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True).strip() == first["completion"][0].strip()
+
+
+def served_answers_as_predict_does(run_dir, prompts: list, completions: list[str]) -> None:
+    """/generate: the same completions as honed predict, and every bad request a 4xx with one line."""
+    from fastapi.testclient import TestClient
+
+    from honed.serve.app import Limits
+    from honed.serve.generate import create_generation_app
+
+    client = TestClient(create_generation_app(run_dir, Limits(max_items=4, max_chars=1000), max_new_tokens=16))
+    answer = client.post("/generate", json={"messages": [prompts[0]], "max_new_tokens": 8})
+    assert answer.status_code == 200 and answer.json()["completions"][0] == completions[0]
+    answer = client.post("/generate", json={"prompts": [prompts[1]], "max_new_tokens": 8})
+    assert answer.json()["completions"] == [completions[1]]
+    for body, status, words in [
+        ({"prompts": []}, 422, "empty batch"),
+        ({"prompts": ["w1"] * 5}, 413, "the limit is 4"),
+        ({"prompts": ["w1 " * 400]}, 413, "more than 1,000"),
+        ({"prompts": [" ".join(["w1"] * 80)]}, 413, "the model reads at most 64"),
+        ({"messages": [[{"role": "wizard", "content": "w1"}]]}, 422, "role 'wizard'"),
+        ({"prompts": ["w1"], "max_new_tokens": 17}, 422, "at most 16"),
+        ({"prompts": ["w1"], "messages": [[{"role": "user", "content": "w1"}]]}, 422, "either prompts"),
+    ]:
+        answer = client.post("/generate", json=body)
+        assert answer.status_code == status and words in answer.json()["error"], (body, answer.json())
+    assert client.get("/info").json()["context"] == 64

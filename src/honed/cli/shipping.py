@@ -19,7 +19,7 @@ def register(sub) -> dict[str, Callable]:
     qu.add_argument("run_dir")
     qu.add_argument("--input", help="inputs to time on (default: the run's test split, which also gives accuracy)")
 
-    sv = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; /predict, /batch_predict, /explain, /info, /metrics, /health, /docs)")
+    sv = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; /predict, /batch_predict, /explain, /info, /metrics, /health, /docs; a causal language model: /generate)")
     sv.add_argument("run_dir")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
@@ -35,6 +35,8 @@ def register(sub) -> dict[str, Callable]:
     sv.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a kept-alive idle connection stays open")
     sv.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds requests in flight get on SIGTERM")
     sv.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is answered 504")
+    sv.add_argument("--max-new-tokens", type=int, default=512, help="a causal language model: new tokens per "
+                    "completion at most (a request asks for fewer)")
     sv.add_argument("--allowed-hosts", help="comma-separated names the server answers to in the Host header "
                     "(default: localhost and its addresses when bound to 127.0.0.1; any when bound wider)")
     pr = sub.add_parser("prune", help="structured pruning: a smaller, faster copy of a run (fewer units and "
@@ -97,5 +99,5 @@ def cmd_serve(args) -> int:
                     max_batch_mb=args.max_batch_mb)
     hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None
     serve(args.run_dir, args.host, args.port, args.backend, limits, allowed_hosts=hosts,
-          token=os.environ.get("HONED_SERVE_TOKEN") or None)
+          token=os.environ.get("HONED_SERVE_TOKEN") or None, max_new_tokens=args.max_new_tokens)
     return 0

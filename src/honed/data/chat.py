@@ -116,7 +116,8 @@ def example_of(row: object, where: str, max_chars: int, prompts: bool = False) -
 
 def bounded(text: str, what: str, max_chars: int) -> str:
     if len(text) > max_chars:
-        raise UserError(f"{what} has {len(text):,} characters, more than data.max_chars = {max_chars:,}")
+        raise UserError(f"{what} has {len(text):,} characters, more than {max_chars:,} (data.max_chars, or a "
+                        "server's limit)")
     return text
 
 
@@ -227,6 +228,20 @@ def encode_examples(examples: list[Example], tokenizer, length: int, train_on: s
     log.info(f"data: {split}: {len(encoded):,} examples, {tokens:,} tokens in {len(rows):,} rows of {length:,}"
              f"{' (packed)' if pack else ''}; {int((rows[:, 2] != IGNORE).sum()):,} tokens learned")
     return rows
+
+
+def row_prompts(rows: torch.Tensor, count: int) -> list[list[int]]:
+    """The prompts of the first examples of packed `rows`: each example's ids up to its first learned token."""
+    prompts = []
+    for row in rows:
+        tags, labels = row[1], row[2]
+        first = (tags == 1) & (labels != IGNORE)
+        if first.any():
+            end = int(first.nonzero()[0]) + 1  # label t is token t + 1: the prompt ends where learning starts
+            prompts.append(row[0, :end].tolist())
+        if len(prompts) == count:
+            break
+    return prompts
 
 
 def load_tokenizer(source: str, key: str = "data.pretrained"):

@@ -50,6 +50,12 @@ def versus(best: tuple[torch.Tensor, torch.Tensor], other: tuple[torch.Tensor, t
     """The other model against the best on the same rows: {'metric', 'difference', 'p', 'significant'}.
     `difference` is other minus best (accuracy in points; mse as is)."""
     (best_scores, targets), (other_scores, _) = best, other
+    if task == "language_modeling":  # rows of (summed NLL, learned tokens): the same tokens in both models
+        best_nll, other_nll = best_scores[:, 0].double().numpy(), other_scores[:, 0].double().numpy()
+        tokens = max(float(best_scores[:, 1].sum()), 1.0)
+        p = paired_bootstrap(other_nll, best_nll)  # the sign of the summed difference, rows redrawn in pairs
+        return {"metric": "loss", "difference": float((other_nll.sum() - best_nll.sum()) / tokens), "p": p,
+                "significant": p < ALPHA}
     if task == "regression":
         best_loss = (best_scores.double() - targets.double()).pow(2).numpy()
         other_loss = (other_scores.double() - targets.double()).pow(2).numpy()

@@ -108,6 +108,12 @@ def regression(run_dir: Path, summary: dict) -> dict | None:
             "rmse": float(np.sqrt(np.mean((predicted - truth) ** 2))), "rows": int(len(truth))}
 
 
+def generations(summary: dict) -> list[dict] | None:
+    """A causal LM's greedy completions of a few test prompts, before and after training (training/generations.py)."""
+    shown = [g for g in summary.get("generations") or [] if isinstance(g, dict)]
+    return [{k: str(g.get(k, "")) for k in ("prompt", "before", "after")} for g in shown] or None
+
+
 def data(run_dir: Path, summary: dict) -> dict:
     pre = read_optional_json(run_dir / runfiles.PREPROCESS) or {}
     profile = pre.get("profile") or {}
@@ -208,5 +214,6 @@ def context(run_dir: Path) -> dict:
     summary, history = read_summary(run_dir), read_metrics(run_dir)
     return {"h": header(run_dir, summary, history), "metrics": metrics(summary), "confusion": confusion(summary),
             "classifier": classifier(run_dir, summary), "regression": regression(run_dir, summary),
+            "generations": generations(summary),
             "data": data(run_dir, summary), "recipe": recipe(run_dir), "timing": timing(summary),
             "curves": curves(run_dir, summary, history), "extras": extras(run_dir), "number": number}

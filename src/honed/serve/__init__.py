@@ -31,7 +31,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch", limits: Limits | None = None,
-          *, allowed_hosts: list[str] | None = None, token: str | None = None):
+          *, allowed_hosts: list[str] | None = None, token: str | None = None, max_new_tokens: int = 512):
     """Load the run on `backend` (or `auto`: the faster int8 version measured by honed quantize) and serve it
     until interrupted (SIGTERM or Ctrl-C: requests in flight get limits.shutdown_timeout_s).
 
@@ -67,8 +67,17 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "to
     except OSError as e:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
                         "choose another port") from None
-    app = create_app(load_predictor(run_dir, chosen_backend(run_dir, backend)), limits, allowed_hosts=hosts,
-                     token=token)
+    if not 1 <= max_new_tokens <= 4096:
+        raise UserError(f"--max-new-tokens {max_new_tokens}: give 1 to 4096")
+    from honed.api import Run
+
+    if Run.open(run_dir).recipe.model.name == "causal_lm":  # it writes: /generate (serve/generate.py)
+        from honed.serve.generate import create_generation_app
+
+        app = create_generation_app(run_dir, limits, allowed_hosts=hosts, token=token, max_new_tokens=max_new_tokens)
+    else:
+        app = create_app(load_predictor(run_dir, chosen_backend(run_dir, backend)), limits, allowed_hosts=hosts,
+                         token=token)
     TimedH11Protocol.header_timeout = limits.header_timeout_s
     config = uvicorn.Config(app, host=host, port=port, log_level="info", http=TimedH11Protocol,
                             timeout_keep_alive=max(1, round(limits.idle_timeout_s)),

@@ -212,38 +212,16 @@ class BadRequest(Exception):
         self.status = status
 
 
-def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str] = ("*",),
-               token: str | None = None) -> FastAPI:
+def base_app(description: str, limits: Limits, allowed_hosts: list[str], token: str | None, metrics,
+             per_path: dict[str, int] | None = None) -> FastAPI:
+    """What every honed server has: the guards (Host, token, body size and pace, deadline), Prometheus counts,
+    one-line JSON errors, /health and /metrics. The model's own routes are added by the caller."""
     from honed import __version__
+    from honed.serve.metrics import Measured
 
-    app = FastAPI(title="honed model server", version=__version__,
-                  description=f"{predictor.info.get('model', 'model')} ({predictor.pre.task}) on {predictor.backend}")
-    from honed.serve.metrics import Measured, Metrics
-
-    metrics = Metrics()
-
-    def predict_batch(batch: list) -> list:
-        metrics.batch_size.observe(len(batch))
-        return predictor.predict(batch)
-
-    batcher = MicroBatcher(predict_batch, limits.max_batch, limits.max_wait_ms / 1000)
-    app.state.batcher, app.state.predictor, app.state.metrics = batcher, predictor, metrics
-    encoder = getattr(predictor.pre, "column_encoder", None)  # a table with encoded columns takes text and nulls
-    columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
-
-    default_openapi = app.openapi
-
-    def openapi() -> dict:  # /docs and /openapi.json show this run's fields, built once
-        if app.openapi_schema is None:
-            from honed.serve.schema import with_run_schemas
-
-            app.openapi_schema = with_run_schemas(default_openapi(), predictor, columns, limits)
-        return app.openapi_schema
-
-    app.openapi = openapi
+    app = FastAPI(title="honed model server", version=__version__, description=description)
     app.add_middleware(Deadline, seconds=limits.request_timeout_s)
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=limits.body_timeout_s,
-                       per_path={"/batch_predict": limits.max_batch_body_bytes})
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=limits.body_timeout_s, per_path=per_path)
     app.add_middleware(Guard, allowed_hosts=list(allowed_hosts), token=token)
     app.add_middleware(Measured, metrics=metrics)  # added last: it runs first, so refusals are counted too
 
@@ -274,6 +252,38 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
 
         body, kind = metrics.text()
         return Response(body, media_type=kind)
+
+    return app
+
+
+def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str] = ("*",),
+               token: str | None = None) -> FastAPI:
+    from honed import __version__
+    from honed.serve.metrics import Metrics
+
+    metrics = Metrics()
+    app = base_app(f"{predictor.info.get('model', 'model')} ({predictor.pre.task}) on {predictor.backend}", limits,
+                   allowed_hosts, token, metrics, per_path={"/batch_predict": limits.max_batch_body_bytes})
+
+    def predict_batch(batch: list) -> list:
+        metrics.batch_size.observe(len(batch))
+        return predictor.predict(batch)
+
+    batcher = MicroBatcher(predict_batch, limits.max_batch, limits.max_wait_ms / 1000)
+    app.state.batcher, app.state.predictor, app.state.metrics = batcher, predictor, metrics
+    encoder = getattr(predictor.pre, "column_encoder", None)  # a table with encoded columns takes text and nulls
+    columns = encoder.used if encoder is not None else getattr(predictor.pre, "columns", None)
+
+    default_openapi = app.openapi
+
+    def openapi() -> dict:  # /docs and /openapi.json show this run's fields, built once
+        if app.openapi_schema is None:
+            from honed.serve.schema import with_run_schemas
+
+            app.openapi_schema = with_run_schemas(default_openapi(), predictor, columns, limits)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     @app.get("/info")
     async def info() -> dict:
