@@ -97,10 +97,12 @@ def test_prune_writes_an_ordinary_smaller_run_and_measures_it(tmp_path, table_ru
     report = honed.prune(source.path, target=0.5, finetune_epochs=2, out=tmp_path / "pruned")
     width = report["widths"]["after"][0]
     assert report["widths"] == {"before": [64, 64], "after": [width, width]} and width < 64  # one share everywhere
-    before, after, int8 = report["versions"]
+    before, after, int8, ort_int8 = report["versions"]
     # widths in steps of 8: the step closest to half the multiply-adds
     assert 0.35 <= after["MACs"] / before["MACs"] <= 0.65 and after["params"] < before["params"]
     assert after["weights MB"] < before["weights MB"] and int8["weights MB"] < after["weights MB"]
+    assert ort_int8["version"] == "pruned + ONNX Runtime int8" and ort_int8["ONNX Runtime ms, batch 1"] > 0
+    assert abs(ort_int8["test accuracy"] - after["test accuracy"]) < 0.1  # int8 weights: the same answers, nearly
     assert 0 <= report["pruned_vs_before"]["p"] <= 1 and math.isfinite(report["pruned_vs_before"]["difference"])
     run = honed.Run.open(report["path"])
     assert run.recipe.model.hidden == [width, width] and run.recipe.train.epochs == 2  # the recipe says what it is
@@ -116,7 +118,7 @@ def test_unstructured_pruning_keeps_its_zeros_and_its_cost(tmp_path, table_run):
         honed.prune(source.path, target=0.6, structured=False)
     report = honed.prune(source.path, target=0.6, by="params", structured=False, finetune_epochs=2,
                          out=tmp_path / "sparse")
-    before, after, _ = report["versions"]
+    before, after, *_ = report["versions"]
     assert after["MACs"] == before["MACs"] and after["params"] == before["params"]  # the same shapes
     model = honed.load_run(report["path"]).model
     weights = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, nn.Linear)])

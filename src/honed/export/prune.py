@@ -188,11 +188,40 @@ def compare(source, pruned, example: torch.Tensor, rows: int) -> dict:
                    "torch ms, batch 64": latency_ms(model, timed, 64)}
             row |= onnx_latency(loaded, timed) if counted else dict.fromkeys(ONNX_COLUMNS)
             rows_out.append(row | {f"test {metric}": scored[metric], "95% interval": scored.get("ci95", {}).get(metric)})
+        ort_int8 = onnx_int8_version(after, x, timed)  # ONNX Runtime's int8 takes convolutions too
+        if ort_int8 is not None:
+            scored = score_outputs(ort_int8.pop("scores"), y, task, loss_fn, names, pre.output_dim,
+                                   pre.unscale if task == "regression" else None, with_intervals=True)
+            rows_out.append({"version": "pruned + ONNX Runtime int8", "params": None, "MACs": None, "nonzero": None}
+                            | ort_int8 | {f"test {metric}": scored[metric],
+                                          "95% interval": scored.get("ci95", {}).get(metric)})
     base, smaller = rows_out[0], rows_out[1]
     speed = {kind: base[kind] / smaller[kind] for kind in ("torch ms, batch 1", "torch ms, batch 64", *ONNX_COLUMNS)
              if base.get(kind) and smaller.get(kind)}
     return {"rows": len(x), "timed_rows": len(timed), "versions": rows_out, "speed_up": speed,
             "pruned_vs_before": versus((outputs["before"], y), (outputs["pruned"], y), task)}
+
+
+def onnx_int8_version(loaded, x: torch.Tensor, timed: torch.Tensor) -> dict | None:
+    """The pruned run exported and quantized by ONNX Runtime (dynamic int8: MatMul and Conv weights): its file size,
+    milliseconds per example, and its outputs on all of `x`; None (with a warning) where it cannot be made."""
+    try:
+        from honed.export.onnx import export_loaded
+        from honed.export.predictor import OnnxPredictor
+        from honed.export.quantize import latency_ms, onnx_int8
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / runfiles.ONNX_DIR
+            export_loaded(loaded, folder, x[:256])
+            onnx_int8(folder / runfiles.ONNX_MODEL, folder / runfiles.ONNX_INT8)
+            scores = OnnxPredictor(folder, runfiles.ONNX_INT8).scores
+            return {"weights MB": (folder / runfiles.ONNX_INT8).stat().st_size / 1e6,
+                    "torch ms, batch 1": None, "torch ms, batch 64": None,
+                    **dict(zip(ONNX_COLUMNS, (latency_ms(scores, timed, 1), latency_ms(scores, timed, 64)))),
+                    "scores": torch.cat([scores(x[i:i + 1024]) for i in range(0, len(x), 1024)]).float()}
+    except (UserError, ImportError) as e:
+        log.warning(f"prune: no ONNX Runtime int8 version ({str(e).splitlines()[0]})")
+        return None
 
 
 def onnx_latency(loaded, x: torch.Tensor) -> dict:

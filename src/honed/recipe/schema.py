@@ -519,7 +519,7 @@ class Recipe(Section):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
-    metrics: list[MetricName] = Field(default_factory=list, description="default: mse, rmse, mae, r2 for regression; accuracy, precision, recall, f1, auroc for classes")
+    metrics: list[MetricName] = Field(default_factory=list, description="default: mse, rmse, mae, r2 for regression; accuracy, precision, recall, f1, auroc for classes; perplexity for language models")
     search: dict[str, Domain] = Field(default_factory=dict, description="honed tune: recipe keys to search, "
                                       "e.g. optimizer.lr: {loguniform: [1e-4, 1e-1]} (empty: a default space)")
 
