@@ -36,9 +36,10 @@ def torch_int8(model: nn.Module) -> nn.Module:
     from torch.ao import quantization as tq
 
     spec: dict = {layer: tq.default_dynamic_qconfig for layer in QUANTIZED}
+    pretrained = hasattr(model, "base")  # a pretrained encoder or language model: its embeddings stay as they are
     for name, module in model.named_modules():
-        # honed's own token tables (bag, linear, rnn, cnn); a pretrained encoder's embeddings stay as they are
-        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and not name.startswith("encoder."):
+        # honed's own token tables (bag, linear, rnn, cnn)
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and not pretrained:
             spec[name] = tq.float_qparams_weight_only_qconfig
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
@@ -129,13 +130,16 @@ def measure(name: str, scores, size: int, x: torch.Tensor, y, pre) -> dict:
 def quantize(run_dir, *, inputs=None, rows: int = 2000) -> dict:
     """Measure float, PyTorch int8 and ONNX Runtime int8 versions; record the faster int8 one. The run is loaded
     and its test split built once, for every version (the ONNX export included); the run's page is rebuilt."""
-    from honed.api import Run, refuse_language_model
+    from honed.api import Run
     from honed.run import write_json
 
-    refuse_language_model(run_dir, "honed quantize")
     from honed.export.onnx import export_loaded, refuse_sentence_vectors
 
     run = Run.open(run_dir)
+    if run.recipe.model.name == "causal_lm":  # int8 Linear layers, measured per generated token and by perplexity
+        from honed.export.lm_quantize import quantize_causal_lm
+
+        return quantize_causal_lm(run)
     path = run.path
     loaded = run.load()
     recipe, model, pre = loaded

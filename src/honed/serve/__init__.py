@@ -74,7 +74,8 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "to
     if Run.open(run_dir).recipe.model.name == "causal_lm":  # it writes: /generate (serve/generate.py)
         from honed.serve.generate import create_generation_app
 
-        app = create_generation_app(run_dir, limits, allowed_hosts=hosts, token=token, max_new_tokens=max_new_tokens)
+        app = create_generation_app(run_dir, limits, allowed_hosts=hosts, token=token, max_new_tokens=max_new_tokens,
+                                    backend=chosen_backend(run_dir, backend))
     else:
         app = create_app(load_predictor(run_dir, chosen_backend(run_dir, backend)), limits, allowed_hosts=hosts,
                          token=token)

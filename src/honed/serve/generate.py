@@ -41,7 +41,7 @@ class GenerateRequest(BaseModel):
 
 
 def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: list[str] = ("*",),
-                          token: str | None = None, max_new_tokens: int = 512) -> FastAPI:
+                          token: str | None = None, max_new_tokens: int = 512, backend: str = "torch") -> FastAPI:
     from starlette.concurrency import run_in_threadpool
 
     from honed import __version__
@@ -52,6 +52,13 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
 
     run = Run.open(run_dir)
     recipe, model, pre = run.load()
+    if backend not in ("torch", "torch-int8"):
+        raise UserError(f"--backend {backend}: a causal language model is served by torch or torch-int8 "
+                        "(honed quantize measures the int8 one)")
+    if backend == "torch-int8":
+        from honed.export.quantize import torch_int8
+
+        model = torch_int8(model)
     context = int(getattr(model.base.config, "max_position_embeddings", 0) or recipe.data.max_length)
     metrics = Metrics()
     app = base_app(f"{recipe.name}: a causal language model ({model.base.config.model_type})", limits, allowed_hosts,
@@ -61,7 +68,7 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
     @app.get("/info")
     async def info() -> dict:
         return {"model": recipe.name, "task": "language_modeling", "architecture": model.base.config.model_type,
-                "context": context, "max_new_tokens": max_new_tokens, "metrics": run.summary.get("test", {}),
+                "context": context, "max_new_tokens": max_new_tokens, "backend": backend, "metrics": run.summary.get("test", {}),
                 "input": {"prompts": "list of strings", "messages": "list of [{role, content}] conversations"},
                 "limits": asdict(limits), "honed": __version__}
 
