@@ -357,3 +357,12 @@ def test_the_end_of_training_line_needs_no_file_and_speaks_only_of_problems():
     rising = records([0.6, 0.4, 0.2, 0.1, 0.05, 0.02], val=[0.6, 0.5, 0.55, 0.65, 0.8, 0.95])
     assert end_of_training(load_recipe({}), {"task": "binary"}, rising).name == "overfitting"
     assert end_of_training(load_recipe({}), {"task": "binary"}, records([0.5, 0.4], val=[0.5, 0.45])) is None
+
+
+def test_an_overfitting_adapter_is_regularized_by_its_own_dropout_and_rank():
+    rising = records([2.0, 1.2, 0.8, 0.5, 0.3, 0.2], val=[2.1, 1.6, 1.5, 1.7, 2.0, 2.4])
+    chat = {"data": {"source": "chat", "pretrained": "lm"},
+            "model": {"name": "causal_lm", "adapter": {"r": 16, "dropout": 0.05}}}
+    found = found_in(evidence(rising, chat, {"task": "language_modeling"}))["overfitting"]
+    assert "--set model.adapter.dropout=0.15" in found.advice and "--set model.adapter.r=8" in found.advice
+    assert not any("regularization" in a or "model.dropout" in a for a in found.advice)  # the frozen model's keys

@@ -24,6 +24,11 @@ def relative_drop(before: float, after: float) -> float:
 
 def regularize(ev: RunEvidence) -> list[str]:
     """Stronger regularization, in the terms the recipe already uses."""
+    adapter = ev.recipe.model.adapter
+    if adapter is not None:  # only the adapter trains: its dropout and its rank are what regularize it
+        out = [change(**{"model.adapter.dropout": round(min(0.5, adapter.dropout + 0.1), 2)})] \
+            if adapter.dropout < 0.5 else []
+        return out + ([change(**{"model.adapter.r": adapter.r // 2})] if adapter.r >= 8 else [])
     reg, out = ev.recipe.regularization, []
     if reg.c is not None:
         out.append(change(**{"regularization.c": reg.c / 10}))
