@@ -123,3 +123,13 @@ def test_unstructured_pruning_keeps_its_zeros_and_its_cost(tmp_path, table_run):
     model = honed.load_run(report["path"]).model
     weights = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, nn.Linear)])
     assert (weights == 0).float().mean() == pytest.approx(0.6, abs=0.01)  # still zero after fine-tuning
+
+
+def test_pruning_can_fine_tune_toward_the_unpruned_models_outputs(tmp_path, table_run):
+    source, _ = table_run
+    plain = honed.prune(source.path, target=0.5, finetune_epochs=1, out=tmp_path / "plain")
+    taught = honed.prune(source.path, target=0.5, finetune_epochs=1, out=tmp_path / "taught", distill=True)
+    assert plain["distilled"] is None and taught["distilled"] == {"temperature": 2.0, "alpha": 0.5}
+    a, b = honed.load_run(plain["path"]).model.state_dict(), honed.load_run(taught["path"]).model.state_dict()
+    # the same pruned start, seed and rows: only the loss differs, so the fine-tuned weights must
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)

@@ -47,6 +47,8 @@ def register(sub) -> dict[str, Callable]:
     pr.add_argument("--criterion", default="magnitude", help="which units go: magnitude (default), taylor, random")
     pr.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning (default: a quarter of the run's)")
     pr.add_argument("--out", help="the pruned run's directory (default runs/<recipe>-pruned-<timestamp>)")
+    pr.add_argument("--distill", action="store_true", help="fine-tune toward the unpruned model's softened outputs "
+                    "too (it is the teacher), not only the labels")
     pr.add_argument("--structured", default="true", choices=["true", "false"], help="false: set the smallest weights "
                     "to zero instead (sparsity for compression: no speed-up; needs --by params)")
     return {"export": cmd_export, "quantize": cmd_quantize, "serve": cmd_serve, "prune": cmd_prune}
@@ -56,7 +58,8 @@ def cmd_prune(args) -> int:
     from honed.export.prune import prune
 
     report = prune(args.run_dir, target=args.target, by=args.by, criterion=args.criterion,
-                   finetune_epochs=args.finetune_epochs, out=args.out, structured=args.structured == "true")
+                   finetune_epochs=args.finetune_epochs, out=args.out, structured=args.structured == "true",
+                   distill=args.distill)
     show_table(report["versions"], f"prune (test split, {report['rows']} rows, per example, this machine)")
     d = report["pruned_vs_before"]
     print("speed-up: " + ", ".join(f"{kind.replace(' ms', '')} {v:.2f}x" for kind, v in report["speed_up"].items()))

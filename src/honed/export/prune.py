@@ -100,10 +100,13 @@ def share_for(target: float, by: str, spec, shape, example: torch.Tensor) -> flo
 
 
 def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "magnitude",
-          finetune_epochs: int | None = None, out=None, rows: int = 2000, structured: bool = True) -> Written:
+          finetune_epochs: int | None = None, out=None, rows: int = 2000, structured: bool = True,
+          distill: bool = False) -> Written:
     """Structured: the recipe's model at smaller widths (faster). `structured=False`: the same model with
     `target` of its weights set to zero (smallest magnitude, across layers) and kept at zero while it
-    fine-tunes — sparsity that compresses, but the shapes, and so the speed, stay as they were."""
+    fine-tunes — sparsity that compresses, but the shapes, and so the speed, stay as they were. `distill`:
+    fine-tuning also follows the unpruned model's softened outputs (honed distill's loss, the source as the
+    teacher), so the smaller model learns what the larger one answers, not only the labels."""
     from honed.api import Run, train
     from honed.data import build_data
     from honed.models import Shape
@@ -143,12 +146,21 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
         hook = KeepZeros(pruned.state_dict(), zero_smallest(pruned, target))
         log.info(f"prune: {target:.0%} of the weights set to zero (no speed-up: the shapes stay), then {epochs} "
                  "epoch(s) of fine-tuning that keeps them zero")
-    run = train(variant(recipe, changes), out=out, hooks=[hook])
+    teacher = None
+    if distill:
+        from honed.training.distill import Teacher
+
+        teacher = Teacher(source.path, loaded)
+        log.info(f"prune: fine-tuning follows the unpruned model's outputs (temperature {teacher.temperature:g}, "
+                 f"alpha {teacher.alpha:g})")
+    run = train(variant(recipe, changes), out=out, hooks=[hook], objective=teacher)
     report = compare(source, run, example, rows) | {"target": target, "by": by, "criterion": criterion,
                                                      "structured": structured,
                                                      "share_of_each_width": share, "widths": {"before": widths,
                                                                                               "after": new},
-                                                     "finetune_epochs": epochs, "source": str(source.path)}
+                                                     "finetune_epochs": epochs, "source": str(source.path),
+                                                     "distilled": {"temperature": teacher.temperature,
+                                                                   "alpha": teacher.alpha} if teacher else None}
     from honed.run import write_json
 
     write_json(run.path / runfiles.PRUNE_REPORT, report)
