@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from honed.data.preprocess import Preprocessor
 from honed.errors import UserError
 from honed.files import loads_json
 
@@ -263,18 +264,15 @@ def load_tokenizer(source: str, key: str = "data.pretrained"):
     return tokenizer
 
 
-class ChatPreprocessor:
+class ChatPreprocessor(Preprocessor):
     """Examples -> packed rows through data.pretrained's own tokenizer; nothing is fitted on the training rows
     (the tokenizer is the model's), so preprocess.json holds the settings alone."""
 
     kind = "chat"
-    task = "language_modeling"
-    labels = None
-    target_mean, target_std = 0.0, 1.0
 
     def __init__(self, pretrained: str, max_length: int, train_on: str, pack: bool) -> None:
+        super().__init__("language_modeling")
         self.pretrained, self.max_length, self.train_on, self.pack = pretrained, max_length, train_on, pack
-        self.profile: dict = {}
         self._tokenizer = None
 
     @property
@@ -283,7 +281,7 @@ class ChatPreprocessor:
             self._tokenizer = load_tokenizer(self.pretrained)
         return self._tokenizer
 
-    def fit(self, train) -> "ChatPreprocessor":
+    def fit(self, train) -> "ChatPreprocessor":  # no labels to learn: the examples' forms, for the page
         self.profile = {"examples": len(train.x), "forms": {f: sum(e.form == f for e in train.x) for f in FORMS}}
         return self
 
@@ -299,22 +297,9 @@ class ChatPreprocessor:
     def output_dim(self) -> int:
         return len(self.tokenizer)
 
-    def unscale(self, outputs: torch.Tensor) -> torch.Tensor:
-        return outputs
-
     def state(self) -> dict:
-        return {"kind": self.kind, "task": self.task, "pretrained": self.pretrained, "max_length": self.max_length,
-                "train_on": self.train_on, "pack": self.pack, "labels": None, "profile": self.profile,
-                "vocabulary": len(self.tokenizer)}
-
-    def save(self, folder: Path, profile: bool = True) -> list[Path]:
-        from honed.files import write_json
-        from honed.runfiles import PREPROCESS
-
-        state = self.state()
-        if not profile:
-            state["profile"] = {}
-        return [write_json(folder / PREPROCESS, state)]
+        return super().state() | {"pretrained": self.pretrained, "max_length": self.max_length,
+                                  "train_on": self.train_on, "pack": self.pack, "vocabulary": len(self.tokenizer)}
 
     @classmethod
     def restored(cls, state: dict) -> "ChatPreprocessor":

@@ -103,9 +103,9 @@ def sensitive_kinds(model, rows: torch.Tensor, loss_fn) -> list[str]:
         with torch.inference_mode():
             return float(loss_fn(outputs_of(m, rows, 4), None))
 
-    base = loss(model)
-    kept = [kind for kind in linear_kinds(model)
-            if loss(int8_except(model, [k for k in linear_kinds(model) if k != kind])) - base > math.log1p(TOLERANCE)]
+    base, kinds = loss(model), list(linear_kinds(model))
+    kept = [kind for kind in kinds
+            if loss(int8_except(model, [k for k in kinds if k != kind])) - base > math.log1p(TOLERANCE)]
     log.info(f"quantize: {', '.join(kept) or 'no'} layers kept in float32 (quantized alone, each raised the "
              f"validation perplexity by more than {TOLERANCE:.0%})")
     return kept
