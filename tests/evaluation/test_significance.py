@@ -48,3 +48,22 @@ def test_versus_compares_language_models_by_the_mean_loss_of_the_same_tokens():
     assert result["metric"] == "loss" and result["difference"] == pytest.approx(0.2) and result["significant"]
     same = versus((best, targets), (best.clone(), targets), "language_modeling")
     assert same["difference"] == 0.0 and same["p"] == 1.0
+
+
+def test_versus_by_loss_compares_classifiers_on_scikit_learns_log_loss_per_row():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(2)
+    targets = torch.from_numpy(rng.integers(0, 3, size=400))
+    best = torch.from_numpy(rng.normal(size=(400, 3))) + 3 * torch.nn.functional.one_hot(targets, 3)
+    other = best * 0.3  # the same predictions (accuracy equal), far less confident where they are right
+    result = versus((best, targets), (other, targets), "multiclass", by="loss")
+    expected = log_loss(targets, torch.softmax(other, -1), labels=[0, 1, 2]) - log_loss(
+        targets, torch.softmax(best, -1), labels=[0, 1, 2])
+    assert result["metric"] == "log loss" and result["difference"] == pytest.approx(expected, rel=1e-9)
+    assert result["significant"] and not versus((best, targets), (other, targets), "multiclass")["significant"]
+    logits = torch.tensor([2.0, -1.0, 0.5, -3.0])
+    labels = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    binary = versus((logits, labels), (logits * 2, labels), "binary", by="loss")
+    by_sklearn = log_loss(labels, torch.sigmoid(logits * 2)) - log_loss(labels, torch.sigmoid(logits))
+    assert binary["difference"] == pytest.approx(by_sklearn, rel=1e-4)  # scikit-learn reads float32 probabilities

@@ -223,3 +223,27 @@ def test_a_search_that_will_refit_stops_its_trials_early_enough_to_refit_within_
     search.finished_seconds.append(50.0)
     assert search.deadline == 130.0  # never more than half the budget held back
     assert Search(None, {}, "val_accuracy", tmp_path, 60.0, 100.0, refit=False).deadline == 160.0
+
+
+def test_a_search_that_will_bag_keeps_time_for_that_many_typical_trials(tmp_path):
+    from honed.tuning.tune import Search
+
+    search = Search(None, {}, "val_loss", tmp_path, budget=100.0, started=0.0, bags=5)
+    search.finished_seconds += [2.0, 4.0, 30.0]
+    assert search.deadline == 100.0 - 5 * 4.0  # the median trial: one slow outlier does not eat the search
+
+
+def test_tuning_a_table_that_trains_one_model_ends_with_its_chosen_settings_bagged(tmp_path, monkeypatch):
+    """model.bags = auto trains one model per trial on large tables (here: made to, on a small one); the search's
+    final model is then the chosen settings bagged over 5 validation folds, scored on the test split once, and
+    best.yaml says so. Where auto already bags every trial, nothing is bagged again."""
+    recipe = SMALL | {"model": {"name": "mlp", "hidden": [16], "bags": "auto"}}
+    bagged_trials = honed.tune(recipe, budget=120, trials=1, out=tmp_path / "small")  # ~455 rows: 5 bags each
+    assert bagged_trials.summary["tune"]["final_bags"] == 0 and len(bagged_trials.summary["bags"]) == 5
+    monkeypatch.setattr(api, "BAG_ROWS", 100)  # as a large table: one model per trial
+    result = honed.tune(recipe, budget=120, trials=2, out=tmp_path / "large")
+    tuned = result.summary["tune"]
+    assert tuned["final_bags"] == 5 and len(result.summary["bags"]) == 5
+    assert load_recipe(result.out / "best.yaml").model.bags == 5
+    assert 0.8 < result.summary["test"]["accuracy"] <= 1.0 and "ci95" in result.summary["test"]
+    assert result.best["run_dir"].endswith("best-bagged")

@@ -3,6 +3,8 @@
 - accuracy: McNemar's exact test. Only the rows where exactly one model is right carry information:
   b rows where A is right and B wrong, c the other way; under "equally good" b ~ Binomial(b + c, 1/2),
   and the two-sided p-value is scipy's exact binomial test of b out of b + c.
+- log loss (classification, when a search chose on the loss): the same paired bootstrap over per-row
+  cross-entropy, which sees a difference in confidence that accuracy's right/wrong rows do not.
 - mse / mae (regression): a paired bootstrap (Poisson(1) counts per row, the same redraw for both
   models): the p-value is twice the share of redraws in which the difference changes sign.
 
@@ -46,9 +48,20 @@ def right_rows(scores: torch.Tensor, targets: torch.Tensor, task: str) -> np.nda
     return (predicted == targets.long()).numpy()
 
 
-def versus(best: tuple[torch.Tensor, torch.Tensor], other: tuple[torch.Tensor, torch.Tensor], task: str) -> dict:
+def row_log_loss(scores: torch.Tensor, targets: torch.Tensor, task: str) -> np.ndarray:
+    """Each row's cross-entropy (natural log) of its true class: logits of one column (binary) or one per class."""
+    scores = scores.double()
+    if task == "binary":
+        logits = scores.reshape(len(targets))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.double(), reduction="none").numpy()
+    return torch.nn.functional.cross_entropy(scores, targets.long(), reduction="none").numpy()
+
+
+def versus(best: tuple[torch.Tensor, torch.Tensor], other: tuple[torch.Tensor, torch.Tensor], task: str,
+           by: str = "accuracy") -> dict:
     """The other model against the best on the same rows: {'metric', 'difference', 'p', 'significant'}.
-    `difference` is other minus best (accuracy in points; mse as is)."""
+    `difference` is other minus best (accuracy in points; log loss and mse as they are). `by = "loss"` compares
+    classifiers on their per-row log loss instead of accuracy."""
     (best_scores, targets), (other_scores, _) = best, other
     if task == "language_modeling":  # rows of (summed NLL, learned tokens): the same tokens in both models
         best_nll, other_nll = best_scores[:, 0].double().numpy(), other_scores[:, 0].double().numpy()
@@ -61,6 +74,11 @@ def versus(best: tuple[torch.Tensor, torch.Tensor], other: tuple[torch.Tensor, t
         other_loss = (other_scores.double() - targets.double()).pow(2).numpy()
         p = paired_bootstrap(other_loss, best_loss)
         return {"metric": "mse", "difference": float(other_loss.mean() - best_loss.mean()), "p": p,
+                "significant": p < ALPHA}
+    if by == "loss":
+        best_loss, other_loss = row_log_loss(best_scores, targets, task), row_log_loss(other_scores, targets, task)
+        p = paired_bootstrap(other_loss, best_loss)
+        return {"metric": "log loss", "difference": float(other_loss.mean() - best_loss.mean()), "p": p,
                 "significant": p < ALPHA}
     test = mcnemar(right_rows(other_scores, targets, task), right_rows(best_scores, targets, task))
     difference = 100 * (test["a_only"] - test["b_only"]) / len(targets)
