@@ -180,3 +180,30 @@ def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
         assert answer.status_code == 422 and words in answer.json()["error"], answer.text
     schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
     assert "images" in schema["properties"]
+    # the ONNX bundle decodes image files as training did: served from the bundle alone, and by its own predict.py
+    bundle = TestClient(create_app(load_predictor(run.path, backend="onnx")))
+    from_bundle = bundle.post("/predict", json={"images": files}).json()["predictions"]
+    assert [p["probabilities"]["blue"] for p in from_bundle] == pytest.approx(
+        [p["probabilities"]["blue"] for p in served], abs=1e-5)
+    import json
+    import subprocess
+    import sys
+
+    info = json.loads((run.path / "onnx" / "bundle.json").read_text())
+    assert info["image"] | {"pixels": ""} == {"size": 12, "resize": "crop", "max_pixels": 50_000_000, "channels": 3,
+                                              "pixels": ""}
+    block_honed = ("import sys, runpy; sys.modules['honed'] = None; sys.argv = ['predict.py', *sys.argv[1:]]; "
+                   "runpy.run_path('predict.py', run_name='__main__')")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "b.jpg").rename(tmp_path / "dir" / "b.jpg")
+    done = subprocess.run([sys.executable, "-c", block_honed, "--images", str(tmp_path / "dir"), str(tmp_path / "r.png")],
+                          cwd=run.path / "onnx", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["input"] for line in lines] == [str(tmp_path / "dir" / "b.jpg"), str(tmp_path / "r.png")]
+    assert [line["probabilities"]["blue"] for line in lines] == pytest.approx([local[0]["prob_blue"],
+                                                                               local[1]["prob_blue"]], abs=1e-5)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    bad = subprocess.run([sys.executable, "-c", block_honed, "--images", str(tmp_path / "bad.png")],
+                         cwd=run.path / "onnx", capture_output=True, text=True)
+    assert bad.returncode == 2 and "bad.png: cannot read this image" in bad.stderr and "Traceback" not in bad.stderr

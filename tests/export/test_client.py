@@ -69,7 +69,7 @@ def test_feature_bundles_standardize_like_training(fixture, request, tmp_path):
 def test_the_client_refuses_an_empty_call(regression_run, tmp_path):
     export_onnx(regression_run)
     done = subprocess.run([sys.executable, "predict.py"], cwd=regression_run / "onnx", capture_output=True, text=True)
-    assert done.returncode == 2 and "give texts, or --rows FILE" in done.stderr
+    assert done.returncode == 2 and "give texts, --rows FILE or --images FILE..." in done.stderr
 
 
 @pytest.mark.parametrize("embedding", ["periodic", "piecewise"])

@@ -6,6 +6,8 @@ sub-word and pretrained-encoder bundles; pandas and scipy for tables with encode
     python predict.py "a wonderful film" "a dull, boring mess"     texts, one per argument
     python predict.py --rows rows.json                             feature rows: [[...], ...] or [{column: value}, ...]
                                                                    (tables: text, numbers or null in any cell)
+    python predict.py --images cat.jpg photos/                     image files, or folders of them (image models:
+                                                                   decoded as bundle.json's "image" says; Pillow)
 
     import sys; sys.path.insert(0, "path/to/onnx")
     from predict import Bundle
@@ -25,9 +27,11 @@ from pathlib import Path
 import numpy as np
 
 if __package__:  # imported as part of honed
+    from honed.data import pixels
     from honed.data import table_encoding as tables
     from honed.data.words import TextSettings, text_ids
 else:  # run or imported from the bundle folder: the copies exported with the model
+    import bundle_pixels as pixels
     import bundle_tables as tables
     from bundle_words import TextSettings, text_ids
 
@@ -62,6 +66,19 @@ class Bundle:
         labels = [str(c) for c in self.info["labels"]]
         return [{"prediction": labels[int(row.argmax())], "probabilities": dict(zip(labels, map(float, row)))}
                 for row in probs]
+
+    def image_rows(self, files: list) -> np.ndarray:
+        """Image files -> pixel rows, decoded, resized and scaled as training did them (bundle.json's "image")."""
+        image = self.info.get("image")
+        if not image:
+            raise ValueError("this model was not trained on image files: give texts or --rows")
+        decoded = []
+        for f in files:
+            try:
+                decoded.append(pixels.read_file(f, image["size"], image["resize"], image["max_pixels"]))
+            except (pixels.UnreadableImage, OSError) as e:
+                raise ValueError(f"{f}: cannot read this image ({e})") from None
+        return pixels.stacked(decoded, image["channels"] == 1)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.info["input"]["name"]: x})[0]
@@ -109,18 +126,32 @@ class Bundle:
         return lambda text: tokenizer.encode(text).ids
 
 
+def image_files(paths: list[str]) -> list[str]:
+    """The files named, and the image files under the folders named (sorted; hidden ones skipped)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += [str(f) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in pixels.SUFFIXES
+                      and not any(part.startswith(".") for part in f.relative_to(path).parts)]
+        else:
+            files.append(str(path))
+    return files
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Predict with this exported model (prints JSON lines).")
     p.add_argument("texts", nargs="*", help="texts to classify (text models)")
     p.add_argument("--rows", help="JSON file of feature rows (tabular models)")
+    p.add_argument("--images", nargs="+", help="image files, or folders searched for them (image models)")
     p.add_argument("--bundle", default=str(Path(__file__).resolve().parent), help="bundle folder (default: here)")
     args = p.parse_args(argv)
     bundle = Bundle(args.bundle)
-    items = json.loads(Path(args.rows).read_text()) if args.rows else args.texts
+    files = image_files(args.images or [])
+    items = json.loads(Path(args.rows).read_text()) if args.rows else (files or args.texts)
     if not items:
-        p.error("give texts, or --rows FILE")
+        p.error("give texts, --rows FILE or --images FILE...")
     try:
-        results = bundle.predict(items)
+        results = bundle.predict(list(bundle.image_rows(files)) if files else items)
     except ValueError as e:  # rows that lack a column the model reads: one line, exit 2
         p.error(str(e))
     for item, result in zip(items, results):

@@ -103,7 +103,10 @@ def check_batches(x: torch.Tensor) -> list[torch.Tensor]:
 def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> dict:
     from honed import __version__
 
+    from honed.data.sources.images import decoding
+
     post = {"regression": "value * target_std + target_mean", "binary": "sigmoid", "multiclass": "softmax"}[pre.task]
+    image = decoding(recipe.model_dump(mode="json"), getattr(pre, "image_shape", None))
     return {
         "format": "honed-onnx", "honed": __version__, "model": recipe.model.name, "task": pre.task,
         "labels": pre.labels.classes if pre.labels else None,
@@ -116,18 +119,19 @@ def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> d
                    "target_std": pre.target_std},
         "check": {"rows": rows, "max_abs_difference": difference, "tolerance": TOLERANCE},
         "client": "predict.py",
-    }
+    } | ({"image": image} if image else {})
 
 
 def write_client(folder: Path) -> None:
-    """The standalone client and the code it imports (the words tokenizer, the table encoding), copied beside the
-    model."""
+    """The standalone client and the code it imports (the words tokenizer, the table encoding, image decoding),
+    copied beside the model."""
     import shutil
 
-    from honed.data import table_encoding, words
+    from honed.data import pixels, table_encoding, words
     from honed.export import client
 
     shutil.copyfile(client.__file__, folder / "predict.py")
+    shutil.copyfile(pixels.__file__, folder / "bundle_pixels.py")
     shutil.copyfile(words.__file__, folder / "bundle_words.py")
     shutil.copyfile(table_encoding.__file__, folder / "bundle_tables.py")
 

@@ -381,28 +381,30 @@ def matched(ids: list | None, items: list) -> None:
 
 def image_reader(predictor):
     """For an image run, a function from base64 image files to pixel rows as training decoded them (the run's
-    data settings: size, resize, channels, max_pixels); None for other runs or a bundle without its recipe."""
+    data settings: size, resize, channels, max_pixels — from its recipe, or an ONNX bundle's bundle.json); None
+    for other runs."""
     import base64
     import binascii
 
-    recipe = predictor.info.get("recipe")
-    if not getattr(predictor.pre, "image_shape", None) or not recipe or recipe.get("data", {}).get("source") != "images":
-        return None
-    from honed.data.sources.images import UnreadableImage, decode, stacked
-    from honed.recipe import load_recipe
+    from honed.data.pixels import UnreadableImage, decode_file, stacked
+    from honed.data.sources.images import decoding
 
-    spec, grey = load_recipe(recipe).data, predictor.pre.image_shape[0] == 1
+    image = predictor.info.get("image") or decoding(predictor.info.get("recipe"), getattr(predictor.pre,
+                                                                                           "image_shape", None))
+    if not image:
+        return None
 
     def read(files: list[str]) -> list:
         pixels = []
         for i, text in enumerate(files):
             try:
-                pixels.append(decode(base64.b64decode(text, validate=True), spec))
+                pixels.append(decode_file(base64.b64decode(text, validate=True), image["size"], image["resize"],
+                                          image["max_pixels"]))
             except (binascii.Error, ValueError):
                 raise BadRequest(422, f"images[{i}]: not base64") from None
             except (UnreadableImage, OSError) as e:
                 raise BadRequest(422, f"images[{i}]: cannot read this image ({e})") from None
-        return stacked(pixels, grey).tolist()
+        return stacked(pixels, image["channels"] == 1).tolist()
 
     return read
 

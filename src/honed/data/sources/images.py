@@ -11,7 +11,6 @@ skipped and counted; an unreadable image is named in one line (or skipped and co
 
 from __future__ import annotations
 
-import io
 import logging
 import tarfile
 import zipfile
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
+from honed.data.pixels import MAX_FILE_BYTES, SUFFIXES, UnreadableImage, decode_file, stacked
 from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
 from honed.errors import UserError
@@ -31,10 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("honed")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+IMAGE_SUFFIXES = set(SUFFIXES)
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
 LISTS = (".csv", ".tsv", ".jsonl", ".json")
-MAX_FILE_BYTES = 64 * 2**20  # one image file; larger is not a photo a classifier is trained on
 
 
 @dataclass
@@ -109,18 +108,6 @@ def pixel_names(channels: int, size: int) -> list[str]:
             for j in range(size)]
 
 
-def stacked(pixels: list[np.ndarray], grey: bool) -> np.ndarray:
-    """(N, C * size * size) float32 in [0, 1], channels first, from 8-bit (size, size) or (size, size, 3) arrays."""
-    arrays = []
-    for p in pixels:
-        if grey and p.ndim == 3:  # channels = grey: ITU-R 601 luma, as Pillow's convert("L")
-            p = (p @ np.array([0.299, 0.587, 0.114])).round().clip(0, 255).astype(np.uint8)
-        if not grey and p.ndim == 2:
-            p = np.repeat(p[:, :, None], 3, axis=2)
-        arrays.append(p[None] if grey else p.transpose(2, 0, 1))
-    return (np.stack(arrays).reshape(len(arrays), -1).astype(np.float32) / 255.0)
-
-
 def decode_all(found: list[Found], spec: ImageData, tally: Tally) -> tuple[list[np.ndarray], list[str]]:
     pixels, labels = [], []
     for f in found:
@@ -135,62 +122,20 @@ def decode_all(found: list[Found], spec: ImageData, tally: Tally) -> tuple[list[
     return pixels, labels
 
 
-class UnreadableImage(Exception):
-    pass
+def decoding(recipe: dict | None, image_shape) -> dict | None:
+    """How a run decodes an image file (its recipe's data settings and channels), as serving and ONNX bundles
+    repeat it; None for runs not trained on image files."""
+    data = (recipe or {}).get("data") or {}
+    if data.get("source") != "images" or not image_shape:
+        return None
+    return {"size": data["size"], "resize": data["resize"], "max_pixels": data["max_pixels"],
+            "channels": int(image_shape[0]), "pixels": "channels first, each 8-bit value / 255, then standardized "
+            "by preprocess.json's mean and std"}
 
 
 def decode(data: bytes, spec: ImageData) -> np.ndarray:
-    """One image file's bytes -> 8-bit (size, size) grey or (size, size, 3) RGB pixels."""
-    from PIL import Image, ImageOps
-
-    Image.MAX_IMAGE_PIXELS = spec.max_pixels  # Pillow's own bomb check at open (twice this) agrees with ours
-    try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise UnreadableImage(f"{str(e).split(' exceeds')[0].replace('Image size ', '')}: more than data.max_pixels = "
-                              f"{spec.max_pixels:,} pixels") from None
-    except Exception as e:  # noqa: BLE001 - Pillow's UnidentifiedImageError and format-specific errors alike
-        raise UnreadableImage(f"not an image Pillow can read: {str(e)[:80]}") from None
-    width, height = image.size
-    if width * height > spec.max_pixels:  # from the header, before the pixels are decoded
-        raise UnreadableImage(f"{width:,} x {height:,} pixels, more than data.max_pixels = {spec.max_pixels:,}")
-    if width < 1 or height < 1:
-        raise UnreadableImage("an image without pixels")
-    try:
-        image.seek(0)  # an animation's first frame
-        image.load()
-    except Exception as e:  # noqa: BLE001 - a truncated or damaged file: Pillow raises OSError and others
-        raise UnreadableImage(f"damaged or truncated: {str(e)[:80]}") from None
-    image = eight_bit(image)
-    size = (spec.size, spec.size)
-    if spec.resize == "crop":
-        image = ImageOps.fit(image, size, Image.Resampling.BICUBIC)
-    elif spec.resize == "pad":
-        image = ImageOps.pad(image, size, Image.Resampling.BICUBIC, color=0)
-    else:
-        image = image.resize(size, Image.Resampling.BICUBIC)
-    return np.asarray(image, dtype=np.uint8)
-
-
-def eight_bit(image):
-    """Grey ("L") or RGB at 8 bits: palettes and alpha resolved (transparent as black), 16-bit and float grey
-    scaled to 0..255 rather than clipped."""
-    from PIL import Image
-
-    mode = image.mode
-    if mode in ("L", "RGB"):
-        return image
-    if mode in ("1", "LA"):
-        return image.convert("L")
-    if mode.startswith("I") or mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") else max(float(values.max()), 1.0)
-        return Image.fromarray((values.clip(0, top) / top * 255).round().astype(np.uint8), "L")
-    if mode in ("RGBA", "PA", "P") and ("A" in mode or "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")  # P, CMYK, YCbCr, HSV, LAB
+    """One image file's bytes -> 8-bit pixels at the recipe's size and resize policy (data/pixels.py)."""
+    return decode_file(data, spec.size, spec.resize, spec.max_pixels)
 
 
 def listing(path: Path, key: str, tally: Tally, limit: int) -> Iterator[Found]:
