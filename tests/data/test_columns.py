@@ -27,6 +27,19 @@ def test_the_quantile_transform_equals_scikit_learns():
         pytest.approx(0.0, abs=0.01)
 
 
+def test_without_scipy_the_inverse_normal_comes_from_the_standard_library_with_the_same_values(monkeypatch):
+    """A bundle's client may run where scipy is not installed: statistics.NormalDist gives scipy's values."""
+    import sys
+
+    from scipy.special import ndtri
+
+    from honed.data.table_encoding import normal_quantiles
+
+    p = np.concatenate([[1e-7, 1e-3, 0.5, 1 - 1e-3, 1 - 1e-7], np.random.default_rng(1).uniform(size=200)])
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # `from scipy.special import ndtri` raises ImportError
+    np.testing.assert_allclose(normal_quantiles(p), ndtri(p), rtol=1e-12, atol=1e-12)
+
+
 def test_robust_scaling_centres_on_the_median_and_clips_smoothly():
     x = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 1000])
     enc = ColumnEncoder("robust").fit(pd.DataFrame({"x": x}))

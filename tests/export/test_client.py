@@ -94,8 +94,14 @@ def test_table_bundles_encode_categories_missing_cells_and_dates_like_training(t
             {"city": "oslo", "income": 1e6, "signed": None}]
     (tmp_path / "rows.json").write_text(json.dumps(rows))
     client = client_predictions(run, tmp_path, ["--rows", str(tmp_path / "rows.json")])
-    assert_same(client, TorchPredictor(run).predict(rows))
+    reference = TorchPredictor(run).predict(rows)
+    assert_same(client, reference)
     assert json.loads((run / "onnx" / "bundle.json").read_text())["input"]["columns"] == ["city", "income", "signed"]
+    without_scipy = subprocess.run([sys.executable, "-c", "import sys; sys.modules['scipy'] = None; " + BLOCK_HONED,
+                                    "--rows", str(tmp_path / "rows.json")], cwd=tmp_path / "elsewhere",
+                                   capture_output=True, text=True)  # the client needs no scipy
+    assert without_scipy.returncode == 0, without_scipy.stderr
+    assert_same([json.loads(line) for line in without_scipy.stdout.splitlines()], reference)
 
 
 def test_table_bundle_rows_missing_a_column_are_one_line(tmp_path):

@@ -1,5 +1,5 @@
 """A fitted table encoding applied to rows: numbers scaled, categories one-hot, dates split into parts, missing
-cells marked. numpy and pandas only (scipy for the quantile transform) and nothing of honed: `honed export`
+cells marked. numpy and pandas only (scipy's inverse normal when present) and nothing of honed: `honed export`
 copies this file into ONNX bundles as bundle_tables.py, so a bundle encodes rows exactly as training did.
 data/columns.py fits the encoding (ColumnEncoder) and calls `encode`.
 """
@@ -122,10 +122,20 @@ def numbers_of(series, kind: str) -> np.ndarray:
 def quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """scikit-learn's QuantileTransformer(output_distribution="normal") on one column: the rank of x among the
     training quantiles (averaged over ties from both sides), through the normal distribution's inverse."""
-    from scipy.special import ndtri
-
     references = np.linspace(0, 1, len(quantiles))
     forward = np.interp(x, quantiles, references)
     backward = -np.interp(-x, -quantiles[::-1], -references[::-1])
     ranks = np.clip(0.5 * (forward + backward), 1e-7, 1 - 1e-7)
-    return ndtri(ranks)
+    return normal_quantiles(ranks)
+
+
+def normal_quantiles(p: np.ndarray) -> np.ndarray:
+    """The standard normal's inverse CDF: scipy's `ndtri` (vectorized), or — in a bundle's client where scipy is
+    not installed — the standard library's `NormalDist.inv_cdf` (Wichura's AS241, the same values to ~1e-15)."""
+    try:
+        from scipy.special import ndtri
+    except ImportError:
+        from statistics import NormalDist
+
+        return np.vectorize(NormalDist().inv_cdf, otypes=[np.float64])(p)
+    return ndtri(p)

@@ -1,5 +1,5 @@
 """Predict with an exported honed ONNX bundle, without honed: numpy and onnxruntime (and `tokenizers` for
-sub-word and pretrained-encoder bundles; pandas and scipy for tables with encoded columns).
+sub-word and pretrained-encoder bundles; pandas for tables with encoded columns).
 
 `honed export` copies this file into each bundle as predict.py, beside bundle_words.py and bundle_tables.py:
 
