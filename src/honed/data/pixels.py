@@ -12,6 +12,7 @@ import numpy as np
 MAX_FILE_BYTES = 64 * 2**20  # one image file; larger is not a photo a classifier is trained on
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
+
 def stacked(pixels: list[np.ndarray], grey: bool) -> np.ndarray:
     """(N, C * size * size) float32 in [0, 1], channels first, from 8-bit (size, size) or (size, size, 3) arrays."""
     arrays = []

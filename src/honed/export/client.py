@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     if not items:
         p.error("give texts, --rows FILE or --images FILE...")
     try:
-        results = bundle.predict(list(bundle.image_rows(files)) if files else items)
+        results = bundle.predict(bundle.image_rows(files) if files else items)
     except ValueError as e:  # rows that lack a column the model reads: one line, exit 2
         p.error(str(e))
     for item, result in zip(items, results):

@@ -102,7 +102,6 @@ def check_batches(x: torch.Tensor) -> list[torch.Tensor]:
 
 def bundle_info(recipe, pre, x: torch.Tensor, difference: float, rows: int) -> dict:
     from honed import __version__
-
     from honed.data.sources.images import decoding
 
     post = {"regression": "value * target_std + target_mean", "binary": "sigmoid", "multiclass": "softmax"}[pre.task]
