@@ -63,6 +63,9 @@ class Run:
     path: Path
     summary: dict = field(default_factory=dict)
     model: torch.nn.Module | None = None
+    # a bag's validation evidence as just trained (not stored): (each row's output from the member that did not
+    # train on it, the rows' labels); `honed tune` compares trials on it
+    out_of_fold: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def open(cls, run_dir: str | Path) -> "Run":
@@ -348,7 +351,8 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
         write_report(run_dir)
     run_written(trainer.hooks, run_dir, summary)  # trackers keep the finished run's files
     distributed.barrier(world)
-    return Run(run_dir, summary, model)
+    scored_out_of_fold = bag is not None and recipe.data.fold is None
+    return Run(run_dir, summary, model, (bag.out_of_fold, bag.rows.y) if scored_out_of_fold else None)
 
 
 def refuse_bagging_with(recipe: Recipe, bundle, world: distributed.World, objective: Objective | None,

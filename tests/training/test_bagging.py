@@ -52,6 +52,9 @@ def test_every_row_trains_and_the_validation_score_is_each_rows_held_out_members
     with torch.no_grad():
         oof = torch.stack([members[int(f)].eval()(x[i: i + 1])[0] for i, f in enumerate(folds)])
     assert s["val"]["accuracy"] == pytest.approx(((oof > 0).float() == y).float().mean().item())
+    # the run hands back the same out-of-fold outputs (honed tune's tie test compares trials on them)
+    outputs, labels = bagged.out_of_fold
+    assert torch.equal(labels, y) and torch.allclose(outputs, oof, atol=1e-5)
     # the run answers the members' mean
     test = table(100, 1).drop(columns=["label"])
     probs = honed.predict(bagged.path, test)["prob_yes"].to_numpy()

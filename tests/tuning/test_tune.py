@@ -238,8 +238,18 @@ def test_tuning_a_table_that_trains_one_model_ends_with_its_chosen_settings_bagg
     final model is then the chosen settings bagged over 5 validation folds, scored on the test split once, and
     best.yaml says so. Where auto already bags every trial, nothing is bagged again."""
     recipe = SMALL | {"model": {"name": "mlp", "hidden": [16], "bags": "auto"}}
-    bagged_trials = honed.tune(recipe, budget=120, trials=1, out=tmp_path / "small")  # ~455 rows: 5 bags each
+    import importlib
+
+    tuning = importlib.import_module("honed.tuning.tune")  # the module (honed.tuning.tune names the function)
+    compared = []
+    judge = tuning.within_noise
+    monkeypatch.setattr(tuning, "within_noise", lambda study, rows, outputs: compared.append(outputs) or judge(
+        study, rows, outputs))
+    bagged_trials = honed.tune(recipe, budget=120, trials=2, out=tmp_path / "small")  # ~455 rows: 5 bags each
     assert bagged_trials.summary["tune"]["final_bags"] == 0 and len(bagged_trials.summary["bags"]) == 5
+    # bagged trials are compared out of fold: on every row, each from the member that never trained on it
+    rows = bagged_trials.summary["sizes"]["val"]
+    assert rows == bagged_trials.summary["sizes"]["train"] and {len(o[1]) for o in compared[0].values()} == {rows}
     monkeypatch.setattr(api, "BAG_ROWS", 100)  # as a large table: one model per trial
     result = honed.tune(recipe, budget=120, trials=2, out=tmp_path / "large")
     tuned = result.summary["tune"]

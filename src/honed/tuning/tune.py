@@ -190,19 +190,25 @@ class Search:
         if run.summary.get("bags"):  # model.bags = auto bagged the trials themselves (smaller tables): no final bag
             self.bags = 0
         self.finished_seconds.append(time.perf_counter() - began)
-        self.keep_val_outputs(trial.number, apply(self.base, params), run.model)
+        self.keep_val_outputs(trial.number, apply(self.base, params), run)
         log.info(f"trial {trial.number}: {self.key} {value:.4f} after {run.summary['epochs_run']} epochs "
                  f"in {time.perf_counter() - began:.1f} s ({shown})")
         return value
 
 
-    def keep_val_outputs(self, number: int, recipe: Recipe, model) -> None:
+    def keep_val_outputs(self, number: int, recipe: Recipe, run) -> None:
+        """The outputs the trial's validation score came from, for the tie test: a bag's out-of-fold outputs
+        (each row from the member that never trained on it; the whole bag has seen every row), else the model's
+        on the validation rows."""
         from honed.data import build_data
         from honed.evaluation import outputs_of
 
         bundle = build_data(recipe.data)  # the trial's own data set, kept in memory by reuse_built_data
-        if model is not None and bundle.val is not None:
-            self.val_outputs[number] = (outputs_of(model, bundle.val.x), bundle.val.y.cpu(), bundle.task)
+        if run.out_of_fold is not None:
+            outputs, labels = run.out_of_fold
+            self.val_outputs[number] = (outputs, labels.cpu(), bundle.task)
+        elif run.model is not None and bundle.val is not None:
+            self.val_outputs[number] = (outputs_of(run.model, bundle.val.x), bundle.val.y.cpu(), bundle.task)
 
 
 def release_memory() -> None:
