@@ -118,6 +118,23 @@ def test_hidden_and_non_image_files_are_skipped_and_bad_images_named(tmp_path, c
     assert len(load_raw(spec_of(root, skip_unreadable=True)).train) == 25
 
 
+def test_images_decoded_in_windows_over_processes_are_the_ones_decoded_here(tmp_path, monkeypatch):
+    """Large folders decode over every core, a bounded window of files at a time: the same pixels in the same
+    order, and an unreadable file named (or skipped) as when one process decodes everything."""
+    from honed.data.sources import images
+
+    root = lay_out(tmp_path / "photos", test=False)
+    (root / "train" / "red" / "fake.jpg").write_text("not a picture")
+    here = load_raw(spec_of(root, skip_unreadable=True))
+    monkeypatch.setattr(images, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(images, "WINDOW_FILES", 5)  # 25 files: five windows, each split over the cores
+    spread = load_raw(spec_of(root, skip_unreadable=True))
+    np.testing.assert_array_equal(here.train.x, spread.train.x)
+    assert list(here.train.y) == list(spread.train.y) and len(spread.train) == 24
+    with pytest.raises(UserError, match="fake.jpg: cannot read this image"):
+        load_raw(spec_of(root))
+
+
 def test_one_class_or_no_image_is_one_line(tmp_path):
     (tmp_path / "one" / "cat").mkdir(parents=True)
     square(COLOURS["red"]).save(tmp_path / "one" / "cat" / "a.png")

@@ -4,7 +4,9 @@ DAWNBench 2018; Jordan's airbench, 2024): a stem convolution, then per width a c
 BatchNorm and the activation; a global max pool and a linear head whose output is scaled down (Page's 0.125:
 logits start small, so a high learning rate does not saturate the softmax in the first steps).
 
-On a GPU the images go in channels-last, the layout tensor cores read. Evaluated with
+Weights and images are kept channels-last (NHWC): the layout tensor cores read on a GPU, and on this CPU's
+oneDNN 1.2-1.4x the training speed of NCHW (this ResNet-9, 512 images a step on 2 cores: MNIST 418 -> 594
+images/s, CIFAR-10 345 -> 420). Evaluated with
 `model.test_time_flip`, an image's logits are the mean over it and its mirror (a free +0.3-0.5 point on
 photos, where left and right mean the same; not for digits or text in images)."""
 
@@ -74,14 +76,14 @@ class ImageResNet(nn.Module):
         self.pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
         self.dropout = nn.Dropout(dropout)
         self.head = Head(widths[-1], n_out)
+        self.to(memory_format=torch.channels_last)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.pool(self.stages(self.stem(x))))) * HEAD_SCALE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.augment(x.view(x.shape[0], *self.image_shape))
-        if x.device.type == "cuda":  # tensor cores read NHWC; on this CPU's oneDNN both layouts measured equal
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # as the weights (see above)
         if self.training or not self.test_time_flip:
             return self.logits(x)
         return (self.logits(x) + self.logits(x.flip(-1))) / 2
