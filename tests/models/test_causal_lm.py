@@ -136,6 +136,31 @@ def test_generation_at_temperature_zero_is_greedy_and_repeatable(tiny_lm):
     assert first == ids[len(prompt):]
 
 
+def test_a_streamed_completion_is_the_completion_and_ends_when_its_reader_goes(tiny_lm, tokenizer):
+    import threading
+
+    from honed.evaluation.generation import Sampling, complete, stream
+    from honed.models.causal_lm import CausalLM
+
+    model = CausalLM(str(tiny_lm)).eval()
+    prompt = "w3 w5 w7"
+    ids = tokenizer(prompt)["input_ids"]
+    whole = complete(model, tokenizer, [Example(prompt=prompt)], Sampling(12), context=64)[0]
+    pieces = list(stream(model, tokenizer, ids, Sampling(12), context=64))
+    assert "".join(pieces) == whole and len(pieces) == len(whole.split())  # a piece per word as it is written
+    stop = whole.split()[2]  # a stop string: both end before it, the streamed one never showing its start
+    cut = complete(model, tokenizer, [Example(prompt=prompt)], Sampling(12, stop=[stop]), context=64)[0]
+    assert "".join(stream(model, tokenizer, ids, Sampling(12, stop=[stop]), context=64)) == cut == whole[
+        :whole.index(stop)]
+    reader = stream(model, tokenizer, ids, Sampling(50), context=64)
+    next(reader)
+    reader.close()  # the reader went: the writing thread is told to stop, and is gone
+    assert not any(t.name == "honed-generate" for t in threading.enumerate())
+    halt = threading.Event()
+    halt.set()
+    assert len(model.generate(ids, 50, 0.0, 1.0, [], halt=halt)) == 1  # halted: ends after the token being written
+
+
 @pytest.mark.parametrize("line, message", [
     ({"messages": []}, "'messages' is empty"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "role 'wizard'; allowed: system, user, assistant"),
@@ -224,7 +249,14 @@ def served_answers_as_predict_does(run_dir, prompts: list, completions: list[str
     assert answer.status_code == 200 and answer.json()["completions"][0] == completions[0]
     answer = client.post("/generate", json={"prompts": [prompts[1]], "max_new_tokens": 8})
     assert answer.json()["completions"] == [completions[1]]
+    streamed = client.post("/generate", json={"prompts": [prompts[1]], "max_new_tokens": 8, "stream": True})
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(chunk.removeprefix("data: ")) for chunk in streamed.text.split("\n\n") if chunk]
+    assert events[-1] == {"done": True, "completion": completions[1]}
+    assert "".join(e["text"] for e in events[:-1]) == completions[1]
     for body, status, words in [
+        ({"prompts": ["w1", "w2"], "stream": True}, 422, "one prompt per streamed request"),
+        ({"prompts": [" ".join(["w1"] * 80)], "stream": True}, 413, "the model reads at most 64"),
         ({"prompts": []}, 422, "empty batch"),
         ({"prompts": ["w1"] * 5}, 413, "the limit is 4"),
         ({"prompts": ["w1 " * 400]}, 413, "more than 1,000"),

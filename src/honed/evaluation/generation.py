@@ -9,8 +9,12 @@ stop string.
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from honed.data.chat import Example, chat_ids, example_of, read_chat
 from honed.errors import UserError
@@ -70,18 +74,103 @@ def prompt_ids(example: Example, tokenizer) -> list[int]:
 
 def complete(model, tokenizer, prompts: list[Example], sampling: Sampling, context: int) -> list[str]:
     """One completion per prompt; a prompt that leaves no room for a new token within `context` is one line."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    eos = eos_of(tokenizer)
     out = []
     for number, example in enumerate(prompts, 1):
-        ids = prompt_ids(example, tokenizer)
-        if len(ids) + 1 > context:
-            raise UserError(f"prompt {number} has {len(ids):,} tokens; the model reads at most {context:,} "
-                            "(its context): shorten it")
+        ids = fitting_ids(example, tokenizer, context, number)
         new = model.generate(ids, min(sampling.max_new_tokens, context - len(ids)), sampling.temperature,
                              sampling.top_p, eos)
         text = tokenizer.decode([t for t in new if t not in eos], skip_special_tokens=True)
         out.append(cut_at_stop(text, sampling.stop))
     return out
+
+
+def eos_of(tokenizer) -> list[int]:
+    return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+
+def fitting_ids(example: Example, tokenizer, context: int, number: int = 1) -> list[int]:
+    """The prompt's token ids; one line when they leave no room for a new token within the model's context."""
+    ids = prompt_ids(example, tokenizer)
+    if len(ids) + 1 > context:
+        raise UserError(f"prompt {number} has {len(ids):,} tokens; the model reads at most {context:,} "
+                        "(its context): shorten it")
+    return ids
+
+
+def stream(model, tokenizer, ids: list[int], sampling: Sampling, context: int,
+           deadline: float = float("inf")) -> Iterator[str]:
+    """A completion as it is written: pieces of text whose concatenation is `complete`'s completion of the same
+    prompt (greedy: the same text). The model writes in a thread of its own, handing each token over a queue; the
+    text so far is decoded whole after each token (a character cut between two tokens, or a stop string half
+    written, is held back until the next one settles it). It ends at the end-of-text token, max_new_tokens,
+    a stop string, or `deadline` (time.monotonic()); closed early (the reader went), the model stops after the
+    token it is writing."""
+    eos = eos_of(tokenizer)
+    tokens, halt, failed = TokenQueue(), threading.Event(), []
+
+    def write() -> None:
+        try:
+            model.generate(ids, min(sampling.max_new_tokens, context - len(ids)), sampling.temperature,
+                           sampling.top_p, eos, streamer=tokens, halt=halt)
+        except Exception as e:  # noqa: BLE001 - handed to the reader, which raises it
+            failed.append(e)
+        finally:
+            tokens.end()
+
+    writer = threading.Thread(target=write, name="honed-generate", daemon=True)
+    writer.start()
+    new: list[int] = []
+    sent = 0  # characters of the completion handed out
+    held = max((len(s) for s in sampling.stop), default=1) - 1  # a stop string's start may be in the last ones
+    try:
+        while (token := tokens.next(deadline)) is not None:
+            if token in eos:
+                continue
+            new.append(token)
+            text = tokenizer.decode(new, skip_special_tokens=True)
+            done = cut_at_stop(text, sampling.stop)
+            if len(done) < len(text):  # a stop string: the completion ends before it
+                yield done[sent:]
+                return
+            settled = len(text.rstrip("\ufffd")) - held  # U+FFFD: a character whose bytes are not all written yet
+            if settled > sent:
+                yield text[sent:settled]
+                sent = settled
+        if failed:
+            raise failed[0]
+        text = cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), sampling.stop)
+        if len(text) > sent:
+            yield text[sent:]
+    finally:
+        halt.set()
+        writer.join()
+
+
+class TokenQueue:
+    """transformers' streamer interface (put, end) over a queue: each new token id, then None at the end. The
+    prompt, which generate() puts first, is skipped."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[int | None] = queue.Queue()
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.queue.put(token)
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+    def next(self, deadline: float) -> int | None:
+        """The next token; None at the end, or once `deadline` (time.monotonic()) has passed."""
+        try:
+            return self.queue.get(timeout=max(0.0, deadline - time.monotonic()) if deadline < float("inf") else None)
+        except queue.Empty:
+            return None
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:

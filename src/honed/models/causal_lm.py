@@ -13,6 +13,7 @@ train.activation_checkpointing recomputes each layer's activations in the backwa
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import TYPE_CHECKING
 
@@ -135,8 +136,10 @@ class CausalLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float,
-                 eos: list[int]) -> list[int]:
-        """New token ids after prompt `ids`: greedy at temperature 0, else sampled (nucleus top_p)."""
+                 eos: list[int], streamer=None, halt: threading.Event | None = None) -> list[int]:
+        """New token ids after prompt `ids`: greedy at temperature 0, else sampled (nucleus top_p). With a
+        `streamer` (transformers' interface) each new token is handed to it as it is written; setting `halt`
+        ends the completion after the token being written."""
         was = self.training
         self.eval()
         prompt = torch.tensor([ids], device=next(self.parameters()).device)
@@ -147,11 +150,27 @@ class CausalLM(nn.Module):
             options |= {"temperature": temperature, "top_p": top_p}
         else:
             options |= {"temperature": None, "top_p": None, "top_k": None}
+        if streamer is not None:
+            options["streamer"] = streamer
+        if halt is not None:
+            options["stopping_criteria"] = halted_when(halt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = self.lm.generate(prompt, attention_mask=torch.ones_like(prompt), **options)
         self.train(was)
         return out[0, len(ids):].tolist()
+
+
+def halted_when(event: threading.Event):
+    """transformers' stopping test, true once `event` is set (a streamed completion's reader went, or it found a
+    stop string). Built here: transformers is an extra, imported only where a causal LM runs."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Halted(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Halted()])
 
 
 @MODELS.register("causal_lm")

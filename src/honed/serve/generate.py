@@ -1,7 +1,8 @@
 """The HTTP API of a served causal language model: completions of prompts.
 
     POST /generate  {"prompts": ["..."]} or {"messages": [[{"role": "user", "content": "..."}], ...]}, with
-                    optional max_new_tokens, temperature, top_p, stop -> {"completions": ["...", ...]}
+                    optional max_new_tokens, temperature, top_p, stop -> {"completions": ["...", ...]};
+                    with "stream": true, one prompt's completion as server-sent events as it is written
     GET  /info      the model, its context, the test perplexity, the limits
     GET  /health, /metrics, /docs   as every honed server (app.base_app: the same guards and limits)
 
@@ -12,14 +13,19 @@ time, off the event loop: generation is CPU or GPU work, and two at once would o
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from dataclasses import asdict
-from typing import Optional
+from typing import Iterator, Optional
 
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from honed.serve.app import BadRequest, Limits, base_app
+
+STREAM_SHARE = 0.95  # of --request-timeout: a streamed completion ends itself, its last event sent in time
 
 
 class Message(BaseModel):
@@ -38,6 +44,8 @@ class GenerateRequest(BaseModel):
     temperature: float = Field(0.0, ge=0, le=10, description="0: greedy, the same completion every time")
     top_p: float = Field(1.0, gt=0, le=1, description="sampled: the smallest set of tokens holding this probability")
     stop: list[str] = Field(default_factory=list, max_length=16, description="a completion ends before any of these")
+    stream: bool = Field(False, description="one prompt, its completion sent as it is written: server-sent events "
+                         'data: {"text": piece}, then data: {"done": true, "completion": the whole text}')
 
 
 def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: list[str] = ("*",),
@@ -47,7 +55,7 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
     from honed import __version__
     from honed.api import Run
     from honed.errors import UserError
-    from honed.evaluation.generation import Sampling, complete, read_prompts
+    from honed.evaluation.generation import Sampling, complete, fitting_ids, read_prompts, stream
     from honed.serve.metrics import Metrics
 
     run = Run.open(run_dir)
@@ -91,6 +99,9 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
         except UserError as e:
             raise BadRequest(413 if "characters, more than" in str(e) else 422, str(e)) from None
 
+        if body.stream:
+            return streamed(prompts, sampling)
+
         def write() -> list[str]:
             with one_at_a_time:
                 metrics.batch_size.observe(len(prompts))
@@ -101,4 +112,35 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
         except UserError as e:  # a prompt longer than the model's context
             raise BadRequest(413, str(e)) from None
 
+    def streamed(prompts: list, sampling) -> StreamingResponse:
+        """One prompt's completion as server-sent events; checked before the first byte goes (a prompt too long is
+        a 413 like any other), then written one completion at a time like the others. It ends within the server's
+        --request-timeout, the last event saying it was cut."""
+        if len(prompts) != 1:
+            raise BadRequest(422, f"stream: send one prompt per streamed request (got {len(prompts)})")
+        try:
+            ids = fitting_ids(prompts[0], pre.tokenizer, context)
+        except UserError as e:
+            raise BadRequest(413, str(e)) from None
+        deadline = time.monotonic() + STREAM_SHARE * limits.request_timeout_s
+
+        def events() -> Iterator[str]:
+            with one_at_a_time:
+                metrics.batch_size.observe(1)
+                pieces = []
+                for piece in stream(model, pre.tokenizer, ids, sampling, context, deadline):
+                    pieces.append(piece)
+                    yield event({"text": piece})
+                end = {"done": True, "completion": "".join(pieces)}
+                if time.monotonic() >= deadline:
+                    end["cut"] = f"the server's --request-timeout ({limits.request_timeout_s:g} s)"
+                yield event(end)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
     return app
+
+
+def event(data: dict) -> str:
+    """One server-sent event carrying a JSON object."""
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
