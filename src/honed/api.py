@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 import torch
 
@@ -40,6 +40,9 @@ from honed.training.bagging import train_bag
 from honed.training.optimizers import WITHOUT_COMPILER
 from honed.training.device import pick_device, seed_everything
 from honed.training.state import load_trained_state
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("honed")
 
@@ -249,7 +252,8 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     bundle = _build_data(recipe, world)
     timing["data"] += time.perf_counter()
     # train.batch_size is global: the same on every worker
-    recipe = sized_for_rows(recipe, len(bundle.train), bundle.input_dim, getattr(bundle.preprocessor, "numeric_dim", 0))
+    recipe = sized_for_rows(recipe, len(bundle.train), bundle.input_dim, getattr(bundle.preprocessor, "numeric_dim", 0),
+                            images=bundle.image_shape is not None)
     if recipe.model.bags > 1:
         refuse_bagging_with(recipe, bundle, world, objective, state)
     timing["setup"] = -time.perf_counter()
@@ -338,7 +342,8 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     timing["writing"] = -time.perf_counter()
     run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
     if test_scores is not None:
-        save_test_evidence(run_dir, test_scores, bundle.test.y, bundle.task, bundle.test_texts)
+        save_test_evidence(run_dir, test_scores, bundle.test.y, bundle.task, bundle.test_texts,
+                           pictures_of(bundle.preprocessor, bundle.test.x))
     run_stage.plot_curves(trainer.history, run_dir / run_stage.CURVES, title=recipe.name, best_epoch=trainer.best_epoch)
     if ckpt and not ckpt.keep_final:
         run_stage.remove_checkpoints(run_dir)
@@ -377,6 +382,9 @@ BAG_ROWS, BAG_CELLS = 10_000, 3_000_000
 
 
 AUTO_BATCH = (32, 512, 16)  # train.batch_size = auto: a power of two near rows / 16, within [32, 512]
+# ... and within [32, 256] for images: CIFAR-10's validation images 83.4% -> 84.3% at the same 5 epochs, in 8% less
+# training time (oneDNN's convolutions ran faster per image at 256 than at 512 on 2 cores)
+AUTO_BATCH_IMAGES = 256
 # model.numeric_embedding = auto: an embedding from this many training rows. 5-fold CV on training rows only: below,
 # none won on all four small tables (digits, diabetes, breast cancer, wine: 133-1,150 rows); from 2,400 rows
 # periodic won on all four samples of census income and housing (2,400 and 6,400 rows), by 1-1.5 points or 0.04 RMSE
@@ -395,16 +403,17 @@ def auto_embedding(rows: int, scaling: str | None) -> str:
     return "piecewise" if rows < PIECEWISE_BELOW_ROWS and scaling == "quantile" else "periodic"
 
 
-def auto_batch_size(rows: int) -> int:
+def auto_batch_size(rows: int, images: bool = False) -> int:
     """train.batch_size = auto for `rows` training rows: about 16 steps per epoch on small tables, where a few
-    large batches per epoch would leave too few steps to learn from, and 512 on large ones."""
+    large batches per epoch would leave too few steps to learn from, and 512 on large ones (256 of images)."""
     low, high, steps = AUTO_BATCH
+    high = AUTO_BATCH_IMAGES if images else high
     return int(min(high, max(low, 2 ** math.floor(math.log2(max(1, rows / steps))))))
 
 
-def sized_for_rows(recipe: Recipe, rows: int, inputs: int = 0, numbers: int = 0) -> Recipe:
+def sized_for_rows(recipe: Recipe, rows: int, inputs: int = 0, numbers: int = 0, images: bool = False) -> Recipe:
     """The recipe with what depends on the training rows (and the `inputs` columns, of which the first `numbers`
-    are numbers) resolved: model.numeric_embedding = auto, model.bags = auto, train.batch_size = auto, and with
+    are numbers; or `images`) resolved: model.numeric_embedding = auto, model.bags = auto, train.batch_size = auto, and with
     train.steps the epochs that make about that many optimizer steps (at most train.epochs). The recipe written
     to the run holds the result, so rerunning it repeats the run."""
     spec = recipe.train
@@ -421,7 +430,7 @@ def sized_for_rows(recipe: Recipe, rows: int, inputs: int = 0, numbers: int = 0)
                  f"below {BAG_ROWS:,} rows while rows x inputs < {BAG_CELLS:,})")
     batch = spec.batch_size
     if batch == "auto":
-        batch = changes["train.batch_size"] = auto_batch_size(rows)
+        batch = changes["train.batch_size"] = auto_batch_size(rows, images)
         log.info(f"train: batch size {batch} for {rows:,} training rows (train.batch_size = auto)")
     if spec.steps is not None and recipe.optimizer.name not in ("gd", "lbfgs"):
         per_epoch = max(1, math.ceil(rows / (batch * spec.accumulate)))
@@ -535,9 +544,17 @@ def build_report(run_dir: str | Path) -> Path:
         recipe, model, pre = Run.open(path).load()
         raw = load_raw(recipe.data)  # the raw test texts too: the page shows the mistakes' own words
         _, _, test = split_raw(raw, recipe.data)
-        save_test_evidence(path, outputs_of(model, pre.inputs(test.x)), pre.targets(test.y), pre.task,
-                           test.x if raw.kind == "text" else None)
+        inputs = pre.inputs(test.x)
+        save_test_evidence(path, outputs_of(model, inputs), pre.targets(test.y), pre.task,
+                           test.x if raw.kind == "text" else None, pictures_of(pre, inputs))
     return write_page(path)
+
+
+def pictures_of(pre, inputs) -> Callable[[int], np.ndarray | None] | None:
+    """Row -> that input's image as 8-bit pixels (the report shows the mistakes); None unless images."""
+    if getattr(pre, "image_shape", None) is None or not hasattr(pre, "picture"):
+        return None
+    return lambda row: pre.picture(inputs[row])
 
 
 def test_outputs(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, str]:

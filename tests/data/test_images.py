@@ -167,6 +167,32 @@ def test_image_classification_trains_on_a_folder(tmp_path):
     assert honed.predict(run.path, tmp_path / "new.tar")["prediction"].tolist() == ["blue"]
 
 
+def test_the_pages_confident_mistakes_show_the_images_as_they_were(tmp_path):
+    """A wrong test image is shown on the run's page as its own pixels: the standardization undone, 8 bits."""
+    import base64
+    import json
+
+    import torch
+
+    from honed.api import pictures_of
+    from honed.data.preprocess import TablePreprocessor
+    from honed.report.evidence import save_test_evidence
+
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 3, 4, 5)).astype(np.uint8)  # 6 images, RGB, 4 x 5
+    x = pixels.reshape(6, -1).astype(np.float32) / 255
+    pre = TablePreprocessor("multiclass", [f"p{i}" for i in range(60)], image_shape=(3, 4, 5))
+    pre.fit_inputs(x)
+    inputs = pre.inputs(x)
+    assert not np.allclose(inputs.numpy(), x)  # standardized, as the model reads them
+    scores = torch.tensor([[5.0, 0.0]] * 6)  # every image called class 0 with confidence; rows 2 and 4 are class 1
+    save_test_evidence(tmp_path, scores, torch.tensor([0, 0, 1, 0, 1, 0]), "multiclass",
+                       pictures=pictures_of(pre, inputs))
+    mistakes = json.loads((tmp_path / "mistakes.json").read_text())
+    assert [m["row"] for m in mistakes] == [2, 4]
+    shown = Image.open(io.BytesIO(base64.b64decode(mistakes[0]["image"].removeprefix("data:image/png;base64,"))))
+    np.testing.assert_array_equal(np.asarray(shown), pixels[2].transpose(1, 2, 0))
+
+
 def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
     import base64
 

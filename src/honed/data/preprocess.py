@@ -150,6 +150,18 @@ class TablePreprocessor(Preprocessor):
             return torch.from_numpy(self.column_encoder.transform(x))
         return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32))
 
+    def picture(self, row: torch.Tensor) -> np.ndarray | None:
+        """One image row as the model read it, back to 8-bit pixels (height, width, channels) for a person to look
+        at; None for tables. Pixels stored as value / 255 come back as they were; others (scikit-learn's digits,
+        0-16) are stretched to 0-255."""
+        if self.image_shape is None or self.column_encoder is not None:
+            return None
+        raw = np.asarray(row, dtype=np.float32) * self.std + self.mean
+        if raw.min() < -0.01 or raw.max() > 1.01:
+            raw = (raw - raw.min()) / max(float(raw.max() - raw.min()), 1e-6)
+        pixels = (np.clip(raw, 0.0, 1.0) * 255).round().astype(np.uint8).reshape(self.image_shape)
+        return pixels.transpose(1, 2, 0)
+
     @property
     def input_dim(self) -> int:
         return len(self.feature_names)

@@ -5,8 +5,8 @@ BatchNorm and the activation; a global max pool and a linear head whose output i
 logits start small, so a high learning rate does not saturate the softmax in the first steps).
 
 Weights and images are kept channels-last (NHWC): the layout tensor cores read on a GPU, and on this CPU's
-oneDNN 1.2-1.4x the training speed of NCHW (this ResNet-9, 512 images a step on 2 cores: MNIST 418 -> 594
-images/s, CIFAR-10 345 -> 420). Evaluated with
+oneDNN 1.1-1.2x the training speed of NCHW (this ResNet-9 in honed's loop, 256 images a step on 2 cores:
+MNIST 535 -> 633 images/s, CIFAR-10 398 -> 434). Evaluated with
 `model.test_time_flip`, an image's logits are the mean over it and its mirror (a free +0.3-0.5 point on
 photos, where left and right mean the same; not for digits or text in images)."""
 

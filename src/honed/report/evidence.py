@@ -2,7 +2,8 @@
 without the model or the data:
 
     test_outputs.npz   the model's raw outputs and the targets on the test split (numpy, no pickles)
-    mistakes.json      the test examples predicted wrong with the highest probability, texts included
+    mistakes.json      the test examples predicted wrong with the highest probability, texts included (images as
+                       small PNGs)
 
 Written once by `honed train` from the outputs it scored the test split with; a run made without them
 (an older run) gets them by scoring its test split again.
@@ -10,8 +11,11 @@ Written once by `honed train` from the outputs it scored the test split with; a 
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,8 +30,9 @@ log = logging.getLogger("honed")
 
 
 def save_test_evidence(run_dir: Path, scores: torch.Tensor, targets: torch.Tensor, task: str,
-                       texts=None) -> None:
-    """test_outputs.npz, and for classifiers mistakes.json (with the texts of the rows shown, if text)."""
+                       texts=None, pictures: Callable[[int], np.ndarray | None] | None = None) -> None:
+    """test_outputs.npz, and for classifiers mistakes.json (with the texts of the rows shown, if text; with each
+    row's image as a small PNG, if images: `pictures(row)` gives its 8-bit pixels)."""
     outputs, truth = scores.detach().float().cpu().numpy(), targets.detach().cpu().numpy()
 
     def write(tmp: Path) -> None:
@@ -42,7 +47,22 @@ def save_test_evidence(run_dir: Path, scores: torch.Tensor, targets: torch.Tenso
         if texts is not None:
             text = texts[m["row"]]
             m["text"] = text[:SHOWN_CHARS] + (" …" if len(text) > SHOWN_CHARS else "")
+        if pictures is not None and (png := png_uri(pictures(m["row"]))):
+            m["image"] = png
     write_json(run_dir / MISTAKES, mistakes)
+
+
+def png_uri(pixels: np.ndarray | None) -> str | None:
+    """8-bit pixels (height, width, channels) as a PNG data URI for the page; None without Pillow or pixels."""
+    if pixels is None:
+        return None
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def load_test_outputs(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -110,7 +110,8 @@ def sweep_recipe(recipe: Recipe, bundle, min_lr: float, steps: int) -> Recipe:
     from honed.training.optimizers import FULL_BATCH
 
     # batch_size = auto resolved; one model's rate (a bag's members each train at the recipe's rate)
-    recipe = sized_for_rows(variant(recipe, {"train.steps": None, "model.bags": 1}), len(bundle.train))
+    recipe = sized_for_rows(variant(recipe, {"train.steps": None, "model.bags": 1}), len(bundle.train),
+                            images=bundle.image_shape is not None)
     spec = recipe.train
     per_epoch = Batches(bundle.train.x, bundle.train.y, spec.batch_size, False, 0,
                         full_batch=recipe.optimizer.name in FULL_BATCH, accumulate=spec.accumulate).steps_per_epoch
