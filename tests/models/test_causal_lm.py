@@ -148,6 +148,10 @@ def test_a_streamed_completion_is_the_completion_and_ends_when_its_reader_goes(t
     whole = complete(model, tokenizer, [Example(prompt=prompt)], Sampling(12), context=64)[0]
     pieces = list(stream(model, tokenizer, ids, Sampling(12), context=64))
     assert "".join(pieces) == whole and len(pieces) == len(whole.split())  # a piece per word as it is written
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as writer:  # written by a server's one long-lived thread instead: the same pieces
+        assert list(stream(model, tokenizer, ids, Sampling(12), context=64, writer=writer)) == pieces
     stop = whole.split()[2]  # a stop string: both end before it, the streamed one never showing its start
     cut = complete(model, tokenizer, [Example(prompt=prompt)], Sampling(12, stop=[stop]), context=64)[0]
     assert "".join(stream(model, tokenizer, ids, Sampling(12, stop=[stop]), context=64)) == cut == whole[
@@ -249,11 +253,22 @@ def served_answers_as_predict_does(run_dir, prompts: list, completions: list[str
     assert answer.status_code == 200 and answer.json()["completions"][0] == completions[0]
     answer = client.post("/generate", json={"prompts": [prompts[1]], "max_new_tokens": 8})
     assert answer.json()["completions"] == [completions[1]]
-    streamed = client.post("/generate", json={"prompts": [prompts[1]], "max_new_tokens": 8, "stream": True})
+    import threading
+
+    from honed.models.causal_lm import CausalLM
+
+    writers = []  # which thread writes each completion: always the server's one writer, streamed or not
+    written = CausalLM.generate
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CausalLM, "generate", lambda self, *a, **k: writers.append(threading.current_thread())
+                      or written(self, *a, **k))
+        streamed = client.post("/generate", json={"prompts": [prompts[1]], "max_new_tokens": 8, "stream": True})
+        again = client.post("/generate", json={"prompts": [prompts[1]], "max_new_tokens": 8})
     assert streamed.headers["content-type"].startswith("text/event-stream")
     events = [json.loads(chunk.removeprefix("data: ")) for chunk in streamed.text.split("\n\n") if chunk]
     assert events[-1] == {"done": True, "completion": completions[1]}
-    assert "".join(e["text"] for e in events[:-1]) == completions[1]
+    assert "".join(e["text"] for e in events[:-1]) == completions[1] == again.json()["completions"][0]
+    assert len(writers) == 2 and writers[0] is writers[1] and writers[0].name.startswith("honed-generate")
     for body, status, words in [
         ({"prompts": ["w1", "w2"], "stream": True}, 422, "one prompt per streamed request"),
         ({"prompts": [" ".join(["w1"] * 80)], "stream": True}, 413, "the model reads at most 64"),

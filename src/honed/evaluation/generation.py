@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -99,13 +100,14 @@ def fitting_ids(example: Example, tokenizer, context: int, number: int = 1) -> l
 
 
 def stream(model, tokenizer, ids: list[int], sampling: Sampling, context: int,
-           deadline: float = float("inf")) -> Iterator[str]:
+           deadline: float = float("inf"), writer: Executor | None = None) -> Iterator[str]:
     """A completion as it is written: pieces of text whose concatenation is `complete`'s completion of the same
     prompt (greedy: the same text). The model writes in a thread of its own, handing each token over a queue; the
     text so far is decoded whole after each token (a character cut between two tokens, or a stop string half
     written, is held back until the next one settles it). It ends at the end-of-text token, max_new_tokens,
     a stop string, or `deadline` (time.monotonic()); closed early (the reader went), the model stops after the
-    token it is writing."""
+    token it is writing. `writer`: the one long-lived thread that does a served model's work (see
+    serve/generate.py); else a thread of its own."""
     eos = eos_of(tokenizer)
     tokens, halt, failed = TokenQueue(), threading.Event(), []
 
@@ -118,8 +120,11 @@ def stream(model, tokenizer, ids: list[int], sampling: Sampling, context: int,
         finally:
             tokens.end()
 
-    writer = threading.Thread(target=write, name="honed-generate", daemon=True)
-    writer.start()
+    if writer is not None:
+        job = writer.submit(write)
+    else:
+        thread = threading.Thread(target=write, name="honed-generate", daemon=True)
+        thread.start()
     new: list[int] = []
     sent = 0  # characters of the completion handed out
     held = max((len(s) for s in sampling.stop), default=1) - 1  # a stop string's start may be in the last ones
@@ -144,7 +149,7 @@ def stream(model, tokenizer, ids: list[int], sampling: Sampling, context: int,
             yield text[sent:]
     finally:
         halt.set()
-        writer.join()
+        job.result() if writer is not None else thread.join()
 
 
 class TokenQueue:

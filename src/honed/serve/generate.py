@@ -8,14 +8,16 @@
 
 Requests are bounded as /predict's are (items per request, characters per prompt or message, body size, a
 deadline); a completion's new tokens are bounded by --max-new-tokens. The model writes one completion at a
-time, off the event loop: generation is CPU or GPU work, and two at once would only share the same cores.
+time, off the event loop, all in one long-lived thread: generation is CPU or GPU work, and two at once would only
+share the same cores.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Iterator, Optional
 
@@ -50,8 +52,6 @@ class GenerateRequest(BaseModel):
 
 def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: list[str] = ("*",),
                           token: str | None = None, max_new_tokens: int = 512, backend: str = "torch") -> FastAPI:
-    from starlette.concurrency import run_in_threadpool
-
     from honed import __version__
     from honed.api import Run
     from honed.errors import UserError
@@ -71,7 +71,10 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
     metrics = Metrics()
     app = base_app(f"{recipe.name}: a causal language model ({model.base.config.model_type})", limits, allowed_hosts,
                    token, metrics)
-    one_at_a_time = threading.Lock()
+    # every completion is written by this one long-lived thread, in turn: two at once would only share the same
+    # cores, and on this CPU build small matrix products ran 1.6x slower whenever the thread doing them changed
+    # (OpenMP thread teams waking each other: benchmarks/generate_stream.py)
+    writer = ThreadPoolExecutor(1, thread_name_prefix="honed-generate")
 
     @app.get("/info")
     async def info() -> dict:
@@ -103,12 +106,11 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
             return streamed(prompts, sampling)
 
         def write() -> list[str]:
-            with one_at_a_time:
-                metrics.batch_size.observe(len(prompts))
-                return complete(model, pre.tokenizer, prompts, sampling, context)
+            metrics.batch_size.observe(len(prompts))
+            return complete(model, pre.tokenizer, prompts, sampling, context)
 
         try:
-            return {"completions": await run_in_threadpool(write)}
+            return {"completions": await asyncio.wrap_future(writer.submit(write))}
         except UserError as e:  # a prompt longer than the model's context
             raise BadRequest(413, str(e)) from None
 
@@ -125,16 +127,15 @@ def create_generation_app(run_dir, limits: Limits = Limits(), *, allowed_hosts: 
         deadline = time.monotonic() + STREAM_SHARE * limits.request_timeout_s
 
         def events() -> Iterator[str]:
-            with one_at_a_time:
-                metrics.batch_size.observe(1)
-                pieces = []
-                for piece in stream(model, pre.tokenizer, ids, sampling, context, deadline):
-                    pieces.append(piece)
-                    yield event({"text": piece})
-                end = {"done": True, "completion": "".join(pieces)}
-                if time.monotonic() >= deadline:
-                    end["cut"] = f"the server's --request-timeout ({limits.request_timeout_s:g} s)"
-                yield event(end)
+            metrics.batch_size.observe(1)
+            pieces = []
+            for piece in stream(model, pre.tokenizer, ids, sampling, context, deadline, writer):
+                pieces.append(piece)
+                yield event({"text": piece})
+            end = {"done": True, "completion": "".join(pieces)}
+            if time.monotonic() >= deadline:
+                end["cut"] = f"the server's --request-timeout ({limits.request_timeout_s:g} s)"
+            yield event(end)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
