@@ -291,12 +291,14 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
         hooks.append(SampleGenerations(row_prompts(bundle.test.x, SAMPLES), bundle.preprocessor.tokenizer))
     bags = recipe.model.bags
     one = variant(recipe, {"model.bags": 1}) if bags > 1 else recipe
-    progress_only = [h for h in hooks if isinstance(h, run_stage.ProgressBar)]
+    # what every member but the last sees: the progress bar, and hooks that act on each member's fit
+    others = [h for h in hooks if isinstance(h, run_stage.ProgressBar) or getattr(h, "every_member", False)]
 
     def start(member_bundle, member: int = 0) -> Trainer:  # the last member's history is the run's
         try:
             trainer = prepare(one, member_bundle, world=world, device=device, loss_fn=loss_fn, started=started,
-                              hooks=hooks if member == bags - 1 else progress_only)
+                              hooks=hooks if member == bags - 1 else others)
+            trainer.member = member
         except BaseException:  # a setup error (a loss that does not fit the task, a model too large): no run
             if world.main and state is None:  # was made, so no folder is left to block --out or advise a --resume
                 run_stage.remove_run_dir(run_dir)

@@ -1,6 +1,7 @@
 """honed prune: whole units and channels out (not masks), the recipe's own model at smaller widths, fine-tuned
 through the loop, measured before and after."""
 
+import copy
 import math
 
 import numpy as np
@@ -133,3 +134,29 @@ def test_pruning_can_fine_tune_toward_the_unpruned_models_outputs(tmp_path, tabl
     a, b = honed.load_run(plain["path"]).model.state_dict(), honed.load_run(taught["path"]).model.state_dict()
     # the same pruned start, seed and rows: only the loss differs, so the fine-tuned weights must
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_bag_of_models_is_pruned_member_by_member_and_fine_tuned_on_its_own_folds(tmp_path, table_run):
+    _, frame = table_run
+    bag = honed.train("tabular", [f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
+                                  "data.target=label", "model.bags=3", "model.hidden=[32,32]", "train.steps=null",
+                                  "train.epochs=4", "train.report=false"], out=tmp_path / "bag")
+    source = honed.Run.open(bag.path)
+    loaded = source.load()
+    x = source.test_split(loaded).x
+    pruned = copy.deepcopy(loaded.model)
+    assert prune_model(pruned, loaded.recipe.model, 0.5, x[:2]) == [16, 16] and len(pruned.members) == 3
+    kept = []
+    for before, after in zip(loaded.model.members, pruned.members):  # each member by its own units' importance
+        hidden = [m for m in after.modules() if isinstance(m, nn.Linear)][:2]
+        assert [layer.out_features for layer in hidden] == [16, 16]
+        kept.append(kept_units(before, after))
+    assert kept[0] != kept[1] or kept[1] != kept[2]  # members differ: so do the units they keep
+    report = honed.prune(bag.path, target=0.5, finetune_epochs=1, out=tmp_path / "bag-pruned")
+    run = honed.load_run(report["path"])
+    assert run.recipe.model.bags == 3 and run.recipe.model.hidden == report["widths"]["after"]
+    assert len(run.model.members) == 3
+    before, after, *_ = report["versions"]
+    assert after["params"] < 0.7 * before["params"]
+    with pytest.raises(UserError, match="--distill: this run is a bag of 3 models"):
+        honed.prune(bag.path, target=0.5, distill=True, out=tmp_path / "no")

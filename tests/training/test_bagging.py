@@ -82,3 +82,21 @@ def test_what_a_bag_cannot_do_is_one_line(tmp_path):
         honed.train({"data": {"source": "text_files", "path": str(write_texts(tmp_path))}, "model": {
             "name": "bag", "bags": 2}, "train": {"epochs": 1, "checkpoint": None}}, out=tmp_path / "text")
     assert not (tmp_path / "text").exists()
+
+
+def test_hooks_watch_the_last_member_unless_they_act_on_every_member(tmp_path):
+    from honed.training import Hook
+
+    class Seen(Hook):
+        def __init__(self, every: bool) -> None:
+            self.every_member, self.members = every, []
+
+        def on_fit_start(self, trainer) -> None:
+            self.members.append(trainer.member)
+
+    table(90, 0).to_csv(tmp_path / "train.csv", index=False)
+    each, last = Seen(True), Seen(False)
+    honed.train("tabular", [f"data.train={tmp_path / 'train.csv'}", "data.target=label", "model.bags=3",
+                            "model.hidden=[8]", "train.epochs=2", "train.steps=null", "train.report=false"],
+                out=tmp_path / "run", hooks=[each, last])
+    assert each.members == [0, 1, 2] and last.members == [2]

@@ -30,27 +30,38 @@ ONNX_COLUMNS = ("ONNX Runtime ms, batch 1", "ONNX Runtime ms, batch 64")
 
 
 class StartFrom(Hook):
-    """Training starts from these weights instead of fresh ones (the pruned network, to fine-tune)."""
+    """Training starts from these weights instead of fresh ones (the pruned network, to fine-tune); a bag's
+    members each from their own (`states[i]` for member i: each fine-tunes on the rows it trained on before)."""
 
-    def __init__(self, state: dict) -> None:
-        self.state = state
+    every_member = True
+
+    def __init__(self, states: list[dict]) -> None:
+        self.states = states
 
     def on_fit_start(self, trainer) -> None:
-        trainer.model.load_state_dict(self.state)
+        trainer.model.load_state_dict(self.states[trainer.member])
 
 
 class KeepZeros(StartFrom):
     """StartFrom, then after every optimizer step the pruned weights are put back to zero."""
 
-    def __init__(self, state: dict, masks: dict[str, torch.Tensor]) -> None:
-        super().__init__(state)
+    def __init__(self, states: list[dict], masks: list[dict[str, torch.Tensor]]) -> None:
+        super().__init__(states)
         self.masks = masks
 
     def on_step_end(self, trainer, loss) -> None:
+        masks = self.masks[trainer.member]
         with torch.no_grad():
             for name, parameter in trainer.model.named_parameters():
-                if name in self.masks:
-                    parameter.mul_(self.masks[name])
+                if name in masks:
+                    parameter.mul_(masks[name])
+
+
+def members(model: nn.Module) -> list[nn.Module]:
+    """A bag's members (model.bags > 1: each is pruned and fine-tuned as a model of its own), or the model."""
+    from honed.models.bagged import Bagged
+
+    return list(model.members) if isinstance(model, Bagged) else [model]
 
 
 def zero_smallest(model: nn.Module, share: float) -> dict[str, torch.Tensor]:
@@ -139,14 +150,18 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
         new = prune_model(pruned, recipe.model, share, example, criterion, loss_of)
         key = WIDTH_KEYS[recipe.model.name]
         changes[f"model.{key}"] = new
-        hook: Hook = StartFrom(pruned.state_dict())
+        hook: Hook = StartFrom([member.state_dict() for member in members(pruned)])
         log.info(f"prune: model.{key} {widths} -> {new} ({criterion}), then {epochs} epoch(s) of fine-tuning")
     else:
         share, new = target, None
-        hook = KeepZeros(pruned.state_dict(), zero_smallest(pruned, target))
+        masks = [zero_smallest(member, target) for member in members(pruned)]  # each member its own share
+        hook = KeepZeros([member.state_dict() for member in members(pruned)], masks)
         log.info(f"prune: {target:.0%} of the weights set to zero (no speed-up: the shapes stay), then {epochs} "
                  "epoch(s) of fine-tuning that keeps them zero")
     teacher = None
+    if distill and len(members(model)) > 1:
+        raise UserError(f"--distill: this run is a bag of {len(members(model))} models (model.bags), each "
+                        "fine-tuned on its own folds; distillation trains one model: prune without --distill")
     if distill:
         from honed.training.distill import Teacher
 

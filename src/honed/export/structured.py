@@ -56,10 +56,6 @@ def kept_widths(widths: Sequence[int], share: float) -> list[int]:
 
 def groups_by_width(model: nn.Module, spec: ModelSpec) -> list[list[nn.Module]]:
     """For each recipe width, the layers whose output units are that width (pruned to the same count)."""
-    from honed.models.bagged import Bagged
-
-    if isinstance(model, Bagged):
-        raise UserError("honed prune does not prune a bag of models yet: train with model.bags=1, or prune one")
     if spec.name == "resnet":
         layers = [[model.stem[0]]]
         for stage in model.stages:
@@ -115,21 +111,32 @@ def importance(criterion: str):
 def prune_model(model: nn.Module, spec: ModelSpec, share: float, example: torch.Tensor, criterion: str = "magnitude",
                 loss_of=None) -> list[int]:
     """Take `share` of every recipe width out of `model` in place; answers the new widths. `loss_of(model)` is a
-    training loss whose gradients the taylor criterion reads."""
+    training loss whose gradients the taylor criterion reads. A bag (model.bags) has each member pruned to the
+    same widths, each by its own units' importance."""
+    from honed.models.bagged import Bagged
+
+    new = kept_widths(recipe_widths(spec), share)
+    model.eval()
+    if criterion == "taylor":  # the gradients of the whole model's loss (a bag's: of the mean of its members)
+        model.zero_grad()
+        loss_of(model).backward()
+    for member in model.members if isinstance(model, Bagged) else [model]:
+        prune_one(member, spec, new, example, criterion)
+    model.zero_grad(set_to_none=True)
+    return new
+
+
+def prune_one(model: nn.Module, spec: ModelSpec, new: list[int], example: torch.Tensor, criterion: str) -> None:
+    """Prune one model's recipe widths down to `new` (gradients already in place for taylor)."""
     from honed.models.mlp import MemberHeads
 
     tp = torch_pruning()
-    widths = recipe_widths(spec)
-    new = kept_widths(widths, share)
     model.eval()
     with warnings.catch_warnings():  # the tabular MLP's per-input scales and frequencies: inputs are never pruned
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,
                                                       customized_pruners={MemberHeads: member_heads_pruner()})
     score = importance(criterion)
-    if criterion == "taylor":
-        model.zero_grad()
-        loss_of(model).backward()
     for layers, width in zip(groups_by_width(model, spec), new):
         for layer in layers:
             conv = isinstance(layer, (nn.Conv1d, nn.Conv2d))
@@ -144,5 +151,3 @@ def prune_model(model: nn.Module, spec: ModelSpec, share: float, example: torch.
             if not graph.check_pruning_group(group):
                 raise UserError(f"cannot take {count - width} of {count} units out of a layer of this model")
             group.prune()
-    model.zero_grad(set_to_none=True)
-    return new

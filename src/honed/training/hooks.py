@@ -18,6 +18,11 @@ from honed.training.state import load_trained_state, trained_state
 
 
 class Hook:
+    # A bag (model.bags > 1) fits its members one after another; the run's hooks watch the last member only
+    # (its history is the run's). A hook that must act on every member's fit (e.g. each member starting from
+    # its own pruned weights) says so here, and reads `trainer.member` to know which one it is on.
+    every_member = False
+
     def on_fit_start(self, trainer) -> None: ...
     def on_step_end(self, trainer, loss: float | None) -> None: ...
     def on_epoch_end(self, trainer, record: dict) -> None: ...

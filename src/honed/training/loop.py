@@ -67,6 +67,7 @@ class Trainer:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_seen: int = 0
+    member: int = 0  # which member of a bag this trainer fits (model.bags > 1; 0 otherwise)
     # What hooks produce, by name (their one place): "best_epoch" (EarlyStopping), "time_to_target"
     # (TimeToTarget), "last_good" (LastGoodWeights); a hook another one needs is found here, never by type.
     results: dict = field(default_factory=dict)
