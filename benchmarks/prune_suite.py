@@ -42,7 +42,7 @@ def main() -> None:
                          f"{100 * v[metric]:.2f}% ({100 * low:.2f}-{100 * high:.2f})" if metric == "test accuracy"
                          else f"{v[metric]:.4f}"])
         d = report["pruned_vs_before"]
-        print(f"\n{run} ({report['widths']['before']} -> {report['widths']['after']}, {report['finetune_epochs']} "
+        print(f"\n{run} ({report['widths_changed']}, {report['finetune_epochs']} "
               f"fine-tuning epoch(s), {report['rows']} test rows, {wall:.0f} s)\n")
         print(table(["version", "params", "MACs", "weights MB", "torch ms b1", "torch ms b64", "ORT ms b1", "ORT ms b64",
                      "test accuracy (95% interval)"], rows))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import honed
 
@@ -126,3 +128,23 @@ def killed_at_step():
         return out
 
     return kill
+
+
+SMALL_BERT_LAYERS, SMALL_BERT_HIDDEN = 3, 32
+
+
+@pytest.fixture(scope="session")
+def small_bert(tmp_path_factory) -> Path:
+    """A small BERT (3 layers, hidden 32, 2 heads, feed-forward 64) in Hugging Face layout, random weights: stands
+    in for a large pretrained encoder (a local folder must work exactly as the bundled one does)."""
+    transformers = pytest.importorskip("transformers")
+    from honed.pretrained import encoder_folder
+
+    folder = tmp_path_factory.mktemp("small_bert")
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=SMALL_BERT_HIDDEN,
+                                     num_hidden_layers=SMALL_BERT_LAYERS, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    shutil.copy(encoder_folder("all-minilm-l6-v2") / "tokenizer.json", folder / "tokenizer.json")
+    return folder

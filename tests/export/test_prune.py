@@ -26,7 +26,7 @@ def randomized(model: nn.Module, seed: int = 0) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if getattr(m, "bias", None) is not None:
+            if isinstance(getattr(m, "bias", None), torch.Tensor):  # (an RNN's .bias is a flag)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g))
     return model.eval()
 
@@ -48,7 +48,7 @@ def test_without_fine_tuning_the_pruned_model_is_the_original_sub_network(model_
     pruned.load_state_dict(original.state_dict())
     x = torch.randn(7, shape.input_dim)
     widths = prune_model(pruned, spec, 0.5, x[:2])
-    assert widths == [w // 2 for w in model_spec.get("hidden") or model_spec["channels"]]
+    assert list(widths.values()) == [[w // 2 for w in model_spec.get("hidden") or model_spec["channels"]]]
     layers = [m for m in original.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     kept = kept_units(original, pruned)
     with torch.no_grad():  # the dropped units' outgoing weights set to zero: what is left is the sub-network
@@ -96,8 +96,8 @@ def table_run(tmp_path):
 def test_prune_writes_an_ordinary_smaller_run_and_measures_it(tmp_path, table_run):
     source, frame = table_run
     report = honed.prune(source.path, target=0.5, finetune_epochs=2, out=tmp_path / "pruned")
-    width = report["widths"]["after"][0]
-    assert report["widths"] == {"before": [64, 64], "after": [width, width]} and width < 64  # one share everywhere
+    width = report["widths"]["after"]["hidden"][0]
+    assert report["widths"] == {"before": {"hidden": [64, 64]}, "after": {"hidden": [width, width]}} and width < 64
     before, after, int8, ort_int8 = report["versions"]
     # widths in steps of 8: the step closest to half the multiply-adds
     assert 0.35 <= after["MACs"] / before["MACs"] <= 0.65 and after["params"] < before["params"]
@@ -108,7 +108,7 @@ def test_prune_writes_an_ordinary_smaller_run_and_measures_it(tmp_path, table_ru
     run = honed.Run.open(report["path"])
     assert run.recipe.model.hidden == [width, width] and run.recipe.train.epochs == 2  # the recipe says what it is
     page = (run.path / "report.html").read_text()  # the run's page shows the before/after table
-    assert "Pruning (honed prune)" in page and f"[64, 64] → [{width}, {width}]" in page
+    assert "Pruning (honed prune)" in page and f"model.hidden [64, 64] → [{width}, {width}]" in page
     predictions = honed.predict(run.path, pd.read_csv(tmp_path / "test.csv").drop(columns=["label"]))
     assert (predictions["prediction"] == frame.iloc[300:]["label"].to_numpy()).mean() > 0.8
 
@@ -145,7 +145,7 @@ def test_a_bag_of_models_is_pruned_member_by_member_and_fine_tuned_on_its_own_fo
     loaded = source.load()
     x = source.test_split(loaded).x
     pruned = copy.deepcopy(loaded.model)
-    assert prune_model(pruned, loaded.recipe.model, 0.5, x[:2]) == [16, 16] and len(pruned.members) == 3
+    assert prune_model(pruned, loaded.recipe.model, 0.5, x[:2]) == {"hidden": [16, 16]} and len(pruned.members) == 3
     kept = []
     for before, after in zip(loaded.model.members, pruned.members):  # each member by its own units' importance
         hidden = [m for m in after.modules() if isinstance(m, nn.Linear)][:2]
@@ -154,9 +154,97 @@ def test_a_bag_of_models_is_pruned_member_by_member_and_fine_tuned_on_its_own_fo
     assert kept[0] != kept[1] or kept[1] != kept[2]  # members differ: so do the units they keep
     report = honed.prune(bag.path, target=0.5, finetune_epochs=1, out=tmp_path / "bag-pruned")
     run = honed.load_run(report["path"])
-    assert run.recipe.model.bags == 3 and run.recipe.model.hidden == report["widths"]["after"]
+    assert run.recipe.model.bags == 3 and run.recipe.model.hidden == report["widths"]["after"]["hidden"]
     assert len(run.model.members) == 3
     before, after, *_ = report["versions"]
     assert after["params"] < 0.7 * before["params"]
     with pytest.raises(UserError, match="--distill: this run is a bag of 3 models"):
         honed.prune(bag.path, target=0.5, distill=True, out=tmp_path / "no")
+
+
+def small_bert_recipe(text_csvs, encoder, model: dict | None = None) -> dict:
+    train_csv, test_csv = text_csvs
+    return {"name": "small-bert", "seed": 1,
+            "data": {"source": "text_files", "train": str(train_csv), "test": str(test_csv),
+                     "tokenizer": "pretrained", "pretrained": str(encoder), "max_len": 16},
+            "model": {"name": "transformer", "dropout": 0.1} | (model or {}),
+            "optimizer": {"name": "adamw", "lr": 5e-3},
+            "train": {"epochs": 2, "batch_size": 8, "checkpoint": None, "report": False}}
+
+
+def test_an_encoder_without_fine_tuning_is_the_original_with_its_dropped_heads_and_units_silenced(
+        text_csvs, small_bert, tmp_path):
+    pytest.importorskip("transformers")
+    run = honed.train(small_bert_recipe(text_csvs, small_bert), out=tmp_path / "run")
+    source = honed.Run.open(run.path)
+    loaded = source.load()
+    x = source.test_split(loaded).x[:]  # padded ids
+    original, pruned = loaded.model, copy.deepcopy(loaded.model)
+    widths = prune_model(pruned, loaded.recipe.model, 0.5, x[:2])
+    assert widths == {"attention_heads": [1, 1, 1], "ffn_width": [32, 32, 32]}  # of 2 heads and 64 units a layer
+    silenced = copy.deepcopy(original)
+    size = original.base.config.hidden_size // original.base.config.num_attention_heads
+    for before, after, quiet in zip(original.base.encoder.layer, pruned.base.encoder.layer, silenced.base.encoder.layer):
+        kept_rows = [int((before.attention.self.query.bias - b).abs().argmin()) for b in after.attention.self.query.bias]
+        kept_units_ = [int((before.intermediate.dense.bias - b).abs().argmin()) for b in after.intermediate.dense.bias]
+        assert len(kept_rows) == size and kept_rows == list(range(kept_rows[0], kept_rows[0] + size))  # a whole head
+        with torch.no_grad():  # what a dropped head or unit adds to the residual stream, set to zero
+            quiet.attention.output.dense.weight[:, [r for r in range(2 * size) if r not in kept_rows]] = 0
+            quiet.output.dense.weight[:, [u for u in range(64) if u not in kept_units_]] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), silenced(x), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(pruned(x), original(x), atol=1e-3)  # and something was taken out
+
+
+def test_a_lora_run_prunes_into_an_ordinary_smaller_run_that_reloads(text_csvs, small_bert, tmp_path):
+    pytest.importorskip("peft")
+    lora = {"adapter": {"name": "lora", "r": 4, "alpha": 8, "targets": ["query", "value"]}}
+    run = honed.train(small_bert_recipe(text_csvs, small_bert, lora), out=tmp_path / "run")
+    report = honed.prune(run.path, target=0.5, finetune_epochs=1, out=tmp_path / "pruned")
+    assert report["widths"]["after"] == {"attention_heads": [1, 1, 1], "ffn_width": [32, 32, 32]}
+    before, after, *_ = report["versions"]
+    assert after["MACs"] < 0.75 * before["MACs"] and after["params"] < before["params"]
+    pruned = honed.Run.open(report["path"])
+    assert pruned.recipe.model.adapter is None and pruned.recipe.model.ffn_width == [32, 32, 32]
+    loaded = pruned.load()  # rebuilt from the pretrained folder at the recipe's widths, its weights loaded
+    layer = loaded.model.base.encoder.layer[0]
+    assert layer.attention.self.query.out_features == 16 and layer.intermediate.dense.out_features == 32
+    frame = honed.predict(pruned.path, ["the team scored a late goal", "bake the bread for dinner"])
+    assert len(frame) == 2 and set(frame["prediction"]) <= {"sports", "food", "politics"}
+    with pytest.raises(UserError, match=r"model.ffn_width = \[128, 1, 1\]: give one count per encoder layer \(3\)"):
+        honed.train(small_bert_recipe(text_csvs, small_bert, {"ffn_width": [128, 1, 1]}), out=tmp_path / "bad")
+
+
+@pytest.mark.parametrize("cell, layers, bidirectional", [("lstm", 2, True), ("gru", 1, False)])
+def test_a_recurrent_network_without_fine_tuning_is_the_original_with_its_dropped_units_unread(cell, layers,
+                                                                                               bidirectional):
+    spec = load_recipe({"model": {"name": "rnn", "cell": cell, "hidden_size": 16, "layers": layers,
+                                  "bidirectional": bidirectional, "embedding_dim": 8}}).model
+    original = randomized(build_model(spec, Shape("tokens", 50, 3)))
+    pruned = copy.deepcopy(original)
+    tokens = torch.randint(1, 50, (5, 9))
+    tokens[1, 6:] = 0  # a shorter text
+    assert prune_model(pruned, spec, 0.5, tokens[:2]) == {"hidden_size": 8}
+    rnn, directions = original.rnn, 2 if bidirectional else 1
+    silenced = copy.deepcopy(original)
+    gates = rnn.weight_ih_l0.shape[0] // 16
+    with torch.no_grad():  # find each layer's surviving units by their biases; silence the others where they are read
+        survivors = []
+        for layer in range(layers):
+            for d, suffix in enumerate(["", "_reverse"][:directions]):
+                before = getattr(rnn, f"bias_hh_l{layer}{suffix}")[:16]
+                after = getattr(pruned.rnn, f"bias_hh_l{layer}{suffix}")[:8]
+                units = [int((before - b).abs().argmin()) for b in after]
+                survivors.append(units)
+                dropped = [u for u in range(16) if u not in units]
+                getattr(silenced.rnn, f"weight_hh_l{layer}{suffix}")[:, dropped] = 0
+                readers = [getattr(silenced.rnn, f"weight_ih_l{layer + 1}{s}") for s in ["", "_reverse"][:directions]] \
+                    if layer + 1 < layers else [silenced.head.linear.weight]
+                for weight in readers:
+                    weight[:, [d * 16 + u for u in dropped]] = 0
+        assert all(len(set(units)) == 8 for units in survivors) and gates in (3, 4)
+        torch.testing.assert_close(pruned(tokens), silenced(tokens), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pruned.head(pruned.last_real_state(tokens)),  # the export path (no packing)
+                                   silenced.head(silenced.last_real_state(tokens)), rtol=1e-5, atol=1e-5)
+    assert pruned.rnn.hidden_size == 8 and sum(p.numel() for p in pruned.parameters()) < \
+        sum(p.numel() for p in original.parameters())

@@ -3,7 +3,6 @@
 A small BERT (3 layers, hidden 32) saved in Hugging Face layout stands in for a large one: a local folder
 must work exactly as the bundled encoder does."""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,7 @@ from honed.run import checkpoints
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-LAYERS, HIDDEN, RANK = 3, 32, 4
-
-
-@pytest.fixture(scope="module")
-def small_bert(tmp_path_factory) -> Path:
-    from honed.pretrained import encoder_folder
-
-    folder = tmp_path_factory.mktemp("small_bert")
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    shutil.copy(encoder_folder("all-minilm-l6-v2") / "tokenizer.json", folder / "tokenizer.json")
-    return folder
+LAYERS, HIDDEN, RANK = 3, 32, 4  # the small_bert fixture's (conftest.py)
 
 
 def recipe(text_csvs, encoder: Path, model: dict | None = None, **train) -> dict:

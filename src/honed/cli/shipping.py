@@ -63,7 +63,7 @@ def cmd_prune(args) -> int:
     show_table(report["versions"], f"prune (test split, {report['rows']} rows, per example, this machine)")
     d = report["pruned_vs_before"]
     print("speed-up: " + ", ".join(f"{kind.replace(' ms', '')} {v:.2f}x" for kind, v in report["speed_up"].items()))
-    changed = (f"widths {report['widths']['before']} -> {report['widths']['after']}" if report["structured"]
+    changed = (report["widths_changed"] if report["structured"]
                else f"{report['target']:.0%} of the weights zero (the same shapes: no speed-up)")
     print(f"{changed}; pruned - before: "
           f"{d['difference']:+.3g} {d['metric']}{' points' if d['metric'] == 'accuracy' else ''}, paired p = "

@@ -19,7 +19,7 @@ def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> tor
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # a model quantized whole has no parameters: CPU
     budget = getattr(model, "max_tokens_per_batch", None)
     chunks, i = [], 0
     while i < len(x):

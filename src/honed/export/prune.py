@@ -19,7 +19,7 @@ from torch import nn
 
 from honed import runfiles
 from honed.errors import UserError
-from honed.export.structured import CRITERIA, WIDTH_KEYS, kept_widths, prune_model, recipe_widths, torch_pruning
+from honed.export.structured import CRITERIA, Widths, kept, prune_model, torch_pruning, widths_of
 from honed.files import Written
 from honed.training import Hook
 
@@ -77,6 +77,11 @@ def zero_smallest(model: nn.Module, share: float) -> dict[str, torch.Tensor]:
             if name.endswith("weight") and p.dim() > 1}
 
 
+def described(before: Widths, after: Widths) -> str:
+    """e.g. 'model.hidden [64, 64] → [32, 32]'."""
+    return "; ".join(f"model.{key} {before[key]} → {after[key]}" for key in before)
+
+
 def check_target(target: float, by: str, criterion: str) -> None:
     if not (isinstance(target, (int, float)) and math.isfinite(target) and 0 < target < 1):
         raise UserError(f"--target {target}: give the share of the model to take out, above 0 and below 1 (e.g. 0.5)")
@@ -92,22 +97,45 @@ def cost(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     return int(macs), int(params)
 
 
-def share_for(target: float, by: str, spec, shape, example: torch.Tensor) -> float:
-    """The share of every width whose removal takes closest to `target` of the model's MACs (or parameters)
-    away: widths move in steps (multiples of 8), so each distinct set of widths is built and counted once."""
+def cost_at(spec, shape, model: nn.Module, example: torch.Tensor, by: str):
+    """A function: widths -> the model's multiply-adds (or parameters) at those widths. The recipe's model is
+    built at them; a pretrained encoder (not read again from disk for each count) is a copy narrowed to them."""
     from honed.models import build_model
 
-    key = WIDTH_KEYS[spec.name]
     index = 0 if by == "macs" else 1
-    whole = cost(build_model(spec, shape), example)[index]
-    removed: dict[tuple, tuple[float, float]] = {}  # widths -> (share that gives them, share of cost removed)
-    for step in range(1, 100):
-        widths = tuple(kept_widths(getattr(spec, key), step / 100))
-        if widths not in removed:
-            smaller = spec.model_copy(update={key: list(widths)})
-            removed[widths] = (step / 100, 1 - cost(build_model(smaller, shape), example)[index] / whole)
-    share, _ = min(removed.values(), key=lambda pair: abs(pair[1] - target))
-    return share
+    if spec.name == "transformer":
+        from honed.models.transformer import narrow_to
+
+        def counted(widths: Widths) -> int:
+            smaller = copy.deepcopy(model)
+            for member in members(smaller):
+                narrow_to(member.base, widths["attention_heads"], widths["ffn_width"])
+            return cost(smaller, example)[index]
+        return counted
+    return lambda widths: cost(build_model(spec.model_copy(update=widths), shape), example)[index]
+
+
+def share_for(target: float, widths: Widths, counted) -> float:
+    """The share of every width whose removal takes closest to `target` of the model's cost (`counted`) away.
+    The cost falls as the share grows (widths move in steps: multiples of 8), so a bisection over shares of
+    1-99% finds it in a few counts."""
+    whole = counted(widths)
+    removed: dict[str, float] = {}
+
+    def removed_at(step: int) -> float:
+        smaller = kept(widths, step / 100)
+        if repr(smaller) not in removed:
+            removed[repr(smaller)] = 1 - counted(smaller) / whole
+        return removed[repr(smaller)]
+
+    low, high = 1, 99
+    while low < high:
+        middle = (low + high) // 2
+        if removed_at(middle) < target:
+            low = middle + 1
+        else:
+            high = middle
+    return min((max(low - 1, 1), low), key=lambda step: (abs(removed_at(step) - target), step)) / 100
 
 
 def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "magnitude",
@@ -131,7 +159,7 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
     source = Run.open(run_dir)
     loaded = source.load()
     recipe, model, pre = loaded
-    widths = recipe_widths(recipe.model) if structured else None
+    widths = widths_of(recipe.model, model) if structured else None
     bundle = build_data(recipe.data)
     example = bundle.train.x[:2]
     pruned = copy.deepcopy(model)
@@ -140,7 +168,7 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
     changes: dict = {"train.epochs": epochs, "train.steps": None, "name": f"{recipe.name}-pruned",
                      "train.report": False, "schedule.warmup_epochs": 0}
     if structured:
-        share = share_for(target, by, recipe.model, Shape.of(bundle), example)
+        share = share_for(target, widths, cost_at(recipe.model, Shape.of(bundle), model, example, by))
         loss_of = None
         if criterion == "taylor":  # first-order importance: |weight x gradient| on a training batch
             from honed.training import build_loss
@@ -148,10 +176,12 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
             loss_fn = build_loss(recipe.loss, bundle.task)
             loss_of = lambda m: loss_fn(m(bundle.train.x[:512]), bundle.train.y[:512])  # noqa: E731
         new = prune_model(pruned, recipe.model, share, example, criterion, loss_of)
-        key = WIDTH_KEYS[recipe.model.name]
-        changes[f"model.{key}"] = new
+        changes |= {f"model.{key}": value for key, value in new.items()}
+        if recipe.model.adapter is not None:  # the pruned weights are no longer the pretrained ones it sat on
+            changes["model.adapter"] = None
+            log.info("prune: the run's adapter is merged into the pruned weights, which fine-tune whole")
         hook: Hook = StartFrom([member.state_dict() for member in members(pruned)])
-        log.info(f"prune: model.{key} {widths} -> {new} ({criterion}), then {epochs} epoch(s) of fine-tuning")
+        log.info(f"prune: {described(widths, new)} ({criterion}), then {epochs} epoch(s) of fine-tuning")
     else:
         share, new = target, None
         masks = [zero_smallest(member, target) for member in members(pruned)]  # each member its own share
@@ -169,13 +199,11 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
         log.info(f"prune: fine-tuning follows the unpruned model's outputs (temperature {teacher.temperature:g}, "
                  f"alpha {teacher.alpha:g})")
     run = train(variant(recipe, changes), out=out, hooks=[hook], objective=teacher)
-    report = compare(source, run, example, rows) | {"target": target, "by": by, "criterion": criterion,
-                                                     "structured": structured,
-                                                     "share_of_each_width": share, "widths": {"before": widths,
-                                                                                              "after": new},
-                                                     "finetune_epochs": epochs, "source": str(source.path),
-                                                     "distilled": {"temperature": teacher.temperature,
-                                                                   "alpha": teacher.alpha} if teacher else None}
+    report = compare(source, run, example, rows) | {
+        "target": target, "by": by, "criterion": criterion, "structured": structured, "share_of_each_width": share,
+        "widths": {"before": widths, "after": new}, "widths_changed": described(widths, new) if structured else None,
+        "finetune_epochs": epochs, "source": str(source.path),
+        "distilled": {"temperature": teacher.temperature, "alpha": teacher.alpha} if teacher else None}
     from honed.run import write_json
 
     write_json(run.path / runfiles.PRUNE_REPORT, report)

@@ -33,13 +33,16 @@ if TYPE_CHECKING:
 class TransformerClassifier(nn.Module):
     max_tokens_per_batch = 16384  # in evaluation: activations grow with batch x length (attention, with its square)
 
-    def __init__(self, folder, n_out: int, dropout: float, adapter=None, freeze: str | int = "none") -> None:
+    def __init__(self, folder, n_out: int, dropout: float, adapter=None, freeze: str | int = "none",
+                 heads: list[int] = (), ffn: list[int] = ()) -> None:
         super().__init__()
         import transformers
 
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
         self.encoder = transformers.AutoModel.from_pretrained(str(folder))
+        if heads or ffn:  # a pruned encoder (honed prune): its layers at the recipe's widths, weights loaded after
+            narrow_to(self.encoder, list(heads), list(ffn))
         self.dropout = nn.Dropout(dropout)
         self.head = Head(self.encoder.config.hidden_size, n_out)
         self.per_example_positions = False  # see prepare_for_privacy
@@ -116,6 +119,62 @@ def encoder_layers(base: nn.Module) -> nn.ModuleList:
                     "freeze 'embeddings' or 'encoder' instead")
 
 
+# what a layer must hold for its heads and feed-forward units to be narrowed: BERT's layout (BERT, RoBERTa,
+# MiniLM, ELECTRA, ...), read by name; the attention splits its projections by `attention_head_size`
+LAYER_PARTS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+               "intermediate.dense", "output.dense")
+
+
+def layer_parts(layer: nn.Module) -> dict[str, nn.Linear]:
+    found = dict(layer.named_modules())
+    if any(not isinstance(found.get(name), nn.Linear) for name in LAYER_PARTS) or \
+            not hasattr(found["attention.self"], "attention_head_size"):
+        raise UserError(f"this encoder's layers ({type(layer).__name__}) are not laid out as BERT's "
+                        f"({', '.join(LAYER_PARTS)}): their heads and feed-forward units cannot be narrowed")
+    return {name: found[name] for name in LAYER_PARTS}
+
+
+def layer_widths(base: nn.Module) -> tuple[list[int], list[int]]:
+    """(attention heads, feed-forward units) of each encoder layer."""
+    heads, ffn = [], []
+    for layer in encoder_layers(base):
+        parts = layer_parts(layer)
+        heads.append(parts["attention.self.query"].out_features // layer.attention.self.attention_head_size)
+        ffn.append(parts["intermediate.dense"].out_features)
+    return heads, ffn
+
+
+def narrow(base: nn.Module, heads: list[list[int]], units: list[list[int]]) -> None:
+    """Keep only the listed attention heads and feed-forward units of each encoder layer, in place: the query,
+    key and value rows of a dropped head and its columns of the attention's output go; so do a dropped unit's
+    row of the first feed-forward layer and its column of the second. Nothing else reads them."""
+    from transformers.pytorch_utils import prune_linear_layer
+
+    for layer, kept_heads, kept_units in zip(encoder_layers(base), heads, units):
+        layer_parts(layer)
+        attention = layer.attention.self
+        size = attention.attention_head_size
+        rows = torch.tensor([h * size + d for h in sorted(kept_heads) for d in range(size)], dtype=torch.long)
+        for name in ("query", "key", "value"):
+            setattr(attention, name, prune_linear_layer(getattr(attention, name), rows, dim=0))
+        layer.attention.output.dense = prune_linear_layer(layer.attention.output.dense, rows, dim=1)
+        attention.num_attention_heads, attention.all_head_size = len(kept_heads), len(rows)
+        units_kept = torch.tensor(sorted(kept_units), dtype=torch.long)
+        layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, units_kept, dim=0)
+        layer.output.dense = prune_linear_layer(layer.output.dense, units_kept, dim=1)
+
+
+def narrow_to(base: nn.Module, heads: list[int], ffn: list[int]) -> None:
+    """Narrow each layer to these counts (model.attention_heads, model.ffn_width; empty: as they are), keeping
+    the first heads and units: the shapes a pruned run's weights are then loaded into."""
+    now_heads, now_ffn = layer_widths(base)
+    for key, asked, now in (("model.attention_heads", heads, now_heads), ("model.ffn_width", ffn, now_ffn)):
+        if asked and (len(asked) != len(now) or any(a > n for a, n in zip(asked, now))):
+            raise UserError(f"{key} = {asked}: give one count per encoder layer ({len(now)}), each at most the "
+                            f"pretrained encoder's ({now})")
+    narrow(base, [list(range(n)) for n in heads or now_heads], [list(range(n)) for n in ffn or now_ffn])
+
+
 def freeze_encoder(base: nn.Module, freeze: str | int) -> None:
     """Stop gradients to the pretrained parts model.freeze names (adapters inside them included)."""
     if freeze == "none":
@@ -145,6 +204,6 @@ def build(spec: ModelSpec, shape: Shape) -> nn.Module:
 
     try:
         return TransformerClassifier(encoder_folder(shape.encoder), shape.output_dim, spec.dropout, spec.adapter,
-                                     spec.freeze)
+                                     spec.freeze, spec.attention_heads, spec.ffn_width)
     except ImportError:
         raise UserError("model.name = 'transformer' needs transformers: pip install 'honed[transformer]'") from None

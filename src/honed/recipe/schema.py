@@ -306,11 +306,19 @@ class ModelSpec(Section):
     freeze: Union[Literal["none", "embeddings", "encoder"], Annotated[int, Field(ge=0, le=10_000)]] = Field(
         "none", description="transformer: weights that stay as pretrained: embeddings, the whole encoder (head "
         "only), or N (the embeddings and the bottom N layers)")
+    attention_heads: list[Size] = Field(default_factory=list, max_length=1000, description="transformer: attention "
+                                        "heads kept in each encoder layer (honed prune writes it); empty: the "
+                                        "pretrained encoder's")
+    ffn_width: list[Size] = Field(default_factory=list, max_length=1000, description="transformer: feed-forward "
+                                  "units kept in each encoder layer (honed prune writes it); empty: the pretrained "
+                                  "encoder's")
 
     @model_validator(mode="after")
     def _pretrained_only_options(self) -> "ModelSpec":
         for key, used, models in (("model.adapter", self.adapter is not None, ("transformer", "causal_lm")),
-                                  ("model.freeze", self.freeze != "none", ("transformer",))):
+                                  ("model.freeze", self.freeze != "none", ("transformer",)),
+                                  ("model.attention_heads", bool(self.attention_heads), ("transformer",)),
+                                  ("model.ffn_width", bool(self.ffn_width), ("transformer",))):
             if used and self.name not in models:
                 raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r}): "
                                  "other models train every weight from scratch")

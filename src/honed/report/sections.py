@@ -190,7 +190,7 @@ def extras(run_dir: Path) -> dict:
     if isinstance(pruned, dict) and isinstance(pruned.get("versions"), list):
         versions = [v for v in pruned["versions"] if isinstance(v, dict)]
         shown = [c for c in PRUNE_COLUMNS if any(v.get(c) is not None for v in versions)]
-        out["prune"] = {"source": pruned.get("source"), "widths": pruned.get("widths"), "difference":
+        out["prune"] = {"source": pruned.get("source"), "widths": pruned.get("widths_changed"), "difference":
                         pruned.get("pruned_vs_before"), "columns": shown,
                         "rows": [[v.get(c) for c in shown] for v in versions]}
     if isinstance(doctor, dict):
