@@ -2,7 +2,7 @@
 multiply-adds, weights, per-example CPU latency through PyTorch and ONNX Runtime, accuracy with its 95%
 interval and the paired test of the difference. Prints a markdown table per run.
 
-    python benchmarks/prune_suite.py RUN_DIR [RUN_DIR ...] [--target 0.5] [--finetune-epochs 1]
+    python benchmarks/prune_suite.py RUN_DIR [RUN_DIR ...] [--target 0.5] [--finetune-epochs 1] [--rounds 1]
 
 Make the runs first, e.g. `honed train image_classification --set data.path=cifar10.tar.gz --set
 model.name=resnet ...` or `honed train tabular ...`; nothing is chosen on the test split (fine-tuning stops
@@ -24,12 +24,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--target", type=float, default=0.5)
-    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--finetune-epochs", type=int, default=1, help="per round")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     for run in args.runs:
         with tempfile.TemporaryDirectory() as tmp:
             wall, _, _ = timed([sys.executable, "-m", "honed", "prune", str(run), "--target", str(args.target),
-                                "--finetune-epochs", str(args.finetune_epochs), "--out", f"{tmp}/pruned"])
+                                "--finetune-epochs", str(args.finetune_epochs), "--rounds", str(args.rounds),
+                                "--out", f"{tmp}/pruned"])
             report = json.loads(Path(f"{tmp}/pruned/prune.json").read_text())
         rows = []
         for v in report["versions"]:
@@ -42,8 +44,8 @@ def main() -> None:
                          f"{100 * v[metric]:.2f}% ({100 * low:.2f}-{100 * high:.2f})" if metric == "test accuracy"
                          else f"{v[metric]:.4f}"])
         d = report["pruned_vs_before"]
-        print(f"\n{run} ({report['widths_changed']}, {report['finetune_epochs']} "
-              f"fine-tuning epoch(s), {report['rows']} test rows, {wall:.0f} s)\n")
+        print(f"\n{run} ({report['widths_changed']}, {report['finetune_epochs']} fine-tuning epoch(s) over "
+              f"{len(report['rounds'])} round(s), {report['rows']} test rows, {wall:.0f} s)\n")
         print(table(["version", "params", "MACs", "weights MB", "torch ms b1", "torch ms b64", "ORT ms b1", "ORT ms b64",
                      "test accuracy (95% interval)"], rows))
         speed = ", ".join(f"{k.replace(' ms', '')} {v:.2f}x" for k, v in report["speed_up"].items())

@@ -248,3 +248,48 @@ def test_a_recurrent_network_without_fine_tuning_is_the_original_with_its_droppe
                                    silenced.head(silenced.last_real_state(tokens)), rtol=1e-5, atol=1e-5)
     assert pruned.rnn.hidden_size == 8 and sum(p.numel() for p in pruned.parameters()) < \
         sum(p.numel() for p in original.parameters())
+
+
+def test_pruning_in_rounds_within_a_budget_reaches_the_target_and_says_how(tmp_path, table_run):
+    source, _ = table_run
+    report = honed.prune(source.path, target=0.75, by="params", rounds=2, budget=20, out=tmp_path / "rounds")
+    first, second = report["rounds"]
+    assert first["widths"]["hidden"][0] > second["widths"]["hidden"][0] == report["widths"]["after"]["hidden"][0]
+    before, after, *_ = report["versions"]
+    assert after["params"] / before["params"] == pytest.approx(0.25, abs=0.08)  # each round half of what was left
+    assert report["finetune_epochs"] == first["epochs"] + second["epochs"] and report["budget_seconds"] == 20
+    assert honed.Run.open(report["path"]).recipe.name == "tabular-pruned"  # one suffix, however many rounds
+    assert list((tmp_path / "rounds").parent.glob("round-*")) == []  # the rounds between leave nothing behind
+    for bad, message in [({"rounds": 0}, "--rounds 0: give 1 to 20"),
+                         ({"budget": float("nan")}, "--budget nan: give the seconds"),
+                         ({"budget": 10, "finetune_epochs": 2}, "--budget and --finetune-epochs both say")]:
+        with pytest.raises(UserError, match=message):
+            honed.prune(source.path, target=0.5, **bad)
+
+
+def test_a_budget_becomes_epochs_from_the_runs_own_pace_and_a_deadline_per_member(monkeypatch):
+    from types import SimpleNamespace
+
+    from honed.export import prune as pruning
+
+    one = SimpleNamespace(summary={"timing": {"training": 10.0}, "epochs_run": 5})  # 2 s an epoch
+    assert pruning.epochs_within(7, one, cost_share=0.5) == 7  # 1 s an epoch at half the multiply-adds
+    bag = SimpleNamespace(summary={"timing": {"training": 12.0}, "bags": [{"epochs": 2}] * 3})  # 2 s a member-epoch
+    assert pruning.epochs_within(24, bag, cost_share=1.0) == 4  # an epoch of 3 members: 6 s
+    assert pruning.epochs_within(0.1, one, cost_share=0.5) == 1  # at least one
+    clock = [100.0]
+    from honed.training import hooks
+
+    monkeypatch.setattr(hooks.time, "perf_counter", lambda: clock[0])
+    deadline = hooks.Deadline(10, "honed prune's --budget ran out", members=2)  # member 0 until 5 s, 1 until 10 s
+    clock[0] = 106.0
+    first, second = SimpleNamespace(member=0, stop_reason=""), SimpleNamespace(member=1, stop_reason="")
+    deadline.on_step_end(first, None)
+    deadline.on_step_end(second, None)
+    assert "--budget ran out" in first.stop_reason and second.stop_reason == ""
+
+
+def test_a_model_without_hidden_widths_is_refused_in_one_line(regression_run):
+    with pytest.raises(UserError, match=r"honed prune works on mlp, bag, cnn, resnet, rnn, transformer models; "
+                                        r"this run's model is 'linear'"):
+        honed.prune(regression_run, target=0.5)

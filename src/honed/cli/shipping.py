@@ -45,7 +45,12 @@ def register(sub) -> dict[str, Callable]:
     pr.add_argument("--target", type=float, default=0.5, help="share of the model to take out (0-1, default 0.5)")
     pr.add_argument("--by", default="macs", help="what --target counts: macs (multiply-adds, default) or params")
     pr.add_argument("--criterion", default="magnitude", help="which units go: magnitude (default), taylor, random")
-    pr.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning (default: a quarter of the run's)")
+    pr.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning per round (default: a quarter of the "
+                    "run's)")
+    pr.add_argument("--budget", type=float, help="seconds all fine-tuning may take instead: its epochs chosen from "
+                    "the run's own time per epoch, stopped when they are spent")
+    pr.add_argument("--rounds", type=int, default=1, help="reach --target in this many prune + fine-tune rounds, "
+                    "each taking the same share of what is left (default 1)")
     pr.add_argument("--out", help="the pruned run's directory (default runs/<recipe>-pruned-<timestamp>)")
     pr.add_argument("--distill", action="store_true", help="fine-tune toward the unpruned model's softened outputs "
                     "too (it is the teacher), not only the labels")
@@ -59,7 +64,7 @@ def cmd_prune(args) -> int:
 
     report = prune(args.run_dir, target=args.target, by=args.by, criterion=args.criterion,
                    finetune_epochs=args.finetune_epochs, out=args.out, structured=args.structured == "true",
-                   distill=args.distill)
+                   distill=args.distill, rounds=args.rounds, budget=args.budget)
     show_table(report["versions"], f"prune (test split, {report['rows']} rows, per example, this machine)")
     d = report["pruned_vs_before"]
     print("speed-up: " + ", ".join(f"{kind.replace(' ms', '')} {v:.2f}x" for kind, v in report["speed_up"].items()))

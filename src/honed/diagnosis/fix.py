@@ -14,20 +14,9 @@ from pathlib import Path
 
 from honed.diagnosis.finding import overrides
 from honed.evaluation.metrics import LOWER_IS_BETTER
-from honed.training.hooks import Hook
+from honed.training.hooks import Deadline
 from honed import runfiles
 
-
-
-class Deadline(Hook):
-    """Ends a retrain once the doctor's --budget is spent (after the step that crosses it)."""
-
-    def __init__(self, until: float) -> None:
-        self.until = until
-
-    def on_step_end(self, trainer, loss) -> None:
-        if time.perf_counter() > self.until:
-            trainer.stop_reason = "the doctor's --budget ran out"
 
 
 def judged_metric(summary: dict) -> tuple[str, float, float]:
@@ -73,7 +62,7 @@ def fix(run_dir: str | Path, diagnosis, top: int = 1, budget: float | None = Non
             folder = out / f"fix-{i}"
             if folder.is_dir():  # this command's own output from an earlier --fix
                 shutil.rmtree(folder)
-            run = api.train(trial, out=folder, score_test=False, hooks=[Deadline(until)])
+            run = api.train(trial, out=folder, score_test=False, hooks=[Deadline(until - time.perf_counter(), "the doctor's --budget ran out")])
             after = float(run.summary["val"][metric])
             better = gain(metric, best, after) > noise
             rows.append({"finding": finding.name, "change": finding.advice[0], "metric": f"val {metric}",

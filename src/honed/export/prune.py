@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from honed.errors import UserError
 from honed.export.structured import CRITERIA, Widths, kept, prune_model, torch_pruning, widths_of
 from honed.files import Written
 from honed.training import Hook
+from honed.training.hooks import Deadline
 
 log = logging.getLogger("honed")
 
@@ -138,37 +140,110 @@ def share_for(target: float, widths: Widths, counted) -> float:
     return min((max(low - 1, 1), low), key=lambda step: (abs(removed_at(step) - target), step)) / 100
 
 
+def epochs_within(budget: float, source, cost_share: float) -> int:
+    """Fine-tuning epochs that fit `budget` seconds: the source run's seconds per epoch (every bag member's
+    epochs counted) scaled by the pruned model's share of its multiply-adds, at least one."""
+    summary = source.summary
+    seconds = float((summary.get("timing") or {}).get("training") or 0.0)
+    epochs = sum(m.get("epochs", 0) for m in summary.get("bags") or []) or summary.get("epochs_run") or 1
+    members = len(summary.get("bags") or []) or 1
+    per_epoch = seconds / max(epochs, 1) * members * max(cost_share, 0.05)  # one epoch of every member
+    return max(1, min(10_000, int(budget / per_epoch))) if per_epoch > 0 else 1
+
+
 def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "magnitude",
           finetune_epochs: int | None = None, out=None, rows: int = 2000, structured: bool = True,
-          distill: bool = False) -> Written:
+          distill: bool = False, rounds: int = 1, budget: float | None = None) -> Written:
     """Structured: the recipe's model at smaller widths (faster). `structured=False`: the same model with
     `target` of its weights set to zero (smallest magnitude, across layers) and kept at zero while it
     fine-tunes — sparsity that compresses, but the shapes, and so the speed, stay as they were. `distill`:
     fine-tuning also follows the unpruned model's softened outputs (honed distill's loss, the source as the
-    teacher), so the smaller model learns what the larger one answers, not only the labels."""
-    from honed.api import Run, train
-    from honed.data import build_data
-    from honed.models import Shape
-    from honed.recipe import variant
+    teacher), so the smaller model learns what the larger one answers, not only the labels. `rounds`: the
+    target reached in that many prune-then-fine-tune steps, each taking the same share of what is left (the
+    network recovers between cuts). `budget`: seconds for all fine-tuning, its epochs chosen to fit them."""
+    from honed.api import Run
 
     check_target(target, by, criterion)
     if finetune_epochs is not None and not 1 <= finetune_epochs <= 10_000:
         raise UserError(f"--finetune-epochs {finetune_epochs}: give 1 to 10,000")
+    if not (isinstance(rounds, int) and 1 <= rounds <= 20):
+        raise UserError(f"--rounds {rounds}: give 1 to 20")
+    if budget is not None and not (math.isfinite(budget) and 0 < budget <= 7 * 86_400):
+        raise UserError(f"--budget {budget}: give the seconds fine-tuning may take, above 0 (at most a week)")
+    if budget is not None and finetune_epochs is not None:
+        raise UserError("--budget and --finetune-epochs both say how long to fine-tune: give one")
     if not structured and by != "params":
         raise UserError("--structured false sets weights to zero: multiply-adds stay as they were; use --by params")
     source = Run.open(run_dir)
     loaded = source.load()
-    recipe, model, pre = loaded
-    widths = widths_of(recipe.model, model) if structured else None
+    if distill and len(members(loaded.model)) > 1:
+        raise UserError(f"--distill: this run is a bag of {len(members(loaded.model))} models (model.bags), each "
+                        "fine-tuned on its own folds; distillation trains one model: prune without --distill")
+    teacher = None
+    if distill:
+        from honed.training.distill import Teacher
+
+        teacher = Teacher(source.path, loaded)  # every round follows the unpruned model
+        log.info(f"prune: fine-tuning follows the unpruned model's outputs (temperature {teacher.temperature:g}, "
+                 f"alpha {teacher.alpha:g})")
+    widths = widths_of(loaded.recipe.model, loaded.model) if structured else None
+    # each round takes the same share of what is left: (1 - step)^rounds = 1 - target; unstructured zeros add up
+    step = 1 - (1 - target) ** (1 / rounds)
+    current, steps = source, []
+    with tempfile.TemporaryDirectory(prefix="honed-prune-") as scratch:
+        for r in range(rounds):
+            last = r == rounds - 1
+            share_now = step if structured else target * (r + 1) / rounds
+            run, details = prune_once(current, share_now, by, criterion, finetune_epochs, structured, teacher,
+                                      budget / rounds if budget else None,
+                                      out if last else Path(scratch) / f"round-{r + 1}")
+            steps.append(details)
+            if rounds > 1:
+                log.info(f"prune: round {r + 1} of {rounds} done ({details['changed'] or details['share']})")
+            current = Run.open(run.path)
+        example = details.pop("example")
+        for d in steps:
+            d.pop("example", None)
+        report = compare(source, run, example, rows) | {
+            "target": target, "by": by, "criterion": criterion, "structured": structured,
+            "share_of_each_width": steps[0]["share"] if rounds == 1 else None,
+            "widths": {"before": widths, "after": details["widths"]},
+            "widths_changed": described(widths, details["widths"]) if structured else None,
+            "finetune_epochs": sum(d["epochs"] for d in steps), "rounds": steps, "budget_seconds": budget,
+            "source": str(source.path),
+            "distilled": {"temperature": teacher.temperature, "alpha": teacher.alpha} if teacher else None}
+    from honed.run import write_json
+
+    write_json(run.path / runfiles.PRUNE_REPORT, report)
+    from honed.report import write_report
+
+    write_report(run.path)
+    return Written(report | {"path": str(run.path)})
+
+
+def prune_once(source, share_or_target: float, by: str, criterion: str, finetune_epochs: int | None,
+               structured: bool, teacher, budget: float | None, out):
+    """One round: prune `source` (structured: widths that take `share_or_target` of its cost away; else that
+    share of its weights to zero), then fine-tune it through the loop as a new run at `out`. Answers (the run,
+    what the round did)."""
+    from honed.api import train
+    from honed.data import build_data
+    from honed.models import Shape
+    from honed.recipe import variant
+
+    began = time.perf_counter()
+    recipe, model, _ = source.load()
     bundle = build_data(recipe.data)
     example = bundle.train.x[:2]
     pruned = copy.deepcopy(model)
-    epochs = finetune_epochs if finetune_epochs is not None else max(1, round(recipe.train.epochs / 4))
+    name = recipe.name if recipe.name.endswith("-pruned") else f"{recipe.name}-pruned"
     # fine-tuning starts from trained weights: no warmup (a 1-epoch run could not hold one anyway)
-    changes: dict = {"train.epochs": epochs, "train.steps": None, "name": f"{recipe.name}-pruned",
-                     "train.report": False, "schedule.warmup_epochs": 0}
+    changes: dict = {"train.steps": None, "name": name, "train.report": False, "schedule.warmup_epochs": 0}
+    widths = new = None
     if structured:
-        share = share_for(target, widths, cost_at(recipe.model, Shape.of(bundle), model, example, by))
+        widths = widths_of(recipe.model, model)
+        counted = cost_at(recipe.model, Shape.of(bundle), model, example, by)
+        share = share_for(share_or_target, widths, counted)
         loss_of = None
         if criterion == "taylor":  # first-order importance: |weight x gradient| on a training batch
             from honed.training import build_loss
@@ -180,37 +255,28 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
         if recipe.model.adapter is not None:  # the pruned weights are no longer the pretrained ones it sat on
             changes["model.adapter"] = None
             log.info("prune: the run's adapter is merged into the pruned weights, which fine-tune whole")
-        hook: Hook = StartFrom([member.state_dict() for member in members(pruned)])
-        log.info(f"prune: {described(widths, new)} ({criterion}), then {epochs} epoch(s) of fine-tuning")
+        hooks: list[Hook] = [StartFrom([member.state_dict() for member in members(pruned)])]
+        left = cost(pruned, example)[0] / max(cost(model, example)[0], 1)
     else:
-        share, new = target, None
-        masks = [zero_smallest(member, target) for member in members(pruned)]  # each member its own share
-        hook = KeepZeros([member.state_dict() for member in members(pruned)], masks)
-        log.info(f"prune: {target:.0%} of the weights set to zero (no speed-up: the shapes stay), then {epochs} "
-                 "epoch(s) of fine-tuning that keeps them zero")
-    teacher = None
-    if distill and len(members(model)) > 1:
-        raise UserError(f"--distill: this run is a bag of {len(members(model))} models (model.bags), each "
-                        "fine-tuned on its own folds; distillation trains one model: prune without --distill")
-    if distill:
-        from honed.training.distill import Teacher
-
-        teacher = Teacher(source.path, loaded)
-        log.info(f"prune: fine-tuning follows the unpruned model's outputs (temperature {teacher.temperature:g}, "
-                 f"alpha {teacher.alpha:g})")
-    run = train(variant(recipe, changes), out=out, hooks=[hook], objective=teacher)
-    report = compare(source, run, example, rows) | {
-        "target": target, "by": by, "criterion": criterion, "structured": structured, "share_of_each_width": share,
-        "widths": {"before": widths, "after": new}, "widths_changed": described(widths, new) if structured else None,
-        "finetune_epochs": epochs, "source": str(source.path),
-        "distilled": {"temperature": teacher.temperature, "alpha": teacher.alpha} if teacher else None}
-    from honed.run import write_json
-
-    write_json(run.path / runfiles.PRUNE_REPORT, report)
-    from honed.report import write_report
-
-    write_report(run.path)
-    return Written(report | {"path": str(run.path)})
+        share, left = share_or_target, 1.0
+        masks = [zero_smallest(member, share) for member in members(pruned)]  # each member its own share
+        hooks = [KeepZeros([member.state_dict() for member in members(pruned)], masks)]
+    if budget is not None:
+        budget = max(0.0, budget - (time.perf_counter() - began))  # pruning's own time counts
+        epochs = epochs_within(budget, source, left)
+        hooks.append(Deadline(budget, "honed prune's --budget ran out", len(members(model))))
+    else:
+        epochs = finetune_epochs if finetune_epochs is not None else max(1, round(recipe.train.epochs / 4))
+    changes["train.epochs"] = epochs
+    changed = described(widths, new) if structured else None
+    log.info(f"prune: {changed} ({criterion})" if structured else
+             f"prune: {share:.0%} of the weights set to zero (no speed-up: the shapes stay), kept zero while it "
+             "fine-tunes")
+    log.info(f"prune: {epochs} epoch(s) of fine-tuning{f' (--budget: {budget:.0f} s)' if budget is not None else ''}")
+    run = train(variant(recipe, changes), out=out, hooks=hooks, objective=teacher)
+    return run, {"share": share, "widths": new, "changed": changed, "epochs": epochs,
+                 "stopped": run.summary.get("stop_reason"), "seconds": round(time.perf_counter() - began, 2),
+                 "example": example}
 
 
 def compare(source, pruned, example: torch.Tensor, rows: int) -> dict:

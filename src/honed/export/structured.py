@@ -46,8 +46,8 @@ def widths_of(spec: ModelSpec, model: nn.Module) -> Widths:
         return {"hidden_size": spec.hidden_size}
     key = WIDTH_KEYS.get(spec.name)
     if key is None:
-        raise UserError(f"honed prune works on {', '.join([*WIDTH_KEYS, 'transformer'])} models; this run's model "
-                        f"is {spec.name!r}")
+        raise UserError(f"honed prune works on {', '.join([*WIDTH_KEYS, 'rnn', 'transformer'])} models; this run's "
+                        f"model is {spec.name!r}")
     widths = list(getattr(spec, key))
     if not widths:
         raise UserError(f"model.{key} is empty: this {spec.name} has no hidden width to prune")

@@ -48,6 +48,20 @@ def snapshot(model: torch.nn.Module, into: dict[str, torch.Tensor] | None = None
     return into
 
 
+class Deadline(Hook):
+    """Ends training once `seconds` from now are spent (after the step that crosses them). A bag's members share
+    them: member i of `members` stops by the end of its (i+1)-th share, so the whole bag keeps to the time."""
+
+    every_member = True
+
+    def __init__(self, seconds: float, why: str, members: int = 1) -> None:
+        self.seconds, self.why, self.members, self.began = seconds, why, members, time.perf_counter()
+
+    def on_step_end(self, trainer, loss) -> None:
+        if time.perf_counter() - self.began > self.seconds * (trainer.member + 1) / self.members:
+            trainer.stop_reason = f"stopped: {self.why}"
+
+
 class EarlyStopping(Hook):
     """Stop when `monitor` has not improved by `min_delta` for `patience` epochs; optionally restore the best."""
 
