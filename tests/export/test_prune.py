@@ -211,6 +211,15 @@ def test_a_lora_run_prunes_into_an_ordinary_smaller_run_that_reloads(text_csvs, 
     assert layer.attention.self.query.out_features == 16 and layer.intermediate.dense.out_features == 32
     frame = honed.predict(pruned.path, ["the team scored a late goal", "bake the bread for dinner"])
     assert len(frame) == 2 and set(frame["prediction"]) <= {"sports", "food", "politics"}
+    pytest.importorskip("onnxruntime")
+    from honed.export import OnnxPredictor, TorchPredictor, export_onnx
+
+    bundle = export_onnx(pruned.path)  # fewer heads and units than the pretrained folder's config says
+    assert bundle["check"]["max_abs_difference"] <= 1e-4
+    texts = ["vote for the party", "a long match with a goal and a win for the team", "bake"]
+    x = loaded.pre.inputs(texts)[:]
+    torch.testing.assert_close(OnnxPredictor(pruned.path / "onnx").scores(x), TorchPredictor(pruned.path).scores(x),
+                               atol=1e-4, rtol=1e-4)
     with pytest.raises(UserError, match=r"model.ffn_width = \[128, 1, 1\]: give one count per encoder layer \(3\)"):
         honed.train(small_bert_recipe(text_csvs, small_bert, {"ffn_width": [128, 1, 1]}), out=tmp_path / "bad")
 
