@@ -509,6 +509,8 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
         summary["time_to_target"] = trainer.results["time_to_target"]
     if "privacy" in trainer.results:
         summary["privacy"] = trainer.results["privacy"]
+    if "loss_spikes" in trainer.results:
+        summary["loss_spikes"] = trainer.results["loss_spikes"]
     if "generations" in trainer.results:
         summary["generations"] = trainer.results["generations"]
     return summary, test_scores

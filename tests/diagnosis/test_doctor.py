@@ -366,3 +366,34 @@ def test_an_overfitting_adapter_is_regularized_by_its_own_dropout_and_rank():
     found = found_in(evidence(rising, chat, {"task": "language_modeling"}))["overfitting"]
     assert "--set model.adapter.dropout=0.15" in found.advice and "--set model.adapter.r=8" in found.advice
     assert not any("regularization" in a or "model.dropout" in a for a in found.advice)  # the frozen model's keys
+
+
+def test_a_step_far_above_the_steps_before_it_is_a_loss_spike_and_noise_is_not():
+    from types import SimpleNamespace
+
+    from honed.training.hooks import LossSpikes
+
+    rng = np.random.default_rng(0)
+    losses = list(2.0 + 0.05 * rng.standard_normal(200))
+    losses[120], losses[170] = 6.0, 3.5  # 3.0x and 1.75x the median of the 50 steps before
+    hook, trainer = LossSpikes(), SimpleNamespace(epoch=1, step=0, results={})
+    for loss in losses:
+        trainer.step += 1
+        hook.on_step_end(trainer, float(loss))
+    spikes = trainer.results["loss_spikes"]
+    assert spikes["count"] == 2 and spikes["checked"] == 200 - 25  # compared once 25 steps are behind
+    worst = spikes["steps"][0]
+    window = np.array(losses[70:120])  # the 50 steps before step 121
+    assert worst["step"] == 121 and worst["ratio"] == pytest.approx(6.0 / np.median(window), abs=1e-3)
+    noisy = LossSpikes()  # small batches: the loss swings by half its size every step, and no step is a spike
+    trainer = SimpleNamespace(epoch=1, step=0, results={})
+    for loss in 1.0 + 0.5 * rng.standard_normal(300):
+        trainer.step += 1
+        noisy.on_step_end(trainer, float(abs(loss)))
+    assert trainer.results["loss_spikes"]["count"] == 0
+    flagged = found_in(evidence(records([2.3, 2.0, 1.9]), {"optimizer": {"lr": 0.001}},
+                                {"task": "language_modeling", "loss_spikes": spikes}))["loss_spikes"]
+    assert flagged.severity == "warning" and "spiked at 2 of 175 steps" in flagged.evidence
+    assert flagged.advice == ["--set train.clip_grad_norm=1", "--set optimizer.lr=0.0005",
+                              "--set schedule.warmup_epochs=0.1"]
+    assert "loss_spikes" not in found_in(evidence(records([2.3, 2.0, 1.9]), None, {"task": "binary"}))

@@ -62,6 +62,58 @@ class Deadline(Hook):
             trainer.stop_reason = f"stopped: {self.why}"
 
 
+SPIKE_WINDOW = 50  # steps a step's loss is compared with (the ones just before it)
+SPIKE_MADS = 6.0  # a spike: this many robust standard deviations (1.4826 x MAD) above the window's median...
+SPIKE_RATIO = 1.5  # ...and at least this many times the median: noise of small batches is not a spike
+SPIKES_KEPT = 5
+# ...while the loss is still a quarter or more of where it began: a model that fits its batches almost exactly
+# (losses near 0) meets a hard batch now and then at many times the median, which is memorizing, not a spike
+SPIKE_FLOOR = 0.25
+
+
+class LossSpikes(Hook):
+    """Watches each step's training loss for spikes — a step far above the median of the SPIKE_WINDOW steps just
+    before it, in robust units, where per-epoch means hide them (a language model's fine-tuning often runs one to
+    three epochs). Publishes trainer.results["loss_spikes"] = {count, steps: the worst few, checked}: the doctor
+    reads it (diagnosis/checks/dynamics.loss_spikes)."""
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        self.recent: deque[float] = deque(maxlen=SPIKE_WINDOW)
+        self.count, self.checked, self.worst = 0, 0, []
+        self.start: float | None = None  # the median of the first steps: the loss's own scale
+
+    def on_step_end(self, trainer, loss: float | None) -> None:
+        if loss is None or not math.isfinite(loss):
+            return
+        if len(self.recent) >= SPIKE_WINDOW // 2:
+            import numpy as np
+
+            window = np.fromiter(self.recent, dtype=float)
+            median = float(np.median(window))
+            spread = 1.4826 * float(np.median(np.abs(window - median)))
+            self.start = median if self.start is None else self.start
+            self.checked += 1
+            if median >= SPIKE_FLOOR * self.start and median > 0 and loss > median + SPIKE_MADS * spread and \
+                    loss > SPIKE_RATIO * median:
+                self.count += 1
+                self.worst.append({"epoch": trainer.epoch, "step": trainer.step, "loss": round(loss, 6),
+                                   "median_before": round(median, 6), "ratio": round(loss / median, 3)})
+                self.worst = sorted(self.worst, key=lambda s: -s["ratio"])[:SPIKES_KEPT]
+        self.recent.append(loss)
+        trainer.results["loss_spikes"] = {"count": self.count, "steps": self.worst, "checked": self.checked}
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent), "count": self.count, "checked": self.checked, "worst": self.worst,
+                "start": self.start}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent.extend(state.get("recent", []))
+        self.start = state.get("start")
+        self.count, self.checked, self.worst = state.get("count", 0), state.get("checked", 0), state.get("worst", [])
+
+
 class EarlyStopping(Hook):
     """Stop when `monitor` has not improved by `min_delta` for `patience` epochs; optionally restore the best."""
 

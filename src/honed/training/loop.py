@@ -23,7 +23,7 @@ from honed.evaluation import lower_is_better, metric_names, outputs_of, score_ou
 from honed.training.accel import Compiled, autocast, grad_scaler, warn_about_precision
 from honed.training.batches import Batches
 from honed.training.distributed import World, all_sum, gather_rows, wrap
-from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights, TimeToTarget
+from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights, LossSpikes, TimeToTarget
 from honed.training.losses import build_loss
 from honed.training.optimizers import CLOSURE, FULL_BATCH, build_optimizer
 from honed.training import state
@@ -131,7 +131,8 @@ def monitor_of(recipe) -> str:
 
 def standard_hooks(recipe, started: float | None = None) -> list[Hook]:
     """The hooks a recipe asks for, in the order they run."""
-    hooks: list[Hook] = [LastGoodWeights()]
+    # per-step losses stay inside a private run (train.privacy): its spikes are not published
+    hooks: list[Hook] = [LastGoodWeights()] + ([LossSpikes()] if recipe.train.privacy is None else [])
     target = recipe.train.target
     if target:
         hooks.append(TimeToTarget(target.metric, target.value, target.mode, started, recipe.train.stop_at_target))

@@ -183,6 +183,35 @@ def lr_too_high(ev: RunEvidence) -> list[Finding]:
                     strength=share + back_up)]
 
 
+SPIKES_FOR_PROBLEM = 3  # this many spikes (or one that left the loss higher at the end) make it a problem
+
+
+@check("loss_spikes")
+def loss_spikes(ev: RunEvidence) -> list[Finding]:
+    """Steps whose loss jumped far above the steps just before (training/hooks.LossSpikes): a rate too high for
+    some batches, rare long or odd examples, or too little warmup — seen per step, where epochs average it away."""
+    spikes = ev.summary.get("loss_spikes") or {}
+    count, worst = int(spikes.get("count") or 0), [s for s in spikes.get("steps") or [] if isinstance(s, dict)]
+    if count == 0 or not worst or blown_up(ev):
+        return []
+    top = worst[0]
+    train = ev.series("train_loss")
+    ended_higher = len(train) >= 2 and train[-1] > min(train) * 1.1
+    lr, spec = ev.recipe.optimizer.lr, ev.recipe.train
+    advice = [change(**{"optimizer.lr": lr / 2})]
+    if not spec.clip_grad_norm:
+        advice.insert(0, change(**{"train.clip_grad_norm": 1.0}))
+    if not ev.recipe.schedule.warmup_epochs:
+        advice.append(change(**{"schedule.warmup_epochs": 0.1 if (ev.epochs or [0])[-1] <= 3 else 1.0}))
+    severity = "problem" if count >= SPIKES_FOR_PROBLEM or ended_higher else "warning"
+    return [Finding("loss_spikes", severity,
+                    f"the training loss spiked at {count} of {spikes.get('checked', 0):,} steps checked (the worst: "
+                    f"step {top['step']} of epoch {top['epoch']}, {top['loss']:.4g}, {top['ratio']:.1f}x the median "
+                    f"{top['median_before']:.4g} of the steps before it)"
+                    + (f"; training loss ended {train[-1] / min(train) - 1:.0%} above its lowest" if ended_higher
+                       else ""), advice, strength=float(top["ratio"]))]
+
+
 @check("lr_too_low", needs="probe")
 def lr_too_low(ev: RunEvidence) -> list[Finding]:
     train = ev.series("train_loss")
