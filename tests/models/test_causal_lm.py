@@ -22,25 +22,30 @@ TEMPLATE = ("{% for m in messages %}{{ '<|im_start|> ' + m['role'] + ' \\n ' + m
             "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|> assistant \\n ' }}{% endif %}")
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    """A folder in Hugging Face layout: 2 llama layers of width 32, tied embeddings, its tokenizer and template."""
+def tiny_lm_folder(folder, layers: int = 2, width: int = 32, words_: list[str] = WORDS):
+    """A folder in Hugging Face layout: `layers` llama layers of `width`, tied embeddings, its tokenizer and
+    template."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny_lm")
-    words = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    words = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words_)}, unk_token="<unk>"))
     words.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="removed")
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
                                         eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>", "\n"])
     tokenizer.chat_template = TEMPLATE
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True, bos_token_id=2, eos_token_id=4, pad_token_id=0)
+    config = LlamaConfig(vocab_size=len(words_), hidden_size=width, intermediate_size=2 * width,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64, tie_word_embeddings=True, bos_token_id=2, eos_token_id=4,
+                         pad_token_id=0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    return tiny_lm_folder(tmp_path_factory.mktemp("tiny_lm"))
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +288,47 @@ def served_answers_as_predict_does(run_dir, prompts: list, completions: list[str
         answer = client.post("/generate", json=body)
         assert answer.status_code == status and words in answer.json()["error"], (body, answer.json())
     assert client.get("/info").json()["context"] == 64
+
+
+def test_a_smaller_language_model_learns_from_a_larger_ones_distributions(tmp_path, tiny_lm):
+    import torch.nn.functional as F
+
+    from honed.models.causal_lm import CausalLM
+
+    student_folder = tiny_lm_folder(tmp_path / "student", layers=1, width=16)
+    paths = chat_files(tmp_path)
+
+    def lora(folder) -> list[str]:
+        return [f"data.pretrained={folder}", f"data.train={paths['train']}", f"data.test={paths['test']}",
+                "data.max_length=32", "model.adapter.targets=[q_proj,v_proj]", "train.report=false"]
+
+    teacher = honed.train("chat_lora", lora(tiny_lm) + ["train.epochs=4", "optimizer.lr=0.02"], out=tmp_path / "t")
+    # the loss, token by token, against torch's own KL: alpha = 1 leaves only T^2 KL(teacher/T || student/T)
+    rows = honed.data.build_data(teacher.recipe.data).train.x[:2]
+    big, small = honed.load_run(teacher.path).model, CausalLM(str(student_folder)).train()
+    small.distill_from(big, temperature=2.0, alpha=1.0)
+    summed, learned = small(rows).unbind(1)
+    labels = rows[:, 2]
+    keep = labels != IGNORE
+    with torch.no_grad():
+        t_logits, s_logits = big.logits(rows)[keep] / 2, small.logits(rows)[keep] / 2
+    expected = F.kl_div(F.log_softmax(s_logits, -1), F.log_softmax(t_logits, -1), log_target=True,
+                        reduction="sum") * 4
+    assert summed.sum().item() == pytest.approx(expected.item(), rel=1e-4) and learned.sum() == keep.sum()
+    small.distill_from(None)
+    nll = F.cross_entropy(small.logits(rows)[keep], labels[keep], reduction="sum")
+    assert small(rows)[:, 0].sum().item() == pytest.approx(nll.item(), rel=1e-4)  # no teacher: the plain loss
+    small.eval().distill_from(big, 2.0, 1.0)
+    assert small(rows)[:, 0].sum().item() == pytest.approx(nll.item(), rel=1e-4)  # evaluated: the plain loss
+    assert not any(k.startswith("teacher") for k in small.state_dict())  # the teacher is never the student's
+    result = honed.distill(teacher.path, "chat_lora", lora(student_folder) + ["train.epochs=3", "optimizer.lr=0.02"],
+                           out=tmp_path / "distill")
+    names = [r["model"] for r in result["rows"]]
+    assert names[0] == "teacher (causal_lm)" and names[1].startswith("student + distillation") and \
+        names[2] == "student alone"
+    distilled, alone = result["rows"][1], result["rows"][2]
+    assert distilled["params"] == alone["params"] < result["rows"][0]["params"]
+    assert distilled["test perplexity"] != alone["test perplexity"]  # the teacher changed what it learned
+    other = tiny_lm_folder(tmp_path / "other", layers=1, width=16, words_=WORDS + ["extra"])
+    with pytest.raises(UserError, match="different vocabularies .*: distilling a language model needs the same"):
+        honed.distill(teacher.path, "chat_lora", lora(other), out=tmp_path / "no")

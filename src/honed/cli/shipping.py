@@ -80,6 +80,10 @@ def cmd_export(args) -> int:
     from honed.export import export_onnx
 
     info = export_onnx(args.run_dir, out=args.out, inputs=args.input)
+    if info.get("format") == "transformers":  # a causal LM: a merged folder, not ONNX (export/merged.py)
+        print(f"exported: {info['path']} (a folder transformers loads; {info['bytes'] / 1e6:.2f} MB); max "
+              f"|reloaded - run| {info['check']['max_abs_difference']:.2e} on {info['check']['rows']} test rows")
+        return 0
     print(f"exported: {info['path']}/model.onnx ({info['bytes'] / 1e6:.2f} MB); max |onnx - torch| "
           f"{info['check']['max_abs_difference']:.2e} on {info['check']['rows']} rows (onnxruntime)")
     return 0

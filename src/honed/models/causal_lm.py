@@ -43,12 +43,18 @@ def load_causal_lm(source: str) -> nn.Module:
     transformers.utils.logging.disable_progress_bar()
     extra = {"gguf_file": gguf} if gguf else {}
     try:
-        return transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **extra)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **extra)
     except ImportError as e:  # a GGUF file needs the gguf package
         raise UserError(f"data.pretrained = {source!r}: {str(e).splitlines()[0][:160]}") from None
     except (OSError, ValueError) as e:
         raise UserError(f"data.pretrained = {source!r}: not a causal language model transformers can load "
                         f"({str(e).splitlines()[0][:160]})") from None
+    if gguf:  # its weights are float32 now, but transformers still marks the model as GGUF-quantized, which
+        # save_pretrained refuses: unmarked, the merged model exports (honed export) as any other
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
 
 
 def example_mask(tags: torch.Tensor) -> torch.Tensor:
@@ -76,6 +82,13 @@ class CausalLM(nn.Module):
         self.lm = load_causal_lm(source)
         if adapter is not None:
             self.lm = with_lora(self.lm, adapter)
+        # (teacher, temperature, alpha) while a teacher guides training (training/distill.LanguageTeacher); kept
+        # outside the module's registry so that its weights never join this model's state or optimizer
+        self.__dict__["teacher"] = None
+
+    def distill_from(self, teacher: "CausalLM | None", temperature: float = 2.0, alpha: float = 0.5) -> None:
+        """While training, each learned token's loss also follows `teacher`'s softened next-token distribution."""
+        self.__dict__["teacher"] = None if teacher is None else (teacher, temperature, alpha)
 
     @property
     def base(self) -> nn.Module:
@@ -127,12 +140,26 @@ class CausalLM(nn.Module):
                        use_cache=False).logits
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        """(N, 2): each row's summed negative log-likelihood of its learned tokens, and their count."""
+        """(N, 2): each row's summed negative log-likelihood of its learned tokens, and their count. While a
+        teacher guides training, the first column is instead each row's summed distillation loss per learned
+        token: (1 - alpha) NLL + alpha T² KL(teacher/T || student/T), Hinton et al.'s mix, token by token."""
         labels = rows[:, 2]
         logits = self.logits(rows)
         nll = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE,
                                           reduction="none").view(labels.shape)
+        if self.training and self.teacher is not None:
+            nll = self.distilled(rows, logits, nll, labels != IGNORE)
         return torch.stack([nll.sum(dim=1), (labels != IGNORE).sum(dim=1).to(nll.dtype)], dim=1)
+
+    def distilled(self, rows: torch.Tensor, logits: torch.Tensor, nll: torch.Tensor,
+                  learned: torch.Tensor) -> torch.Tensor:
+        """(N, L) per-token losses mixing each learned token's NLL with the KL to the teacher's distribution."""
+        teacher, t, alpha = self.teacher
+        with torch.no_grad():
+            target = nn.functional.log_softmax(teacher.logits(rows).float() / t, dim=-1)
+        student = nn.functional.log_softmax(logits.float() / t, dim=-1)
+        kl = (target.exp() * (target - student)).sum(dim=-1) * t * t
+        return torch.where(learned, (1 - alpha) * nll + alpha * kl, torch.zeros_like(nll))
 
     @torch.no_grad()
     def generate(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float,

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from honed.errors import UserError
+from honed.training.hooks import Hook
 from honed.training.device import pick_device
 from honed import runfiles
 
@@ -145,3 +146,40 @@ def teacher_cache() -> Path:
     from honed.data.download import cache_dir
 
     return cache_dir() / "teacher"
+
+
+class LanguageTeacher(Hook):
+    """A finished causal language model run guiding a smaller one on the same chat data, token by token.
+
+    A language model's next-token distributions over every training position would fill gigabytes (tokens x
+    vocabulary), so nothing is computed ahead: while the student trains, the teacher reads the same packed
+    rows and the student's loss follows its softened distribution (models/causal_lm.CausalLM.distilled).
+    Teacher and student must share a vocabulary: the rows are the student tokenizer's ids."""
+
+    def __init__(self, run_dir: Path, loaded: tuple, temperature: float = 2.0, alpha: float = 0.5) -> None:
+        check_softening(temperature, alpha)
+        self.path = Path(run_dir)
+        self.recipe, self.model, self.pre = loaded
+        self.temperature, self.alpha = temperature, alpha
+        self.computed = 0  # the teacher runs beside each training step, never over the whole set ahead
+
+    def check_student(self, student_data) -> None:
+        """One line when the student's tokenizer is not the teacher's (their ids would mean other words)."""
+        from honed.data.chat import load_tokenizer
+
+        ours = load_tokenizer(str(self.recipe.data.pretrained)).get_vocab()
+        theirs = load_tokenizer(str(student_data.pretrained)).get_vocab()
+        if ours != theirs:
+            raise UserError(f"the teacher ({self.recipe.data.pretrained}) and the student ({student_data.pretrained}) "
+                            f"have different vocabularies ({len(ours):,} and {len(theirs):,} tokens): distilling a "
+                            "language model needs the same tokenizer")
+
+    def on_fit_start(self, trainer) -> None:
+        if trainer.data.task != "language_modeling" or not hasattr(trainer.model, "distill_from"):
+            raise UserError("the teacher is a causal language model: the student must be one too (model.name = "
+                            "causal_lm on chat data)")
+        self.model.to(next(trainer.model.parameters()).device).eval()
+        trainer.model.distill_from(self.model, self.temperature, self.alpha)
+
+    def on_fit_end(self, trainer) -> None:
+        trainer.model.distill_from(None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from honed.training.distill import Teacher, check_softening
+from honed.training.distill import LanguageTeacher, Teacher, check_softening
 from honed import runfiles
 from honed.errors import UserError
 from honed.files import Written
@@ -39,6 +39,19 @@ def add_latencies(rows: list[dict], runs: list[tuple], raw_test, count: int = 50
         row["ms per example"] = ms
 
 
+def add_token_latencies(rows: list[dict], models: list, run_dir: Path) -> None:
+    """CPU ms per new token (greedy) for each language model, from the same test prompts (a shared vocabulary)."""
+    from honed.api import Run
+    from honed.data.chat import row_prompts
+    from honed.export.lm_quantize import PROMPTS, ms_per_token
+
+    run = Run.open(run_dir)
+    prompts = row_prompts(run.test_split(run.load()).x, PROMPTS)
+    with torch.inference_mode():
+        for row, model in zip(rows, models):
+            row["ms per token"] = ms_per_token(model.cpu().eval(), prompts)
+
+
 def distill(teacher_run, student_recipe, overrides=(), *, temperature: float = 2.0, alpha: float = 0.5,
             out=None, overwrite: bool = False) -> dict:
     """Train the student with and without the teacher; return (and write) the comparison. An `out` holding an
@@ -60,8 +73,15 @@ def _distill(teacher_run, student_recipe, overrides, temperature: float, alpha: 
 
     check_softening(temperature, alpha)
     teacher_dir = check_run_dir(teacher_run)
-    teacher = Teacher(teacher_dir, api.load_run(teacher_dir), temperature, alpha)
+    loaded = api.load_run(teacher_dir)
     recipe = load_recipe(student_recipe, overrides)
+    language = loaded.recipe.model.name == "causal_lm"
+    teacher = (LanguageTeacher if language else Teacher)(teacher_dir, loaded, temperature, alpha)
+    if language:
+        if recipe.model.name != "causal_lm":
+            raise UserError(f"the teacher is a causal language model: the student recipe's model must be one too "
+                            f"(model.name = causal_lm), not {recipe.model.name!r}")
+        teacher.check_student(recipe.data)
     out = Path(out) if out else timestamped(f"{recipe.name}-distill")
     earlier = [out / name for name in ("distilled", "alone", runfiles.SUMMARY) if (out / name).exists()]
     if earlier and not overwrite:
@@ -71,15 +91,22 @@ def _distill(teacher_run, student_recipe, overrides, temperature: float, alpha: 
     hold(out)
     for path in earlier:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    with_teacher = api.train(recipe, out=out / "distilled", objective=teacher)
+    # a language model's teacher reads each training step's rows beside the student (a hook); any other's
+    # outputs are computed once and travel with the labels (an objective)
+    with_teacher = api.train(recipe, out=out / "distilled", **({"hooks": [teacher]} if language else
+                                                                {"objective": teacher}))
     alone = api.train(recipe, out=out / "alone")
     rows = [describe(f"teacher ({teacher.recipe.model.name})", teacher_dir, read_summary(teacher_dir)),
             describe(f"student + distillation (T={temperature:g}, alpha={alpha:g})", with_teacher.path,
                      with_teacher.summary),
             describe("student alone", alone.path, alone.summary)]
-    _, _, raw_test = split_raw(load_raw(recipe.data), recipe.data)  # read once for all three models
-    runs = [(teacher.model, teacher.pre)] + [api.load_run(r.path)[1:] for r in (with_teacher, alone)]
-    add_latencies(rows, runs, raw_test)
+    if language:  # what a language model's user waits for: each new token
+        add_token_latencies(rows, [teacher.model] + [api.load_run(r.path).model for r in (with_teacher, alone)],
+                            alone.path)
+    else:
+        _, _, raw_test = split_raw(load_raw(recipe.data), recipe.data)  # read once for all three models
+        runs = [(teacher.model, teacher.pre)] + [api.load_run(r.path)[1:] for r in (with_teacher, alone)]
+        add_latencies(rows, runs, raw_test)
     report = {"teacher": str(teacher_dir), "temperature": temperature, "alpha": alpha,
               "teacher_passes": teacher.computed, "rows": rows}
     write_json(out / runfiles.SUMMARY, report)
