@@ -82,6 +82,10 @@ def test_a_bundled_recipe_runs_by_name(tmp_path):
     (["export", "not_a_run"], ["run directory not found"]),
     (["quantize", "not_a_run"], ["run directory not found"]),
     (["serve", "not_a_run"], ["run directory not found"]),
+    (["prune", "not_a_run"], ["run directory not found"]),
+    (["prune", "not_a_run", "--target", "1.5"], ["--target 1.5", "above 0 and below 1"]),
+    (["prune", "not_a_run", "--rounds", "0"], ["--rounds 0", "1 to 20"]),
+    (["prune", "not_a_run", "--budget", "10", "--finetune-epochs", "2"], ["--budget and --finetune-epochs"]),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, words, tmp_path):
     result = run_cli(*args)
