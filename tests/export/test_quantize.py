@@ -53,3 +53,7 @@ def test_embedding_tables_shrink_and_padding_stays_out(text_csvs, tmp_path, mode
     with torch.no_grad():
         torch.testing.assert_close(int8(padded), int8(x))  # padding never reaches the int8 bag either
         torch.testing.assert_close(int8(x), float_model(x), atol=0.05, rtol=0.05)
+    from honed.evaluation import outputs_of  # batches trimmed of their padding columns (views) work too
+
+    torch.testing.assert_close(outputs_of(int8, padded, batch_size=2), outputs_of(float_model, padded, batch_size=2),
+                               atol=0.05, rtol=0.05)
