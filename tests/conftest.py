@@ -148,3 +148,20 @@ def small_bert(tmp_path_factory) -> Path:
     transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     shutil.copy(encoder_folder("all-minilm-l6-v2") / "tokenizer.json", folder / "tokenizer.json")
     return folder
+
+
+@pytest.fixture
+def small_bert_recipe(text_csvs, small_bert):
+    """A recipe fine-tuning the small BERT on the text_csvs files: model keys (e.g. an adapter) and train keys on
+    top."""
+    train_csv, test_csv = text_csvs
+
+    def recipe(model: dict | None = None, **train) -> dict:
+        return {"name": "small-bert", "seed": 1,
+                "data": {"source": "text_files", "train": str(train_csv), "test": str(test_csv),
+                         "tokenizer": "pretrained", "pretrained": str(small_bert), "max_len": 16},
+                "model": {"name": "transformer", "dropout": 0.1} | (model or {}),
+                "optimizer": {"name": "adamw", "lr": 5e-3},
+                "train": {"epochs": 3, "batch_size": 8, "checkpoint": None} | train}
+
+    return recipe

@@ -162,20 +162,10 @@ def test_a_bag_of_models_is_pruned_member_by_member_and_fine_tuned_on_its_own_fo
         honed.prune(bag.path, target=0.5, distill=True, out=tmp_path / "no")
 
 
-def small_bert_recipe(text_csvs, encoder, model: dict | None = None) -> dict:
-    train_csv, test_csv = text_csvs
-    return {"name": "small-bert", "seed": 1,
-            "data": {"source": "text_files", "train": str(train_csv), "test": str(test_csv),
-                     "tokenizer": "pretrained", "pretrained": str(encoder), "max_len": 16},
-            "model": {"name": "transformer", "dropout": 0.1} | (model or {}),
-            "optimizer": {"name": "adamw", "lr": 5e-3},
-            "train": {"epochs": 2, "batch_size": 8, "checkpoint": None, "report": False}}
-
-
 def test_an_encoder_without_fine_tuning_is_the_original_with_its_dropped_heads_and_units_silenced(
-        text_csvs, small_bert, tmp_path):
+        tmp_path, small_bert_recipe):
     pytest.importorskip("transformers")
-    run = honed.train(small_bert_recipe(text_csvs, small_bert), out=tmp_path / "run")
+    run = honed.train(small_bert_recipe(epochs=2, report=False), out=tmp_path / "run")
     source = honed.Run.open(run.path)
     loaded = source.load()
     x = source.test_split(loaded).x[:]  # padded ids
@@ -196,10 +186,10 @@ def test_an_encoder_without_fine_tuning_is_the_original_with_its_dropped_heads_a
         assert not torch.allclose(pruned(x), original(x), atol=1e-3)  # and something was taken out
 
 
-def test_a_lora_run_prunes_into_an_ordinary_smaller_run_that_reloads(text_csvs, small_bert, tmp_path):
+def test_a_lora_run_prunes_into_an_ordinary_smaller_run_that_reloads(tmp_path, small_bert_recipe):
     pytest.importorskip("peft")
     lora = {"adapter": {"name": "lora", "r": 4, "alpha": 8, "targets": ["query", "value"]}}
-    run = honed.train(small_bert_recipe(text_csvs, small_bert, lora), out=tmp_path / "run")
+    run = honed.train(small_bert_recipe(lora, epochs=2, report=False), out=tmp_path / "run")
     report = honed.prune(run.path, target=0.5, finetune_epochs=1, out=tmp_path / "pruned")
     assert report["widths"]["after"] == {"attention_heads": [1, 1, 1], "ffn_width": [32, 32, 32]}
     before, after, *_ = report["versions"]
@@ -221,7 +211,7 @@ def test_a_lora_run_prunes_into_an_ordinary_smaller_run_that_reloads(text_csvs, 
     torch.testing.assert_close(OnnxPredictor(pruned.path / "onnx").scores(x), TorchPredictor(pruned.path).scores(x),
                                atol=1e-4, rtol=1e-4)
     with pytest.raises(UserError, match=r"model.ffn_width = \[128, 1, 1\]: give one count per encoder layer \(3\)"):
-        honed.train(small_bert_recipe(text_csvs, small_bert, {"ffn_width": [128, 1, 1]}), out=tmp_path / "bad")
+        honed.train(small_bert_recipe({"ffn_width": [128, 1, 1]}), out=tmp_path / "bad")
 
 
 @pytest.mark.parametrize("cell, layers, bidirectional", [("lstm", 2, True), ("gru", 1, False)])

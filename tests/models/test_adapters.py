@@ -19,16 +19,6 @@ pytest.importorskip("peft")
 LAYERS, HIDDEN, RANK = 3, 32, 4  # the small_bert fixture's (conftest.py)
 
 
-def recipe(text_csvs, encoder: Path, model: dict | None = None, **train) -> dict:
-    train_csv, test_csv = text_csvs
-    return {"name": "adapted", "seed": 1,
-            "data": {"source": "text_files", "train": str(train_csv), "test": str(test_csv),
-                     "tokenizer": "pretrained", "pretrained": str(encoder), "max_len": 16},
-            "model": {"name": "transformer", "dropout": 0.1} | (model or {}),
-            "optimizer": {"name": "adamw", "lr": 5e-3},
-            "train": {"epochs": 3, "batch_size": 8, "checkpoint": None} | train}
-
-
 LORA = {"adapter": {"name": "lora", "r": RANK, "alpha": 8, "targets": ["query", "value"]}}
 
 
@@ -36,9 +26,9 @@ def pretrained_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_lora_trains_the_formula_s_parameters_and_leaves_the_base_weights_bit_identical(text_csvs, small_bert,
-                                                                                          tmp_path):
-    run = honed.train(recipe(text_csvs, small_bert, LORA), out=tmp_path / "run")
+def test_lora_trains_the_formula_s_parameters_and_leaves_the_base_weights_bit_identical(
+        small_bert, tmp_path, small_bert_recipe):
+    run = honed.train(small_bert_recipe(LORA), out=tmp_path / "run")
     per_target = RANK * (HIDDEN + HIDDEN)  # A: r x in, B: out x r, for each of query and value in every layer
     head = HIDDEN * 3 + 3
     assert run.summary["trainable_params"] == LAYERS * 2 * per_target + head
@@ -52,8 +42,8 @@ def test_lora_trains_the_formula_s_parameters_and_leaves_the_base_weights_bit_id
     assert len(lora_b) == LAYERS * 2 and all(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: it trained
 
 
-def test_the_merged_model_equals_the_adapted_one_and_is_a_plain_encoder(text_csvs, small_bert, tmp_path):
-    run = honed.train(recipe(text_csvs, small_bert, LORA, epochs=2), out=tmp_path / "run")
+def test_the_merged_model_equals_the_adapted_one_and_is_a_plain_encoder(small_bert, tmp_path, small_bert_recipe):
+    run = honed.train(small_bert_recipe(LORA, epochs=2), out=tmp_path / "run")
     _, merged, pre = honed.load_run(run.path)
     assert not any("lora_" in name for name, _ in merged.named_parameters())
     adapter = run.summary["trainable_params"] - (HIDDEN * 3 + 3)
@@ -66,11 +56,11 @@ def test_the_merged_model_equals_the_adapted_one_and_is_a_plain_encoder(text_csv
         assert not torch.equal(query, pretrained_weights(small_bert)["encoder.layer.0.attention.self.query.weight"])
 
 
-def test_a_lora_run_exports_to_onnx_equal_to_the_unmerged_model(text_csvs, small_bert, tmp_path):
+def test_a_lora_run_exports_to_onnx_equal_to_the_unmerged_model(tmp_path, small_bert_recipe):
     pytest.importorskip("onnxruntime")
     from honed.export import OnnxPredictor, export_onnx
 
-    run = honed.train(recipe(text_csvs, small_bert, LORA, epochs=2), out=tmp_path / "run")
+    run = honed.train(small_bert_recipe(LORA, epochs=2), out=tmp_path / "run")
     assert export_onnx(run.path)["check"]["max_abs_difference"] <= 1e-4
     texts = ["the team scored a late goal", "vote", "cook the dinner with spice"]
     _, _, pre = honed.load_run(run.path)
@@ -82,8 +72,8 @@ def test_a_lora_run_exports_to_onnx_equal_to_the_unmerged_model(text_csvs, small
         torch.testing.assert_close(got, expected.float(), atol=1e-4, rtol=0)
 
 
-def test_frozen_layers_keep_their_weights_and_get_no_optimizer_state(text_csvs, small_bert, tmp_path):
-    run = honed.train(recipe(text_csvs, small_bert, {"freeze": 2}, checkpoint={"every_epochs": 1, "keep_final": True}),
+def test_frozen_layers_keep_their_weights_and_get_no_optimizer_state(small_bert, tmp_path, small_bert_recipe):
+    run = honed.train(small_bert_recipe({"freeze": 2}, checkpoint={"every_epochs": 1, "keep_final": True}),
                       out=tmp_path / "run")
     pretrained = pretrained_weights(small_bert)
     trained = {name: p.detach() for name, p in run.model.encoder.named_parameters()}
@@ -122,16 +112,16 @@ def test_activation_checkpointing_gives_the_same_gradients(small_bert):
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)
 
 
-def test_lora_with_activation_checkpointing_trains_the_adapter(text_csvs, small_bert, tmp_path):
-    run = honed.train(recipe(text_csvs, small_bert, LORA, activation_checkpointing=True), out=tmp_path / "run")
-    plain = honed.train(recipe(text_csvs, small_bert, LORA), out=tmp_path / "plain")
+def test_lora_with_activation_checkpointing_trains_the_adapter(tmp_path, small_bert_recipe):
+    run = honed.train(small_bert_recipe(LORA, activation_checkpointing=True), out=tmp_path / "run")
+    plain = honed.train(small_bert_recipe(LORA), out=tmp_path / "plain")
     a, b = load_file(str(run.path / "model.safetensors")), load_file(str(plain.path / "model.safetensors"))
     for key in b:  # recomputed activations, same arithmetic: the same trained weights
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
 
 
-def test_a_lora_run_resumes_after_sigkill_to_the_same_weights(text_csvs, small_bert, tmp_path, killed_at_step):
-    spec = recipe(text_csvs, small_bert, LORA, checkpoint={"every_steps": 3, "keep": 1})
+def test_a_lora_run_resumes_after_sigkill_to_the_same_weights(small_bert, tmp_path, killed_at_step, small_bert_recipe):
+    spec = small_bert_recipe(LORA, checkpoint={"every_steps": 3, "keep": 1})
     killed = tmp_path / "killed"
     killed_at_step(spec, killed, 8)
     saved = checkpoints.load_latest(killed)
@@ -146,27 +136,27 @@ def test_a_lora_run_resumes_after_sigkill_to_the_same_weights(text_csvs, small_b
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
 
 
-def test_settings_that_make_no_sense_name_what_exists(text_csvs, small_bert, tmp_path):
+def test_settings_that_make_no_sense_name_what_exists(tmp_path, small_bert_recipe):
     with pytest.raises(UserError, match=r"'keys' names no linear layer.*dense, key, query, value"):
-        honed.train(recipe(text_csvs, small_bert, {"adapter": {"targets": ["query", "keys"]}}), out=tmp_path / "a")
+        honed.train(small_bert_recipe({"adapter": {"targets": ["query", "keys"]}}), out=tmp_path / "a")
     with pytest.raises(UserError, match="model.freeze = 4: the encoder has 3 layers"):
-        honed.train(recipe(text_csvs, small_bert, {"freeze": 4}), out=tmp_path / "b")
+        honed.train(small_bert_recipe({"freeze": 4}), out=tmp_path / "b")
     with pytest.raises(UserError, match="model.adapter works with model.name = transformer or causal_lm only"):
         honed.load_recipe({"model": {"name": "mlp", "adapter": {"r": 4}}})
     with pytest.raises(UserError, match="train.activation_checkpointing works with model.name = transformer or causal_lm only"):
         honed.load_recipe({"model": {"name": "mlp"}, "train": {"activation_checkpointing": True}})
 
 
-def test_a_lora_run_quantizes_teaches_and_learns_as_a_student(text_csvs, small_bert, tmp_path):
+def test_a_lora_run_quantizes_teaches_and_learns_as_a_student(tmp_path, small_bert_recipe):
     pytest.importorskip("onnxruntime")
     from honed.export import quantize
     from honed.tuning import distill
 
-    teacher = honed.train(recipe(text_csvs, small_bert, LORA), out=tmp_path / "teacher")
+    teacher = honed.train(small_bert_recipe(LORA), out=tmp_path / "teacher")
     versions = {v["version"]: v for v in quantize(teacher.path)["versions"]}
     assert versions["float32 (PyTorch)"]["test accuracy"] == pytest.approx(teacher.summary["test"]["accuracy"])
     assert "int8 (PyTorch)" in versions  # the merged encoder's linear layers, quantized
-    student = recipe(text_csvs, small_bert, LORA, epochs=2) | {"name": "student"}
+    student = small_bert_recipe(LORA, epochs=2) | {"name": "student"}
     report = distill(teacher.path, student, out=tmp_path / "d")
     teacher_row, distilled, alone = report["rows"]
     assert teacher_row["params"] == distilled["params"] == teacher.summary["params"]  # a LoRA student of a LoRA teacher
