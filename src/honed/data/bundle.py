@@ -23,8 +23,7 @@ def trim_padding(x: torch.Tensor) -> torch.Tensor:
         return x
     used = (x != 0).any(dim=0).nonzero()
     width = int(used[-1]) + 1 if len(used) else 1
-    # contiguous: a view of the first columns is not, and PyTorch's quantized embedding (int8 models) refuses it
-    return x[:, :width].contiguous() if width < x.shape[1] else x
+    return x[:, :width]
 
 
 @dataclass

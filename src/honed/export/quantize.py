@@ -47,7 +47,29 @@ def torch_int8(model: nn.Module) -> nn.Module:
     for pool in list(quantized.modules()):
         if isinstance(pool, TokenPool) and pool.pooling == "mean":  # a TF-IDF pool sums: nothing to average
             pool.embedding = MeanOfSums(pool.embedding)
+    for parent in list(quantized.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is tq_embedding():  # (its EmbeddingBag subclass reads flat ids and offsets)
+                setattr(parent, name, ContiguousIds(child))
     return quantized
+
+
+def tq_embedding() -> type:
+    from torch.ao.nn.quantized import Embedding
+
+    return Embedding
+
+
+class ContiguousIds(nn.Module):
+    """A quantized Embedding handed contiguous ids: PyTorch's int8 lookup refuses a view, and a batch trimmed of
+    its padding columns (data.bundle.trim_padding) is one."""
+
+    def __init__(self, embedding: nn.Module) -> None:
+        super().__init__()
+        self.embedding = embedding
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(ids.contiguous())
 
 
 class MeanOfSums(nn.Module):

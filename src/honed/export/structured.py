@@ -216,19 +216,8 @@ def prune_recurrent(model: nn.Module, hidden: int, criterion: str) -> None:
                 + read[direction * size:(direction + 1) * size]
             kept[-1].append(torch.sort(torch.argsort(scores, descending=True)[:hidden]).values)
     model.rnn = narrowed_recurrent(rnn, kept, gates)
-    columns = torch.cat([k + i * size for i, k in enumerate(kept[-1])])
-    model.head.linear = narrowed_linear(head, columns, dim=1)
-
-
-def narrowed_linear(layer: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
-    """`layer` with only the outputs (dim 0) or inputs (dim 1) at `index`."""
-    weight = layer.weight.detach().index_select(dim, index.to(layer.weight.device))
-    smaller = nn.Linear(weight.shape[1], weight.shape[0], bias=layer.bias is not None).to(weight.device)
-    with torch.no_grad():
-        smaller.weight.copy_(weight)
-        if layer.bias is not None:
-            smaller.bias.copy_(layer.bias if dim == 1 else layer.bias[index])
-    return smaller
+    read_columns = set(torch.cat([k + i * size for i, k in enumerate(kept[-1])]).tolist())
+    torch_pruning().prune_linear_in_channels(head, [c for c in range(head.in_features) if c not in read_columns])
 
 
 def narrowed_recurrent(rnn: nn.RNNBase, kept: list[list[torch.Tensor]], gates: int) -> nn.RNNBase:

@@ -39,14 +39,14 @@ def add_latencies(rows: list[dict], runs: list[tuple], raw_test, count: int = 50
         row["ms per example"] = ms
 
 
-def add_token_latencies(rows: list[dict], models: list, run_dir: Path) -> None:
-    """CPU ms per new token (greedy) for each language model, from the same test prompts (a shared vocabulary)."""
+def add_token_latencies(rows: list[dict], models: list, run_dir: Path, loaded) -> None:
+    """CPU ms per new token (greedy) for each language model, from the same test prompts (a shared vocabulary):
+    those of the run at `run_dir`, already `loaded`."""
     from honed.api import Run
     from honed.data.chat import row_prompts
     from honed.export.lm_quantize import PROMPTS, ms_per_token
 
-    run = Run.open(run_dir)
-    prompts = row_prompts(run.test_split(run.load()).x, PROMPTS)
+    prompts = row_prompts(Run.open(run_dir).test_split(loaded).x, PROMPTS)
     with torch.inference_mode():
         for row, model in zip(rows, models):
             row["ms per token"] = ms_per_token(model.cpu().eval(), prompts)
@@ -101,8 +101,8 @@ def _distill(teacher_run, student_recipe, overrides, temperature: float, alpha: 
                      with_teacher.summary),
             describe("student alone", alone.path, alone.summary)]
     if language:  # what a language model's user waits for: each new token
-        add_token_latencies(rows, [teacher.model] + [api.load_run(r.path).model for r in (with_teacher, alone)],
-                            alone.path)
+        students = [api.load_run(r.path) for r in (with_teacher, alone)]
+        add_token_latencies(rows, [teacher.model] + [s.model for s in students], alone.path, students[1])
     else:
         _, _, raw_test = split_raw(load_raw(recipe.data), recipe.data)  # read once for all three models
         runs = [(teacher.model, teacher.pre)] + [api.load_run(r.path)[1:] for r in (with_teacher, alone)]
