@@ -36,3 +36,15 @@ def test_batches_stay_within_the_token_budget_and_cover_every_row_once():
     model.seen.clear()
     torch.testing.assert_close(outputs_of(model, x, batch_size=16), expected)
     assert [b for b, _ in model.seen] == [16, 16, 16, 9]
+
+
+def test_a_model_evaluated_on_a_cpu_takes_its_own_batch_size():
+    x = TokenRows.from_lists([[1, 2], [3], [4, 5, 6], [7], [8]])
+    model = MeanId()
+    model.max_tokens_per_batch, model.eval_batch_size = None, 2  # as ImageResNet's 64: its caches' size
+    expected = outputs_of(model, x, batch_size=16)
+    assert [b for b, _ in model.seen] == [2, 2, 1]
+    model.eval_batch_size = 64  # never more than the caller asks for
+    model.seen.clear()
+    torch.testing.assert_close(outputs_of(model, x, batch_size=4), expected)
+    assert [b for b, _ in model.seen] == [4, 1]

@@ -292,3 +292,16 @@ def test_a_model_without_hidden_widths_is_refused_in_one_line(regression_run):
     with pytest.raises(UserError, match=r"honed prune works on mlp, bag, cnn, resnet, rnn, transformer models; "
                                         r"this run's model is 'linear'"):
         honed.prune(regression_run, target=0.5)
+
+
+def test_a_whitening_stem_is_never_pruned_and_the_pruned_resnet_rebuilds_from_its_widths():
+    spec = load_recipe({"model": {"name": "resnet", "channels": [24, 16, 32], "stem": "whiten"}}).model
+    shape = Shape("features", 3 * 8 * 8, 4, image_shape=(3, 8, 8))
+    model = build_model(spec, shape)
+    model.fit_to_training_rows(torch.randn(20, 3 * 8 * 8))
+    x = torch.randn(5, shape.input_dim)
+    widths = prune_model(model, spec, 0.5, x[:2])
+    assert widths["channels"][1:] == [8, 16] and model.stem.conv.weight.shape == (24, 3, 2, 2)
+    rebuilt = build_model(spec.model_copy(update=widths), shape).eval()
+    rebuilt.load_state_dict(model.state_dict())  # the recipe's new widths describe the pruned model exactly
+    torch.testing.assert_close(rebuilt(x), model.eval()(x))

@@ -39,3 +39,39 @@ def test_resnet_needs_images_and_a_stage():
         build_model(spec(), Shape("features", 10, 2))
     with pytest.raises(UserError, match="at least one stage"):
         build_model(spec(channels=[8]), Shape("features", 3 * 64, 2, image_shape=(3, 8, 8)))
+
+
+def test_the_whitening_stem_decorrelates_the_training_patches_and_only_its_bias_trains():
+    torch.manual_seed(0)
+    images = torch.randn(200, 3, 12, 12)
+    images[:, 1] = 0.9 * images[:, 0] + 0.1 * images[:, 1]  # two channels nearly equal: a correlated input
+    images[:, :, :, 1::2] = 0.5 * images[:, :, :, 1::2] + 0.5 * images[:, :, :, ::2]  # and neighbouring pixels
+    shape = Shape("features", 3 * 144, 4, image_shape=(3, 12, 12))
+    model = build_model(spec(stem="whiten", channels=[99, 8, 16]), shape)  # the stem's width is the image's
+    model.fit_to_training_rows(images.flatten(1))
+    conv = model.stem.conv
+    assert conv.weight.shape == (24, 3, 2, 2) and not conv.weight.requires_grad and conv.bias.requires_grad
+    patches = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+    projected = patches @ conv.weight[:12].reshape(12, 12).T  # the first half; the second is its negative
+    covariance = projected.T @ projected / len(projected)
+    eigenvalues = torch.linalg.eigvalsh(patches.T.double() @ patches.double() / len(patches)).flip(0)
+    # whitened: each direction's variance is eigenvalue / (eigenvalue + eps), the directions uncorrelated
+    expected = (eigenvalues / (eigenvalues + 5e-4)).float()
+    torch.testing.assert_close(covariance, torch.diag(expected), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(conv.weight[12:], -conv.weight[:12])
+    assert model(images.flatten(1)).shape == (200, 4)
+
+
+def test_dirac_init_passes_a_convolutions_input_channels_through():
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    from honed.models.init import initialize
+
+    initialize(conv, "dirac")
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(conv(x)[:, :3], x)  # the first 3 filters are the identity; the rest are drawn
+    assert conv.weight[3:].abs().sum() > 0
+
+
+def test_the_whitening_stem_needs_two_pixels():
+    with pytest.raises(UserError, match="at least 2 pixels"):
+        build_model(spec(stem="whiten"), Shape("features", 3, 2, image_shape=(3, 1, 1)))

@@ -12,7 +12,8 @@ from honed.evaluation.metrics import compute_metrics
 
 @torch.no_grad()
 def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Raw model outputs for all rows of x, in eval mode (no dropout), batch by batch.
+    """Raw model outputs for all rows of x, in eval mode (no dropout), batch by batch (on a CPU at most the
+    model's own `eval_batch_size`, where it has one).
 
     A model whose activations grow with every token (a Transformer) says how many tokens a batch
     may hold (`max_tokens_per_batch`); its batches are cut to fit, so evaluation memory stays flat.
@@ -21,6 +22,8 @@ def outputs_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> tor
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device  # a model quantized whole has no parameters: CPU
     budget = getattr(model, "max_tokens_per_batch", None)
+    if device.type == "cpu":  # a model may know the batch its CPU evaluation runs fastest at
+        batch_size = min(batch_size, getattr(model, "eval_batch_size", batch_size))
     chunks, i = [], 0
     while i < len(x):
         batch = trim_padding(x[i : i + batch_size])

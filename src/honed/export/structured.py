@@ -77,7 +77,8 @@ def kept_widths(widths: Sequence[int], share: float) -> list[int]:
 def groups_by_width(model: nn.Module, spec: ModelSpec) -> list[list[nn.Module]]:
     """For each recipe width, the layers whose output units are that width (pruned to the same count)."""
     if spec.name == "resnet":
-        layers = [[model.stem[0]]]
+        # a whitening stem (model.stem = whiten) is fixed by the images: its width is never pruned
+        layers = [[model.stem[0]] if isinstance(model.stem, nn.Sequential) else []]
         for stage in model.stages:
             convs = [m for m in stage.modules() if isinstance(m, nn.Conv2d)]
             layers.append(convs[:1] + convs[1:2])  # the stage's conv (the residual sum's other side follows it)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -33,6 +35,15 @@ def _he_uniform(weight: torch.Tensor) -> None:
 @INITS.register("he_normal")
 def _he_normal(weight: torch.Tensor) -> None:
     nn.init.kaiming_normal_(weight, nonlinearity="relu")
+
+
+@INITS.register("dirac")
+def _dirac(weight: torch.Tensor) -> None:
+    """PyTorch's own draw, then a convolution's first filters pass their input channel through unchanged
+    (airbench's identity initialization): a deep stack starts close to a shallow one, as a residual would."""
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # what nn.Linear and nn.Conv2d draw by default
+    if weight.dim() > 2:
+        nn.init.dirac_(weight[: weight.shape[1]])
 
 
 INITIALIZED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU)

@@ -34,6 +34,43 @@ def conv_bn(n_in: int, n_out: int, activation: str) -> nn.Sequential:
                          ACTIVATIONS[activation]())
 
 
+class PatchWhitening(nn.Module):
+    """A frozen 2x2 convolution (no padding) whose filters whiten the training images' pixel patches, then the
+    activation: Page's and airbench's first layer. Each patch of 2x2 pixels (12 numbers in RGB) is projected on the
+    eigenvectors of the patches' covariance, each scaled by 1/sqrt(eigenvalue), and on their negatives (so a ReLU
+    or GELU after it keeps both signs): the next layers start from decorrelated, equally scaled inputs, which
+    airbench measured as the largest single saving in epochs (94% in 21 epochs instead of 35). Only the bias trains.
+    Fitted once from training images (`fit`), before the first step; saved and loaded with the other weights."""
+
+    SIZE = 2
+    EPS = 5e-4  # added to each eigenvalue: the smallest directions are noise, not worth a 1/sqrt(0) gain
+    MAX_PATCHES = 2**21  # patches the covariance is estimated from (32-pixel images: the first ~2,200)
+
+    def __init__(self, channels: int, activation: str) -> None:
+        super().__init__()
+        self.width = 2 * channels * self.SIZE**2
+        self.conv = nn.Conv2d(channels, self.width, self.SIZE, bias=True)
+        self.conv.weight.requires_grad_(False)
+        self.activation = ACTIVATIONS[activation]()
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor) -> None:
+        """Set the filters from `images` (n, channels, h, w), standardized as training reads them."""
+        c, k = images.shape[1], self.SIZE
+        per_image = max(1, (images.shape[2] - k + 1) * (images.shape[3] - k + 1))
+        images = images[: max(1, self.MAX_PATCHES // per_image)].float()
+        patches = images.unfold(2, k, 1).unfold(3, k, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
+        covariance = patches.T @ patches / len(patches)
+        values, vectors = torch.linalg.eigh(covariance.double())  # ascending; float64: small eigenvalues stay exact
+        filters = (vectors.T / (values.clamp(min=0) + self.EPS).sqrt().unsqueeze(1)).flip(0)  # largest first
+        filters = filters.reshape(c * k * k, c, k, k).to(self.conv.weight.dtype)
+        self.conv.weight.copy_(torch.cat([filters, -filters]))
+        self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.conv(x))
+
+
 class Residual(nn.Module):
     """x + f(x): the block learns a correction to its input, so a deeper stage starts as the shallower one."""
 
@@ -58,8 +95,13 @@ class ImageResNet(nn.Module):
     """stem(widths[0]) -> stage(w) for w in widths[1:] (residual on the first and last stage, as ResNet-9) ->
     global max pool -> dropout -> linear head x 0.125."""
 
+    # Evaluated 64 images at a time on a CPU: a batch's activations then stay in the CPU's caches (32-pixel images, 2
+    # cores, test-time flips: 1,024 a batch 590 images/s, 128 930, 64 1,200)
+    eval_batch_size = 64
+
     def __init__(self, image_shape: tuple[int, ...], widths: list[int], activation: str, dropout: float,
-                 n_out: int, augment: nn.Module | None = None, test_time_flip: bool = False) -> None:
+                 n_out: int, augment: nn.Module | None = None, test_time_flip: bool = False,
+                 stem: str = "conv") -> None:
         super().__init__()
         if len(widths) < 2:
             raise UserError(f"model.name = resnet needs model.channels with a stem and at least one stage, e.g. "
@@ -67,7 +109,14 @@ class ImageResNet(nn.Module):
         self.image_shape = tuple(image_shape)
         self.augment = augment or nn.Identity()
         self.test_time_flip = test_time_flip
-        self.stem = conv_bn(image_shape[0], widths[0], activation)
+        if stem == "whiten" and min(image_shape[1:]) < PatchWhitening.SIZE:
+            raise UserError(f"model.stem = whiten needs images of at least 2 pixels a side; these are "
+                            f"{image_shape[1]}x{image_shape[2]} (use model.stem = conv)")
+        if stem == "whiten":
+            self.stem = PatchWhitening(image_shape[0], activation)  # its width is the image's: 24 in RGB, 8 in grey
+            widths = [self.stem.width, *widths[1:]]
+        else:
+            self.stem = conv_bn(image_shape[0], widths[0], activation)
         size, stages, last = min(image_shape[1:]), [], len(widths) - 2
         for i, (before, after) in enumerate(zip(widths[:-1], widths[1:])):
             stages.append(stage(before, after, activation, pool=size >= 2, residual=i in (0, last)))
@@ -77,6 +126,11 @@ class ImageResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = Head(widths[-1], n_out)
         self.to(memory_format=torch.channels_last)
+
+    def fit_to_training_rows(self, x: torch.Tensor) -> None:
+        """The whitening stem's filters from the training images (api.prepare_model calls it once, before training)."""
+        if isinstance(self.stem, PatchWhitening):
+            self.stem.fit(x.view(x.shape[0], *self.image_shape))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.pool(self.stages(self.stem(x))))) * HEAD_SCALE
@@ -95,4 +149,4 @@ def build(spec: ModelSpec, shape: Shape) -> nn.Module:
         raise UserError("model.name = resnet needs images (data.source = images, or data.name = digits)")
     augment = Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
     return ImageResNet(shape.image_shape, spec.channels, spec.activation, spec.dropout, shape.output_dim, augment,
-                       spec.test_time_flip)
+                       spec.test_time_flip, spec.stem)

@@ -16,7 +16,7 @@ DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files",
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
 ModelName = Literal["linear", "logistic", "mlp", "cnn", "resnet", "rnn", "bag", "transformer", "causal_lm"]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
-InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
+InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "dirac"]
 LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy", "token_nll"]
 OptimizerName = Literal["gd", "sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs"]
 ScheduleName = Literal["constant", "exponential", "linear", "step", "cosine", "onecycle", "plateau"]
@@ -295,6 +295,10 @@ class ModelSpec(Section):
     augment_shift: int = Field(2, ge=0, le=64, description="cnn augment: the largest shift in pixels")
     test_time_flip: bool = Field(False, description="resnet, evaluated: the mean of an image's and its mirror's "
                                  "logits (photos; not digits)")
+    stem: Literal["conv", "whiten"] = Field(
+        "conv", description="resnet's first layer: conv (3x3, BatchNorm, trained) or whiten (a frozen 2x2 convolution "
+        "that whitens the training images' pixel patches, airbench's; its width is 2 x 4 x the image's channels, "
+        "24 in RGB, in place of model.channels' first)")
     cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
     hidden_size: int = Field(64, ge=1, le=1_000_000, description="rnn hidden units")
     layers: int = Field(1, ge=1, le=1000, description="rnn layers")
@@ -436,6 +440,9 @@ class TrainSpec(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU")
     shuffle: bool = Field(True, description="reshuffle the training set every epoch (seeded)")
     bucketing: bool = Field(False, description="text: batch texts of similar length together (less padding)")
+    lookahead: bool = Field(False, description="from 30% of the steps on, every 5 steps the weights are pulled back "
+                            "to their exponential average, which averages more strongly as the run ends "
+                            "(airbench's; short runs at high learning rates)")
     early_stopping: Optional[EarlyStoppingSpec] = None
     convergence_tol: Optional[float] = Field(
         None, gt=0, description="stop when the training loss changes by less than this between epochs"

@@ -189,6 +189,10 @@ def prepare(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] 
     schedule = Schedule(optimizer, recipe.schedule, batches.steps_per_epoch, spec.epochs,
                         "min" if lower_is_better(monitor) else "max")
     hooks = standard_hooks(recipe, started)
+    if spec.lookahead:  # before the hooks that read the weights at an epoch's end (early stopping keeps them)
+        from honed.training.lookahead import Lookahead
+
+        hooks.insert(0, Lookahead(batches.steps_per_epoch * spec.epochs))
     if spec.privacy is not None:  # per-example gradients, clipped and noised; the accountant as a hook
         privacy = Privacy(spec.privacy, len(data.train), batches.steps_per_epoch, spec.epochs)
         net, optimizer = privacy.attach(net, optimizer)
