@@ -14,6 +14,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_IMDB = ROOT.parent / "shared" / "data" / "imdb" / "aclImdb_v1.tar.gz"
 
 
+def read_imdb(path) -> dict[str, list[tuple[str, float]]]:
+    """{"train": [(review, 1.0 if positive else 0.0)], "test": [...]} from the official archive (tarfile only:
+    the baselines that read it this way import nothing else for it)."""
+    import tarfile
+
+    data = {"train": [], "test": []}
+    with tarfile.open(path) as tar:
+        for m in tar:
+            parts = m.name.split("/")
+            if m.isfile() and len(parts) == 4 and parts[2] in ("pos", "neg") and parts[1] in data:
+                text = tar.extractfile(m).read().decode("utf-8", errors="replace")
+                data[parts[1]].append((text, 1.0 if parts[2] == "pos" else 0.0))
+    return data
+
+
 def data_sets(args) -> list[str]:
     """Recipe overrides that point an IMDB recipe at the archive, or at train/test CSV files."""
     if args.train:

@@ -11,7 +11,6 @@ and a final line with accuracy and timings.
 import json
 import re
 import sys
-import tarfile
 import time
 from collections import Counter
 
@@ -19,20 +18,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from common import read_imdb
+
 START = time.perf_counter()
 NUM_WORDS, MAX_LEN, EPOCHS, BATCH = 10000, 500, 10, 32
 TOKEN = re.compile(r"[\w']+")
 
 
-def read(path):
-    data = {"train": [], "test": []}
-    with tarfile.open(path) as tar:
-        for m in tar:
-            parts = m.name.split("/")
-            if m.isfile() and len(parts) == 4 and parts[2] in ("pos", "neg") and parts[1] in data:
-                text = tar.extractfile(m).read().decode("utf-8", errors="replace")
-                data[parts[1]].append((text, 1.0 if parts[2] == "pos" else 0.0))
-    return data
+read = read_imdb  # the archive's reviews, as every IMDB baseline here reads them
 
 
 def split(reviews):

@@ -75,3 +75,24 @@ def test_dirac_init_passes_a_convolutions_input_channels_through():
 def test_the_whitening_stem_needs_two_pixels():
     with pytest.raises(UserError, match="at least 2 pixels"):
         build_model(spec(stem="whiten"), Shape("features", 3, 2, image_shape=(3, 1, 1)))
+
+
+def test_the_whitening_samples_images_across_the_training_rows():
+    """Rows sorted by class: the statistics must come from all of them, not from the first class alone."""
+    from honed.models.resnet import PatchWhitening
+
+    stem = PatchWhitening(1, "relu")
+    stem.MAX_PATCHES = 2 * 4  # two 3x3 images' worth of 2x2 patches
+    flat, textured = torch.zeros(3, 1, 3, 3), torch.randn(3, 1, 3, 3)
+    stem.fit(torch.cat([flat, textured]))  # images 0 and 3 are read: one of each class
+    assert torch.isfinite(stem.conv.weight).all() and stem.conv.weight.abs().max() < 1 / (5e-4**0.5)
+    sampled = PatchWhitening(1, "relu")
+    sampled.MAX_PATCHES = 8
+    sampled.fit(torch.cat([flat[:1], textured[:1]]))
+    torch.testing.assert_close(stem.conv.weight, sampled.conv.weight)
+
+
+def test_a_two_pixel_image_is_whitened_to_one_and_not_pooled():
+    model = build_model(spec(stem="whiten"), Shape("features", 3 * 4, 2, image_shape=(3, 2, 2)))
+    model.fit_to_training_rows(torch.randn(6, 12))
+    assert model(torch.randn(4, 12)).shape == (4, 2)
