@@ -221,7 +221,7 @@ def test_auto_batch_size_gives_small_tables_about_16_steps_per_epoch_within_32_t
     small = sized_for_rows(recipe, 1_100)
     assert small.train.epochs == 56 and small.train.steps is None  # 18 steps of 64 rows per epoch: 1000 steps
     assert sized_for_rows(small, 5).train.batch_size == 64  # the run's recipe holds the resolved size
-    assert sized_for_rows(recipe, 13_210, images=True).train.batch_size == 256  # images: at most 256
+    assert sized_for_rows(recipe, 13_210, images=True).train.batch_size == 128  # images: at most 128
     assert sized_for_rows(recipe, 1_100, images=True).train.batch_size == 64
 
 
