@@ -355,6 +355,38 @@ def test_one_signal_to_the_launcher_stops_torchrun_and_every_worker(tmp_path, si
         assert proc.returncode == 130 and "interrupted" in proc.stderr.read()
 
 
+STUCK_IN_A_COLLECTIVE = """
+import signal, socket, sys
+import torch.distributed as dist
+from honed.processes import end_if_stuck_after_signal
+def stop(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, stop)
+end_if_stuck_after_signal(grace=1.0)
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+store = dist.TCPStore("127.0.0.1", port, 2, is_master=True, wait_for_workers=False)
+print("waiting", flush=True)
+store.get("a key the peer that is gone would have set")  # blocks in C++: Python's handler cannot run
+"""
+
+
+def test_a_worker_waiting_in_cpp_for_a_gone_peer_still_ends_on_sigterm():
+    """The main thread blocked in the store (as `init_process_group` or a collective is, for a peer that died)
+    never runs Python's SIGTERM handler; the watch ends the process within its grace, exit code 130."""
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_IN_A_COLLECTIVE],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "waiting\n"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=8)  # without the watch: the store's 5-minute timeout
+        assert proc.returncode == 130 and "interrupted" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_sigterm_leaves_no_temp_files_and_run_files_follow_the_umask(tmp_path):
     done = run(["train", "linear_regression", "--set", "train.epochs=3", "--quiet", "--out", "{tmp}/run"], tmp_path)
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ import sys
 import time
 
 from honed.errors import UserError
-from honed.processes import die_with_parent, stop_group
+from honed.processes import die_with_parent, end_if_stuck_after_signal, stop_group
 
 LAUNCHER_FLAGS = {"--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--master-addr", "--master-port"}
 
@@ -70,9 +70,11 @@ LAUNCHED = "HONED_LAUNCHED"  # set for torchrun and its workers: each dies with 
 
 
 def as_launched_worker() -> None:
-    """In a worker torchrun started for `honed train --nproc`: end with torchrun, however torchrun ends."""
+    """In a worker torchrun started for `honed train --nproc`: end with torchrun, however torchrun ends, and
+    end on a stop signal even while waiting inside a collective for a peer that is gone."""
     if os.environ.get(LAUNCHED) and os.environ.get("LOCAL_RANK") is not None:
         die_with_parent(signal.SIGTERM)
+        end_if_stuck_after_signal()
 
 
 TORCHRUN_WITH_PARENT = ("import os, runpy, signal, sys; from honed.processes import die_with_parent; "
