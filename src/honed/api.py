@@ -173,6 +173,7 @@ def prepare_model(recipe: Recipe, bundle, device: torch.device | str = "cpu") ->
     """The model a recipe trains on a bundle, as training starts it: built, initialized (seeded by the caller),
     with what is fitted outside the weights (the TF-IDF idf) set from the training rows, on `device`.
     Training, the range test, the doctor's probes and race all start from this one function."""
+    refuse_training_an_ensemble(recipe)
     shape = Shape.of(bundle)
     model = build_model(recipe.model, shape)
     if recipe.model.pooling == "tfidf":  # the idf of every token, from the training texts only
@@ -228,8 +229,18 @@ def resume(run_dir: str | Path, *, quiet: bool = True, started: float | None = N
         return _train(load_recipe(path / run_stage.RECIPE), path, quiet, started, list(hooks), state)
 
 
+def refuse_training_an_ensemble(recipe: Recipe) -> None:
+    """model.members is an assembled ensemble (honed tune's): its members trained with settings of their own."""
+    if recipe.model.members:
+        raise UserError(f"model.members: this recipe is an ensemble of {len(recipe.model.members)} models that "
+                        "`honed tune` assembled from its trials, each trained with its own settings; it is used "
+                        "(predict, evaluate, export, serve), not trained again: train one trial's recipe "
+                        "(TUNE_DIR/trials/*/recipe.yaml) or drop model.members")
+
+
 def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], state: dict | None = None,
            score_test: bool = True, objective: Objective | None = None) -> Run:
+    refuse_training_an_ensemble(recipe)
     spec = recipe.train
     # torch._dynamo is imported by torch.compile, use_deterministic_algorithms and most optimizers' steps:
     # imported in the background then; kept out of a run that needs none of them
@@ -567,6 +578,65 @@ def pictures_of(pre, inputs) -> Callable[[int], np.ndarray | None] | None:
 def test_outputs(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(raw outputs, targets, task) of a saved run on its test split: what paired comparisons of runs need."""
     return Run.open(run_dir).test_outputs()
+
+
+def assemble(members: list[tuple[str | Path, float]], out: str | Path, val_outputs: torch.Tensor | None = None,
+             val_targets: torch.Tensor | None = None) -> Run:
+    """A run answering the weighted mean of finished runs' outputs (model.members), written to `out` and scored
+    once on the test split. The runs must share their data settings (so their preprocessing is the same); the
+    first one's recipe, less its model's differences, is the ensemble's. `val_outputs`: the ensemble's outputs on
+    the rows its members were chosen on (with `val_targets`), scored as its validation metrics."""
+    run_stage.check_out_free(out)
+    runs = [(Run.open(path), float(weight)) for path, weight in members]
+    first = runs[0][0]
+    recipe = first.recipe
+    base = recipe.model.model_dump(mode="json", exclude={"members"})
+    sets = []
+    for run, weight in runs:
+        other = run.recipe
+        if other.data != recipe.data or other.model.members:
+            raise UserError(f"{run.path}: its data settings differ from {first.path}'s (or it is an ensemble "
+                            "already): an ensemble's members share their preprocessing")
+        dumped = other.model.model_dump(mode="json", exclude={"members"})
+        sets.append({"weight": weight, "set": {k: v for k, v in dumped.items() if v != base[k]}})
+    total = sum(m["weight"] for m in sets)
+    recipe = variant(recipe, {"model.members": [m | {"weight": m["weight"] / total} for m in sets]})
+    run_dir = run_stage.new_run_dir(recipe.name, out)
+    hold(run_dir, "--out")
+    pre = data_stage.load_preprocessor(first.path)
+    run_stage.write_recipe(run_dir, dump_recipe(recipe))
+    pre.save(run_dir, profile=recipe.train.privacy is None)
+    shape = first.shape
+    run_stage.write_json(run_dir / run_stage.MODEL, {"spec": recipe.model.model_dump(mode="json"),
+                                                     "shape": shape.to_dict()})
+    state = {}
+    for i, (run, _) in enumerate(runs):
+        _, model, _ = run.load()
+        state |= {f"members.{i}.{k}": v for k, v in model.state_dict().items()}
+    run_stage.save_weights(run_dir / run_stage.WEIGHTS, state)
+    recipe, model, pre = Run(run_dir).load()
+    loss_fn, names = build_loss(recipe.loss, pre.task), metric_names(recipe.metrics, pre.task)
+    if pre.task in ("binary", "multiclass") and "confusion_matrix" not in names:
+        names = names + ["confusion_matrix"]
+    unscale = pre.unscale if pre.task == "regression" else None
+    test = data_stage.test_split(recipe.data, pre)
+    test_scores = outputs_of(model, test.x)
+    summary = first.summary | {
+        "name": recipe.name,
+        "test": score_outputs(test_scores, test.y, pre.task, loss_fn, names, pre.output_dim, unscale, True),
+        "val": (score_outputs(val_outputs, val_targets, pre.task, loss_fn, names, pre.output_dim, unscale, True)
+                if val_outputs is not None else {}),
+        "params": count_params(model), "trainable_params": count_params(model, trainable=True),
+        "train_seconds": sum(run.summary.get("train_seconds", 0.0) for run, _ in runs),
+        "stop_reason": f"an ensemble of {len(runs)} trained runs",
+        "ensemble": [{"run": str(run.path), "weight": m["weight"] / total} for (run, _), m in zip(runs, sets)],
+    }
+    save_test_evidence(run_dir, test_scores, test.y, pre.task, None, pictures_of(pre, test.x))
+    run_stage.write_summary(run_dir, summary)
+    write_model_card(run_dir, recipe.model_dump(mode="json"), summary)
+    if recipe.train.report:
+        write_report(run_dir)
+    return Run(run_dir, summary, model)
 
 
 def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:

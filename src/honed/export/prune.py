@@ -176,6 +176,10 @@ def prune(run_dir, *, target: float = 0.5, by: str = "macs", criterion: str = "m
         raise UserError("--structured false sets weights to zero: multiply-adds stay as they were; use --by params")
     source = Run.open(run_dir)
     loaded = source.load()
+    if loaded.recipe.model.members:
+        raise UserError(f"{source.path}: an ensemble of {len(loaded.recipe.model.members)} runs (model.members) is "
+                        "not fine-tuned again, which pruning needs: prune one of its runs (summary.json's "
+                        "'ensemble' lists them)")
     if distill and len(members(loaded.model)) > 1:
         raise UserError(f"--distill: this run is a bag of {len(members(loaded.model))} models (model.bags), each "
                         "fine-tuned on its own folds; distillation trains one model: prune without --distill")

@@ -87,8 +87,20 @@ class _SkipFills(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def member_specs(spec: ModelSpec) -> list[tuple[float, ModelSpec]]:
+    """model.members as (weight, the member's own model section): the section with the member's keys set."""
+    base = spec.model_dump(exclude={"members"})
+    return [(m.weight, type(spec).model_validate(base | m.set)) for m in spec.members]
+
+
 def construct(spec: ModelSpec, shape: Shape) -> nn.Module:
-    """The registered model `spec` names, or `model.bags` of them bagged (models/bagged.py); not initialized."""
+    """The registered model `spec` names, or `model.bags` of them bagged (models/bagged.py), or model.members'
+    weighted ensemble of such; not initialized."""
+    if spec.members:
+        from honed.models.bagged import Bagged
+
+        weighted = member_specs(spec)
+        return Bagged([construct(member, shape) for _, member in weighted], [w for w, _ in weighted])
     if spec.bags == 1:
         return MODELS.get(spec.name)(spec, shape)
     from honed.models.bagged import Bagged

@@ -11,11 +11,15 @@ from torch import nn
 
 
 class Bagged(nn.Module):
-    """K models with the same inputs and outputs; evaluated, the mean of their outputs (logits or values)."""
+    """K models with the same inputs and outputs; evaluated, the mean of their outputs (logits or values), or
+    their weighted mean (model.members: an ensemble of differently set models, each possibly a bag itself)."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module], weights: list[float] | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.weights = weights  # None: equal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+        if self.weights is None:
+            return torch.stack([member(x) for member in self.members]).mean(dim=0)
+        return sum(w * member(x) for w, member in zip(self.weights, self.members))

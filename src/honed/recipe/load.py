@@ -6,6 +6,7 @@ what is allowed, with a "did you mean" for misspelled keys.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -22,7 +23,7 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iter
     if isinstance(source, Recipe):
         raw = source.model_dump(mode="json")
     elif isinstance(source, Mapping):
-        raw = dict(source)
+        raw = copy.deepcopy(dict(source))  # overrides set nested keys: the caller's dict stays as it was
     else:
         from honed.recipe.bundled import resolve_recipe
 

@@ -251,6 +251,14 @@ class AdapterSpec(Section):
                                description="names of the encoder's linear layers that get an adapter")
 
 
+class MemberSpec(Section):
+    """One model of an ensemble of differently set models (model.members): this model section with `set` applied."""
+
+    weight: float = Field(gt=0, le=1, description="its share of the ensemble's answer (the weights sum to 1)")
+    set: dict[str, Any] = Field(default_factory=dict, max_length=64,
+                                description="model keys (without `model.`) that differ from the section's own")
+
+
 class ModelSpec(Section):
     name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), resnet (images), rnn (text), bag (text), "
                             "transformer (fine-tunes data.pretrained's encoder)")
@@ -275,6 +283,11 @@ class ModelSpec(Section):
         "and stopped on it, answering their mean (the run's validation score is out of fold); feature rows only "
         "(tables, images). auto: 5 below 10,000 training rows while rows x model inputs stays under 3 million, else "
         "1. 1: one model")
+    members: list[MemberSpec] = Field(
+        default_factory=list, max_length=32, description="an ensemble that `honed tune` assembles from its trials "
+        "(greedy ensemble selection on their out-of-fold outputs): each member is this section with its `set` applied, "
+        "the answer is the members' weighted mean; its weights come from the trials' runs, so such a run is used "
+        "(predict, evaluate, export, serve), not trained again. Empty: one model")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate in mlp, bag, cnn and rnn")
     embedding_dim: int = Field(16, ge=1, le=1_000_000, description="bag, cnn and rnn on text: embedding size")
     embedding_init: Literal["default", "uniform", "zeros"] = Field(
@@ -316,6 +329,16 @@ class ModelSpec(Section):
     ffn_width: list[Size] = Field(default_factory=list, max_length=1000, description="transformer: feed-forward "
                                   "units kept in each encoder layer (honed prune writes it); empty: the pretrained "
                                   "encoder's")
+
+    @model_validator(mode="after")
+    def _members_set_model_keys(self) -> "ModelSpec":
+        for member in self.members:
+            for key in member.set:
+                if key not in type(self).model_fields or key == "members":
+                    raise ValueError(f"model.members: {key!r} is not a model key a member can set")
+        if self.members and abs(sum(m.weight for m in self.members) - 1) > 1e-6:
+            raise ValueError(f"model.members: the weights sum to {sum(m.weight for m in self.members):g}, not 1")
+        return self
 
     @model_validator(mode="after")
     def _pretrained_only_options(self) -> "ModelSpec":

@@ -32,6 +32,7 @@ from honed.evaluation import lower_is_better
 from honed.recipe import Recipe, dump_recipe, load_recipe, variant
 from honed.run.rundir import timestamped
 from honed.training.hooks import Hook
+from honed.tuning import ensemble
 from honed.tuning.space import (ENCODER_KEY, Space, affordable, apply, check_space, decode, recipe_values, space_of,
                                 suggest)
 
@@ -206,9 +207,10 @@ class Search:
         bundle = build_data(recipe.data)  # the trial's own data set, kept in memory by reuse_built_data
         if run.out_of_fold is not None:
             outputs, labels = run.out_of_fold
-            self.val_outputs[number] = (outputs, labels.cpu(), bundle.task)
+            self.val_outputs[number] = (outputs, labels.cpu(), bundle.task, "out of fold")
         elif run.model is not None and bundle.val is not None:
-            self.val_outputs[number] = (outputs_of(run.model, bundle.val.x), bundle.val.y.cpu(), bundle.task)
+            self.val_outputs[number] = (outputs_of(run.model, bundle.val.x), bundle.val.y.cpu(), bundle.task,
+                                        "validation split")
 
 
 def release_memory() -> None:
@@ -339,7 +341,7 @@ def _search(optuna, user: Recipe, space: Space, declared: bool, metric, budget: 
              f"{direction} {key} over {len(space)} keys ({'from the recipe' if declared else 'default space'}), "
              f"budget {budget:g} s; storage {masked(url)}")
     search = Search(base, space, key, out, budget, started, refit, final_bags(user, refit))
-    callbacks = [_keep_best_only(out), _stop_at(search)]
+    callbacks = [_keep_top(out, ensemble.POOL if may_ensemble(user, space, refit) else 1), _stop_at(search)]
     if trials:
         callbacks.append(optuna.study.MaxTrialsCallback(trials, states=None))
     try:
@@ -396,13 +398,17 @@ def conclude(study, user: Recipe, space: Space, key: str, out: Path, url: str, b
         raise UserError(f"no trial finished within the budget of {budget:g} s ({counts['PRUNED']} pruned or cut, "
                         f"{counts['FAIL']} failed{': ' + first if first else ''}); give a larger --budget, "
                         f"fewer train.epochs or a smaller space. Trials so far: {out / 'leaderboard.csv'}")
-    choice = choose(study, chosen, verdicts, user, space, out, refit, bags, started + budget)
+    blended = ensemble_of(study, user, space, out, val_outputs or {}, bags)
+    choice = (assembled(study, space, user, out, *blended) if blended else
+              choose(study, chosen, verdicts, user, space, out, refit, bags, started + budget))
+    _keep_trials(out, {choice.trial.number, choice.top.number} | set(blended[0] if blended else ()))
     choice.summary["tune"] = {
         "study": study.study_name, "storage": masked(url), "metric": key, "direction": study.direction.name.lower(),
         "best_trial": choice.trial.number, "best_value": choice.trial.value, "params": choice.params,
         "best_run": str(choice.run_dir), "top_trial": choice.top.number, "top_value": choice.top.value,
         "vs_top": {str(n): v["text"] for n, v in verdicts.items()}, "refit_on_all_rows": refit,
         "final_bags": len(choice.summary.get("bags") or []) if bags else 0,
+        "ensemble": {str(t): w for t, w in blended[0].items()} if blended else {},
         "trials": counts | {"total": len(rows)}, "budget_seconds": budget,
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -479,6 +485,20 @@ def choose(study, chosen: int, verdicts: dict, user: Recipe, space: Space, out: 
     return Choice(best, top, params, best_recipe, run_dir, summary)
 
 
+def assembled(study, space: Space, user: Recipe, out: Path, weights: dict[int, float], outputs: torch.Tensor,
+              targets: torch.Tensor) -> Choice:
+    """The chosen trials' models as one run (model.members), scored on the test split once; best.yaml stays the
+    top trial's recipe (an ensemble is not trained again)."""
+    from honed import api
+
+    top = study.best_trial
+    params = {k: decode(space[k], v) if k in space else v for k, v in top.params.items()}
+    run = api.assemble([(out / "trials" / f"trial-{t:04d}", w) for t, w in weights.items()], out / "best-ensemble",
+                       outputs, targets)
+    log.info(f"tune: the ensemble of {len(weights)} trials: {run.path}")
+    return Choice(top, top, params, apply(variant(user, {"search": {}}), params), run.path, dict(run.summary))
+
+
 def within_noise(study, rows: list[dict], val_outputs: dict[int, tuple]) -> tuple[int, dict]:
     """(the trial to choose, {trial: verdict}). Every finished trial with validation outputs is tested
     against the best on the same validation rows on what the search ranks by (a paired bootstrap of per-row log
@@ -519,21 +539,65 @@ def _task_of(recipe: Recipe) -> str:
     return build_data(recipe.data).task  # kept for the first trial by reuse_built_data
 
 
-def _keep_best_only(out: Path):
-    """After each trial, delete the run folders of finished trials that are not the best (disk stays small)."""
+def _keep_top(out: Path, keep: int):
+    """After each trial, delete the run folders of finished trials outside the best `keep` (disk stays small;
+    the best few are what an ensemble is drawn from)."""
 
     def callback(study, trial) -> None:
-        try:
-            best = study.best_trial.number
-        except ValueError:
-            best = None
-        states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state.name == "COMPLETE"]
+        done.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+        kept = {t.number for t in done[:keep]}
+        states = {t.number: t.state.name for t in trials}
         for folder in (out / "trials").glob("trial-*"):
             number = int(folder.name.split("-")[1])
-            if number != best and states.get(number, "RUNNING") != "RUNNING":
+            if number not in kept and states.get(number, "RUNNING") != "RUNNING":
                 shutil.rmtree(folder, ignore_errors=True)
 
     return callback
+
+
+def _keep_trials(out: Path, numbers: set[int]) -> None:
+    """Once the search decided: only the folders of the trials it kept (chosen, top, the ensemble's) stay."""
+    for folder in (out / "trials").glob("trial-*"):
+        if int(folder.name.split("-")[1]) not in numbers:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def may_ensemble(user: Recipe, space: Space, refit: bool) -> bool:
+    """Whether the search may end on an ensemble of its trials: trials that share their preprocessing (no data
+    key searched), validated on rows that are kept, and a recipe that is not private (an ensemble's selection
+    reads the validation rows once more) nor an ensemble already; trials that may be bags (model.bags not 1)."""
+    return not (refit or user.model.members or user.train.privacy is not None or user.model.bags == 1
+                or any(k.startswith("data.") for k in space))
+
+
+def ensemble_of(study, user: Recipe, space: Space, out: Path, val_outputs: dict[int, tuple], bags: int
+                ) -> tuple[dict[int, float], torch.Tensor, torch.Tensor] | None:
+    """({trial: weight}, the blend's outputs, the rows' targets) when greedy selection over the best finished
+    trials (each a bag, its outputs out of fold on every training row) keeps more than one; else None."""
+    if bags or not may_ensemble(user, space, refit=False):  # trials of one model each get a final bag instead
+        return None
+    maximize = study.direction.name == "MAXIMIZE"
+    done = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
+                  key=lambda t: t.value, reverse=maximize)
+    best = val_outputs.get(done[0].number) if done else None
+    pool = {}
+    for t in done[:ensemble.POOL]:
+        kept = val_outputs.get(t.number)
+        folder = out / "trials" / f"trial-{t.number:04d}"
+        if (kept and best and kept[3] == "out of fold" and torch.equal(kept[1], best[1])
+                and (folder / "summary.json").is_file()):
+            pool[t.number] = kept[0]
+    if len(pool) < 2:
+        return None
+    weights, loss = ensemble.select(pool, best[1], best[2])
+    if len(weights) < 2:
+        return None
+    log.info(f"tune: an ensemble of {len(weights)} trials ({', '.join(f'{t}: {w:.2f}' for t, w in weights.items())}"
+             f"), out-of-fold loss {loss:.4f} against the best trial's "
+             f"{ensemble.row_losses(pool[done[0].number], best[1], best[2]).mean():.4f}")
+    return weights, ensemble.blend(pool, weights), best[1]
 
 
 def _discard_if_empty(optuna, store, name: str, study, is_new: bool, folder: Path | None) -> None:
