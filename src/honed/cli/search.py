@@ -129,9 +129,15 @@ def cmd_tune(args) -> int:
         print(f"chosen: trial {best['trial']}, within noise of the top score (trial {tuned['top_trial']}, "
               f"{tuned['top_value']:.4f}) and simpler")
     print(f"best: trial {best['trial']} {tuned['metric']} {best['value']:.4f}; test {json.dumps(test)}")
+    if tuned.get("ensemble"):
+        members = ", ".join(f"trial {t} x {w:.2f}" for t, w in tuned["ensemble"].items())
+        loss = result.summary.get("val", {}).get("loss")
+        print(f"final model: an ensemble of {members}" + (f" (out-of-fold loss {loss:.4f})" if loss else "")
+              + " - the test scores above are its own")
     if result.summary.get("test", {}).get("ci95"):
         print(f"test, 95% intervals: {with_intervals(result.summary['test'])}")
-    print(f"recipe: {result.out / 'best.yaml'}   report: {result.out}")
+    print(f"recipe: {result.out / 'best.yaml'}   report: {result.out}"
+          + (f"   model: {best['run_dir']}" if tuned.get("ensemble") else ""))
     return 0
 
 

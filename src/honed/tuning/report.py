@@ -86,8 +86,12 @@ def write_choice(study, choice, rows: list[dict], space: Space, key: str, out: P
     flat = [r | r["params"] for r in rows]
     shown = ["rank", "trial", "state", "value", "vs best", "epochs", "seconds", *space, "note"]
     tested = {k: round(v, 4) for k, v in (choice.summary.get("test") or {}).items() if isinstance(v, float)}
-    write_summary_page(out / "tune.html", "tune", f"study {study.study_name}: {len(rows)} trials, {key}",
-                       [f"Chosen: trial {best.number} ({key} {best.value:.4g}); rerun it with honed train "
-                        f"{out / 'best.yaml'}.", f"Test metrics of the chosen run (scored once): {tested}"],
+    lines = [f"Chosen: trial {best.number} ({key} {best.value:.4g}); rerun it with honed train {out / 'best.yaml'}.",
+             f"Test metrics of the chosen run (scored once): {tested}"]
+    if choice.summary.get("ensemble"):  # the final model is several trials' (tune.ensemble_of)
+        weights = ", ".join(f"{Path(m['run']).name} x {m['weight']:.2f}" for m in choice.summary["ensemble"])
+        lines[1:] = [f"Final model: the ensemble {choice.run_dir} of {weights}, chosen by greedy selection on the "
+                     f"trials' out-of-fold outputs; its test metrics (scored once): {tested}"]
+    write_summary_page(out / "tune.html", "tune", f"study {study.study_name}: {len(rows)} trials, {key}", lines,
                        [out / "tune.png"], [{"caption": "leaderboard", "columns": [c for c in shown if any(
                            c in r for r in flat)], "rows": flat}])

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from honed import runfiles
 from honed.errors import UserError
 from honed.files import hold, releasing
 from honed.evaluation import lower_is_better
@@ -445,7 +446,7 @@ def choose(study, chosen: int, verdicts: dict, user: Recipe, space: Space, out: 
     """The chosen trial's recipe, and its test metrics scored once: on a refit over every training row, on its
     settings bagged over `bags` validation folds, on a rerun when its folder went (the search keeps only the top
     trial's), or on the trial's own run."""
-    from honed import api, runfiles
+    from honed import api
     from honed.run import read_summary, write_summary
 
     top = best = study.best_trial
@@ -587,7 +588,7 @@ def ensemble_of(study, user: Recipe, space: Space, out: Path, val_outputs: dict[
         kept = val_outputs.get(t.number)
         folder = out / "trials" / f"trial-{t.number:04d}"
         if (kept and best and kept[3] == "out of fold" and torch.equal(kept[1], best[1])
-                and (folder / "summary.json").is_file()):
+                and (folder / runfiles.SUMMARY).is_file()):
             pool[t.number] = kept[0]
     if len(pool) < 2:
         return None
