@@ -26,7 +26,7 @@ from honed.files import hold
 from honed import warmup
 from honed.errors import UserError
 from honed.data.profile import split_profile
-from honed.evaluation import class_probabilities, metric_names, outputs_of, score_outputs, score_split
+from honed.evaluation import class_probabilities, metric_names, outputs_of, score_outputs
 from honed.models import PRETRAINED, Shape, build_model, count_params
 from honed.models.layers import set_document_frequency
 from honed.recipe import Recipe, dump_recipe, load_recipe, variant
@@ -482,13 +482,8 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
     """(summary.json's content, the raw test outputs it was scored from, or None without a test score).
     `out_of_fold`: (rows, outputs) of a bag, each row scored by the member that did not train on it: the
     validation score, on every row the bag trained on."""
-    loss_fn = build_loss(recipe.loss, bundle.task)
-    names = metric_names(recipe.metrics, bundle.task)
-    if bundle.task in ("binary", "multiclass") and "confusion_matrix" not in names:
-        names = names + ["confusion_matrix"]
-    unscale = bundle.preprocessor.unscale if bundle.task == "regression" else None
-    score = lambda scores, split: score_outputs(scores, split.y, bundle.task, loss_fn, names,  # noqa: E731
-                                                bundle.output_dim, unscale, with_intervals=True)
+    scored = split_scorer(recipe, bundle.preprocessor)
+    score = lambda scores, split: scored(scores, split.y)  # noqa: E731
     test_scores = outputs_of(model, bundle.test.x) if score_test else None
     spec = recipe.train
     if out_of_fold is not None:
@@ -609,23 +604,19 @@ def assemble(members: list[tuple[str | Path, float]], out: str | Path, val_outpu
     shape = first.shape
     run_stage.write_json(run_dir / run_stage.MODEL, {"spec": recipe.model.model_dump(mode="json"),
                                                      "shape": shape.to_dict()})
-    state = {}
-    for i, (run, _) in enumerate(runs):
-        _, model, _ = run.load()
-        state |= {f"members.{i}.{k}": v for k, v in model.state_dict().items()}
+    from safetensors.torch import load_file
+
+    state = {f"members.{i}.{k}": v for i, (run, _) in enumerate(runs)
+             for k, v in load_file(str(run.file(run_stage.WEIGHTS))).items()}
     run_stage.save_weights(run_dir / run_stage.WEIGHTS, state)
-    recipe, model, pre = Run(run_dir).load()
-    loss_fn, names = build_loss(recipe.loss, pre.task), metric_names(recipe.metrics, pre.task)
-    if pre.task in ("binary", "multiclass") and "confusion_matrix" not in names:
-        names = names + ["confusion_matrix"]
-    unscale = pre.unscale if pre.task == "regression" else None
+    recipe, model, pre = Run(run_dir).load()  # every member's tensors checked against its own section here
+    score = split_scorer(recipe, pre)
     test = data_stage.test_split(recipe.data, pre)
     test_scores = outputs_of(model, test.x)
     summary = first.summary | {
         "name": recipe.name,
-        "test": score_outputs(test_scores, test.y, pre.task, loss_fn, names, pre.output_dim, unscale, True),
-        "val": (score_outputs(val_outputs, val_targets, pre.task, loss_fn, names, pre.output_dim, unscale, True)
-                if val_outputs is not None else {}),
+        "test": score(test_scores, test.y),
+        "val": score(val_outputs, val_targets) if val_outputs is not None else {},
         "params": count_params(model), "trainable_params": count_params(model, trainable=True),
         "train_seconds": sum(run.summary.get("train_seconds", 0.0) for run, _ in runs),
         "stop_reason": f"an ensemble of {len(runs)} trained runs",
@@ -645,12 +636,18 @@ def evaluate(run_dir: str | Path, overrides: Iterable[str] = ()) -> dict:
     if overrides:
         recipe = load_recipe(recipe, overrides)
     split = data_stage.test_split(recipe.data, pre)
-    names = metric_names(recipe.metrics, pre.task)
-    if pre.task != "regression" and "confusion_matrix" not in names:
+    return split_scorer(recipe, pre)(outputs_of(model, split.x), split.y)
+
+
+def split_scorer(recipe: Recipe, pre) -> Callable[[torch.Tensor, torch.Tensor], dict]:
+    """What scores a split's raw outputs against its targets, as every summary does: the recipe's loss and
+    metrics (and a confusion matrix for classes), regression in the target's own units, 95% intervals."""
+    loss_fn, names = build_loss(recipe.loss, pre.task), metric_names(recipe.metrics, pre.task)
+    if pre.task in ("binary", "multiclass") and "confusion_matrix" not in names:
         names = names + ["confusion_matrix"]
     unscale = pre.unscale if pre.task == "regression" else None
-    return score_split(model, split, pre.task, build_loss(recipe.loss, pre.task), names, pre.output_dim, unscale,
-                       with_intervals=True)
+    return lambda outputs, targets: score_outputs(outputs, targets, pre.task, loss_fn, names, pre.output_dim,
+                                                  unscale, with_intervals=True)
 
 
 def predict(run_dir: str | Path, inputs, *, output: str | Path | None = None, id_column: str | None = None,

@@ -37,11 +37,11 @@ def select(outputs: dict[int, torch.Tensor], targets: torch.Tensor, task: str, r
     best_loss, best_counts = float("inf"), Counter()
     for n in range(1, rounds + 1):
         losses = [row_losses((total + outputs[t].double()) / n, targets, task).mean() for t in order]
-        pick = order[int(np.argmin(losses))]
-        total += outputs[pick].double()
-        counts[pick] += 1
-        if losses[order.index(pick)] < best_loss - 1e-12:
-            best_loss, best_counts = float(losses[order.index(pick)]), Counter(counts)
+        i = int(np.argmin(losses))
+        total += outputs[order[i]].double()
+        counts[order[i]] += 1
+        if losses[i] < best_loss - 1e-12:
+            best_loss, best_counts = float(losses[i]), Counter(counts)
     size = sum(best_counts.values())
     return {t: best_counts[t] / size for t in order if best_counts[t]}, best_loss
 
