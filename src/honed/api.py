@@ -37,7 +37,6 @@ from honed.training import Hook, NonFiniteLoss, Objective, Trainer, build_loss, 
 from honed.training.loop import monitor_of, prepare as prepare_trainer, run as run_loop
 from honed.training.accel import deterministic
 from honed.training.bagging import train_bag
-from honed.training.optimizers import WITHOUT_COMPILER
 from honed.training.device import pick_device, seed_everything
 from honed.training.state import load_trained_state
 
@@ -242,9 +241,9 @@ def _train(recipe: Recipe, out, quiet: bool, started: float, hooks: list[Hook], 
            score_test: bool = True, objective: Objective | None = None) -> Run:
     refuse_training_an_ensemble(recipe)
     spec = recipe.train
-    # torch._dynamo is imported by torch.compile, use_deterministic_algorithms and most optimizers' steps:
-    # imported in the background then; kept out of a run that needs none of them
-    compiling = spec.compile or spec.deterministic or recipe.optimizer.name not in WITHOUT_COMPILER
+    # torch._dynamo is imported by torch.compile and use_deterministic_algorithms: imported in the background
+    # then; kept out of a run that needs neither (optimizers included: warmup.eager_optimizers)
+    compiling = spec.compile or spec.deterministic
     warmup.start(compiling)
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -526,18 +525,19 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
 
 
 def stopped_message(e: NonFiniteLoss, model: torch.nn.Module, run_dir: Path, write: bool = True) -> str:
-    """Save the last good weights and say what happened."""
-    good = e.last_good
+    """Save the last good weights (those of the last epoch that ended with finite losses) and say what happened."""
+    good = e.last_good if e.last_good is not None and e.last_good.weights is not None else None
     if good is not None:
         load_trained_state(model, good.weights)
     if write:
-        run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
+        if good is not None:
+            run_stage.save_weights(run_dir / run_stage.WEIGHTS, model.state_dict())
         # where it broke, for honed doctor (the history in metrics.jsonl ends at the epoch before)
         run_stage.write_json(run_dir / runfiles.FAILURE, {"reason": str(e), "epoch": e.epoch, "step": e.step,
                                                        "value": str(e.value)})
-    where = f"epoch {good.epoch}" if good is not None and good.epoch else "initial weights"
-    return (f"training stopped: {e}; the last good weights ({where}) are in {run_dir / run_stage.WEIGHTS}; "
-            "try a smaller optimizer.lr or gradient-friendly settings")
+    kept = (f"the last good weights (epoch {good.epoch}) are in {run_dir / run_stage.WEIGHTS}" if good is not None
+            else "no epoch ended with finite losses, so no weights were kept")
+    return f"training stopped: {e}; {kept}; try a smaller optimizer.lr or gradient-friendly settings"
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:

@@ -49,12 +49,17 @@ def start(compiling: bool = False) -> threading.Thread:
 
 @contextlib.contextmanager
 def eager_optimizers():
-    """torch.optim.Optimizer's methods are wrapped in torch._disable_dynamo, which imports torch._dynamo
-    on their first call only to keep the compiler out of them: 1.1 s of CPU that, on a small data set,
-    contends with training for the interpreter (cr: 7.3 s end to end instead of 5 s). honed compiles
-    models, never optimizer code, and outside a compiled frame the wrapper runs the method unchanged, so
-    for the duration of a run that compiles nothing the methods are marked as already wrapped. The marks
-    are removed afterwards: a caller that compiles its own optimizer code later gets torch's behaviour."""
+    """Keep torch._dynamo (1.1 s of CPU, 66 MB) out of a run that compiles nothing.
+
+    torch.optim imports it in two places only to keep the compiler out of optimizer code: the
+    Optimizer methods wrapped in torch._disable_dynamo (on their first call), and the `step` of
+    most optimizers, wrapped in `_use_grad_for_differentiable` (on every call), whose other work
+    outside a compiled frame is turning gradients off. On a small data set that import contends
+    with training for the interpreter (cr: 7.3 s end to end instead of 5 s). honed compiles models,
+    never optimizer code, so for the duration of such a run the Optimizer methods are marked as
+    already wrapped, and each torch.optim class's step becomes the same method under torch.no_grad,
+    with torch's step hooks around it as before. Everything is put back afterwards: a caller that
+    compiles its own optimizer code later gets torch's behaviour."""
     import torch
 
     marked = []
@@ -63,9 +68,40 @@ def eager_optimizers():
         if callable(inner) and getattr(inner, DYNAMO_CACHE, None) is None:
             setattr(inner, DYNAMO_CACHE, inner)
             marked.append(inner)
+    swapped = {cls: cls.__dict__["step"] for cls in _optimizer_classes() if _grad_wrapped(cls.__dict__["step"])}
+    for cls, step in swapped.items():
+        cls.step = _eager_step(step)
     try:
         yield
     finally:
+        for cls, step in swapped.items():
+            cls.step = step
         for inner in marked:
             if getattr(inner, DYNAMO_CACHE, None) is inner:
                 delattr(inner, DYNAMO_CACHE)
+
+
+def _optimizer_classes() -> list[type]:
+    """torch.optim's optimizers that define their own step."""
+    import torch
+
+    return [c for c in vars(torch.optim).values()
+            if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and "step" in c.__dict__]
+
+
+def _grad_wrapped(step) -> bool:
+    """Whether `step` is torch's `_use_grad_for_differentiable` wrapper, directly or inside the step hooks
+    torch adds when the first optimizer of the class is built."""
+    inner = getattr(step, "__wrapped__", step) if getattr(step, "hooked", False) else step
+    return getattr(getattr(inner, "__code__", None), "co_name", None) == "_use_grad" and hasattr(inner, "__wrapped__")
+
+
+def _eager_step(step):
+    """`step` without `_use_grad_for_differentiable`: the plain method under no_grad (honed never asks for a
+    differentiable optimizer), wrapped in torch's step hooks and marked as hooked so torch does not wrap it again."""
+    import torch
+
+    inner = getattr(step, "__wrapped__", step) if getattr(step, "hooked", False) else step
+    eager = torch.optim.Optimizer.profile_hook_step(torch.no_grad()(inner.__wrapped__))
+    eager.hooked = True
+    return eager

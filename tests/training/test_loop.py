@@ -95,12 +95,32 @@ def test_decoupled_weight_decay_shrinks_weights_without_gradient():
 
 
 def test_nan_loss_stops_with_where_and_last_good_weights():
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 20}})
+
+    class BreakInEpochThree(Hook):  # keeps epoch 2's weights, then makes a loss of epoch 3 infinite
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                self.kept = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+        def on_step_end(self, trainer, loss):
+            if trainer.epoch == 3:
+                with torch.no_grad():
+                    model.linear.weight.fill_(float("inf"))
+
+    hook = BreakInEpochThree()
+    with pytest.raises(NonFiniteLoss) as e:
+        fit(model, bundle, recipe, [hook])
+    assert e.value.epoch == 3 and e.value.step >= 1 and e.value.last_good.epoch == 2
+    good = e.value.last_good.weights
+    assert good.keys() == hook.kept.keys() and all(torch.equal(good[k], hook.kept[k]) for k in good)
+
+
+def test_a_loss_that_breaks_in_the_first_epoch_keeps_no_weights():
+    """Nothing is learned yet, so nothing is copied: the initial weights are not held through the run."""
     recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 1e6}, "train": {"epochs": 20}})
     with pytest.raises(NonFiniteLoss) as e:
         fit(model, bundle, recipe)
-    assert e.value.step >= 1 and e.value.last_good is not None
-    good = e.value.last_good.weights
-    assert all(torch.isfinite(v).all() for v in good.values())
+    assert e.value.epoch == 1 and e.value.last_good.weights is None
 
 
 def test_time_to_target_is_recorded_and_can_stop_training():
@@ -129,3 +149,31 @@ def test_a_loss_target_counts_downwards_and_stop_needs_a_target():
 
     with pytest.raises(UserError, match="stop_at_target needs train.target"):
         load_recipe({"train": {"stop_at_target": True}})
+
+
+def test_the_last_epochs_weights_are_never_copied_and_an_earlier_best_is_restored():
+    """Snapshots are taken when the next epoch starts: a one-epoch run holds no second model, and early stopping
+    still ends on its best epoch's weights."""
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 1,
+                                   "early_stopping": {"patience": 5}}})
+    trainer = fit(model, bundle, recipe)
+    stopper = next(h for h in trainer.hooks if type(h).__name__ == "EarlyStopping")
+    assert trainer.results["last_good"].weights is None and stopper.best_weights is None
+
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.05}, "train": {"epochs": 4,
+                                   "early_stopping": {"patience": 5}}})
+
+    class WorseAfterTwo(Hook):  # epochs 3 and 4 validate worse than epoch 2
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                self.kept = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+        def on_step_end(self, trainer, loss):
+            if trainer.epoch >= 3:
+                with torch.no_grad():
+                    model.linear.bias.add_(10.0)
+
+    hook = WorseAfterTwo()
+    trainer = fit(model, bundle, recipe, [hook])
+    assert trainer.results["best_epoch"] == 2
+    assert all(torch.equal(v, hook.kept[k]) for k, v in model.state_dict().items())

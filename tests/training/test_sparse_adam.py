@@ -55,3 +55,43 @@ def test_dense_gradients_get_sparse_adams_message():
     weight.grad = torch.ones(3, 2)
     with pytest.raises(RuntimeError, match="does not support dense gradients"):
         RowSparseAdam([weight]).step()
+
+
+def test_row_wise_state_steps_as_adam_without_momentum_when_a_row_shares_one_gradient_size():
+    """RowWiseSparseAdam keeps one mean squared gradient per row: where every entry of a row's gradient has the
+    same size, that equals Adam's per-weight second moment, so with every row in every batch it must step as
+    torch.optim.Adam with beta1 = 0 does (the reference); rows outside a batch keep weights and state."""
+    from honed.training.sparse_adam import RowWiseSparseAdam
+
+    torch.manual_seed(0)
+    ours, ref = nn.Embedding(8, 3, sparse=True), nn.Embedding(8, 3)
+    ref.weight.data.copy_(ours.weight.data)
+    opt = RowWiseSparseAdam(ours.parameters(), lr=0.05, betas=(0.9, 0.99), eps=1e-6)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=0.05, betas=(0.0, 0.99), eps=1e-6)
+    signs = torch.tensor([1.0, -1.0, 1.0])
+    g = torch.Generator().manual_seed(2)
+    for _ in range(6):
+        ids = torch.tensor([[0, 1, 2, 3], [3, 2, 5, 4]])  # 6 and 7 never seen; 2 and 3 twice
+        per_row = torch.randn(8, 1, generator=g)  # one size per row, signs vary within it
+        for table, optimizer in ((ours, opt), (ref, ref_opt)):
+            optimizer.zero_grad()
+            (table(ids) * per_row[ids] * signs).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(ours.weight[:6], ref.weight[:6])
+    assert torch.equal(ours.weight[6:], ref.weight[6:])  # untouched: both still at their start
+    assert opt.state[ours.weight]["row_sq"].shape == (8,)
+    assert opt.state[ours.weight]["row_sq"][6:].eq(0).all()
+
+
+def test_row_wise_state_is_a_recipe_choice_for_adam_only():
+    from honed.errors import UserError
+    from honed.recipe import load_recipe
+    from honed.training.optimizers import build_optimizer
+    from honed.training.sparse_adam import RowWiseSparseAdam
+
+    recipe = load_recipe({"optimizer": {"name": "adam", "sparse_state": "row"}})
+    model = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Linear(4, 1))
+    parts = build_optimizer(model, recipe.optimizer).parts
+    assert [type(o) for o in parts] == [torch.optim.Adam, RowWiseSparseAdam]
+    with pytest.raises(UserError, match="sparse_state: row is for adam and adamw"):
+        load_recipe({"optimizer": {"name": "sgd", "sparse_state": "row"}})

@@ -371,11 +371,17 @@ class OptimizerSpec(Section):
     eps: float = Field(1e-8, gt=0, description="numerical floor of adaptive optimizers")
     alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing constant")
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW style) for every optimizer")
+    sparse_state: Literal["full", "row"] = Field(
+        "full", description="adam/adamw on sparse embedding tables (model.sparse): full = lazy Adam, two moments "
+        "per weight (8 x dim bytes a row); row = one running mean of squared gradients per row and no momentum "
+        "(4 bytes a row, as FBGEMM's row-wise optimizers)")
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> "OptimizerSpec":
+    def _options_fit_the_optimizer(self) -> "OptimizerSpec":
         if self.nesterov and self.momentum == 0:
             raise ValueError("optimizer.nesterov needs optimizer.momentum > 0")
+        if self.sparse_state == "row" and self.name not in ("adam", "adamw"):
+            raise ValueError(f"optimizer.sparse_state: row is for adam and adamw; {self.name} keeps its own state")
         return self
 
 

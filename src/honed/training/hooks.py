@@ -24,6 +24,7 @@ class Hook:
     every_member = False
 
     def on_fit_start(self, trainer) -> None: ...
+    def on_epoch_start(self, trainer) -> None: ...
     def on_step_end(self, trainer, loss: float | None) -> None: ...
     def on_epoch_end(self, trainer, record: dict) -> None: ...
     def on_fit_end(self, trainer) -> None: ...
@@ -134,7 +135,10 @@ class LossSpikes(Hook):
 
 
 class EarlyStopping(Hook):
-    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs; optionally restore the best."""
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs; optionally restore the best.
+
+    The best epoch's weights are copied only when the next epoch starts (they are about to change): the last
+    epoch's are never copied, and a one-epoch run holds no second model."""
 
     def __init__(self, monitor: str, mode: str = "auto", patience: int = 3, min_delta: float = 0.0,
                  restore_best: bool = True) -> None:
@@ -143,10 +147,19 @@ class EarlyStopping(Hook):
         self.best = math.inf if self.minimize else -math.inf
         self.best_epoch = 0
         self.best_weights: dict | None = None
+        self.best_is_current = False  # the model's weights are the best epoch's, not yet copied
+        self.model: torch.nn.Module | None = None
         self.waited = 0
 
     def improved(self, value: float) -> bool:
         return value < self.best - self.min_delta if self.minimize else value > self.best + self.min_delta
+
+    def on_fit_start(self, trainer) -> None:
+        self.model = trainer.model
+
+    def on_epoch_start(self, trainer) -> None:
+        if self.best_is_current:
+            self.best_weights, self.best_is_current = snapshot(trainer.model, self.best_weights), False
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         value = record.get(self.monitor)
@@ -154,21 +167,20 @@ class EarlyStopping(Hook):
             return
         if self.improved(value):
             self.best, self.best_epoch, self.waited = value, record["epoch"], 0
-            if self.restore_best:
-                self.best_weights = snapshot(trainer.model, self.best_weights)
+            self.best_is_current = self.restore_best
         else:
             self.waited += 1
             if self.waited > self.patience:
                 trainer.stop_reason = f"early stopping: {self.monitor} did not improve for {self.waited} epochs"
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "best_weights": self.best_weights,
-                "waited": self.waited}
+        best = trained_state(self.model) if self.best_is_current else self.best_weights
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_weights": best, "waited": self.waited}
 
     def on_fit_end(self, trainer) -> None:
         if self.best_epoch:
             trainer.results["best_epoch"] = self.best_epoch
-        if self.restore_best and self.best_weights is not None:
+        if self.restore_best and not self.best_is_current and self.best_weights is not None:
             load_trained_state(trainer.model, self.best_weights)
 
 
@@ -190,21 +202,33 @@ class ConvergenceStop(Hook):
 
 
 class LastGoodWeights(Hook):
-    """Keeps the weights of the last epoch that ended with finite losses (restored if training blows up)."""
+    """Keeps the weights of the last epoch that ended with finite losses (restored if training blows up).
+
+    They are copied only when the next epoch starts (they are about to change), so the initial weights, which
+    hold nothing learned, and the last epoch's, which no later step can spoil, are never copied: a second copy
+    of the model is not held through a one-epoch run (134 MB for IMDB's 2.1M-row table)."""
 
     def __init__(self) -> None:
         self.weights: dict | None = None
         self.epoch = 0
+        self.finished = 0  # the last epoch that ended with finite losses, until its weights are copied
+        self.model: torch.nn.Module | None = None
 
     def on_fit_start(self, trainer) -> None:
-        self.weights = snapshot(trainer.model)
+        self.model = trainer.model
         trainer.results["last_good"] = self
+
+    def on_epoch_start(self, trainer) -> None:
+        if self.finished:
+            self.weights, self.epoch, self.finished = snapshot(trainer.model, self.weights), self.finished, 0
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if math.isfinite(record["train_loss"]):
-            self.weights, self.epoch = snapshot(trainer.model, self.weights), record["epoch"]
+            self.finished = record["epoch"]
 
     def state_dict(self) -> dict:
+        if self.finished:
+            return {"weights": trained_state(self.model), "epoch": self.finished}
         return {"weights": self.weights, "epoch": self.epoch}
 
 

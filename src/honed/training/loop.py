@@ -231,6 +231,7 @@ def run(trainer: Trainer) -> Trainer:
         trainer.epoch_loss = torch.tensor(trainer.resumed_loss if skip else 0.0, device=device, dtype=torch.float64)
         trainer.epoch_started, trainer.in_epoch = time.perf_counter(), True
         net.train()
+        trainer.call("on_epoch_start")  # before the weights change again (hooks copy an epoch's weights here)
         for chunks, rows in batches.epoch(epoch, skip):
             value = step(chunks, rows)
             trainer.step += 1

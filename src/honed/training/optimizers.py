@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from honed.registry import Registry
-from honed.training.sparse_adam import RowSparseAdam
+from honed.training.sparse_adam import RowSparseAdam, RowWiseSparseAdam
 
 if TYPE_CHECKING:
     from honed.recipe.schema import OptimizerSpec
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 OPTIMIZERS: Registry = Registry("optimizer")
 FULL_BATCH = {"gd", "lbfgs"}
 CLOSURE = {"lbfgs"}  # optimizers whose step re-evaluates the loss (the Step hands them a closure)
-# optimizers whose step never imports torch's compiler stack (LBFGS.step is a plain no_grad function; the
-# others' steps go through torch.optim's _use_grad_for_differentiable, which imports torch._dynamo)
-WITHOUT_COMPILER = {"lbfgs"}
 LBFGS_ITERATIONS = 20  # iterations of one L-BFGS step (one epoch): torch's default
 LBFGS_HISTORY = 10  # curvature pairs kept: memory is 2 x this x the parameters (torch's 100 is for small models)
 NATIVE_DECOUPLED_DECAY = {"adamw"}
@@ -72,7 +69,8 @@ SPARSE_OPTIMIZERS: Registry = Registry("optimizer for sparse gradients")
 @SPARSE_OPTIMIZERS.register("adamw")
 def _sparse_adam(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
     # Lazy Adam: moments of a row advance only when the row is in the batch.
-    return RowSparseAdam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+    kind = RowWiseSparseAdam if spec.sparse_state == "row" else RowSparseAdam
+    return kind(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
 
 
 @SPARSE_OPTIMIZERS.register("sgd")
