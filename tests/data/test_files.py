@@ -115,6 +115,26 @@ def test_word_tokenizer_matches_a_plain_python_reference(monkeypatch):
     assert torch.equal(parallel.encode(texts)[:], serial.encode(texts)[:])
 
 
+@pytest.mark.parametrize("settings", [
+    {"num_words": 8, "max_len": 5, "ngrams": 2, "buckets": 97, "unique": True},
+    {"num_words": 8, "max_len": 3, "keep_last": True, "ngrams": 3, "buckets": 97, "char_ngrams": (2, 4)},
+])
+def test_fitting_and_encoding_in_one_reading_gives_what_fit_then_encode_gives(monkeypatch, settings):
+    """fit_encode reads each text once (and counts words past max_len, as fit does): the same vocabulary,
+    ties in the same first-seen order, and the same ids, serially and over worker processes."""
+    from honed.data import text
+
+    texts = [f"Word{i % 7} and THE film<br />it's word{i % 3} caf\u00e9 {'x ' * (i % 4)}!" for i in range(60)] + [""]
+    for threshold in (4000, 10):
+        monkeypatch.setattr(text.parallel, "PARALLEL_MIN", threshold)
+        reference = text.WordTokenizer(TextSettings(**settings)).fit(texts)
+        fused = text.WordTokenizer(TextSettings(**settings))
+        rows = fused.fit_encode(texts)
+        assert fused.vocab == reference.vocab
+        expected = reference.encode(texts)
+        assert torch.equal(rows.values, expected.values) and torch.equal(rows.offsets, expected.offsets)
+
+
 def test_bpe_tokenizer_round_trips_through_a_run(tmp_path, text_csvs):
     import honed
 

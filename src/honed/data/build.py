@@ -140,13 +140,18 @@ def _build_data(spec: DataSpec) -> DataBundle:
 def prepare(spec: DataSpec) -> DataBundle:
     raw = load_raw(spec)
     train, val, test = split_raw(raw, spec)
-    pre = make_preprocessor(raw, train, spec).fit(train)
+    pre = make_preprocessor(raw, train, spec)
+    if pre.kind == "chat":
+        train_split = to_split(pre.fit(train), train, "train")
+    else:  # fitted and transformed at once: a text's words are read once
+        inputs = pre.fit_transform(train)
+        train_split = Split(inputs, pre.targets(train.y))
     return DataBundle(
         task=pre.task,
         input_kind="tokens" if raw.kind in ("text", "chat") else "features",
         input_dim=pre.input_dim,
         output_dim=pre.output_dim,
-        train=to_split(pre, train, "train"),
+        train=train_split,
         val=to_split(pre, val, "validation") if val is not None else None,
         test=to_split(pre, test, "test"),
         preprocessor=pre,

@@ -68,6 +68,10 @@ class Preprocessor:
         self.profile = self.profile_inputs(train.x)
         return self
 
+    def fit_transform(self, train: RawSplit):
+        """fit(train), then train's inputs as inputs(train.x) gives them (some preprocessors make both at once)."""
+        return self.fit(train).inputs(train.x)
+
     def fit_inputs(self, x) -> None:
         raise NotImplementedError
 
@@ -222,6 +226,20 @@ class TextPreprocessor(Preprocessor):
         if self.settings.encoder_features:
             self.features_dim = self.encoder.dim
 
+    def fit_transform(self, train: RawSplit) -> TokenRows:
+        """The words tokenizer reads each training text once for its vocabulary and its ids (fit_encode)."""
+        from honed.data.text import TOKENIZERS
+
+        tokenizer = TOKENIZERS.get(self.settings.tokenizer)(self.settings)
+        if not hasattr(tokenizer, "fit_encode"):
+            return super().fit_transform(train)
+        self.fit_targets(train.y)
+        self.tokenizer, rows = tokenizer, tokenizer.fit_encode(train.x)
+        if self.settings.encoder_features:
+            self.features_dim = self.encoder.dim
+        self.profile = self.profile_inputs(train.x)
+        return self._with_features(rows, train.x)
+
     def profile_inputs(self, texts: list[str]) -> dict:
         from honed.data.profile import text_profile
 
@@ -229,7 +247,10 @@ class TextPreprocessor(Preprocessor):
         return text_profile(texts, self.settings, self.tokenizer.index if learned else None)
 
     def inputs(self, texts: list[str]) -> TokenRows:
-        rows = self.tokenizer.encode(texts)
+        return self._with_features(self.tokenizer.encode(texts), texts)
+
+    def _with_features(self, rows: TokenRows, texts: list[str]) -> TokenRows:
+        """The rows with each text's sentence vector beside its ids (data.encoder_features)."""
         if self.settings.encoder_features:
             rows = rows.with_features(torch.from_numpy(self.encoder.vectors(texts, self.remember_vectors)))
         return rows

@@ -26,7 +26,7 @@ import numpy as np
 
 from honed.data import parallel
 from honed.data.tokens import TokenRows
-from honed.data.words import PAD, UNK, TextSettings, texts_ids, words_of
+from honed.data.words import PAD, UNK, TextSettings, ids_of_words, texts_ids, word_kinds, words_of
 from honed.errors import UserError
 from honed.registry import Registry
 
@@ -47,6 +47,19 @@ def _encode(args: tuple[list[str], dict[str, int], TextSettings]) -> tuple[np.nd
     return texts_ids(texts, index, settings)
 
 
+def _read(args: tuple[list[str], TextSettings]) -> tuple:
+    """A chunk's words read once (word_kinds with every word counted): what fitting and encoding both need."""
+    texts, settings = args
+    return word_kinds(texts, settings, count_all=True)
+
+
+def _encode_read(args: tuple[list[tuple], dict[str, int], TextSettings]) -> tuple[np.ndarray, np.ndarray]:
+    """_encode of chunks already read by _read."""
+    readings, index, settings = args
+    parts = [ids_of_words(types, kind, lengths, index, settings) for types, kind, lengths, _ in readings]
+    return np.concatenate([v for v, _ in parts]), np.concatenate([n for _, n in parts])
+
+
 @TOKENIZERS.register("words")
 class WordTokenizer:
     FILE = "vocab.json"
@@ -63,14 +76,32 @@ class WordTokenizer:
         counts: Counter = Counter()
         for part in parallel.map_chunks(_count, texts, (self.settings.lowercase,)):
             counts.update(part)
+        self._keep_most_frequent(counts)
+        return self
+
+    def _keep_most_frequent(self, counts: Counter) -> None:
         # Most frequent first; ties keep first-seen order (Counter is insertion ordered), so it is repeatable.
         top = [w for w, _ in counts.most_common(self.settings.num_words - 2)]
         self.vocab = [PAD, UNK] + top
         self.index = {w: i for i, w in enumerate(self.vocab)}
-        return self
+
+    def fit_encode(self, texts: list[str]) -> TokenRows:
+        """fit(texts) then encode(texts), reading each text once: the regex, the costliest part of both, runs
+        once per text, and the words each chunk's worker read are counted and encoded from the same reading."""
+        if self.settings.hash_words:
+            return self.fit(texts).encode(texts)
+        readings = parallel.map_chunks(_read, texts, (self.settings,))
+        counts: Counter = Counter()
+        for types, _, _, per_type in readings:  # chunk by chunk in order: the same first-seen order as fit's
+            counts.update(dict(zip(types, per_type.tolist())))
+        self._keep_most_frequent(counts)
+        return self._rows(parallel.map_chunks(_encode_read, readings, (self.index, self.settings), min_items=2))
 
     def encode(self, texts: list[str]) -> TokenRows:
-        parts = parallel.map_chunks(_encode, texts, (self.index, self.settings))
+        return self._rows(parallel.map_chunks(_encode, texts, (self.index, self.settings)))
+
+    @staticmethod
+    def _rows(parts: list[tuple[np.ndarray, np.ndarray]]) -> TokenRows:
         if not parts:
             return TokenRows.from_lists([])
         return TokenRows.from_arrays(np.concatenate([v for v, _ in parts]), np.concatenate([n for _, n in parts]))

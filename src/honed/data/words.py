@@ -71,46 +71,81 @@ def text_ids(text: str, index: dict[str, int], settings: TextSettings) -> list[i
 
 
 def texts_ids(texts: list[str], index: dict[str, int], settings: TextSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(ids of all texts back to back as int32, ids per text), as text_ids gives them one by one.
+    """(ids of all texts back to back as int32, ids per text), as text_ids gives them one by one."""
+    types, kind, lengths, _ = word_kinds(texts, settings)
+    return ids_of_words(types, kind, lengths, index, settings)
 
-    Words are looked up one by one (a regex and a dict); everything after — n-gram hashing, the
-    order within each text, the unique sets — runs on whole arrays at once: per-text numpy calls
-    would cost more than the arithmetic.
+
+def word_kinds(texts: list[str], settings: TextSettings,
+               count_all: bool = False) -> tuple[list[str], np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """The words of `texts`, read once: (the distinct words in first-seen order, each kept word as its place
+    among them, kept words per text, and with `count_all` how often each distinct word occurs in the whole texts).
+
+    A text keeps its first (or last) max_len words. Everything later works per distinct word (a vocabulary
+    lookup, a hash, character n-grams) and is gathered for every position with one numpy index, so the
+    per-word Python work is the regex and one dict lookup. `count_all` gives what fitting a vocabulary needs
+    (every word counts, kept or not) from the same reading.
     """
     s = settings
-    words = []
-    for text in texts:
-        w = words_of(text, s.lowercase)
-        words.append(w[-s.max_len:] if s.keep_last else w[: s.max_len])
+    if count_all:
+        words = [words_of(text, s.lowercase) for text in texts]
+    elif s.keep_last:
+        words = [words_of(text, s.lowercase)[-s.max_len:] for text in texts]
+    else:
+        words = [words_of(text, s.lowercase)[: s.max_len] for text in texts]
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     flat = list(itertools.chain.from_iterable(words))
+    del words
+    place = dict.fromkeys(flat)  # first-seen order
+    for i, word in enumerate(place):
+        place[word] = i
+    kind = np.fromiter(map(place.__getitem__, flat), dtype=np.int64, count=len(flat))
+    del flat
+    types = list(place)
+    if not count_all:
+        return types, kind, lengths, None
+    counts = np.bincount(kind, minlength=len(types))
+    within = np.arange(len(kind), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    kept = within >= np.repeat(lengths - s.max_len, lengths) if s.keep_last else within < s.max_len
+    return types, kind[kept], np.minimum(lengths, s.max_len), counts
+
+
+def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index: dict[str, int],
+                 settings: TextSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(ids of all texts back to back as int32, ids per text) from word_kinds' reading: each text's words, its
+    hashed word n-grams, then the hashed character n-grams of each word; a sorted set per text if unique.
+
+    Everything here runs on whole arrays at once: per-text numpy calls would cost more than the arithmetic.
+    """
+    s = settings
     if s.hash_words:  # each word's own hash: the same word always gets the same bucket, no vocabulary needed
-        keys = word_hashes(flat)
-        ids = bucket_ids(keys, s.buckets, len(index))
+        keys = word_hashes(types)
+        ids_per_type = bucket_ids(keys, s.buckets, len(index))
     else:
-        ids = keys = np.array(list(map(index.get, flat, itertools.repeat(1))), dtype=np.int64)
-    row = np.repeat(np.arange(len(texts)), lengths)
+        ids_per_type = np.fromiter(map(index.get, types, itertools.repeat(1)), dtype=np.int64, count=len(types))
+        keys = hashed_unknowns(types, ids_per_type)
+    ids = ids_per_type[kind]
+    row = np.repeat(np.arange(len(lengths)), lengths)
     parts, part_rows = [ids], [row]
     if s.ngrams > 1:
-        for k, hashed, valid in ngram_hashes(flat, keys, row, s.ngrams):
+        for k, hashed, valid in rolling_ngrams(keys[kind], row, s.ngrams):
             parts.append(bucket_ids(hashed + np.uint64(k), s.buckets, len(index)))
             part_rows.append(row[: len(row) - k][valid])
     if s.char_ngrams is not None:
-        hashed, per_word = char_ngram_hashes(flat, *s.char_ngrams)
+        hashed, per_word = char_ngram_hashes(types, kind, *s.char_ngrams)
         parts.append(bucket_ids(hashed, s.buckets, len(index)))
         part_rows.append(np.repeat(row, per_word))
     values, rows = np.concatenate(parts), np.concatenate(part_rows)
     if s.unique:  # a set of tokens per text, sorted: each word or n-gram counts once, and rows get shorter
-        width = np.int64(len(index) + s.buckets)
-        keys = np.sort(rows * width + values)  # by text, then id (np.sort: numpy 2's np.unique hashes, 50x slower here)
-        first = np.ones(len(keys), dtype=bool)
+        keys = np.sort((rows.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64))  # by text, then id
+        first = np.ones(len(keys), dtype=bool)  # (np.sort: numpy 2's np.unique hashes, 50x slower here)
         first[1:] = keys[1:] != keys[:-1]
         keys = keys[first]
-        values, rows = keys % width, keys // width
+        values, rows = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64), (keys >> np.uint64(32)).astype(np.int64)
     else:  # per text: its words, then its bigrams, then trigrams, then character n-grams (a stable sort keeps that order)
         order = np.argsort(rows, kind="stable")
         values, rows = values[order], rows[order]
-    return values.astype(np.int32), np.bincount(rows, minlength=len(texts)).astype(np.int64)
+    return values.astype(np.int32), np.bincount(rows, minlength=len(lengths)).astype(np.int64)
 
 
 def bucket_ids(hashes: np.ndarray, buckets: int, offset: int) -> np.ndarray:
@@ -131,14 +166,12 @@ def word_char_ngrams(word: str, lo: int, hi: int) -> list[int]:
             for n in range(lo, hi + 1) for i in range(len(padded) - n + 1)]
 
 
-def char_ngram_hashes(flat: list[str], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+def char_ngram_hashes(types: list[str], kind: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """(character n-gram hashes of every word position, back to back as uint64; how many per position).
 
-    A word's n-grams depend on the word alone, so each distinct word is cut once and its hashes
-    are gathered for every position it occurs at.
+    A word's n-grams depend on the word alone, so each distinct word (`types`; `kind`: each position's
+    place among them) is cut once and its hashes are gathered for every position it occurs at.
     """
-    types: dict[str, int] = {}
-    kind = np.fromiter((types.setdefault(w, len(types)) for w in flat), dtype=np.int64, count=len(flat))
     per_type = [word_char_ngrams(w, lo, hi) for w in types]
     sizes = np.fromiter(map(len, per_type), dtype=np.int64, count=len(per_type))
     table = np.fromiter(itertools.chain.from_iterable(per_type), dtype=np.uint64, count=int(sizes.sum()))
@@ -152,22 +185,33 @@ def char_ngram_hashes(flat: list[str], lo: int, hi: int) -> tuple[np.ndarray, np
 
 
 def ngram_hashes(words: list[str], ids: np.ndarray, row: np.ndarray, n: int):
-    """(k, rolling hash of the n-gram of k+1 words starting at each position, valid) for k = 1..n-1.
+    """(k, rolling hash of the n-gram of k+1 words starting at each position, valid) for k = 1..n-1, from
+    each position's word and vocabulary id (see hashed_unknowns and rolling_ngrams)."""
+    yield from rolling_ngrams(hashed_unknowns(words, ids), row, n)
 
-    fastText-style hashed n-grams of consecutive words of one text (`valid`: the n-gram does not
-    cross into the next text). Hashing runs on word ids; out-of-vocabulary words get a stable crc32
-    of their text instead of the shared <unk> id, so their n-grams stay distinct. Word ids are
-    small consecutive integers, so the caller scrambles the hash (`mix64`) before taking it modulo
-    the buckets; without that, n-grams of frequent words would pile into a few buckets.
-    """
+
+def hashed_unknowns(words: list[str], ids: np.ndarray) -> np.ndarray:
+    """Word ids as uint64, out-of-vocabulary words (id 1) replaced by a stable crc32 of their text instead of
+    the shared <unk> id, so that their n-grams stay distinct."""
     full = ids.astype(np.uint64)
     unknown = np.flatnonzero(ids == 1)
     full[unknown] = word_hashes([words[j] for j in unknown])
-    h = full
+    return full
+
+
+def rolling_ngrams(keys: np.ndarray, row: np.ndarray, n: int):
+    """(k, rolling hash of the n-gram of k+1 words starting at each position, valid) for k = 1..n-1.
+
+    fastText-style hashed n-grams of consecutive words of one text (`valid`: the n-gram does not cross
+    into the next text), hashed from each word's key (hashed_unknowns). Word ids are small consecutive
+    integers, so the caller scrambles the hash (`mix64`) before taking it modulo the buckets; without
+    that, n-grams of frequent words would pile into a few buckets.
+    """
+    h = keys
     for k in range(1, n):
-        if len(full) <= k:
+        if len(keys) <= k:
             break
-        h = h[:-1] * np.uint64(PRIME) + full[k:]  # wraps around modulo 2**64: a rolling hash
+        h = h[:-1] * np.uint64(PRIME) + keys[k:]  # wraps around modulo 2**64: a rolling hash
         valid = row[k:] == row[: len(row) - k]
         yield k, h[valid], valid
 
