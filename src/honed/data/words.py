@@ -76,6 +76,9 @@ def texts_ids(texts: list[str], index: dict[str, int], settings: TextSettings) -
     return ids_of_words(types, kind, lengths, index, settings)
 
 
+READ_BATCH = 2048  # texts whose words are held as Python strings at once (~7 MB for reviews), not a whole chunk
+
+
 def word_kinds(texts: list[str], settings: TextSettings,
                count_all: bool = False) -> tuple[list[str], np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """The words of `texts`, read once: (the distinct words in first-seen order, each kept word as its place
@@ -84,30 +87,35 @@ def word_kinds(texts: list[str], settings: TextSettings,
     A text keeps its first (or last) max_len words. Everything later works per distinct word (a vocabulary
     lookup, a hash, character n-grams) and is gathered for every position with one numpy index, so the
     per-word Python work is the regex and one dict lookup. `count_all` gives what fitting a vocabulary needs
-    (every word counts, kept or not) from the same reading.
+    (every word counts, kept or not) from the same reading. Texts are read READ_BATCH at a time: a word's
+    string lives only until its place is known.
     """
     s = settings
-    if count_all:
-        words = [words_of(text, s.lowercase) for text in texts]
-    elif s.keep_last:
-        words = [words_of(text, s.lowercase)[-s.max_len:] for text in texts]
-    else:
-        words = [words_of(text, s.lowercase)[: s.max_len] for text in texts]
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    flat = list(itertools.chain.from_iterable(words))
-    del words
-    place = dict.fromkeys(flat)  # first-seen order
-    for i, word in enumerate(place):
-        place[word] = i
-    kind = np.fromiter(map(place.__getitem__, flat), dtype=np.int64, count=len(flat))
-    del flat
+    place: dict[str, int] = {}  # distinct word -> its place, in first-seen order
+    kinds, lengths = [], []
+    for start in range(0, len(texts), READ_BATCH):
+        batch = texts[start : start + READ_BATCH]
+        if count_all:
+            words = [words_of(text, s.lowercase) for text in batch]
+        elif s.keep_last:
+            words = [words_of(text, s.lowercase)[-s.max_len:] for text in batch]
+        else:
+            words = [words_of(text, s.lowercase)[: s.max_len] for text in batch]
+        lengths.append(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
+        flat = list(itertools.chain.from_iterable(words))
+        for word in dict.fromkeys(flat):  # this batch's distinct words, first-seen order
+            if word not in place:
+                place[word] = len(place)
+        kinds.append(np.fromiter(map(place.__getitem__, flat), dtype=np.int64, count=len(flat)))
+    kind = np.concatenate(kinds) if kinds else np.zeros(0, dtype=np.int64)
+    length = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     types = list(place)
     if not count_all:
-        return types, kind, lengths, None
+        return types, kind, length, None
     counts = np.bincount(kind, minlength=len(types))
-    within = np.arange(len(kind), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    kept = within >= np.repeat(lengths - s.max_len, lengths) if s.keep_last else within < s.max_len
-    return types, kind[kept], np.minimum(lengths, s.max_len), counts
+    within = np.arange(len(kind), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
+    kept = within >= np.repeat(length - s.max_len, length) if s.keep_last else within < s.max_len
+    return types, kind[kept], np.minimum(length, s.max_len), counts
 
 
 def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index: dict[str, int],
@@ -135,14 +143,19 @@ def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index:
         hashed, per_word = char_ngram_hashes(types, kind, *s.char_ngrams)
         parts.append(bucket_ids(hashed, s.buckets, len(index)))
         part_rows.append(np.repeat(row, per_word))
-    values, rows = np.concatenate(parts), np.concatenate(part_rows)
     if s.unique:  # a set of tokens per text, sorted: each word or n-gram counts once, and rows get shorter
-        keys = np.sort((rows.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64))  # by text, then id
-        first = np.ones(len(keys), dtype=bool)  # (np.sort: numpy 2's np.unique hashes, 50x slower here)
+        # one uint64 key per token (text, then id), made part by part: no whole-length copies of ids and texts
+        keys = np.concatenate([(r.astype(np.uint64) << np.uint64(32)) | v.astype(np.uint64)
+                               for v, r in zip(parts, part_rows)])
+        del parts, part_rows
+        keys.sort()  # (np.sort: numpy 2's np.unique hashes, 50x slower here)
+        first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
         keys = keys[first]
-        values, rows = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64), (keys >> np.uint64(32)).astype(np.int64)
+        # .view, not .astype: both fit in int64, and numpy's checked uint64 -> int64 cast is 8x slower
+        values, rows = (keys & np.uint64(0xFFFFFFFF)).view(np.int64), (keys >> np.uint64(32)).view(np.int64)
     else:  # per text: its words, then its bigrams, then trigrams, then character n-grams (a stable sort keeps that order)
+        values, rows = np.concatenate(parts), np.concatenate(part_rows)
         order = np.argsort(rows, kind="stable")
         values, rows = values[order], rows[order]
     return values.astype(np.int32), np.bincount(rows, minlength=len(lengths)).astype(np.int64)
@@ -150,7 +163,7 @@ def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index:
 
 def bucket_ids(hashes: np.ndarray, buckets: int, offset: int) -> np.ndarray:
     """Scrambled hashes -> ids offset + [0, buckets)."""
-    return (mix64(hashes) % np.uint64(buckets)).astype(np.int64) + offset
+    return (mix64(hashes) % np.uint64(buckets)).view(np.int64) + offset  # (a view: under 2**63 either way)
 
 
 MAX_WORD_CHARS = 64  # character n-grams are cut from a word's first 64 characters: a 99,000-character "word"
@@ -230,6 +243,9 @@ def ngram_ids(words: list[str], ids: list[int], n: int, buckets: int, offset: in
 
 def mix64(z: np.ndarray) -> np.ndarray:
     """The splitmix64 finalizer: every input bit flips about half of the output bits."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    z = z ^ (z >> np.uint64(30))  # a new array: the caller's stays as it was; the rest works in place
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z

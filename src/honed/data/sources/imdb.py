@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from honed.data import parallel
 from honed.data.download import cache_dir, download
 from honed.data.raw import RawData, RawSplit
 from honed.data.sources import SOURCES
@@ -33,7 +34,8 @@ def load(spec: ImdbData) -> RawData:
     path = Path(spec.path).expanduser() if spec.path else fetch()
     if not path.exists():
         raise UserError(f"data.path = {spec.path!r}: no IMDB archive or folder there")
-    reviews = read_folder(path) if path.is_dir() else read_archive(path)
+    # read in a worker process: tarfile parses 50,000 headers in Python, which would hold up the background imports
+    reviews = parallel.in_worker(read_folder if path.is_dir() else read_archive, path)
     splits = {name: to_split(reviews, name) for name in ("train", "test")}
     for name, split in splits.items():
         if len(split) == 0:
