@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -53,7 +54,8 @@ def test_a_folder_with_train_and_test_gives_both_splits_as_channels_first_pixels
     raw = load_raw(spec_of(lay_out(tmp_path / "photos")))
     assert raw.image_shape == (3, 8, 8) and raw.train.x.shape == (24, 192) and raw.test.x.shape == (8, 192)
     assert sorted(set(raw.train.y)) == ["blue", "red"]
-    first = raw.train.x[list(raw.train.y).index("red")].reshape(3, 8, 8)
+    assert raw.train.x.dtype == np.uint8  # 8 bits until the preprocessing scales them (a quarter of float32's memory)
+    first = raw.train.x[list(raw.train.y).index("red")].reshape(3, 8, 8) / 255
     assert first[0].mean() > 0.7 and first[2].mean() < 0.25  # red channel first: the colours stay where they were
 
 
@@ -70,7 +72,7 @@ def test_modes_and_formats_become_eight_bit_grey_or_rgb(tmp_path):
     square(COLOURS["blue"]).save(folder / "b" / "photo.jpg", quality=90)
     raw = load_raw(spec_of(folder, resize="stretch"))  # read in sorted order: a/palette.gif, a/sixteen.png, b/clear.png..
     assert raw.train.x.shape == (6, 192) and list(raw.train.y) == ["a", "a", "b", "b", "b", "b"]
-    palette, sixteen, clear = raw.train.x[:3]
+    palette, sixteen, clear = raw.train.x[:3] / 255
     assert palette.reshape(3, 8, 8)[0].mean() > 0.7  # the palette's red, as RGB
     assert np.allclose(sixteen, 1.0)  # 65535 scaled to 255, not clipped to some other value
     assert np.allclose(clear, 0.0)
@@ -250,3 +252,24 @@ def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
     bad = subprocess.run([sys.executable, "-c", block_honed, "--images", str(tmp_path / "bad.png")],
                          cwd=run.path / "onnx", capture_output=True, text=True)
     assert bad.returncode == 2 and "bad.png: cannot read this image" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_eight_bit_rows_are_scaled_exactly_as_the_float_rows_clients_send():
+    """Training keeps pixels in 8 bits (pixels.stacked8); predict, serve and bundles send pixels.stacked's
+    float32 value / 255: the preprocessing must give the model the same numbers from either."""
+    from honed.data.pixels import stacked, stacked8
+    from honed.data.preprocess import TablePreprocessor
+
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 256, (4, 4, 3), dtype=np.uint8) for _ in range(20)]
+    eight, floats = stacked8(pixels, grey=False), stacked(pixels, grey=False)
+    assert eight.dtype == np.uint8 and floats.dtype == np.float32
+    from_eight = TablePreprocessor("multiclass", [str(i) for i in range(48)], image_shape=(3, 4, 4))
+    from_floats = TablePreprocessor("multiclass", [str(i) for i in range(48)], image_shape=(3, 4, 4))
+    from_eight.fit_inputs(eight)
+    from_floats.fit_inputs(floats)
+    np.testing.assert_allclose(from_eight.mean, from_floats.mean, rtol=1e-6)
+    np.testing.assert_allclose(from_eight.std, from_floats.std, rtol=1e-6)
+    assert torch.equal(from_eight.inputs(eight), from_eight.inputs(floats))
+    profile = from_eight.profile_inputs(eight)["features"][0]
+    assert 0.0 <= profile["min"] <= profile["mean"] <= profile["max"] <= 1.0  # in the float rows' units

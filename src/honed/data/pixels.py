@@ -15,6 +15,11 @@ SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 def stacked(pixels: list[np.ndarray], grey: bool) -> np.ndarray:
     """(N, C * size * size) float32 in [0, 1], channels first, from 8-bit (size, size) or (size, size, 3) arrays."""
+    return stacked8(pixels, grey).astype(np.float32) / 255.0
+
+
+def stacked8(pixels: list[np.ndarray], grey: bool) -> np.ndarray:
+    """(N, C * size * size) uint8, channels first: `stacked` before its scaling, a quarter of its memory."""
     arrays = []
     for p in pixels:
         if grey and p.ndim == 3:  # channels = grey: ITU-R 601 luma, as Pillow's convert("L")
@@ -22,7 +27,7 @@ def stacked(pixels: list[np.ndarray], grey: bool) -> np.ndarray:
         if not grey and p.ndim == 2:
             p = np.repeat(p[:, :, None], 3, axis=2)
         arrays.append(p[None] if grey else p.transpose(2, 0, 1))
-    return (np.stack(arrays).reshape(len(arrays), -1).astype(np.float32) / 255.0)
+    return np.stack(arrays).reshape(len(arrays), -1)
 
 
 class UnreadableImage(Exception):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from honed.data.labels import LabelEncoder
-from honed.data.profile import sample_rows
+from honed.data.profile import column_moments, sample_rows
 from honed.data.raw import RawSplit
 from honed.data.tokens import TokenRows
 from honed.data.words import TextSettings
@@ -111,6 +111,11 @@ class Preprocessor:
         return [write_json(folder / STATE_FILE, state)]
 
 
+def pixel_unit(x) -> float:
+    """1/255 for 8-bit rows (an image folder's pixels, data/pixels.stacked8), which mean value / 255; else 1."""
+    return 1.0 / 255.0 if getattr(x, "dtype", None) == np.uint8 else 1.0
+
+
 class TablePreprocessor(Preprocessor):
     """Feature rows -> float32. A numeric matrix (generated and bundled sets) is standardized column by column;
     a table's columns of any type (a DataFrame from the tabular source) go through a ColumnEncoder
@@ -132,16 +137,17 @@ class TablePreprocessor(Preprocessor):
         if self.column_encoder is not None:
             self.column_encoder.fit(x)
             return
-        if self.standardize:
-            self.mean = x.mean(axis=0).astype(np.float32)
-            std = x.std(axis=0).astype(np.float32)
+        if self.standardize:  # in float64 over chunks of rows: no whole-size temporary (1.1 GB for CIFAR-10)
+            mean, std = column_moments(np.asarray(x))
+            unit = pixel_unit(x)
+            self.mean, std = (mean * unit).astype(np.float32), (std * unit).astype(np.float32)
             self.std = np.where(std > 0, std, 1.0).astype(np.float32)  # constant columns stay put
 
     def profile_inputs(self, x) -> dict:
         from honed.data.profile import table_profile
 
         if self.column_encoder is None:
-            return table_profile(x, self.columns)
+            return table_profile(x, self.columns, pixel_unit(x))
         encoded = self.column_encoder.transform(x.iloc[sample_rows(len(x))])
         return table_profile(encoded, self.feature_names) | {"columns": self.column_encoder.profile(x)}
 
@@ -152,7 +158,12 @@ class TablePreprocessor(Preprocessor):
             if not isinstance(x, pd.DataFrame):  # rows as a matrix of the table's columns, in training's order
                 x = pd.DataFrame(np.asarray(x), columns=self.columns)
             return torch.from_numpy(self.column_encoder.transform(x))
-        return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32))
+        scaled = np.array(x, dtype=np.float32)  # one copy, scaled in place: CIFAR-10's is 550 MB
+        if pixel_unit(x) != 1.0:
+            scaled /= 255.0  # as pixels.stacked: the same float32 values as rows read through it
+        scaled -= self.mean
+        scaled /= self.std
+        return torch.from_numpy(scaled)
 
     def picture(self, row: torch.Tensor) -> np.ndarray | None:
         """One image row as the model read it, back to 8-bit pixels (height, width, channels) for a person to look
