@@ -589,3 +589,37 @@ def test_randomly_damaged_run_files_are_user_errors_in_every_command(tmp_path, t
             pass  # the one line the command prints
         except Exception as e:  # noqa: BLE001 - anything else is what this test is for
             pytest.fail(f"{command} with {name} damaged ({kind}): {type(e).__name__}: {e}")
+
+
+SLOW_CHUNKS = """
+import sys, time
+import honed.cli
+from honed.data import parallel
+
+def slow(chunk):
+    time.sleep(30)
+    return chunk
+
+def commands():  # `honed train` whose work is chunks in the worker pool (as tokenizing and decoding are)
+    parser, named = made()
+    named["train"] = lambda args: parallel.map_chunks(slow, list(range(8)), min_items=2) and 0
+    return parser, named
+
+made, honed.cli._parser_and_commands = honed.cli._parser_and_commands, commands
+sys.argv = ["honed", "train", "anything"]
+honed.cli.console()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_the_process_group_while_workers_run_is_one_line(tmp_path, signum):
+    """Ctrl-C reaches every process of the group, the pool's workers too: the run says it was interrupted, once,
+    with no worker's traceback, and no worker is left."""
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHUNKS], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    time.sleep(6)  # the pool is up and its workers are sleeping in `slow`
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+    assert workers and not any(Path(f"/proc/{w}").exists() for w in workers)

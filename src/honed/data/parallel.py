@@ -29,12 +29,27 @@ def _shared_pool() -> ProcessPoolExecutor:
     if _pool is None:
         workers = min(cores(), 8)
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        # each worker dies with this process (Linux): a killed run leaves no worker blocked on a pipe
-        _pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=die_with_parent,
-                                    initargs=(signal.SIGKILL, os.getpid()))
-        # wait: idle workers exit at once, and none is left holding the parent's pipes
-        atexit.register(_pool.shutdown, wait=True, cancel_futures=True)
+        _pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_worker_start,
+                                    initargs=(os.getpid(),))
+        atexit.register(_stop, _pool)
     return _pool
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """At exit: a worker still busy (the run was interrupted mid-chunk) is ended rather than waited for; then
+    the pool is shut down and waited for, so that none is left holding this process's pipes."""
+    for child in mp.active_children():
+        child.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_start(parent: int) -> None:
+    """A pool worker dies with this process (Linux): a killed run leaves no worker blocked on a pipe. A stop
+    signal is this process's to answer: Ctrl-C reaches the whole process group, and a worker that raised
+    KeyboardInterrupt too would print its own traceback; SIGTERM ends a worker quietly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(signal.SIGKILL, parent)
 
 
 def map_chunks(fn: Callable, items: Sequence, extra: tuple = (), min_items: int | None = None) -> list:
