@@ -89,10 +89,14 @@ def _optimizer_classes() -> list[type]:
             if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and "step" in c.__dict__]
 
 
+def _unhooked(step):
+    """`step` without the step hooks torch adds when the first optimizer of the class is built."""
+    return getattr(step, "__wrapped__", step) if getattr(step, "hooked", False) else step
+
+
 def _grad_wrapped(step) -> bool:
-    """Whether `step` is torch's `_use_grad_for_differentiable` wrapper, directly or inside the step hooks
-    torch adds when the first optimizer of the class is built."""
-    inner = getattr(step, "__wrapped__", step) if getattr(step, "hooked", False) else step
+    """Whether `step` is torch's `_use_grad_for_differentiable` wrapper, directly or inside torch's step hooks."""
+    inner = _unhooked(step)
     return getattr(getattr(inner, "__code__", None), "co_name", None) == "_use_grad" and hasattr(inner, "__wrapped__")
 
 
@@ -101,7 +105,6 @@ def _eager_step(step):
     differentiable optimizer), wrapped in torch's step hooks and marked as hooked so torch does not wrap it again."""
     import torch
 
-    inner = getattr(step, "__wrapped__", step) if getattr(step, "hooked", False) else step
-    eager = torch.optim.Optimizer.profile_hook_step(torch.no_grad()(inner.__wrapped__))
+    eager = torch.optim.Optimizer.profile_hook_step(torch.no_grad()(_unhooked(step).__wrapped__))
     eager.hooked = True
     return eager

@@ -33,17 +33,25 @@ class RowSparseAdam(torch.optim.SparseAdam):
                     self._update(p, group)
         return loss
 
-    def _update(self, p: torch.Tensor, group: dict) -> None:
-        beta1, beta2 = group["betas"]
+    def _touched(self, p: torch.Tensor, group: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(the rows this step touched, their summed gradient, the weight's state with its step counted);
+        the state's tensors are made by `_new_state` on the first step."""
         rows, grad = summed_rows(p.grad)
         if group.get("maximize", False):
             grad = -grad
         state = self.state[p]
         if not state:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state.update(step=0, **self._new_state(p))
         state["step"] += 1
+        return rows, grad, state
+
+    def _new_state(self, p: torch.Tensor) -> dict:
+        return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    def _update(self, p: torch.Tensor, group: dict) -> None:
+        beta1, beta2 = group["betas"]
+        rows, grad, state = self._touched(p, group)
         # Moments of the touched rows only: rows outside the batch keep theirs (lazy Adam).
         exp_avg = state["exp_avg"].index_select(0, rows).lerp_(grad, 1 - beta1)
         exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -80,16 +88,12 @@ class RowWiseSparseAdam(RowSparseAdam):
     poorly anyway: a row's first moment decays only on the steps that touch it.
     """
 
+    def _new_state(self, p: torch.Tensor) -> dict:
+        return {"row_sq": torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)}
+
     def _update(self, p: torch.Tensor, group: dict) -> None:
         beta2 = group["betas"][1]
-        rows, grad = summed_rows(p.grad)
-        if group.get("maximize", False):
-            grad = -grad
-        state = self.state[p]
-        if not state:
-            state["step"] = 0
-            state["row_sq"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
-        state["step"] += 1
+        rows, grad, state = self._touched(p, group)
         row_sq = state["row_sq"].index_select(0, rows).mul_(beta2)
         row_sq.add_(grad.pow(2).flatten(1).mean(1), alpha=1 - beta2)
         state["row_sq"].index_copy_(0, rows, row_sq)
