@@ -42,6 +42,16 @@ class Augment(nn.Module):
         return x
 
 
+def augment_of(spec: "ModelSpec") -> Augment | None:
+    """The recipe's training-time augmentation of images (model.augment), or None."""
+    return Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
+
+
+def flip_voted(logits, x: torch.Tensor, vote: bool) -> torch.Tensor:
+    """logits(x), or with `vote` the mean of an image's and its mirror's logits (evaluated: test-time flip)."""
+    return (logits(x) + logits(x.flip(-1))) / 2 if vote else logits(x)
+
+
 class ImageCNN(nn.Module):
     """[Conv2d -> (BatchNorm) -> activation -> MaxPool2d(2)] per channel count -> global average pool -> dropout ->
     head; optionally augmented while training (Augment)."""
@@ -109,6 +119,6 @@ def build(spec: ModelSpec, shape: Shape) -> nn.Module:
                        spec.dropout, shape.output_dim)
     if shape.image_shape is None:
         raise UserError("model.name = 'cnn' needs images (e.g. data.name=digits) or text")
-    augment = Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
+    augment = augment_of(spec)
     return ImageCNN(shape.image_shape, spec.channels, spec.kernel_size, spec.activation, spec.dropout, shape.output_dim,
                     spec.batch_norm, augment)

@@ -24,7 +24,7 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.cnn import Augment
+from honed.models.cnn import augment_of, flip_voted
 
 if TYPE_CHECKING:
     from honed.recipe.schema import ModelSpec
@@ -101,15 +101,12 @@ class ImageEfficientNet(nn.Module):
             x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                                           align_corners=False)
         x = x.contiguous(memory_format=torch.channels_last)
-        if self.training or not self.test_time_flip:
-            return self.logits(x)
-        return (self.logits(x) + self.logits(x.flip(-1))) / 2
+        return flip_voted(self.logits, x, self.test_time_flip and not self.training)
 
 
 @MODELS.register("efficientnet")
 def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.image_shape is None:
         raise UserError("model.name = efficientnet needs images (data.source = images)")
-    augment = Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
     return ImageEfficientNet(shape.image_shape, shape.output_dim, spec.pretrained, spec.input_size, spec.dropout,
-                             augment, spec.test_time_flip)
+                             augment_of(spec), spec.test_time_flip)

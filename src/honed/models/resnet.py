@@ -19,7 +19,7 @@ from torch import nn
 
 from honed.errors import UserError
 from honed.models import MODELS, Shape
-from honed.models.cnn import Augment
+from honed.models.cnn import augment_of, flip_voted
 from honed.models.layers import ACTIVATIONS, Head
 
 if TYPE_CHECKING:
@@ -141,15 +141,12 @@ class ImageResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.augment(x.view(x.shape[0], *self.image_shape))
         x = x.contiguous(memory_format=torch.channels_last)  # as the weights (see above)
-        if self.training or not self.test_time_flip:
-            return self.logits(x)
-        return (self.logits(x) + self.logits(x.flip(-1))) / 2
+        return flip_voted(self.logits, x, self.test_time_flip and not self.training)
 
 
 @MODELS.register("resnet")
 def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.image_shape is None:
         raise UserError("model.name = resnet needs images (data.source = images, or data.name = digits)")
-    augment = Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
-    return ImageResNet(shape.image_shape, spec.channels, spec.activation, spec.dropout, shape.output_dim, augment,
-                       spec.test_time_flip, spec.stem)
+    return ImageResNet(shape.image_shape, spec.channels, spec.activation, spec.dropout, shape.output_dim,
+                       augment_of(spec), spec.test_time_flip, spec.stem)
