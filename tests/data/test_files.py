@@ -135,6 +135,36 @@ def test_fitting_and_encoding_in_one_reading_gives_what_fit_then_encode_gives(mo
         assert torch.equal(rows.values, expected.values) and torch.equal(rows.offsets, expected.offsets)
 
 
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_reading_words_with_numpy_finds_the_regex_words_of_each_text(monkeypatch, lowercase):
+    """word_kinds finds words on code points with numpy; words_of (one regex) defines them: the same words
+    text by text, first-seen order and counts, on random texts of awkward characters (combining marks,
+    NUL, lone surrogates, runs of apostrophes, words past the hashed length), over several batches, with
+    and without pandas' hash table."""
+    import random
+    import sys
+    from collections import Counter
+
+    from honed.data import words
+
+    alphabet = list("ab'_ Z1\x00\n") + ["\u0301", "\u0130", "\u03a3", "\u03c2", "\u00b2", "\u0663", "\u3000",
+                                         "<br/>", "<BR />", "\u65e5\u672c", "\ud800", "\u00e9", "x" * 30, "'" * 3]
+    rng = random.Random(0)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    expected = [words.words_of(t, lowercase) for t in texts]
+    monkeypatch.setattr(words, "READ_BATCH", 64)
+    for pandas in (sys.modules.get("pandas"), None):  # None: as in a bundle without pandas
+        monkeypatch.setitem(sys.modules, "pandas", pandas)
+        for keep_last in (False, True):
+            settings = TextSettings(lowercase=lowercase, max_len=6, keep_last=keep_last)
+            types, kind, lengths, counts = words.word_kinds(texts, settings, count_all=True)
+            found = np.split(np.array(types, dtype=object)[kind], np.cumsum(lengths)[:-1])
+            assert [list(f) for f in found] == [e[-6:] if keep_last else e[:6] for e in expected]
+            assert types == list(dict.fromkeys(w for e in expected for w in e))
+            every = Counter(w for e in expected for w in e)
+            assert counts.tolist() == [every[t] for t in types]
+
+
 def test_bpe_tokenizer_round_trips_through_a_run(tmp_path, text_csvs):
     import honed
 

@@ -6,8 +6,10 @@ ONNX bundles (as bundle_words.py), so a client tokenizes exactly as training did
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
+import sys
 import zlib
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
@@ -76,7 +78,7 @@ def texts_ids(texts: list[str], index: dict[str, int], settings: TextSettings) -
     return ids_of_words(types, kind, lengths, index, settings)
 
 
-READ_BATCH = 2048  # texts whose words are held as Python strings at once (~7 MB for reviews), not a whole chunk
+READ_BATCH = 2048  # texts read at once: their code points and word positions (~30 MB for reviews), not a chunk
 
 
 def word_kinds(texts: list[str], settings: TextSettings,
@@ -84,38 +86,139 @@ def word_kinds(texts: list[str], settings: TextSettings,
     """The words of `texts`, read once: (the distinct words in first-seen order, each kept word as its place
     among them, kept words per text, and with `count_all` how often each distinct word occurs in the whole texts).
 
-    A text keeps its first (or last) max_len words. Everything later works per distinct word (a vocabulary
-    lookup, a hash, character n-grams) and is gathered for every position with one numpy index, so the
-    per-word Python work is the regex and one dict lookup. `count_all` gives what fitting a vocabulary needs
-    (every word counts, kept or not) from the same reading. Texts are read READ_BATCH at a time: a word's
-    string lives only until its place is known.
+    The same words as words_of gives text by text, found with numpy on the texts' code points (word_spans)
+    and told apart by a 64-bit key each (word_keys): no Python string is made for a word but the first
+    occurrence of each distinct one. A text keeps its first (or last) max_len words. Everything later works
+    per distinct word (a vocabulary lookup, a hash, character n-grams) and is gathered for every position
+    with one numpy index. `count_all` gives what fitting a vocabulary needs (every word counts, kept or not)
+    from the same reading.
     """
     s = settings
-    place: dict[str, int] = {}  # distinct word -> its place, in first-seen order
-    kinds, lengths = [], []
+    kinds, lengths, counted, distinct_keys, distinct_words = [], [], [], [], []
+    numbered = 0  # distinct words of the batches before
     for start in range(0, len(texts), READ_BATCH):
-        batch = texts[start : start + READ_BATCH]
+        joined, points, starts, ends, per_text = word_spans(texts[start : start + READ_BATCH], s.lowercase)
+        kept = kept_positions(per_text, s.max_len, s.keep_last)
+        if not count_all:
+            starts, ends = starts[kept], ends[kept]
+        keys = word_keys(joined, points, starts, ends)
+        codes, first = first_seen_codes(keys)  # this batch's distinct words, first-seen order
+        codes += numbered
+        numbered += len(first)
+        distinct_keys.append(keys[first])
+        distinct_words.extend(joined[a:b] for a, b in zip(starts[first].tolist(), ends[first].tolist()))
+        kinds.append(codes[kept] if count_all else codes)
         if count_all:
-            words = [words_of(text, s.lowercase) for text in batch]
-        elif s.keep_last:
-            words = [words_of(text, s.lowercase)[-s.max_len:] for text in batch]
-        else:
-            words = [words_of(text, s.lowercase)[: s.max_len] for text in batch]
-        lengths.append(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
-        flat = list(itertools.chain.from_iterable(words))
-        for word in dict.fromkeys(flat):  # this batch's distinct words, first-seen order
-            if word not in place:
-                place[word] = len(place)
-        kinds.append(np.fromiter(map(place.__getitem__, flat), dtype=np.int64, count=len(flat)))
-    kind = np.concatenate(kinds) if kinds else np.zeros(0, dtype=np.int64)
+            counted.append(codes)
+        lengths.append(np.minimum(per_text, s.max_len))
+    # every batch's distinct words numbered again, once over all: their places in first-seen order
+    place, first = first_seen_codes(np.concatenate(distinct_keys) if distinct_keys else np.zeros(0, np.uint64))
+    types = [distinct_words[i] for i in first.tolist()]
+    kind = place[np.concatenate(kinds)] if kinds else np.zeros(0, dtype=np.int64)
     length = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-    types = list(place)
     if not count_all:
         return types, kind, length, None
-    counts = np.bincount(kind, minlength=len(types))
-    within = np.arange(len(kind), dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
-    kept = within >= np.repeat(length - s.max_len, length) if s.keep_last else within < s.max_len
-    return types, kind[kept], np.minimum(length, s.max_len), counts
+    every = place[np.concatenate(counted)] if counted else np.zeros(0, dtype=np.int64)
+    return types, kind, length, np.bincount(every, minlength=len(types))
+
+
+ANY_WORD_CHAR = re.compile(r"\w")
+LATIN1_WORD_CHAR = np.array([ANY_WORD_CHAR.match(chr(c)) is not None for c in range(256)])
+APOSTROPHE = ord("'")
+
+
+def word_spans(texts: list[str], lowercase: bool) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(the texts joined by NUL, its code points, where each word starts and ends in it, words per text): the words
+    `WORD.findall` finds in each text after BREAK and lowercasing, found on code points with numpy.
+
+    WORD matches a run of word characters and apostrophes from its first word character to its last: so
+    each such run, less the apostrophes at its ends, is a word, and a run of apostrophes alone is none. NUL
+    is no word character, so no word spans two texts. Code points past Latin-1 are classed by `\\w` itself.
+    """
+    parts = [BREAK.sub(" ", t) for t in texts]
+    if lowercase:
+        parts = [t.lower() for t in parts]
+    joined = "\0".join(parts)
+    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    word = LATIN1_WORD_CHAR[points.view(np.uint8)[::4]]  # by the lowest byte, then the rest corrected
+    high = np.flatnonzero(points > 255)
+    if len(high):
+        distinct, which = np.unique(points[high], return_inverse=True)
+        word[high] = np.array([ANY_WORD_CHAR.match(chr(c)) is not None for c in distinct.tolist()])[which]
+    apostrophe = points == APOSTROPHE
+    starts, ends = runs(word | apostrophe)
+    quote_starts, quote_ends = runs(apostrophe)
+    leading = np.flatnonzero(~word[starts])  # a run that opens with apostrophes starts after them
+    starts[leading] = quote_ends[np.searchsorted(quote_starts, starts[leading])]
+    trailing = np.flatnonzero(~word[ends - 1])  # and one that closes with them ends before them
+    ends[trailing] = quote_starts[np.searchsorted(quote_ends, ends[trailing])]
+    real = starts < ends  # not apostrophes alone
+    starts, ends = starts[real], ends[real]
+    text_starts = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(t) + 1 for t in parts], out=text_starts[1:])
+    per_text = np.diff(np.searchsorted(starts, text_starts))
+    return joined, points, starts, ends, per_text
+
+
+def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(where each run of True starts, where it ends) in a boolean array."""
+    edges = np.flatnonzero(np.diff(mask, prepend=False, append=False))  # diff of booleans: where they change
+    return edges[::2].copy(), edges[1::2].copy()
+
+
+def kept_positions(per_text: np.ndarray, max_len: int, keep_last: bool) -> np.ndarray:
+    """Whether each word (all texts' back to back, `per_text` of each) is among its text's first (or last)
+    max_len."""
+    within = np.arange(int(per_text.sum()), dtype=np.int64) - np.repeat(np.cumsum(per_text) - per_text, per_text)
+    return within >= np.repeat(per_text - max_len, per_text) if keep_last else within < max_len
+
+
+SHORT_WORD = 24  # words up to this long are keyed by a hash of their code points computed in numpy
+KEY_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: a multiplier that loses no bit
+
+
+def word_keys(joined: str, points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """A 64-bit key per word (`joined[start:end]`; `points`: its code points): equal words get equal keys,
+    different ones different keys but for a chance of about 2**-64 per pair.
+
+    Words of up to SHORT_WORD characters (nearly all) get a polynomial hash of their length and code points,
+    one character position at a time over all words still that long (longest first, so those are a prefix);
+    longer ones blake2b of their text, with the top bit set.
+    """
+    lengths = ends - starts
+    keys = np.empty(len(starts), dtype=np.uint64)
+    if not len(starts):
+        return keys
+    short = np.flatnonzero(lengths <= SHORT_WORD)
+    order = short[np.argsort(SHORT_WORD - lengths[short].astype(np.uint8), kind="stable")]  # longest first
+    size, at = lengths[order], starts[order]
+    h = size.astype(np.uint64)
+    still = np.searchsorted(-size, -np.arange(int(size[0]) if len(size) else 0), side="left")  # longer than k
+    for m in still.tolist():  # in place: this loop is most of the reading's arithmetic
+        np.multiply(h[:m], KEY_BASE, out=h[:m])
+        np.add(h[:m], points[at[:m]], out=h[:m], casting="unsafe")
+        at[:m] += 1
+    keys[order] = h
+    for j in np.flatnonzero(lengths > SHORT_WORD).tolist():
+        digest = hashlib.blake2b(joined[starts[j] : ends[j]].encode("utf-8", "surrogatepass"), digest_size=8)
+        keys[j] = int.from_bytes(digest.digest(), "little") | (1 << 63)
+    return keys
+
+
+def first_seen_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each key's code, numbering the distinct keys in first-seen order; where each distinct key is first)."""
+    pd = sys.modules.get("pandas")  # a hash table, no sort: when honed has loaded pandas already (loading
+    # it for this alone would cost more than it saves; and a bundle may have no pandas)
+    if pd is not None and not getattr(getattr(pd, "__spec__", None), "_initializing", True):
+        codes = pd.factorize(keys)[0].astype(np.int64)
+    else:
+        distinct, first, which = np.unique(keys, return_index=True, return_inverse=True)
+        rank = np.empty(len(distinct), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(distinct))
+        codes = rank[which.reshape(-1)]
+    seen = np.maximum.accumulate(codes) if len(codes) else codes
+    first = np.flatnonzero(np.diff(seen, prepend=-1) > 0)  # the running maximum grows by one at each new key
+    return codes, first
 
 
 def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index: dict[str, int],
@@ -144,16 +247,19 @@ def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index:
         parts.append(bucket_ids(hashed, s.buckets, len(index)))
         part_rows.append(np.repeat(row, per_word))
     if s.unique:  # a set of tokens per text, sorted: each word or n-gram counts once, and rows get shorter
-        # one uint64 key per token (text, then id), made part by part: no whole-length copies of ids and texts
-        keys = np.concatenate([(r.astype(np.uint64) << np.uint64(32)) | v.astype(np.uint64)
-                               for v, r in zip(parts, part_rows)])
+        # one int64 key per token (text, then id; both under 2**31), written part by part into one array
+        keys = np.empty(sum(map(len, parts)), dtype=np.int64)
+        at = 0
+        for v, r in zip(parts, part_rows):
+            np.left_shift(r, 32, out=keys[at : at + len(v)])
+            keys[at : at + len(v)] |= v
+            at += len(v)
         del parts, part_rows
         keys.sort()  # (np.sort: numpy 2's np.unique hashes, 50x slower here)
         first = np.ones(len(keys), dtype=bool)
-        first[1:] = keys[1:] != keys[:-1]
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
         keys = keys[first]
-        # .view, not .astype: both fit in int64, and numpy's checked uint64 -> int64 cast is 8x slower
-        values, rows = (keys & np.uint64(0xFFFFFFFF)).view(np.int64), (keys >> np.uint64(32)).view(np.int64)
+        values, rows = keys & 0xFFFFFFFF, keys >> 32
     else:  # per text: its words, then its bigrams, then trigrams, then character n-grams (a stable sort keeps that order)
         values, rows = np.concatenate(parts), np.concatenate(part_rows)
         order = np.argsort(rows, kind="stable")
