@@ -277,3 +277,15 @@ def test_unique_tokens_give_each_word_and_ngram_once_sorted():
 def test_ngrams_need_the_words_tokenizer():
     with pytest.raises(UserError, match="ngrams"):
         load_recipe({"data": {"ngrams": 2, "tokenizer": "bpe"}})
+
+
+def test_results_come_back_from_the_pool_through_a_1_mb_pipe():
+    """A 60 MB result through a 64 KB pipe is a thousand reads, each waiting for the interpreter's lock."""
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("pipe sizes are Linux's")
+    from honed.data import parallel
+
+    pool = parallel._shared_pool()
+    assert fcntl.fcntl(pool._result_queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == 1 << 20
+    assert parallel.in_worker(bytes, 3 << 20) == bytes(3 << 20)  # more than the pipe holds still arrives whole

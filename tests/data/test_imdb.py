@@ -1,9 +1,11 @@
+import gzip
 import hashlib
 
 import pytest
 
 from honed.data import build_data, load_raw
 from honed.data.download import download, md5_of
+from honed.data.sources import imdb
 from honed.errors import UserError
 from honed.recipe import load_recipe
 
@@ -56,10 +58,39 @@ def test_download_verifies_the_checksum(tmp_path, imdb_archive):
 
 
 def test_no_path_downloads_into_the_cache(monkeypatch, imdb_archive, tmp_path):
-    from honed.data.sources import imdb
 
     monkeypatch.setattr(imdb, "URL", imdb_archive.as_uri())
     monkeypatch.setattr(imdb, "MD5", md5_of(imdb_archive))
     raw = load_raw(load_recipe({"data": {"source": "imdb"}}).data)
     assert len(raw.train) == 24
     assert (tmp_path / "cache" / "imdb" / "aclImdb_v1.tar.gz").is_file()
+
+
+def readers() -> list:
+    """The archive readers: libarchive's (C) where it is installed, and tarfile's."""
+    try:
+        import libarchive  # noqa: F401
+    except (ImportError, OSError) as e:  # the package, or its C library, missing
+        return [imdb.read_tar, pytest.param(imdb.read_archive, marks=pytest.mark.skip(reason=f"libarchive: {e}"))]
+    return [imdb.read_tar, imdb.read_archive]
+
+
+@pytest.mark.parametrize("read", readers())
+def test_both_readers_find_every_review_and_only_reviews(imdb_archive, imdb_folder, read):
+    expected = sorted(imdb.read_folder(imdb_folder))  # the same files extracted: read from the file system
+    assert sorted(read(imdb_archive)) == expected and len(expected) == 48
+
+
+@pytest.mark.parametrize("read", readers())
+def test_a_damaged_archive_or_an_oversized_review_is_one_line(imdb_archive, tmp_path, read, monkeypatch):
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(imdb_archive.read_bytes()[:200])
+    plain = tmp_path / "plain.tar.gz"
+    plain.write_bytes(gzip.compress(b"not a tar archive at all" * 40))
+    for damaged in (cut, plain, tmp_path):
+        with pytest.raises(UserError, match="not a readable IMDB archive") as error:
+            read(damaged)
+        assert "\n" not in str(error.value) and "retcode" not in str(error.value)
+    monkeypatch.setattr(imdb, "MAX_REVIEW_BYTES", 10)
+    with pytest.raises(UserError, match=r"aclImdb/.*\.txt holds \d+ bytes; a review may hold at most 10"):
+        read(imdb_archive)
