@@ -58,7 +58,6 @@ def test_download_verifies_the_checksum(tmp_path, imdb_archive):
 
 
 def test_no_path_downloads_into_the_cache(monkeypatch, imdb_archive, tmp_path):
-
     monkeypatch.setattr(imdb, "URL", imdb_archive.as_uri())
     monkeypatch.setattr(imdb, "MD5", md5_of(imdb_archive))
     raw = load_raw(load_recipe({"data": {"source": "imdb"}}).data)
