@@ -53,6 +53,13 @@ def test_uniform_embedding_init_is_bounded_and_keeps_padding_zero():
     emb = build_model(spec, Shape("tokens", 1000, 1)).embedding.weight
     assert emb.abs().max() <= 0.05 and emb[1:].abs().max() > 0.04
     assert torch.all(emb[0] == 0)
+    # the table is drawn once, by the init asked for: torch's N(0, 1) by default, nothing under zeros
+    for init, mean, std in (("default", 0.0, 1.0), ("zeros", 0.0, 0.0)):
+        spec = load_recipe({"model": {"name": "bag", "embedding_dim": 16, "embedding_init": init}}).model
+        emb = build_model(spec, Shape("tokens", 1000, 1)).embedding.weight
+        assert torch.all(emb[0] == 0) and torch.isfinite(emb).all()
+        assert emb[1:].mean().item() == pytest.approx(mean, abs=0.03)
+        assert emb[1:].std().item() == pytest.approx(std, abs=0.03)
 
 
 def test_bits_dropout_drops_at_rate_p_independently_and_keeps_the_mean():

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
 class BagOfEmbeddings(nn.Module):
     def __init__(self, vocab_size: int, dim: int, hidden: list[int], activation: str, dropout: float, n_out: int,
-                 sparse: bool = False, pooling: str = "mean", features_dim: int = 0) -> None:
+                 sparse: bool = False, pooling: str = "mean", features_dim: int = 0, filled: bool = True) -> None:
         super().__init__()
-        self.pool = TokenPool(vocab_size, dim, pooling, sparse)
+        self.pool = TokenPool(vocab_size, dim, pooling, sparse, filled)
         # with sentence vectors (data.encoder_features) the pooled tokens and the vector go in side by side
         widths = [dim + features_dim, *hidden]
         self.dense = dense_stack(widths, activation, dropout)
@@ -50,4 +50,5 @@ def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind != "tokens":
         raise UserError("model.name = 'bag' needs text data (data.source imdb or text_files)")
     return BagOfEmbeddings(shape.input_dim, spec.embedding_dim, spec.hidden, spec.activation, spec.dropout,
-                           shape.output_dim, spec.sparse, spec.pooling, shape.features_dim)
+                           shape.output_dim, spec.sparse, spec.pooling, shape.features_dim,
+                           filled=spec.embedding_init == "default")  # else initialize fills the table

@@ -23,9 +23,10 @@ class TextLinear(nn.Module):
     """scores = pooled token weights + bias: a linear model on a bag of (hashed) words and n-grams,
     and on each text's sentence vector too when its batches carry one (data.encoder_features)."""
 
-    def __init__(self, vocab_size: int, n_out: int, pooling: str, sparse: bool = False, features_dim: int = 0) -> None:
+    def __init__(self, vocab_size: int, n_out: int, pooling: str, sparse: bool = False, features_dim: int = 0,
+                 filled: bool = True) -> None:
         super().__init__()
-        self.pool = TokenPool(vocab_size, n_out, pooling, sparse)
+        self.pool = TokenPool(vocab_size, n_out, pooling, sparse, filled)
         self.sentence = nn.Linear(features_dim, n_out, bias=False) if features_dim else None
         self.bias = nn.Parameter(torch.zeros(n_out))
 
@@ -38,7 +39,8 @@ class TextLinear(nn.Module):
 
 def _affine(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.input_kind == "tokens":
-        return TextLinear(shape.input_dim, shape.output_dim, spec.pooling, spec.sparse, shape.features_dim)
+        return TextLinear(shape.input_dim, shape.output_dim, spec.pooling, spec.sparse, shape.features_dim,
+                          filled=spec.embedding_init == "default")  # else initialize fills the table
     return Head(shape.input_dim, shape.output_dim)
 
 
