@@ -89,8 +89,33 @@ def test_image_pretrained_fine_tunes_on_a_folder_and_its_onnx_bundle_answers_as_
                       out=tmp_path / "run")
     assert run.summary["test"]["accuracy"] == 1.0
     tuned = run.model.state_dict()
-    assert not torch.equal(tuned["net._blocks.0._depthwise_conv.weight"], imagenet_file()["_blocks.0._depthwise_conv.weight"])
+    weights = imagenet_file()  # the recipe freezes the stem and the first 3 blocks: the rest trains
+    assert torch.equal(tuned["net._blocks.2._depthwise_conv.weight"], weights["_blocks.2._depthwise_conv.weight"])
+    assert not torch.equal(tuned["net._blocks.3._depthwise_conv.weight"], weights["_blocks.3._depthwise_conv.weight"])
     rows = rng.integers(0, 256, (5, 3 * 16 * 16)).astype(np.float32) / 255
     on_torch = [p["probabilities"]["red"] for p in load_predictor(run.path).predict(rows)]
     on_onnx = [p["probabilities"]["red"] for p in load_predictor(run.path, backend="onnx").predict(rows)]
     assert on_onnx == pytest.approx(on_torch, abs=1e-4)
+
+
+def test_freezing_keeps_the_stem_and_first_blocks_and_trains_the_rest():
+    """model.freeze = N: a training step leaves the stem and the first N blocks' weights as the file has them (their
+    BatchNorm statistics still follow the data) and moves every later block; more blocks than the network has, or a
+    transformer's word for it, is one line."""
+    weights = imagenet_file()
+    model = build_model(spec(freeze=2), Shape("features", 3 * 16 * 16, 3, (3, 16, 16))).train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=0.1)
+    torch.nn.functional.cross_entropy(model(torch.randn(8, 3 * 16 * 16)), torch.arange(8) % 3).backward()
+    optimizer.step()
+    state = model.net.state_dict()
+    for name in ("_conv_stem.weight", "_bn0.weight", "_blocks.0._depthwise_conv.weight",
+                 "_blocks.1._project_conv.weight"):
+        assert torch.equal(state[name], weights[name]), name
+    assert not torch.equal(state["_blocks.2._depthwise_conv.weight"], weights["_blocks.2._depthwise_conv.weight"])
+    assert not torch.equal(state["_bn0.running_mean"], weights["_bn0.running_mean"])  # statistics follow the data
+    assert all(p.grad is None for p in model.net._blocks[1].parameters())  # backward stopped before them
+    with pytest.raises(UserError, match="has 16 blocks"):
+        build_model(spec(freeze=17), Shape("features", 3 * 16 * 16, 3, (3, 16, 16)))
+    with pytest.raises(UserError, match="efficientnet freezes a number N"):
+        spec(freeze="encoder")

@@ -328,7 +328,7 @@ class ModelSpec(Section):
                                            "every encoder weight; null: full fine-tuning")
     freeze: Union[Literal["none", "embeddings", "encoder"], Annotated[int, Field(ge=0, le=10_000)]] = Field(
         "none", description="transformer: weights that stay as pretrained: embeddings, the whole encoder (head "
-        "only), or N (the embeddings and the bottom N layers)")
+        "only), or N (the embeddings and the bottom N layers); efficientnet: N, its stem and first N of 16 blocks")
     attention_heads: list[Size] = Field(default_factory=list, max_length=1000, description="transformer: attention "
                                         "heads kept in each encoder layer (honed prune writes it); empty: the "
                                         "pretrained encoder's")
@@ -349,13 +349,16 @@ class ModelSpec(Section):
     @model_validator(mode="after")
     def _pretrained_only_options(self) -> "ModelSpec":
         for key, used, models in (("model.adapter", self.adapter is not None, ("transformer", "causal_lm")),
-                                  ("model.freeze", self.freeze != "none", ("transformer",)),
+                                  ("model.freeze", self.freeze != "none", ("transformer", "efficientnet")),
                                   ("model.attention_heads", bool(self.attention_heads), ("transformer",)),
                                   ("model.ffn_width", bool(self.ffn_width), ("transformer",)),
                                   ("model.pretrained", self.pretrained is not None, ("efficientnet",)),
                                   ("model.input_size", self.input_size is not None, ("efficientnet",))):
             if used and self.name not in models:
                 raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r})")
+        if self.name == "efficientnet" and isinstance(self.freeze, str) and self.freeze != "none":
+            raise ValueError(f"model.freeze = {self.freeze!r}: efficientnet freezes a number N (its stem and first "
+                             "N blocks) or none")
         return self
 
 

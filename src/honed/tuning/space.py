@@ -53,6 +53,7 @@ def default_space(recipe: Recipe) -> Space:
         space["model.channels"] = Domain(choice=[[24, 48, 96, 192], [32, 64, 128, 256], [64, 128, 256, 512]])
     elif model.name == "efficientnet":  # its widths are the pretrained ones; the size it reads images at is free
         space["model.input_size"] = Domain(choice=[48, 64, 96])
+        space["model.freeze"] = Domain(choice=["none", 3, 6])  # blocks kept as ImageNet left them: faster steps
     elif model.name == "rnn":
         space["model.hidden_size"] = Domain(choice=[32, 64, 128])
         space["model.bidirectional"] = Domain(choice=[False, True])
