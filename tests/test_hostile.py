@@ -46,6 +46,18 @@ def zipped(name: str, data: bytes) -> bytes:
 
 ZIP_BOMB = zipped("t.csv", b"a,b,y\n" + b"1,2,3\n" * 3_000_000)
 
+
+def tarred(name: str, data: bytes) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
 # (id, files {name: text or bytes}, command arguments, fragments the error line must hold)
 MINILM_RUN = ["imdb_minilm", "--set", "data.source=text_files", "--set", "data.train={tmp}/t.csv", "--set",
               "data.val_fraction=0.25", "--set", "train.epochs=1", "--quiet"]
@@ -93,6 +105,13 @@ CASES = [
      ["data.test is not used by data.source = 'synthetic_regression'"]),
     ("data-test-on-sklearn", {}, ["train", "digits_cnn", "--set", "data.test=x.csv"],
      ["data.test is not used by data.source = 'sklearn'"]),
+    ("imdb-review-over-4-mib", {"a.tar.gz": tarred("aclImdb/train/pos/0_9.txt", b"a" * (4 * 2**20 + 1))},
+     ["train", "imdb_fast", "--set", "data.path={tmp}/a.tar.gz"],
+     ["0_9.txt holds 4,194,305 bytes", "at most 4,194,304"]),
+    ("imdb-archive-is-text", {"a.tar.gz": "just a review"},
+     ["train", "imdb_fast", "--set", "data.path={tmp}/a.tar.gz"], ["not a readable IMDB archive"]),
+    ("efficientnet-freeze-by-name", {}, ["train", "image_pretrained", "--set", "model.freeze=encoder"],
+     ["model.freeze = 'encoder'", "efficientnet freezes a number N"]),
     ("recipe-not-utf8", {"r.yaml": b"name: \xff\xfe\n"}, ["train", "{tmp}/r.yaml"], ["not UTF-8"]),
     ("recipe-empty", {"r.yaml": ""}, ["train", "{tmp}/r.yaml"], ["is empty"]),
     ("recipe-duplicate-key", {"r.yaml": "train:\n  epochs: 2\ntrain:\n  epochs: 3\n"}, ["train", "{tmp}/r.yaml"],
