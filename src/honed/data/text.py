@@ -26,19 +26,11 @@ import numpy as np
 
 from honed.data import parallel
 from honed.data.tokens import TokenRows
-from honed.data.words import PAD, UNK, TextSettings, ids_of_words, texts_ids, word_kinds, words_of
+from honed.data.words import PAD, UNK, TextSettings, ids_of_words, texts_ids, word_kinds
 from honed.errors import UserError
 from honed.registry import Registry
 
 TOKENIZERS: Registry = Registry("tokenizer")
-
-
-def _count(args: tuple[list[str], bool]) -> Counter:
-    texts, lowercase = args
-    counts: Counter = Counter()
-    for t in texts:
-        counts.update(words_of(t, lowercase))
-    return counts
 
 
 def _encode(args: tuple[list[str], dict[str, int], TextSettings]) -> tuple[np.ndarray, np.ndarray]:
@@ -73,14 +65,15 @@ class WordTokenizer:
         if self.settings.hash_words:  # nothing to learn: every word has its bucket already
             self.vocab, self.index = [PAD, UNK], {PAD: 0, UNK: 1}
             return self
-        counts: Counter = Counter()
-        for part in parallel.map_chunks(_count, texts, (self.settings.lowercase,)):
-            counts.update(part)
-        self._keep_most_frequent(counts)
+        self._keep_most_frequent(parallel.map_chunks(_read, texts, (self.settings,)))
         return self
 
-    def _keep_most_frequent(self, counts: Counter) -> None:
-        # Most frequent first; ties keep first-seen order (Counter is insertion ordered), so it is repeatable.
+    def _keep_most_frequent(self, readings: list[tuple]) -> None:
+        """The vocabulary: the words of `_read`'s readings (chunk by chunk, in order), most frequent first; ties
+        keep first-seen order (Counter is insertion ordered), so it is repeatable."""
+        counts: Counter = Counter()
+        for types, _, _, per_type in readings:
+            counts.update(dict(zip(types, per_type.tolist())))
         top = [w for w, _ in counts.most_common(self.settings.num_words - 2)]
         self.vocab = [PAD, UNK] + top
         self.index = {w: i for i, w in enumerate(self.vocab)}
@@ -91,10 +84,7 @@ class WordTokenizer:
         if self.settings.hash_words:
             return self.fit(texts).encode(texts)
         readings = parallel.map_chunks(_read, texts, (self.settings,))
-        counts: Counter = Counter()
-        for types, _, _, per_type in readings:  # chunk by chunk in order: the same first-seen order as fit's
-            counts.update(dict(zip(types, per_type.tolist())))
-        self._keep_most_frequent(counts)
+        self._keep_most_frequent(readings)
         return self._rows(parallel.map_chunks(_encode_read, readings, (self.index, self.settings), min_items=2))
 
     def encode(self, texts: list[str]) -> TokenRows:
