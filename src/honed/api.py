@@ -450,9 +450,11 @@ def sized_for_rows(recipe: Recipe, rows: int, inputs: int = 0, numbers: int = 0,
     if spec.steps is not None and recipe.optimizer.name not in ("gd", "lbfgs"):
         per_epoch = max(1, math.ceil(rows / (batch * spec.accumulate)))
         epochs = max(1, min(spec.epochs, math.ceil(spec.steps / per_epoch)))
-        log.info(f"train: {epochs} epochs of {per_epoch} steps (train.steps = {spec.steps}, at most {spec.epochs} "
-                 "epochs)")
-        changes |= {"train.epochs": epochs, "train.steps": None}
+        cut = f", the last cut at step {spec.steps}" if spec.exact_steps and spec.steps < epochs * per_epoch else ""
+        log.info(f"train: {epochs} epochs of {per_epoch} steps{cut} (train.steps = {spec.steps}, at most "
+                 f"{spec.epochs} epochs)")
+        # exact: the loop stops at train.steps itself, so it stays; else whole epochs replace it
+        changes |= {"train.epochs": epochs} | ({} if spec.exact_steps else {"train.steps": None})
     return variant(recipe, changes) if changes else recipe
 
 
@@ -489,7 +491,9 @@ def _summarize(recipe: Recipe, bundle, model: torch.nn.Module, trainer, started:
         rows, outputs = out_of_fold
         val, sizes = score(outputs, rows), {"train": len(rows), "val": len(rows), "test": len(bundle.test)}
     else:
-        val = score(outputs_of(model, bundle.val.x), bundle.val) if bundle.val is not None else {}
+        outputs = trainer.validated_outputs(bundle.val)  # scored in the loop already (a bag's member: another split)
+        outputs = outputs_of(model, bundle.val.x) if outputs is None and bundle.val is not None else outputs
+        val = score(outputs, bundle.val) if bundle.val is not None else {}
         sizes = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
     summary = {
         "name": recipe.name,

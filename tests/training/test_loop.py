@@ -1,3 +1,6 @@
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +180,102 @@ def test_the_last_epochs_weights_are_never_copied_and_an_earlier_best_is_restore
     trainer = fit(model, bundle, recipe, [hook])
     assert trainer.results["best_epoch"] == 2
     assert all(torch.equal(v, hook.kept[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_the_kept_validation_outputs_are_those_of_the_weights_the_model_ends_with(restore_best):
+    """Evaluation reuses the loop's last validation outputs instead of a second pass: they must be the outputs of
+    the weights the model holds after fit (early stopping's restored epoch, or the last one when it restores
+    nothing), equal to a fresh pass."""
+    from honed.evaluation import outputs_of
+
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.05}, "train": {"epochs": 4,
+                                   "early_stopping": {"patience": 5, "restore_best": restore_best}}})
+
+    class WorseAfterTwo(Hook):  # epochs 3 and 4 validate worse than epoch 2
+        def on_step_end(self, trainer, loss):
+            if trainer.epoch >= 3:
+                with torch.no_grad():
+                    model.linear.bias.add_(10.0)
+
+    trainer = fit(model, bundle, recipe, [WorseAfterTwo()])
+    assert trainer.results["best_epoch"] == 2
+    kept = trainer.validated_outputs(bundle.val)
+    assert trainer.validated_outputs(bundle.train) is None  # not the split the loop validated on
+    assert kept is not None and torch.equal(kept, outputs_of(model, bundle.val.x))
+    assert torch.equal(kept, trainer.val_outputs[2 if restore_best else 4])
+
+
+def test_validation_outputs_past_the_memory_bound_are_dropped_oldest_first(monkeypatch):
+    from honed.training import loop
+
+    monkeypatch.setattr(loop, "VAL_OUTPUTS_BYTES", 3 * 32 * 4)  # three epochs of 32 validation rows x 1 output
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 5}})
+    trainer = fit(model, bundle, recipe)
+    assert len(bundle.val) == 32 and sorted(trainer.val_outputs) == [3, 4, 5]
+    monkeypatch.setattr(loop, "VAL_OUTPUTS_BYTES", 10)  # not even one: evaluation scores again
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 2}})
+    assert fit(model, bundle, recipe).validated_outputs(bundle.val) is None
+
+
+def test_exact_steps_stop_mid_epoch_with_the_schedule_ending_there():
+    """train.exact_steps: 17 steps of 5 per epoch are three whole epochs and two steps of a fourth, which is
+    validated where it stops; cosine reaches its floor on step 17, and the cut epoch's training loss is the mean
+    over the rows it trained on."""
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.05},
+                                   "schedule": {"name": "cosine", "min_lr": 0.001},
+                                   "train": {"epochs": 4, "steps": 17, "exact_steps": True, "batch_size": 32}})
+
+    class Losses(Hook):
+        def __init__(self):
+            self.by_epoch = {}
+
+        def on_step_end(self, trainer, loss):
+            self.by_epoch.setdefault(trainer.epoch, []).append(loss)
+
+    losses, counted = Losses(), CountSteps()
+    assert len(bundle.train) == 128 and math.ceil(128 / 32) == 4  # 4 full steps an epoch
+    trainer = fit(model, bundle, recipe, [losses, counted])
+    assert counted.steps == trainer.step == 16  # 4 epochs of 4 steps: the run ends with its epochs
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.05},
+                                   "schedule": {"name": "cosine", "min_lr": 0.001},
+                                   "train": {"epochs": 5, "steps": 17, "exact_steps": True, "batch_size": 32}})
+    losses, counted = Losses(), CountSteps()
+    trainer = fit(model, bundle, recipe, [losses, counted])
+    assert counted.steps == trainer.step == 17 and [r["step"] for r in trainer.history] == [4, 8, 12, 16, 17]
+    assert trainer.schedule.lr == pytest.approx(0.001)  # cosine's floor, on the last step
+    assert trainer.history[-1]["train_loss"] == pytest.approx(losses.by_epoch[5][0])  # one step of 32 rows
+    assert "val_loss" in trainer.history[-1]
+
+
+def test_sizing_a_run_keeps_exact_steps_and_rounds_up_the_epochs():
+    from honed.api import sized_for_rows
+
+    recipe = load_recipe({"train": {"steps": 350, "epochs": 30, "batch_size": 128, "exact_steps": True}})
+    sized = sized_for_rows(recipe, 45_000)  # 352 steps an epoch
+    assert (sized.train.epochs, sized.train.steps) == (1, 350)
+    assert sized_for_rows(sized, 45_000).train == sized.train  # the written recipe reruns the same run
+    about = sized_for_rows(load_recipe({"train": {"steps": 360, "epochs": 30, "batch_size": 128}}), 45_000)
+    assert (about.train.epochs, about.train.steps) == (2, None)
+
+
+def test_a_run_scores_its_validation_rows_once_per_epoch_and_not_again_in_its_summary(monkeypatch, tmp_path):
+    import honed
+    from honed import api
+    from honed.evaluation import predict
+
+    calls = []
+    real = predict.outputs_of
+
+    def counted(model, x, *args, **kwargs):
+        calls.append(len(x))
+        return real(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(api, "outputs_of", counted)
+    monkeypatch.setattr("honed.training.loop.outputs_of", counted)
+    run = honed.train({"data": {"source": "synthetic_regression", "n": 200, "features": 3},
+                       "optimizer": {"name": "sgd", "lr": 0.05}, "train": {"epochs": 3, "report": False}},
+                      out=tmp_path / "run")
+    assert calls == [32, 32, 32, 40]  # three epochs' validation, then the test rows only
+    last_epoch = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert run.summary["val"]["loss"] == pytest.approx(last_epoch["val_loss"])

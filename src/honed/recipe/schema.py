@@ -473,6 +473,9 @@ class TrainSpec(Section):
     steps: Optional[int] = Field(None, ge=1, le=100_000_000, description="train for about this many optimizer steps: "
                                  "epochs = ceil(steps / steps per epoch), at most train.epochs (the cost stays flat "
                                  "however many rows a table has; small tables get more passes)")
+    exact_steps: bool = Field(False, description="with train.steps: stop after exactly that many optimizer steps, the "
+                              "last epoch cut short and validated where it stops, the schedule spanning those steps "
+                              "(Lightning's max_steps); false: whole epochs, about train.steps")
     batch_size: Union[Literal["auto"], Annotated[int, Field(ge=1, le=100_000_000)]] = Field(
         32, description="rows per optimizer step (gd: the chunk size of one full-batch step); auto: from the training "
         "rows, a power of two near a 16th of them, 32 to 512 (small tables get more, smaller steps per epoch)")

@@ -61,7 +61,8 @@ def train_bag(bundle: DataBundle, bags: int, seed: int, merge_val: bool,
         own = replace(bundle, train=Split(rows.x[~held], rows.y[~held]), val=Split(rows.x[held], rows.y[held]))
         trainer = start(own, i)
         run(trainer)
-        outputs = outputs_of(trainer.model, own.val.x)
+        outputs = trainer.validated_outputs(own.val)
+        outputs = outputs_of(trainer.model, own.val.x) if outputs is None else outputs
         if out_of_fold is None:
             out_of_fold = torch.empty((len(rows), *outputs.shape[1:]), dtype=outputs.dtype)
         out_of_fold[held] = outputs

@@ -182,6 +182,8 @@ class EarlyStopping(Hook):
             trainer.results["best_epoch"] = self.best_epoch
         if self.restore_best and not self.best_is_current and self.best_weights is not None:
             load_trained_state(trainer.model, self.best_weights)
+        if self.restore_best and (self.best_is_current or self.best_weights is not None):
+            trainer.results["restored_epoch"] = self.best_epoch  # the weights the model ends with
 
 
 class ConvergenceStop(Hook):

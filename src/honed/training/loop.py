@@ -40,6 +40,9 @@ class NonFiniteLoss(Exception):
         self.last_good = last_good
 
 
+VAL_OUTPUTS_BYTES = 64 * 2**20  # validation outputs kept for evaluation at most (a language model's are larger)
+
+
 @dataclass
 class Trainer:
     """What hooks can see and touch while training runs."""
@@ -73,6 +76,9 @@ class Trainer:
     results: dict = field(default_factory=dict)
     loss_fn: object = None  # what validation scores the model's answer with
     step_fn: object = None  # the one training step (Step), set by prepare
+    # validation outputs by epoch: evaluation reuses those of the weights the model ends with instead of scoring
+    # the validation rows again (a CIFAR-10 pass with its mirror vote is 14 s); the oldest go past VAL_OUTPUTS_BYTES
+    val_outputs: dict = field(default_factory=dict)
 
     def call(self, event: str, *args) -> None:
         for hook in self.hooks:
@@ -82,6 +88,18 @@ class Trainer:
     def best_epoch(self) -> int:
         """The epoch whose weights the model ends with: early stopping's best, else the last one run."""
         return self.results.get("best_epoch", self.epoch)
+
+    def validated_outputs(self, split) -> torch.Tensor | None:
+        """The outputs on `split` of the weights the model holds now (early stopping's restored epoch, else the last
+        one run), when `split` is what the loop validated on and they were kept; None otherwise."""
+        if split is None or split is not self.data.val:
+            return None
+        return self.val_outputs.get(self.results.get("restored_epoch", self.epoch))
+
+    def keep_val_outputs(self, epoch: int, outputs: torch.Tensor) -> None:
+        self.val_outputs[epoch] = outputs
+        while sum(o.numel() * o.element_size() for o in self.val_outputs.values()) > VAL_OUTPUTS_BYTES:
+            del self.val_outputs[min(self.val_outputs)]  # the newest may go too: evaluation then scores again
 
     def elapsed(self) -> float:
         """Training seconds so far, the running epoch included."""
@@ -186,13 +204,14 @@ def prepare(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] 
                       full_batch=recipe.optimizer.name in FULL_BATCH, bucketing=spec.bucketing,
                       accumulate=spec.accumulate, world=world, poisson=spec.privacy is not None)
     monitor = monitor_of(recipe)
+    total = planned_steps(spec, batches.steps_per_epoch)
     schedule = Schedule(optimizer, recipe.schedule, batches.steps_per_epoch, spec.epochs,
-                        "min" if lower_is_better(monitor) else "max")
+                        "min" if lower_is_better(monitor) else "max", total)
     hooks = standard_hooks(recipe, started)
     if spec.lookahead:  # before the hooks that read the weights at an epoch's end (early stopping keeps them)
         from honed.training.lookahead import Lookahead
 
-        hooks.insert(0, Lookahead(batches.steps_per_epoch * spec.epochs))
+        hooks.insert(0, Lookahead(total))
     if spec.privacy is not None:  # per-example gradients, clipped and noised; the accountant as a hook
         privacy = Privacy(spec.privacy, len(data.train), batches.steps_per_epoch, spec.epochs)
         net, optimizer = privacy.attach(net, optimizer)
@@ -202,6 +221,12 @@ def prepare(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] 
     trainer.step_fn = Step(trainer, step_loss, penalized_weights(model), device,
                            l2_of(recipe.regularization, len(data.train)))
     return trainer
+
+
+def planned_steps(spec, steps_per_epoch: int) -> int:
+    """The optimizer steps the run will take: whole epochs, or train.steps exactly (train.exact_steps)."""
+    whole = steps_per_epoch * spec.epochs
+    return min(whole, spec.steps) if spec.exact_steps and spec.steps else whole
 
 
 def fit(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] = (), seed: int = 0,
@@ -221,6 +246,7 @@ def run(trainer: Trainer) -> Trainer:
     device = next(model.parameters()).device
     monitor = monitor_of(trainer.recipe)
     n_train = len(data.train)
+    last_step = planned_steps(spec, batches.steps_per_epoch)
 
     trainer.call("on_fit_start")  # may restore a checkpoint
     first_epoch, skip = max(trainer.epoch, 1), trainer.epoch_step
@@ -238,24 +264,28 @@ def run(trainer: Trainer) -> Trainer:
             trainer.epoch_step += 1
             trainer.samples_seen += rows
             trainer.call("on_step_end", value)
-            if trainer.stop_reason:  # a hook may stop within an epoch (the range test does)
-                break
+            if trainer.stop_reason or trainer.step >= last_step:  # a hook may stop within an epoch (the range
+                break                                                # test does); train.exact_steps ends in one
         skip = 0
         trainer.in_epoch = False
         trainer.train_seconds += time.perf_counter() - trainer.epoch_started
 
         # End of epoch: score validation, log, let hooks decide whether to stop.
-        train_loss = float(all_sum(trainer.epoch_loss, world)) / n_train
+        # the mean over the rows this epoch trained on: all of them, but in an epoch cut short
+        rows = min(n_train, trainer.epoch_step * batches.batch_size * batches.accumulate)
+        train_loss = float(all_sum(trainer.epoch_loss, world)) / (rows if rows and trainer.epoch_step <
+                                                                  batches.steps_per_epoch else n_train)
         record = {"epoch": epoch, "step": trainer.step, "train_loss": train_loss, "lr": schedule.lr,
                   "grad_norm": grad_norm(model), "weight_norm": weight_norm(model)}
         if data.val is not None:
-            val = score(trainer, data.val, loss_fn)
+            val, outputs = score(trainer, data.val, loss_fn)
+            trainer.keep_val_outputs(epoch, outputs)
             record.update({f"val_{k}": v for k, v in val.items()})
         record["seconds"] = trainer.train_seconds
         schedule.after_epoch(record.get(monitor))
         trainer.history.append(record)
         trainer.call("on_epoch_end", record)
-        if trainer.stop_reason:
+        if trainer.stop_reason or trainer.step >= last_step:
             break
     trainer.call("on_fit_end")
     return trainer
@@ -335,8 +365,9 @@ class Step:
         return self.ddp.no_sync()
 
 
-def score(trainer: Trainer, split, loss_fn) -> dict:
-    """Validation metrics; with several workers each scores its share and the outputs are gathered."""
+def score(trainer: Trainer, split, loss_fn) -> tuple[dict, torch.Tensor]:
+    """(validation metrics, the outputs they score); with several workers each scores its share and the outputs
+    are gathered."""
     data, world, model = trainer.data, trainer.world, trainer.model
     unscale = data.preprocessor.unscale if data.task == "regression" else None
     if world.size == 1:
@@ -347,7 +378,7 @@ def score(trainer: Trainer, split, loss_fn) -> dict:
         # equal row counts on every worker: an FSDP forward is a collective, so all must make the same calls
         rows = torch.cat([mine, parts[0][: len(parts[0]) - len(mine)]])
         scores = gather_rows(outputs_of(model, split.x[rows])[: len(mine)], [len(p) for p in parts], world)
-    return score_outputs(scores, split.y, data.task, loss_fn, trainer.metrics, data.output_dim, unscale)
+    return score_outputs(scores, split.y, data.task, loss_fn, trainer.metrics, data.output_dim, unscale), scores
 
 
 def weight_norm(model: nn.Module) -> float:

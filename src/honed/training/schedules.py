@@ -61,10 +61,12 @@ def _plateau(opt, spec: ScheduleSpec, steps_per_epoch: int, total: int, mode: st
 class Schedule:
     """One object the loop calls: `after_step()` every optimizer step, `after_epoch(value)` every epoch."""
 
-    def __init__(self, optimizer: Optimizer, spec: ScheduleSpec, steps_per_epoch: int, epochs: int, monitor_mode: str = "min"):
+    def __init__(self, optimizer: Optimizer, spec: ScheduleSpec, steps_per_epoch: int, epochs: int, monitor_mode: str = "min",
+                 total_steps: int | None = None):
+        """`total_steps`: where the run ends when not after whole epochs (train.exact_steps)."""
         self.optimizer = optimizer
         self.name = spec.name
-        total = steps_per_epoch * epochs
+        total = total_steps or steps_per_epoch * epochs
         warmup = round(spec.warmup_epochs * steps_per_epoch)
         if warmup and spec.name in ("onecycle", "plateau"):
             raise UserError(f"schedule.warmup_epochs is not used with schedule.name = {spec.name!r}; set it to 0")
