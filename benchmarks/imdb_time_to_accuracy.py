@@ -62,7 +62,7 @@ def measure_honed(recipe: str, data: str, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         cold = honed(recipe, data, cache=cache)
         warm = honed(recipe, data, cache=cache)
-        warm["cold_seconds"] = cold["total_seconds"]
+        warm["cold_seconds"], warm["cold_rss_mb"] = cold["total_seconds"], cold["rss_mb"]
         warm["to"] = {}
         for target in () if quick else TARGETS:
             r = honed(recipe, data, [f"train.target.value={target}", "train.stop_at_target=true"], cache=cache)
@@ -78,8 +78,9 @@ def measure_script(name: str, data: str) -> dict:
 
 def medians(runs: list[dict]) -> dict:
     out = {k: statistics.median(r[k] for r in runs) for k in ("accuracy", "total_seconds", "rss_mb")}
-    if "cold_seconds" in runs[0]:
-        out["cold_seconds"] = statistics.median(r["cold_seconds"] for r in runs)
+    for key in ("cold_seconds", "cold_rss_mb"):
+        if key in runs[0]:
+            out[key] = statistics.median(r[key] for r in runs)
     out["to"] = {}
     for t in runs[0]["to"]:
         values = [r["to"][t] for r in runs]
@@ -113,7 +114,8 @@ def main() -> None:
     print(f"IMDB, official test split; {os.cpu_count()} CPU cores; " +
           (f"median of {args.repeats} runs" if args.repeats > 1 else "one run each"))
     heads = ["system", "test accuracy"] + [f"s to {t:.0%}" for t in TARGETS] + \
-        ["end to end s (warm)", "cold s", "peak RSS MB", "vs hand-written loop", "cold / warm vs fastText"]
+        ["end to end s (warm)", "cold s", "peak RSS MB (warm / cold)", "vs hand-written loop",
+         "cold / warm vs fastText (time; cold peak)"]
     print("| " + " | ".join(heads) + " |")
     print("|" + " --- |" * len(heads))
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
@@ -122,10 +124,11 @@ def main() -> None:
         base = results.get(f"hand-written loop, {recipe} model") if name.startswith("honed") else None
         ratio = f"{r['total_seconds'] / base['total_seconds']:.2f}x" if base else ""
         fast = results.get(FASTTEXT) if name.startswith("honed") else None
-        versus = f"{r['cold_seconds'] / fast['total_seconds']:.2f}x / {r['total_seconds'] / fast['total_seconds']:.2f}x" \
-            if fast else ""
+        versus = f"{r['cold_seconds'] / fast['total_seconds']:.2f}x / {r['total_seconds'] / fast['total_seconds']:.2f}x; " \
+            f"{r['cold_rss_mb'] / fast['rss_mb']:.2f}x" if fast else ""
+        peak = f"{r['rss_mb']:.0f}" + (f" / {r['cold_rss_mb']:.0f}" if "cold_rss_mb" in r else "")
         cells = [name, f"{r['accuracy']:.2%}"] + [fmt(r["to"].get(t)) if r["to"] else "" for t in TARGETS] + \
-            [f"{r['total_seconds']:.1f}", fmt(r.get("cold_seconds")), f"{r['rss_mb']:.0f}", ratio, versus]
+            [f"{r['total_seconds']:.1f}", fmt(r.get("cold_seconds")), peak, ratio, versus]
         print("| " + " | ".join(cells) + " |")
 
 

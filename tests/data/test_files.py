@@ -135,6 +135,25 @@ def test_fitting_and_encoding_in_one_reading_gives_what_fit_then_encode_gives(mo
         assert torch.equal(rows.values, expected.values) and torch.equal(rows.offsets, expected.offsets)
 
 
+@pytest.mark.parametrize("settings", [
+    {"num_words": 8, "max_len": 5, "ngrams": 3, "buckets": 97, "unique": True},
+    {"num_words": 8, "max_len": 4, "ngrams": 2, "buckets": 97, "char_ngrams": (2, 3)},
+    {"hash_words": True, "max_len": 6, "ngrams": 2, "buckets": 97, "unique": True, "char_ngrams": (3, 3)},
+])
+def test_ids_made_a_few_texts_at_a_time_are_each_texts_own_ids(monkeypatch, settings):
+    """ids_of_words works IDS_BATCH texts at a time: with batches of 3 texts (and empty texts at a batch's edge),
+    each text's ids equal those of the text encoded alone, in the same order."""
+    from honed.data import text, words
+
+    texts = [f"Word{i % 7} and THE film it's word{i % 3} {'x ' * (i % 4)}!" if i % 5 else "" for i in range(31)]
+    tokenizer = text.WordTokenizer(TextSettings(**settings)).fit(texts)
+    alone = [words.text_ids(t, tokenizer.index, tokenizer.settings) for t in texts]
+    monkeypatch.setattr(words, "IDS_BATCH", 3)
+    values, counts = words.texts_ids(texts, tokenizer.index, tokenizer.settings)
+    assert counts.tolist() == [len(a) for a in alone]
+    assert values.tolist() == [i for a in alone for i in a]
+
+
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_reading_words_with_numpy_finds_the_regex_words_of_each_text(monkeypatch, lowercase):
     """word_kinds finds words on code points with numpy; words_of (one regex) defines them: the same words

@@ -128,6 +128,7 @@ def _build_data(spec: DataSpec) -> DataBundle:
                          f"{chosen.ngrams} (auto, chosen when the cached data was prepared)")
             return bundle
     bundle = prepare(spec)
+    give_back_freed_memory()
     if use_cache:
         try:
             cache.store(spec, bundle)
@@ -135,6 +136,21 @@ def _build_data(spec: DataSpec) -> DataBundle:
             log.warning(f"data: could not cache the preprocessed data ({e}); going on without ($HONED_CACHE "
                         "names the folder)")
     return bundle
+
+
+def give_back_freed_memory() -> bool:
+    """Return to the system what reading and preprocessing freed (True where it could ask). glibc keeps freed
+    blocks of mid-sized objects (a review's text, ~1 KB) in its heaps for reuse: after IMDB's 50,000 reviews are
+    read, encoded and dropped, ~90 MB the training never reuses. Where the C library has no malloc_trim
+    (macOS, musl), nothing."""
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 def prepare(spec: DataSpec) -> DataBundle:

@@ -221,12 +221,17 @@ def first_seen_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, first
 
 
+IDS_BATCH = 2048  # texts whose ids are made at once: a whole chunk's n-gram arrays would be ~10 x 8 bytes a word
+
+
 def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index: dict[str, int],
                  settings: TextSettings) -> tuple[np.ndarray, np.ndarray]:
     """(ids of all texts back to back as int32, ids per text) from word_kinds' reading: each text's words, its
     hashed word n-grams, then the hashed character n-grams of each word; a sorted set per text if unique.
 
-    Everything here runs on whole arrays at once: per-text numpy calls would cost more than the arithmetic.
+    What depends on a word alone (its id, its hash, its character n-grams) is worked out once per distinct word;
+    the rest runs on whole arrays IDS_BATCH texts at a time (per-text numpy calls would cost more than the
+    arithmetic, and a whole chunk at once holds a few hundred MB of transient arrays).
     """
     s = settings
     if s.hash_words:  # each word's own hash: the same word always gets the same bucket, no vocabulary needed
@@ -235,16 +240,33 @@ def ids_of_words(types: list[str], kind: np.ndarray, lengths: np.ndarray, index:
     else:
         ids_per_type = np.fromiter(map(index.get, types, itertools.repeat(1)), dtype=np.int64, count=len(types))
         keys = hashed_unknowns(types, ids_per_type)
+    chars = char_ngram_table(types, *s.char_ngrams) if s.char_ngrams is not None else None
+    bounds = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    values, counts = [], []
+    for a in range(0, len(lengths), IDS_BATCH):
+        b = min(a + IDS_BATCH, len(lengths))
+        v, n = batch_ids(ids_per_type, keys, chars, kind[bounds[a] : bounds[b]], lengths[a:b], len(index), s)
+        values.append(v)
+        counts.append(n)
+    if not values:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+    return np.concatenate(values), np.concatenate(counts)
+
+
+def batch_ids(ids_per_type: np.ndarray, keys: np.ndarray, chars: tuple | None, kind: np.ndarray,
+              lengths: np.ndarray, offset: int, s: TextSettings) -> tuple[np.ndarray, np.ndarray]:
+    """ids_of_words for a batch of texts (`kind`: their word positions; `lengths`: words per text)."""
     ids = ids_per_type[kind]
     row = np.repeat(np.arange(len(lengths)), lengths)
     parts, part_rows = [ids], [row]
     if s.ngrams > 1:
         for k, hashed, valid in rolling_ngrams(keys[kind], row, s.ngrams):
-            parts.append(bucket_ids(hashed + np.uint64(k), s.buckets, len(index)))
+            parts.append(bucket_ids(hashed + np.uint64(k), s.buckets, offset))
             part_rows.append(row[: len(row) - k][valid])
-    if s.char_ngrams is not None:
-        hashed, per_word = char_ngram_hashes(types, kind, *s.char_ngrams)
-        parts.append(bucket_ids(hashed, s.buckets, len(index)))
+    if chars is not None:
+        hashed, per_word = char_ngrams_at(chars, kind)
+        parts.append(bucket_ids(hashed, s.buckets, offset))
         part_rows.append(np.repeat(row, per_word))
     if s.unique:  # a set of tokens per text, sorted: each word or n-gram counts once, and rows get shorter
         # one int64 key per token (text, then id; both under 2**31), written part by part into one array
@@ -285,17 +307,21 @@ def word_char_ngrams(word: str, lo: int, hi: int) -> list[int]:
             for n in range(lo, hi + 1) for i in range(len(padded) - n + 1)]
 
 
-def char_ngram_hashes(types: list[str], kind: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """(character n-gram hashes of every word position, back to back as uint64; how many per position).
-
-    A word's n-grams depend on the word alone, so each distinct word (`types`; `kind`: each position's
-    place among them) is cut once and its hashes are gathered for every position it occurs at.
-    """
+def char_ngram_table(types: list[str], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct word's character n-gram hashes cut once: (all of them back to back as uint64, where each
+    word's run starts, how many each word has)."""
     per_type = [word_char_ngrams(w, lo, hi) for w in types]
     sizes = np.fromiter(map(len, per_type), dtype=np.int64, count=len(per_type))
     table = np.fromiter(itertools.chain.from_iterable(per_type), dtype=np.uint64, count=int(sizes.sum()))
     starts = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=starts[1:])
+    return table, starts, sizes
+
+
+def char_ngrams_at(chars: tuple[np.ndarray, np.ndarray, np.ndarray], kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(character n-gram hashes of every word position, back to back as uint64; how many per position): each
+    position's word's run in char_ngram_table's `chars` (`kind`: each position's place among the distinct words)."""
+    table, starts, sizes = chars
     per_word = sizes[kind]
     total = int(per_word.sum())
     first = np.repeat(starts[kind], per_word)  # where each position's run of hashes starts in `table`
