@@ -172,3 +172,71 @@ def test_the_encoders_cost_is_measured_on_a_sample_of_the_texts(monkeypatch):
     texts = [" ".join(["word"] * (1 + i % 37)) for i in range(500)]
     expected = 2.0 + 0.001 * sum(pieces(t) for t in texts)
     assert embed.measured_seconds("all-minilm-l6-v2", texts) == pytest.approx(expected, rel=1e-9)
+
+
+def tiny_static(dim: int = 8):
+    """A StaticModel on all-MiniLM-L6-v2's own word pieces with seeded random rows (what distillation would
+    produce, without the minute it takes)."""
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+
+    from honed.pretrained import encoder_folder
+
+    tokenizer = Tokenizer.from_file(str(encoder_folder("all-minilm-l6-v2") / "tokenizer.json"))
+    rows = np.random.default_rng(0).normal(size=(tokenizer.get_vocab_size(), dim)).astype(np.float32)
+    return StaticModel(vectors=rows, tokenizer=tokenizer)
+
+
+def test_static_vectors_are_the_unit_mean_of_their_pieces_rows_distilled_once_per_machine(monkeypatch, tmp_path):
+    """data.encoder_features = all-minilm-l6-v2-static: each text's vector is the mean of its word pieces' rows
+    (no [CLS]/[SEP]), unit length; the static model is distilled on first use into the cache folder and read
+    from there afterwards, never distilled again."""
+    pytest.importorskip("model2vec")
+    from tokenizers import Tokenizer
+
+    from honed.data import embed
+    from honed.pretrained import encoder_folder
+
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path))
+    monkeypatch.setattr(embed, "_loaded", {})
+    distilled = []
+    monkeypatch.setattr(embed, "distilled", lambda base: distilled.append(base) or tiny_static())
+    texts = ["A gripping film, not boring!", "", "naïve plot twists"]
+    vectors = embed.encoder_of("all-minilm-l6-v2-static").vectors(texts)
+    tokenizer = Tokenizer.from_file(str(encoder_folder("all-minilm-l6-v2") / "tokenizer.json"))
+    tokenizer.no_padding()  # the file pads to 128 pieces
+    rows = tiny_static().embedding
+    for text, vector in zip(texts, vectors):
+        pieces = tokenizer.encode(text, add_special_tokens=False).ids
+        mean = rows[pieces].mean(axis=0) if pieces else np.zeros(rows.shape[1], np.float32)
+        expected = mean / max(np.linalg.norm(mean), 1e-12)
+        np.testing.assert_allclose(vector, expected, atol=1e-6)
+    assert np.linalg.norm(vectors[0]) == pytest.approx(1.0) and not vectors[1].any()  # an empty text: zeros
+    monkeypatch.setattr(embed, "_loaded", {})  # a new process: the model comes from the cache folder
+    again = embed.encoder_of("all-minilm-l6-v2-static").vectors(texts)
+    np.testing.assert_allclose(again, vectors, atol=1e-6)
+    assert distilled == ["all-minilm-l6-v2"] and list((tmp_path / "static_encoders").iterdir())
+
+
+def test_a_static_encoder_not_yet_distilled_is_costed_without_distilling(monkeypatch, tmp_path):
+    from honed.data import embed
+
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path))
+    monkeypatch.setattr(embed, "distilled", lambda base: pytest.fail("distilled while estimating"))
+    seconds = embed.measured_seconds("all-minilm-l6-v2-static", ["a text"] * 5000)
+    assert seconds == pytest.approx(embed.DISTILL_SECONDS + 5000 / embed.STATIC_TEXTS_PER_SECOND)
+
+
+def test_the_search_keeps_a_cheap_static_encoder_where_the_transformer_would_not_fit(text_csvs, monkeypatch):
+    from honed.data import embed
+    from honed.recipe import load_recipe
+    from honed.recipe.schema import Domain
+    from honed.tuning.space import affordable
+
+    base = load_recipe(recipe(text_csvs, encoder_features=None))
+    choice = [None, "all-minilm-l6-v2", "all-minilm-l6-v2-static"]
+    space = {"data.encoder_features": Domain(choice=choice)}
+    monkeypatch.setattr(embed, "unavailable", lambda name: None)
+    monkeypatch.setattr(embed, "estimated_seconds", lambda texts: 10_000.0)  # far over: the transformer unmeasured
+    monkeypatch.setattr(embed, "measured_seconds", lambda name, texts: 5.0 if embed.is_static(name) else 1e6)
+    assert affordable(base, space, budget=120)["data.encoder_features"].choice == [None, "all-minilm-l6-v2-static"]

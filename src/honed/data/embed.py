@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -135,6 +136,87 @@ class SentenceEncoder:
         return cache_dir() / "sentence_vectors" / f"{digest.hexdigest()[:32]}.npy"
 
 
+STATIC_SUFFIX = "-static"  # all-minilm-l6-v2-static: static vectors distilled from all-minilm-l6-v2
+STATIC_DIMS = 256  # principal components kept of the encoder's 384 (Model2Vec's default)
+STATIC_BATCH = 1024  # texts encoded per call: a batch's word pieces stay small
+STATIC_TEXTS_PER_SECOND = 5000  # a guess for time estimates before the static vectors exist (then measured)
+
+
+def is_static(name: str) -> bool:
+    return name.endswith(STATIC_SUFFIX)
+
+
+class StaticEncoder(SentenceEncoder):
+    """A sentence encoder's static version (Model2Vec): every word piece of its vocabulary passed through the
+    encoder once, alone, its output reduced to STATIC_DIMS principal components and weighted down the more
+    frequent the piece (SIF); a text's vector is then the mean of its pieces' rows, a lookup instead of six
+    Transformer layers. Distilled once per machine into the cache folder, read from there afterwards.
+    Vectors, memory and disk caches as SentenceEncoder's; unit length."""
+
+    def load(self) -> tuple:
+        key = (self.name, self.max_pieces)
+        if key not in _loaded:
+            _loaded[key] = (None, static_model(self.name.removesuffix(STATIC_SUFFIX)))
+        return _loaded[key]
+
+    @property
+    def dim(self) -> int:
+        return int(self.load()[1].dim)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        model = self.load()[1]
+        vectors = model.encode(texts, max_length=self.max_pieces, batch_size=STATIC_BATCH, use_multiprocessing=False)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def encoder_of(name: str, max_pieces: int = MAX_PIECES) -> SentenceEncoder:
+    """The encoder data.encoder_features names: a Transformer's sentence vectors, or their static version."""
+    return (StaticEncoder if is_static(name) else SentenceEncoder)(name, max_pieces)
+
+
+def static_model(base: str):
+    """Model2Vec's StaticModel distilled from the encoder `base`: read from the cache folder, or distilled and
+    written there first (once per machine: 14 s for all-MiniLM-L6-v2's 30,522 pieces on 2 cores)."""
+    from honed.files import building
+
+    folder = static_folder(base)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a folder is read where it lies; nothing is downloaded
+    try:
+        from model2vec import StaticModel
+    except ImportError:
+        raise UserError("data.encoder_features = *-static needs model2vec: pip install 'honed[transformer]'") from None
+    logging.getLogger("model2vec").setLevel(logging.WARNING)  # its "Saved model to ..." is not honed's to say
+    if not (folder / "model.safetensors").is_file():
+        started = time.perf_counter()
+        log.info(f"data: distilling static word-piece vectors from {base} (once per machine)")
+        with building(folder) as tmp:
+            distilled(base).save_pretrained(str(tmp))
+        log.info(f"data: static vectors of {base} distilled in {time.perf_counter() - started:.0f} s ({folder})")
+    return StaticModel.from_pretrained(str(folder))
+
+
+def static_folder(base: str) -> Path:
+    """Where the static version of the encoder `base` is kept (the cache folder: once per machine)."""
+    from honed.data.download import cache_dir
+
+    return cache_dir() / "static_encoders" / f"{hashlib.sha256(base.encode()).hexdigest()[:16]}-{STATIC_DIMS}"
+
+
+def distilled(base: str):
+    """Model2Vec's distillation of the encoder `base` (its own vocabulary; float32 rows)."""
+    import transformers
+    from model2vec.distill import distill_from_model
+
+    from honed.pretrained import encoder_folder
+
+    folder = encoder_folder(base, key="data.encoder_features")
+    transformers.logging.set_verbosity_error()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    model = transformers.AutoModel.from_pretrained(str(folder)).eval()
+    return distill_from_model(model, tokenizer, pca_dims=STATIC_DIMS, device="cpu", quantize_to="float32")
+
+
 def estimated_seconds(texts: list[str]) -> float:
     """About how long encoding `texts` takes on 2 CPU cores (word pieces estimated from words)."""
     pieces = sum(min(MAX_PIECES, PIECES_PER_WORD * (t.count(" ") + 1) + 2) for t in texts)
@@ -145,21 +227,29 @@ LOAD_SECONDS = 5.0  # importing transformers and loading the encoder
 SAMPLE_TEXTS = 64  # texts timed to measure the encoder's speed on this machine and these texts
 
 
+DISTILL_SECONDS = 20.0  # distilling all-MiniLM-L6-v2's static vectors: 14 s on 2 CPU cores (once per machine)
+
+
 def measured_seconds(name: str, texts: list[str]) -> float:
     """How long the vectors of `texts` would take here, measured rather than assumed: loading the encoder
     (timed), every text's word pieces (counted by its own tokenizer, cut at MAX_PIECES) at the rate measured on
-    a seeded sample of the texts. A fixed rate misjudged long reviews on a busy machine by 3x."""
-    encoder = SentenceEncoder(name)
+    a seeded sample of the texts. A fixed rate misjudged long reviews on a busy machine by 3x. A static
+    encoder not yet distilled on this machine counts DISTILL_SECONDS for it, without distilling."""
+    encoder = encoder_of(name)
+    if is_static(name) and not static_folder(name.removesuffix(STATIC_SUFFIX)).joinpath("model.safetensors").is_file():
+        return DISTILL_SECONDS + len(texts) / STATIC_TEXTS_PER_SECOND
     started = time.perf_counter()
     tokenizer, _ = encoder.load()
     loading = time.perf_counter() - started
-    pieces = np.array([len(e.ids) for e in tokenizer.encode_batch(texts)], dtype=np.float64)
     sample = np.random.default_rng(0).choice(len(texts), size=min(SAMPLE_TEXTS, len(texts)), replace=False)
     encoder.encode([texts[i] for i in sample[:4]])  # the first call pays one-off costs
     began = time.perf_counter()
     encoder.encode([texts[i] for i in sample])
-    rate = pieces[sample].sum() / max(time.perf_counter() - began, 1e-9)
-    return loading + float(pieces.sum()) / rate
+    spent = max(time.perf_counter() - began, 1e-9)
+    if tokenizer is None:  # a static encoder: a lookup per piece, its cost per text
+        return loading + spent * len(texts) / len(sample)
+    pieces = np.array([len(e.ids) for e in tokenizer.encode_batch(texts)], dtype=np.float64)
+    return loading + float(pieces.sum()) / (pieces[sample].sum() / spent)
 
 
 def unavailable(name: str) -> str | None:
@@ -168,6 +258,8 @@ def unavailable(name: str) -> str | None:
 
     from honed.pretrained import BUNDLED
 
-    needed = ["transformers", "tokenizers"] + ([BUNDLED[name]] if name in BUNDLED else [])
+    base = name.removesuffix(STATIC_SUFFIX)
+    needed = ["transformers", "tokenizers"] + ([BUNDLED[base]] if base in BUNDLED else []) + \
+        (["model2vec", "skeletoken"] if is_static(name) else [])
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     return f"pip install 'honed[transformer]' (missing: {', '.join(missing)})" if missing else None

@@ -270,9 +270,9 @@ class TextPreprocessor(Preprocessor):
     def encoder(self):
         """The frozen sentence encoder (data.encoder_features), loaded on first use."""
         if self._encoder is None:
-            from honed.data.embed import SentenceEncoder
+            from honed.data.embed import encoder_of
 
-            self._encoder = SentenceEncoder(self.settings.encoder_features)
+            self._encoder = encoder_of(self.settings.encoder_features)
         return self._encoder
 
     @property

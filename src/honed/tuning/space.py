@@ -138,7 +138,7 @@ def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
     if domain is None or domain.choice is None or all(v is None for v in domain.choice):
         return space
     from honed.data.build import load_raw
-    from honed.data.embed import LOAD_SECONDS, estimated_seconds, measured_seconds, unavailable
+    from honed.data.embed import LOAD_SECONDS, estimated_seconds, is_static, measured_seconds, unavailable
 
     raw = load_raw(recipe.data)
     texts = list(raw.train.x) + (list(raw.test.x) if raw.test is not None else [])
@@ -147,8 +147,10 @@ def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
     for name in domain.choice:
         reason = None if name is None else unavailable(name)
         if name is not None and reason is None:
-            # measured on a sample unless even the optimistic guess is far over (then measuring would waste time)
-            seconds = guess if guess > 3 * ENCODER_SHARE * budget else measured_seconds(name, texts)
+            # measured on a sample unless even the optimistic guess is far over (then measuring would waste time);
+            # a static encoder's lookups are always measured (or, not yet distilled, estimated without distilling)
+            far_over = guess > 3 * ENCODER_SHARE * budget and not is_static(name)
+            seconds = guess if far_over else measured_seconds(name, texts)
             if seconds > ENCODER_SHARE * budget:
                 reason = (f"its vectors of {len(texts):,} texts would take about {seconds:.0f} s (measured on "
                           f"{min(len(texts), 64)} of them), over a third of --budget {budget:g}")
@@ -157,7 +159,7 @@ def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
         else:
             kept.append(name)
     if kept == list(domain.choice):
-        log.info(f"tune: {ENCODER_KEY} searched (its vectors: about {seconds:.0f} s, computed once)")
+        log.info(f"tune: {ENCODER_KEY} searched (the last one's vectors: about {seconds:.0f} s, computed once)")
         return space
     rest = {k: d for k, d in space.items() if k != ENCODER_KEY}
     return rest if len(kept) <= 1 else rest | {ENCODER_KEY: Domain(choice=kept)}
