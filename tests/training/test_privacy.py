@@ -114,6 +114,17 @@ def test_the_epsilon_spent_is_opacus_accountant_s_and_within_the_budget(tmp_path
     assert run.summary["test"]["accuracy"] > 0.7  # digits, private at epsilon 3, still learns
 
 
+def test_a_run_cut_at_exact_steps_calibrates_its_noise_to_the_steps_it_takes(tmp_path):
+    """train.exact_steps: 40 steps of a planned 3 x 18 spend the whole budget (noise for 40 steps, not 54)."""
+    spec = {"name": "exact", "data": {"source": "sklearn", "name": "digits", "standardize": False},
+            "model": {"name": "mlp", "hidden": [32]}, "optimizer": {"name": "adam", "lr": 0.01},
+            "train": {"epochs": 3, "steps": 40, "exact_steps": True, "batch_size": 64, "checkpoint": None,
+                      "privacy": {"epsilon": 3.0, "max_grad_norm": 1.0, "accountant": "rdp"}}}
+    spent = honed.train(spec, out=tmp_path / "run").summary["privacy"]
+    assert spent["steps"] == spent["planned_steps"] == 40
+    assert 2.9 <= spent["epsilon"] <= 3.0
+
+
 def test_prv_accounting_matches_opacus_for_a_given_noise(tmp_path):
     from opacus.accountants import create_accountant
 

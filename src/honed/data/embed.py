@@ -137,6 +137,7 @@ class SentenceEncoder:
 
 
 STATIC_SUFFIX = "-static"  # all-minilm-l6-v2-static: static vectors distilled from all-minilm-l6-v2
+STATIC_WEIGHTS = "model.safetensors"  # what model2vec's save_pretrained writes: a whole static model is there
 STATIC_DIMS = 256  # principal components kept of the encoder's 384 (Model2Vec's default)
 STATIC_BATCH = 1024  # texts encoded per call: a batch's word pieces stay small
 STATIC_TEXTS_PER_SECOND = 5000  # a guess for time estimates before the static vectors exist (then measured)
@@ -187,7 +188,7 @@ def static_model(base: str):
     except ImportError:
         raise UserError("data.encoder_features = *-static needs model2vec: pip install 'honed[transformer]'") from None
     logging.getLogger("model2vec").setLevel(logging.WARNING)  # its "Saved model to ..." is not honed's to say
-    if not (folder / "model.safetensors").is_file():
+    if not (folder / STATIC_WEIGHTS).is_file():
         started = time.perf_counter()
         log.info(f"data: distilling static word-piece vectors from {base} (once per machine)")
         with building(folder) as tmp:
@@ -236,7 +237,7 @@ def measured_seconds(name: str, texts: list[str]) -> float:
     a seeded sample of the texts. A fixed rate misjudged long reviews on a busy machine by 3x. A static
     encoder not yet distilled on this machine counts DISTILL_SECONDS for it, without distilling."""
     encoder = encoder_of(name)
-    if is_static(name) and not static_folder(name.removesuffix(STATIC_SUFFIX)).joinpath("model.safetensors").is_file():
+    if is_static(name) and not static_folder(name.removesuffix(STATIC_SUFFIX)).joinpath(STATIC_WEIGHTS).is_file():
         return DISTILL_SECONDS + len(texts) / STATIC_TEXTS_PER_SECOND
     started = time.perf_counter()
     tokenizer, _ = encoder.load()

@@ -213,7 +213,7 @@ def prepare(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] 
 
         hooks.insert(0, Lookahead(total))
     if spec.privacy is not None:  # per-example gradients, clipped and noised; the accountant as a hook
-        privacy = Privacy(spec.privacy, len(data.train), batches.steps_per_epoch, spec.epochs)
+        privacy = Privacy(spec.privacy, len(data.train), batches.steps_per_epoch, spec.epochs, total)
         net, optimizer = privacy.attach(net, optimizer)
         hooks.append(privacy.hook())
     trainer = Trainer(model, net, data, recipe, optimizer, schedule, grad_scaler(spec.precision, device), batches,

@@ -79,12 +79,14 @@ def text_linear_grad_sample(layer: TextLinear, activations, backprops: torch.Ten
 class Privacy:
     """The numbers of one private run: noise multiplier, sampling rate, delta, and Opacus' pieces around it."""
 
-    def __init__(self, spec: PrivacySpec, rows: int, steps_per_epoch: int, epochs: int) -> None:
+    def __init__(self, spec: PrivacySpec, rows: int, steps_per_epoch: int, epochs: int,
+                 planned_steps: int | None = None) -> None:
+        """`planned_steps`: the steps the run will take when not whole epochs (train.exact_steps)."""
         self.spec = spec
         self.sample_rate = 1.0 / steps_per_epoch
         self.expected_batch = rows * self.sample_rate
         self.delta = spec.delta if spec.delta is not None else 1.0 / (10 * rows)
-        self.planned_steps = steps_per_epoch * epochs
+        self.planned_steps = planned_steps or steps_per_epoch * epochs
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")  # RDP's bound is still valid
         if spec.noise_multiplier is not None:
             self.noise = float(spec.noise_multiplier)
