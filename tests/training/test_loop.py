@@ -279,3 +279,26 @@ def test_a_run_scores_its_validation_rows_once_per_epoch_and_not_again_in_its_su
     assert calls == [32, 32, 32, 40]  # three epochs' validation, then the test rows only
     last_epoch = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert run.summary["val"]["loss"] == pytest.approx(last_epoch["val_loss"])
+
+
+def test_validation_every_third_epoch_and_after_the_last(tmp_path):
+    """train.val_every: 3 over 7 epochs validates epochs 3, 6 and 7 (the run ends on validated weights, which
+    the summary reuses); the curves draw the validated epochs only."""
+    from honed.evaluation import outputs_of
+    from honed.run.plots import plot_curves, validated
+
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 7, "val_every": 3}})
+    trainer = fit(model, bundle, recipe)
+    assert [r["epoch"] for r in trainer.history if "val_loss" in r] == [3, 6, 7]
+    assert len(trainer.history) == 7 and all("train_loss" in r for r in trainer.history)
+    assert torch.equal(trainer.validated_outputs(bundle.val), outputs_of(model, bundle.val.x))
+    assert validated(trainer.history, "val_loss")[0] == [3, 6, 7]
+    assert plot_curves(trainer.history, tmp_path / "curves.png").is_file()
+
+
+def test_early_stopping_counts_validated_epochs_only():
+    recipe, bundle, model = setup({"optimizer": {"name": "sgd", "lr": 0.05}, "train": {
+        "epochs": 40, "val_every": 2, "early_stopping": {"patience": 1, "min_delta": 10.0}}})
+    trainer = fit(model, bundle, recipe)  # nothing improves by 10: epoch 2 is the best, 4 waits, 6 stops
+    assert trainer.stop_reason.startswith("early stopping") and trainer.epoch == 6
+    assert trainer.results["best_epoch"] == 2 and trainer.validated_outputs(bundle.val) is not None

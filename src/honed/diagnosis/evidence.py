@@ -36,6 +36,10 @@ class RunEvidence:
     def series(self, key: str) -> list[float]:
         return [float(r[key]) for r in self.history if key in r and r[key] is not None]
 
+    def epochs_of(self, key: str) -> list[int]:
+        """The epochs of series(key) (an epoch not validated, train.val_every, has no val_ values)."""
+        return [int(r["epoch"]) for r in self.history if key in r and r[key] is not None and "epoch" in r]
+
     @property
     def epochs(self) -> list[int]:
         return [int(r["epoch"]) for r in self.history if "epoch" in r]

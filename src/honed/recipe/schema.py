@@ -474,6 +474,9 @@ class TrainSpec(Section):
     steps: Optional[int] = Field(None, ge=1, le=100_000_000, description="train for about this many optimizer steps: "
                                  "epochs = ceil(steps / steps per epoch), at most train.epochs (the cost stays flat "
                                  "however many rows a table has; small tables get more passes)")
+    val_every: int = Field(1, ge=1, le=1_000_000, description="validate after every this many epochs, and after "
+                           "the last (Keras' validation_freq): early stopping and the schedule's plateau count "
+                           "validated epochs; a long run at a fixed length skips the passes nothing reads")
     exact_steps: bool = Field(False, description="with train.steps: stop after exactly that many optimizer steps, the "
                               "last epoch cut short and validated where it stops, the schedule spanning those steps "
                               "(Lightning's max_steps); false: whole epochs, about train.steps")

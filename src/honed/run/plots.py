@@ -22,25 +22,31 @@ def pyplot():
     return plt
 
 
+def validated(history: list[dict], key: str, x: str = "epoch") -> tuple[list, list]:
+    """(x, value) of the epochs that measured `key` (train.val_every skips validation on others)."""
+    kept = [r for r in history if r.get(key) is not None and r.get(x) is not None]
+    return [r[x] for r in kept], [r[key] for r in kept]
+
+
 def plot_curves(history: list[dict], path: Path, title: str = "", best_epoch: int | None = None) -> Path | None:
     history = [r for r in history if "epoch" in r and "train_loss" in r]
     if not history:
         return None
     plt = pyplot()
     epochs = [r["epoch"] for r in history]
-    metric_keys = [k for k in history[0] if k.startswith("val_") and k != "val_loss"]
+    metric_keys = [k for k in history[-1] if k.startswith("val_") and k != "val_loss"]  # (the last is validated)
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     ax = axes[0]
     ax.plot(epochs, [r["train_loss"] for r in history], label="train")
-    if "val_loss" in history[0]:
-        ax.plot(epochs, [r.get("val_loss", np.nan) for r in history], label="validation")
+    if any("val_loss" in r for r in history):
+        ax.plot(*validated(history, "val_loss"), label="validation", marker="." if len(history) < 40 else None)
     ax.set(title="loss", xlabel="epoch")
     if min(r["train_loss"] for r in history) > 0 and len(epochs) > 20:
         ax.set_yscale("log")
     ax.legend()
     seconds_axis(ax, epochs, [r.get("seconds") for r in history])
     for key in metric_keys:
-        axes[1].plot(epochs, [r.get(key, np.nan) for r in history], label=key.removeprefix("val_"))
+        axes[1].plot(*validated(history, key), label=key.removeprefix("val_"))
     axes[1].set(title="validation metrics", xlabel="epoch")
     if metric_keys:
         axes[1].legend()

@@ -277,7 +277,8 @@ def run(trainer: Trainer) -> Trainer:
                                                                   batches.steps_per_epoch else n_train)
         record = {"epoch": epoch, "step": trainer.step, "train_loss": train_loss, "lr": schedule.lr,
                   "grad_norm": grad_norm(model), "weight_norm": weight_norm(model)}
-        if data.val is not None:
+        last = epoch == spec.epochs or trainer.step >= last_step or bool(trainer.stop_reason)
+        if data.val is not None and (last or epoch % spec.val_every == 0):  # the run ends on validated weights
             val, outputs = score(trainer, data.val, loss_fn)
             trainer.keep_val_outputs(epoch, outputs)
             record.update({f"val_{k}": v for k, v in val.items()})

@@ -224,7 +224,7 @@ def add_significance(runs: list[dict], rows: list[dict], key: str) -> None:
 def _metric(metric: str | None, runs: list[dict]) -> str:
     if metric:
         return metric if metric.startswith("val_") else f"val_{metric}"
-    first = next((r["history"][0] for r in runs if r["history"]), {})
+    first = next((r["history"][-1] for r in runs if r["history"]), {})  # the last epoch is always validated
     return next((k for k in ("val_accuracy", "val_mse", "val_loss") if k in first), "val_loss")
 
 

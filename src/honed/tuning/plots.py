@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from honed.files import atomic_write
+from honed.run.plots import validated
 
 
 def _pyplot():
@@ -107,11 +108,11 @@ def plot_comparison(runs: list[dict], metric: str, path: Path, title: str = "") 
         for col, x_key in enumerate(("epoch", "seconds")):
             xs = [r[x_key] for r in history]
             line, = axes[0][col].plot(xs, [r["train_loss"] for r in history], label=f"{run['label']} train")
-            if "val_loss" in history[0]:
-                axes[0][col].plot(xs, [r["val_loss"] for r in history], linestyle="--", color=line.get_color(),
+            if any("val_loss" in r for r in history):
+                axes[0][col].plot(*validated(history, "val_loss", x_key), linestyle="--", color=line.get_color(),
                                   label=f"{run['label']} validation")
-            if metric in history[0]:
-                axes[1][col].plot(xs, [r[metric] for r in history], color=line.get_color(), label=run["label"])
+            if any(metric in r for r in history):
+                axes[1][col].plot(*validated(history, metric, x_key), color=line.get_color(), label=run["label"])
     for col, x_label in enumerate(("epoch", "training seconds")):
         axes[0][col].set(title=f"loss by {x_label} (solid: train, dashed: validation)", xlabel=x_label)
         axes[1][col].set(title=f"{metric} by {x_label}", xlabel=x_label)
@@ -131,17 +132,17 @@ def plot_folds(histories: dict[str, list[dict]], path: Path, title: str = "") ->
     """Training and validation loss, and the first validation metric, of every fold by epoch, overlaid."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
-    metrics = [k for h in histories.values() for k in (h[0] if h else {}) if k.startswith("val_") and k != "val_loss"]
+    metrics = [k for h in histories.values() for k in (h[-1] if h else {}) if k.startswith("val_") and k != "val_loss"]
     metric = metrics[0] if metrics else None
     for label, history in histories.items():
         if not history:
             continue
         epochs = [r["epoch"] for r in history]
         line, = axes[0].plot(epochs, [r["train_loss"] for r in history], alpha=0.6, label=f"{label} train")
-        if "val_loss" in history[0]:
-            axes[0].plot(epochs, [r["val_loss"] for r in history], linestyle="--", color=line.get_color())
-        if metric and metric in history[0]:
-            axes[1].plot(epochs, [r[metric] for r in history], marker=".", color=line.get_color(), label=label)
+        if any("val_loss" in r for r in history):
+            axes[0].plot(*validated(history, "val_loss"), linestyle="--", color=line.get_color())
+        if metric and any(metric in r for r in history):
+            axes[1].plot(*validated(history, metric), marker=".", color=line.get_color(), label=label)
     axes[0].set(title="loss by epoch (solid: train, dashed: validation fold)", xlabel="epoch")
     axes[1].set(title=f"{metric or 'validation metric'} by epoch", xlabel="epoch")
     for a in axes:

@@ -103,6 +103,8 @@ class TrialReport(Hook):
     def on_epoch_end(self, trainer, record: dict) -> None:
         self.search.epochs_done += 1
         value = record.get(self.key)
+        if value is None and not any(k.startswith("val_") for k in record):  # not validated (train.val_every)
+            return
         if value is None:
             raise UserError(f"--metric {self.key}: not measured; the run records "
                             f"{', '.join(k for k in record if k.startswith('val_'))}")

@@ -50,8 +50,11 @@ def loss_still_falling_steadily(train: list[float]) -> bool:
 
 @check("overfitting")
 def overfitting(ev: RunEvidence) -> list[Finding]:
-    val, train, epochs = ev.series("val_loss"), ev.series("train_loss"), ev.epochs
-    if len(val) < 4 or len(val) != len(train) or not ev.finite(val) or blown_up(ev):
+    validated = [r for r in ev.history if r.get("val_loss") is not None and r.get("train_loss") is not None
+                 and "epoch" in r]  # epochs left unvalidated (train.val_every) have no val_loss
+    val, train = [float(r["val_loss"]) for r in validated], [float(r["train_loss"]) for r in validated]
+    epochs = [int(r["epoch"]) for r in validated]
+    if len(val) < 4 or not ev.finite(val) or blown_up(ev):
         return []
     best = int(np.argmin(val))
     rise = (val[-1] - val[best]) / abs(val[best]) if val[best] else 0.0
@@ -259,7 +262,8 @@ def plateau(ev: RunEvidence) -> list[Finding]:
     advice = [] if ev.recipe.schedule.name == "plateau" else [change(**{"schedule.name": "plateau"})]
     advice.append(change(**{"train.early_stopping.patience": 3} if not ev.recipe.train.early_stopping else
                           {"optimizer.lr": ev.recipe.optimizer.lr / 3}))
-    return [Finding("plateau", "note", f"{key} has not improved by 0.1% since epoch {ev.epochs[flat_from]} "
+    since = ev.epochs_of(key)[flat_from]
+    return [Finding("plateau", "note", f"{key} has not improved by 0.1% since epoch {since} "
                     f"({stalled} of {len(v)} epochs)", advice, strength=stalled / len(v))]
 
 
