@@ -218,6 +218,24 @@ def test_static_vectors_are_the_unit_mean_of_their_pieces_rows_distilled_once_pe
     assert distilled == ["all-minilm-l6-v2"] and list((tmp_path / "static_encoders").iterdir())
 
 
+def test_a_damaged_static_model_is_distilled_again_whole(monkeypatch, tmp_path):
+    pytest.importorskip("model2vec")
+    from honed.data import embed
+
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path))
+    monkeypatch.setattr(embed, "_loaded", {})
+    folder = embed.static_folder("all-minilm-l6-v2")
+    folder.mkdir(parents=True)
+    (folder / embed.STATIC_WEIGHTS).write_bytes(b"not safetensors")
+    distilled = []
+    monkeypatch.setattr(embed, "distilled", lambda base: distilled.append(base) or tiny_static())
+    vectors = embed.encoder_of("all-minilm-l6-v2-static").vectors(["a gripping film"])
+    assert distilled == ["all-minilm-l6-v2"] and vectors.shape == (1, 8)
+    other = embed.encoder_of("all-minilm-l6-v2-static")
+    other.made_by = "model2vec, 128 components"  # vectors of another distillation never come from this one's cache
+    assert other.cache_path(["x"]) != embed.encoder_of("all-minilm-l6-v2-static").cache_path(["x"])
+
+
 def test_a_static_encoder_not_yet_distilled_is_costed_without_distilling(monkeypatch, tmp_path):
     from honed.data import embed
 

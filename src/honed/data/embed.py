@@ -41,6 +41,8 @@ class SentenceEncoder:
     """texts -> (N, hidden) float32 unit vectors. Vectors are kept per text in memory (a search's trials and
     its refit ask for overlapping subsets of the same texts) and per list of texts on disk (later runs)."""
 
+    made_by = ""  # what else decides a vector, beside the name and length (the disk cache's key)
+
     def __init__(self, name: str, max_pieces: int = MAX_PIECES) -> None:
         self.name = name
         self.max_pieces = max_pieces
@@ -129,7 +131,8 @@ class SentenceEncoder:
     def cache_path(self, texts: list[str]) -> Path:
         from honed.data.download import cache_dir
 
-        digest = hashlib.sha256(f"{self.name}\0{self.max_pieces}\0".encode())
+        made = f"{self.made_by}\0" if self.made_by else ""  # (the Transformer's entries keep their key)
+        digest = hashlib.sha256(f"{self.name}\0{self.max_pieces}\0{made}".encode())
         for text in texts:
             digest.update(text.encode("utf-8", "surrogatepass"))
             digest.update(b"\0")
@@ -153,6 +156,8 @@ class StaticEncoder(SentenceEncoder):
     frequent the piece (SIF); a text's vector is then the mean of its pieces' rows, a lookup instead of six
     Transformer layers. Distilled once per machine into the cache folder, read from there afterwards.
     Vectors, memory and disk caches as SentenceEncoder's; unit length."""
+
+    made_by = f"model2vec, {STATIC_DIMS} components"
 
     def load(self) -> tuple:
         key = (self.name, self.max_pieces)
@@ -188,12 +193,16 @@ def static_model(base: str):
     except ImportError:
         raise UserError("data.encoder_features = *-static needs model2vec: pip install 'honed[transformer]'") from None
     logging.getLogger("model2vec").setLevel(logging.WARNING)  # its "Saved model to ..." is not honed's to say
-    if not (folder / STATIC_WEIGHTS).is_file():
-        started = time.perf_counter()
-        log.info(f"data: distilling static word-piece vectors from {base} (once per machine)")
-        with building(folder) as tmp:
-            distilled(base).save_pretrained(str(tmp))
-        log.info(f"data: static vectors of {base} distilled in {time.perf_counter() - started:.0f} s ({folder})")
+    if (folder / STATIC_WEIGHTS).is_file():
+        try:
+            return StaticModel.from_pretrained(str(folder))
+        except Exception as e:  # a damaged cache entry (truncated, edited): distilled again below, whole
+            log.warning(f"data: {folder} is damaged ({type(e).__name__}); distilling its static vectors again")
+    started = time.perf_counter()
+    log.info(f"data: distilling static word-piece vectors from {base} (once per machine)")
+    with building(folder) as tmp:
+        distilled(base).save_pretrained(str(tmp))
+    log.info(f"data: static vectors of {base} distilled in {time.perf_counter() - started:.0f} s ({folder})")
     return StaticModel.from_pretrained(str(folder))
 
 
@@ -236,9 +245,9 @@ def measured_seconds(name: str, texts: list[str]) -> float:
     (timed), every text's word pieces (counted by its own tokenizer, cut at MAX_PIECES) at the rate measured on
     a seeded sample of the texts. A fixed rate misjudged long reviews on a busy machine by 3x. A static
     encoder not yet distilled on this machine counts DISTILL_SECONDS for it, without distilling."""
-    encoder = encoder_of(name)
     if is_static(name) and not static_folder(name.removesuffix(STATIC_SUFFIX)).joinpath(STATIC_WEIGHTS).is_file():
         return DISTILL_SECONDS + len(texts) / STATIC_TEXTS_PER_SECOND
+    encoder = encoder_of(name)
     started = time.perf_counter()
     tokenizer, _ = encoder.load()
     loading = time.perf_counter() - started

@@ -143,7 +143,7 @@ def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
     raw = load_raw(recipe.data)
     texts = list(raw.train.x) + (list(raw.test.x) if raw.test is not None else [])
     guess = LOAD_SECONDS + estimated_seconds(texts)
-    kept, seconds = [], guess
+    kept, costs = [], []
     for name in domain.choice:
         reason = None if name is None else unavailable(name)
         if name is not None and reason is None:
@@ -158,8 +158,10 @@ def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
             log.info(f"tune: {ENCODER_KEY} = {name} left out of the search: {reason}")
         else:
             kept.append(name)
+            if name is not None:
+                costs.append(f"{name}: about {seconds:.0f} s")
     if kept == list(domain.choice):
-        log.info(f"tune: {ENCODER_KEY} searched (the last one's vectors: about {seconds:.0f} s, computed once)")
+        log.info(f"tune: {ENCODER_KEY} searched (vectors computed once; {', '.join(costs)})")
         return space
     rest = {k: d for k, d in space.items() if k != ENCODER_KEY}
     return rest if len(kept) <= 1 else rest | {ENCODER_KEY: Domain(choice=kept)}
