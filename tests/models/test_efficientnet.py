@@ -35,6 +35,26 @@ def test_the_pretrained_start_is_the_librarys_network_on_enlarged_images_and_the
     torch.testing.assert_close(model.eval()(x.flatten(1)), expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("size", [40, 45])  # even: stride 2 pads one more after than before; odd: the same
+def test_the_pads_moved_into_the_convolutions_train_as_the_librarys_pads_do(size):
+    model = build_model(spec(input_size=size, dropout=0.0), Shape("features", 3 * size * size, 5, (3, size, size)))
+    reference = EfficientNet.from_name("efficientnet-lite0", image_size=size, num_classes=5, dropout_rate=0.0)
+    reference.load_state_dict(model.net.state_dict())
+    assert sum(type(m) is torch.nn.ZeroPad2d for m in reference.modules()) == 17
+    assert sum(type(m) is torch.nn.ZeroPad2d for m in model.net.modules()) == 0  # none left as a copy of its own
+    ours, theirs = model.net.double().train(), reference.double().train()  # float64: sixteen blocks of batch
+    x = torch.randn(4, 3, size, size, dtype=torch.float64)                 # statistics amplify float32's rounding
+    torch.manual_seed(1)  # the blocks drop their residual branches at random while training
+    out = ours(x.contiguous(memory_format=torch.channels_last))
+    torch.manual_seed(1)
+    expected = theirs(x)
+    torch.testing.assert_close(out, expected)
+    (out * torch.arange(5)).sum().backward()
+    (expected * torch.arange(5)).sum().backward()
+    for (name, mine), other in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(mine.grad, other.grad, atol=1e-9, rtol=1e-7, msg=name)
+
+
 def test_only_the_new_last_layer_is_drawn():
     weights = imagenet_file()
     model = build_model(spec(init="he_uniform"), Shape("features", 3 * 16 * 16, 4, (3, 16, 16)))

@@ -45,7 +45,33 @@ def lite_network(n_out: int, input_size: int, dropout: float) -> nn.Module:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise UserError(f"model.name = efficientnet needs its package: {INSTALL}") from None
-    return EfficientNet.from_name(ARCHITECTURE, num_classes=n_out, image_size=input_size, dropout_rate=dropout)
+    net = EfficientNet.from_name(ARCHITECTURE, num_classes=n_out, image_size=input_size, dropout_rate=dropout)
+    for conv in net.modules():
+        if isinstance(getattr(conv, "static_padding", None), nn.ZeroPad2d):
+            pad_inside(conv)
+    return net
+
+
+class PadLastRowAndColumn(nn.ZeroPad2d):
+    """One zero row below and one zero column right: with a symmetric pad of a inside the convolution, TensorFlow's
+    'same' pad of a before and a + 1 after."""
+
+    def __init__(self) -> None:
+        super().__init__((0, 1, 0, 1))
+
+
+def pad_inside(conv: nn.Conv2d) -> None:
+    """Move a convolution's 'same' zero pad into the convolution itself, the same numbers: the package pads each
+    input into a new tensor first (nn.ZeroPad2d), and oneDNN's depthwise backward is 2-3x slower on a padded copy
+    than with the padding as an argument (a training step of 128 images, 2 cores: 0.77 -> 0.58 s at 72 pixels,
+    1.45 -> 1.18 s at 104). TensorFlow's 'same' pads (a, a) or, at even sizes with stride 2, (a, a + 1): the
+    latter keeps a one-row, one-column pad outside and the symmetric a inside. No weight moves; ONNX gets a
+    Conv's own pads."""
+    left, right, top, bottom = conv.static_padding.padding
+    if right - left != bottom - top or right - left not in (0, 1):
+        return  # not a 'same' pad (rectangular images are not made here): the package's pad stays
+    conv.padding = (top, left)
+    conv.static_padding = PadLastRowAndColumn() if right > left else nn.Identity()
 
 
 def imagenet_weights(name: str) -> dict[str, torch.Tensor]:
