@@ -24,6 +24,11 @@ def test_second_build_comes_from_the_cache_and_is_identical(imdb_archive, caplog
         assert torch.equal(a.x[:], b.x[:]) and torch.equal(a.y, b.y)
     assert second.preprocessor.tokenizer.vocab == first.preprocessor.tokenizer.vocab
     assert (second.task, second.input_dim, second.labels) == (first.task, first.input_dim, first.labels)
+    # the first (cold) run also reads its test texts from the entry it wrote, not from a list held to the end
+    assert isinstance(first.test_texts, cache.StoredTexts) and isinstance(second.test_texts, cache.StoredTexts)
+    texts = [first.test_texts[i] for i in range(len(first.test_texts))]
+    assert texts == [second.test_texts[i] for i in range(len(second.test_texts))] and len(texts) == len(first.test)
+    assert "great" in " ".join(texts) or len(set(texts)) > 1
 
 
 def test_other_settings_or_a_changed_file_miss_the_cache(imdb_archive):

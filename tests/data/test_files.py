@@ -308,3 +308,24 @@ def test_results_come_back_from_the_pool_through_a_1_mb_pipe():
     pool = parallel._shared_pool()
     assert fcntl.fcntl(pool._result_queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == 1 << 20
     assert parallel.in_worker(bytes, 3 << 20) == bytes(3 << 20)  # more than the pipe holds still arrives whole
+
+
+
+def test_the_pool_lets_go_of_the_last_chunk_it_sent_when_asked():
+    """The queue's feeder thread keeps the last call it pickled until it sends the next: a preparation's last
+    chunk of reviews stayed alive to the end of a run."""
+    import tracemalloc
+
+    from honed.data import parallel
+
+    parallel.in_worker(int)  # the pool started before measuring
+    tracemalloc.start()
+    try:
+        chunk = bytes(20 << 20)
+        assert parallel.in_worker(len, chunk) == 20 << 20
+        del chunk
+        held = tracemalloc.get_traced_memory()[0]
+        parallel.drop_last_transfers()
+        assert held - tracemalloc.get_traced_memory()[0] > 19 << 20  # the pickled call went
+    finally:
+        tracemalloc.stop()

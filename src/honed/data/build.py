@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from honed.data import parallel
 from honed.data.bundle import DataBundle, Split
 from honed.data.preprocess import Preprocessor, TablePreprocessor, TextPreprocessor
 from honed.data.raw import RawData, RawSplit
@@ -128,13 +129,16 @@ def _build_data(spec: DataSpec) -> DataBundle:
                          f"{chosen.ngrams} (auto, chosen when the cached data was prepared)")
             return bundle
     bundle = prepare(spec)
-    give_back_freed_memory()
     if use_cache:
         try:
-            cache.store(spec, bundle)
-        except (OSError, UserError) as e:  # a full disk or an unwritable $HONED_CACHE costs the next run time, no more
+            folder = cache.store(spec, bundle)
+            if bundle.test_texts is not None:  # read from the entry on demand, as a warm run reads them: IMDB's
+                bundle.test_texts = cache.StoredTexts(folder)  # 25,000 test reviews are 33 MB held to the end
+        except (OSError, ValueError, UserError) as e:  # a full disk or an unwritable $HONED_CACHE: the next run
             log.warning(f"data: could not cache the preprocessed data ({e}); going on without ($HONED_CACHE "
-                        "names the folder)")
+                        "names the folder)")  # prepares the data again, no more
+    parallel.drop_last_transfers()
+    give_back_freed_memory()
     return bundle
 
 

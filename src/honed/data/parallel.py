@@ -85,3 +85,11 @@ def in_worker(fn: Callable, *args):
     headers): here it would hold the interpreter's lock, which this process's background thread (imports,
     see honed.warmup) needs as much; apart, the two run on two cores. Exceptions come back as raised."""
     return _shared_pool().submit(fn, *args).result()
+
+
+def drop_last_transfers() -> None:
+    """Let go of the last chunk sent to the pool: the queue's feeder thread keeps the last call it pickled as a
+    local until it sends the next one, which after IMDB's preparation held 21 MB of reviews (the last chunk
+    sent to be tokenized) to the end of the run. One empty call (about a millisecond) replaces it."""
+    if _pool is not None:
+        _pool.submit(int).result()
