@@ -225,6 +225,13 @@ def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
         assert answer.status_code == 422 and words in answer.json()["error"], answer.text
     schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
     assert "images" in schema["properties"]
+    # the files themselves as a form (multipart/form-data: curl -F files=@b.jpg -F files=@r.png)
+    raw = [("files", (name, (tmp_path / name).read_bytes())) for name in ("b.jpg", "r.png")]
+    uploaded = client.post("/predict/files", files=raw).json()
+    assert uploaded["files"] == ["b.jpg", "r.png"] and uploaded["predictions"] == served
+    answer = client.post("/predict/files", files=[raw[0], ("files", ("notes.jpg", b"not an image"))])
+    assert answer.status_code == 422 and "files[1] (notes.jpg): cannot read" in answer.json()["error"], answer.text
+    assert client.post("/predict/files", data={"other": "x"}).status_code == 422  # no files field
     # the ONNX bundle decodes image files as training did: served from the bundle alone, and by its own predict.py
     bundle = TestClient(create_app(load_predictor(run.path, backend="onnx")))
     from_bundle = bundle.post("/predict", json={"images": files}).json()["predictions"]

@@ -29,7 +29,7 @@ def register(sub) -> dict[str, Callable]:
     sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits to share a model call")
     sv.add_argument("--max-items", type=int, default=256, help="items allowed in one request")
     sv.add_argument("--max-batch-items", type=int, default=10_000, help="items allowed in one /batch_predict request")
-    sv.add_argument("--max-batch-mb", type=float, default=64.0, help="megabytes of one /batch_predict request body")
+    sv.add_argument("--max-batch-mb", type=float, default=64.0, help="megabytes of one /batch_predict or /predict/files request body")
     sv.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request's headers to arrive")
     sv.add_argument("--body-timeout", type=float, default=30.0, help="seconds between two parts of a request body")
     sv.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a kept-alive idle connection stays open")

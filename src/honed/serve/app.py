@@ -22,7 +22,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -263,7 +263,8 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
 
     metrics = Metrics()
     app = base_app(f"{predictor.info.get('model', 'model')} ({predictor.pre.task}) on {predictor.backend}", limits,
-                   allowed_hosts, token, metrics, per_path={"/batch_predict": limits.max_batch_body_bytes})
+                   allowed_hosts, token, metrics, per_path={"/batch_predict": limits.max_batch_body_bytes,
+                                                              "/predict/files": limits.max_batch_body_bytes})
 
     def predict_batch(batch: list) -> list:
         metrics.batch_size.observe(len(batch))
@@ -331,6 +332,22 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
         matched(body.ids, items)
         return {"predictions": await batcher.submit(items)} | ({"ids": body.ids} if body.ids is not None else {})
 
+    if images is not None and accepts_uploads():
+        @app.post("/predict/files")
+        async def predict_files(files: list[UploadFile] = File(..., description="image files (JPEG, PNG, WebP, "
+                                                                "BMP, GIF), one form field `files` each")) -> dict:
+            """Image files uploaded as a form (multipart/form-data), as a browser or `curl -F files=@cat.jpg`
+            sends them: predictions in the order sent, beside each file's name. The request's size is bounded
+            as a /batch_predict body is (--max-batch-mb), the number of files as --max-items."""
+            from starlette.concurrency import run_in_threadpool
+
+            if len(files) > limits.max_items:
+                raise BadRequest(413, f"{len(files)} files; send 1 to {limits.max_items}")
+            contents = [await f.read() for f in files]
+            names = [f.filename or "" for f in files]
+            rows = await run_in_threadpool(images, contents, names)  # decoding is CPU work: off the event loop
+            return {"predictions": await batcher.submit(rows), "files": names}
+
     @app.post("/batch_predict")
     async def batch_predict(body: BatchRequest) -> dict:
         """A file's worth of items in one request (up to --max-batch-items), predicted in model calls of
@@ -380,9 +397,9 @@ def matched(ids: list | None, items: list) -> None:
 
 
 def image_reader(predictor):
-    """For an image run, a function from base64 image files to pixel rows as training decoded them (the run's
-    data settings: size, resize, channels, max_pixels — from its recipe, or an ONNX bundle's bundle.json); None
-    for other runs."""
+    """For an image run, a function from image files (base64 text, or the bytes themselves with their names) to
+    pixel rows as training decoded them (the run's data settings: size, resize, channels, max_pixels — from its
+    recipe, or an ONNX bundle's bundle.json); None for other runs."""
     import base64
     import binascii
 
@@ -394,19 +411,30 @@ def image_reader(predictor):
     if not image:
         return None
 
-    def read(files: list[str]) -> list:
+    def read(files: list[str] | list[bytes], names: list[str] | None = None) -> list:
         pixels = []
-        for i, text in enumerate(files):
+        for i, file in enumerate(files):
+            which = f"files[{i}] ({names[i]})" if names is not None else f"images[{i}]"
             try:
-                pixels.append(decode_file(base64.b64decode(text, validate=True), image["size"], image["resize"],
-                                          image["max_pixels"]))
+                data = file if isinstance(file, bytes) else base64.b64decode(file, validate=True)
             except (binascii.Error, ValueError):
-                raise BadRequest(422, f"images[{i}]: not base64") from None
-            except (UnreadableImage, OSError) as e:
-                raise BadRequest(422, f"images[{i}]: cannot read this image ({e})") from None
+                raise BadRequest(422, f"{which}: not base64") from None
+            try:
+                pixels.append(decode_file(data, image["size"], image["resize"], image["max_pixels"]))
+            except (UnreadableImage, OSError, ValueError) as e:
+                raise BadRequest(422, f"{which}: cannot read this image ({e})") from None
         return stacked(pixels, image["channels"] == 1).tolist()
 
     return read
+
+
+def accepts_uploads() -> bool:
+    """Whether FastAPI can read multipart forms here (python-multipart, in honed[serve])."""
+    try:
+        import python_multipart  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def as_rows(items: list, encoded: bool):
