@@ -98,3 +98,30 @@ def test_image_augmentation_moves_whole_pixels_and_is_the_identity_when_evaluate
     mirrored = flipped[:, 0, 4, 6] == 1.0
     assert 60 < int(mirrored.sum()) < 140 and torch.all(flipped[~mirrored, 0, 4, 2] == 1.0)
     assert torch.equal(Augment(shift=2, flip=True).eval()(x), x)
+
+
+def test_cutout_blanks_one_clipped_square_per_image_centred_anywhere():
+    """Each image loses one axis-aligned block: `side` pixels a side where it lies inside, at least half a side
+    where its centre sits on an edge; over many images every pixel is sometimes the centre (the corners too);
+    the channels lose the same pixels; evaluated, nothing changes."""
+    from honed.models.cnn import Augment
+
+    torch.manual_seed(0)
+    side, size = 4, 10
+    x = torch.ones(2000, 3, size, size)
+    cut = Augment(shift=0, flip=False, cutout=side).train()(x)
+    assert torch.equal(cut[:, 0], cut[:, 1]) and torch.equal(cut[:, 0], cut[:, 2])
+    blank = cut[:, 0] == 0
+    rows, cols = blank.any(2), blank.any(1)  # (images, size): the rows and columns the block spans
+    heights, widths = rows.sum(1), cols.sum(1)
+    assert torch.equal(blank.sum((1, 2)), heights * widths)  # a full rectangle: every spanned row x column
+    assert heights.min() == side - side // 2 and heights.max() == side and widths.min() == side - side // 2
+    spans = set(zip(rows.float().argmax(1).tolist(), heights.tolist(), cols.float().argmax(1).tolist(),
+                    widths.tolist()))
+    assert len(spans) == size * size  # each of the 100 centres gives its own (clipped) block, and all came up
+    assert torch.equal(Augment(shift=0, flip=False, cutout=side).eval()(x), x)
+    from honed.errors import UserError
+    from honed.recipe import load_recipe
+
+    with pytest.raises(UserError, match="model.augment_cutout works with"):
+        load_recipe({"model": {"name": "mlp", "augment_cutout": 8}})

@@ -16,13 +16,15 @@ if TYPE_CHECKING:
 
 
 class Augment(nn.Module):
-    """While training, a random shift of each image by up to `shift` pixels (zeros come in at the border) and,
-    with `flip`, a left-right mirror of half of them; one vectorized op per batch (an affine grid), so it costs
-    little beside the convolutions. Evaluated (and exported), the identity."""
+    """While training, a random shift of each image by up to `shift` pixels (zeros come in at the border), with
+    `flip` a left-right mirror of half of them, and with `cutout` a square of that many pixels a side blanked at a
+    random centre of each image (DeVries and Taylor 2017; the images are standardized, so zero is the mean
+    pixel); one vectorized op each per batch, so it costs little beside the convolutions. Evaluated (and
+    exported), the identity."""
 
-    def __init__(self, shift: int, flip: bool) -> None:
+    def __init__(self, shift: int, flip: bool, cutout: int = 0) -> None:
         super().__init__()
-        self.shift, self.flip = shift, flip
+        self.shift, self.flip, self.cutout = shift, flip, cutout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -39,12 +41,27 @@ class Augment(nn.Module):
             theta[:, 1, 2] = moves[:, 1] * 2 / height
             grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
             x = nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        if self.cutout:
+            x = x * ~cutout_mask(n, height, width, self.cutout, x.device).unsqueeze(1)
         return x
 
 
+def cutout_mask(n: int, height: int, width: int, side: int, device: torch.device) -> torch.Tensor:
+    """(n, height, width) True inside each image's square: `side` pixels from half a side above and left of a
+    centre drawn uniformly over the image, clipped at its border (so a centre near an edge blanks less)."""
+    top = torch.randint(0, height, (n, 1, 1), device=device) - side // 2
+    left = torch.randint(0, width, (n, 1, 1), device=device) - side // 2
+    rows = torch.arange(height, device=device).view(1, -1, 1)
+    cols = torch.arange(width, device=device).view(1, 1, -1)
+    return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+
+
 def augment_of(spec: "ModelSpec") -> Augment | None:
-    """The recipe's training-time augmentation of images (model.augment), or None."""
-    return Augment(spec.augment_shift, spec.augment == "shift_flip") if spec.augment != "none" else None
+    """The recipe's training-time augmentation of images (model.augment, model.augment_cutout), or None."""
+    if spec.augment == "none" and not spec.augment_cutout:
+        return None
+    shift = spec.augment_shift if spec.augment != "none" else 0
+    return Augment(shift, spec.augment == "shift_flip", spec.augment_cutout)
 
 
 def flip_voted(logits, x: torch.Tensor, vote: bool) -> torch.Tensor:

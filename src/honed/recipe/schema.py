@@ -308,6 +308,9 @@ class ModelSpec(Section):
         "none", description="cnn, resnet and efficientnet on images, while training: shift each image by up to augment_shift pixels "
         "(zeros come in), and with shift_flip mirror half of them left to right")
     augment_shift: int = Field(2, ge=0, le=64, description="cnn augment: the largest shift in pixels")
+    augment_cutout: int = Field(0, ge=0, le=4096, description="cnn, resnet and efficientnet on images, while "
+                                "training: blank a square of this many pixels a side at a random centre of each "
+                                "image (cutout, clipped at the border; 0: off)")
     test_time_flip: bool = Field(False, description="resnet and efficientnet, evaluated: the mean of an image's and its mirror's "
                                  "logits (photos; not digits)")
     stem: Literal["conv", "whiten"] = Field(
@@ -354,7 +357,8 @@ class ModelSpec(Section):
                                   ("model.attention_heads", bool(self.attention_heads), ("transformer",)),
                                   ("model.ffn_width", bool(self.ffn_width), ("transformer",)),
                                   ("model.pretrained", self.pretrained is not None, ("efficientnet",)),
-                                  ("model.input_size", self.input_size is not None, ("efficientnet",))):
+                                  ("model.input_size", self.input_size is not None, ("efficientnet",)),
+                                  ("model.augment_cutout", self.augment_cutout > 0, ("cnn", "resnet", "efficientnet"))):
             if used and self.name not in models:
                 raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r})")
         if self.name == "efficientnet" and isinstance(self.freeze, str) and self.freeze != "none":
