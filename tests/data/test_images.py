@@ -232,6 +232,8 @@ def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
     answer = client.post("/predict/files", files=[raw[0], ("files", ("notes.jpg", b"not an image"))])
     assert answer.status_code == 422 and "files[1] (notes.jpg): cannot read" in answer.json()["error"], answer.text
     assert client.post("/predict/files", data={"other": "x"}).status_code == 422  # no files field
+    hostile = client.post("/predict/files", files=[("files", ("a\nb" * 100 + ".jpg", b"GIF89a"))]).json()["error"]
+    assert "\n" not in hostile and "files[0] (a" in hostile and "...): cannot read" in hostile and len(hostile) < 300
     # the ONNX bundle decodes image files as training did: served from the bundle alone, and by its own predict.py
     bundle = TestClient(create_app(load_predictor(run.path, backend="onnx")))
     from_bundle = bundle.post("/predict", json={"images": files}).json()["predictions"]

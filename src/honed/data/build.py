@@ -134,9 +134,9 @@ def _build_data(spec: DataSpec) -> DataBundle:
             folder = cache.store(spec, bundle)
             if bundle.test_texts is not None:  # read from the entry on demand, as a warm run reads them: IMDB's
                 bundle.test_texts = cache.StoredTexts(folder)  # 25,000 test reviews are 33 MB held to the end
-        except (OSError, ValueError, UserError) as e:  # a full disk or an unwritable $HONED_CACHE: the next run
+        except (OSError, ValueError, UserError) as e:  # a full disk, an unwritable $HONED_CACHE: costs time only
             log.warning(f"data: could not cache the preprocessed data ({e}); going on without ($HONED_CACHE "
-                        "names the folder)")  # prepares the data again, no more
+                        "names the folder)")
     parallel.drop_last_transfers()
     give_back_freed_memory()
     return bundle

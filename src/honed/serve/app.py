@@ -414,7 +414,7 @@ def image_reader(predictor):
     def read(files: list[str] | list[bytes], names: list[str] | None = None) -> list:
         pixels = []
         for i, file in enumerate(files):
-            which = f"files[{i}] ({names[i]})" if names is not None else f"images[{i}]"
+            which = f"files[{i}] ({shown(names[i])})" if names is not None else f"images[{i}]"
             try:
                 data = file if isinstance(file, bytes) else base64.b64decode(file, validate=True)
             except (binascii.Error, ValueError):
@@ -426,6 +426,11 @@ def image_reader(predictor):
         return stacked(pixels, image["channels"] == 1).tolist()
 
     return read
+
+
+def shown(name: str) -> str:
+    """A client's file name as an error line shows it: at most 80 characters, nothing unprintable."""
+    return "".join(c if c.isprintable() else "?" for c in name[:80]) + ("..." if len(name) > 80 else "")
 
 
 def accepts_uploads() -> bool:
