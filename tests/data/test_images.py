@@ -231,6 +231,7 @@ def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
     assert uploaded["files"] == ["b.jpg", "r.png"] and uploaded["predictions"] == served
     answer = client.post("/predict/files", files=[raw[0], ("files", ("notes.jpg", b"not an image"))])
     assert answer.status_code == 422 and "files[1] (notes.jpg): cannot read" in answer.json()["error"], answer.text
+    assert "BytesIO" not in answer.json()["error"] and "JPEG, PNG" in answer.json()["error"]  # what it can read
     assert client.post("/predict/files", data={"other": "x"}).status_code == 422  # no files field
     hostile = client.post("/predict/files", files=[("files", ("a\nb" * 100 + ".jpg", b"GIF89a"))]).json()["error"]
     assert "\n" not in hostile and "files[0] (a" in hostile and "...): cannot read" in hostile and len(hostile) < 300

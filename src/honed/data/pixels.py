@@ -45,7 +45,9 @@ def decode_file(data: bytes, size: int, resize: str, max_pixels: int) -> np.ndar
     except Image.DecompressionBombError as e:
         raise UnreadableImage(f"{str(e).split(' exceeds')[0].replace('Image size ', '')}: more than data.max_pixels = "
                               f"{max_pixels:,} pixels") from None
-    except Exception as e:  # noqa: BLE001 - Pillow's UnidentifiedImageError and format-specific errors alike
+    except Image.UnidentifiedImageError:  # its message names the in-memory buffer, nothing a user knows
+        raise UnreadableImage("not an image Pillow can read (JPEG, PNG, WebP, BMP, GIF)") from None
+    except Exception as e:  # noqa: BLE001 - format-specific errors (a damaged header)
         raise UnreadableImage(f"not an image Pillow can read: {str(e)[:80]}") from None
     width, height = image.size
     if width * height > max_pixels:  # from the header, before the pixels are decoded
