@@ -233,6 +233,13 @@ def test_the_server_takes_image_files_and_answers_as_predict_does(tmp_path):
     assert answer.status_code == 422 and "files[1] (notes.jpg): cannot read" in answer.json()["error"], answer.text
     assert "BytesIO" not in answer.json()["error"] and "JPEG, PNG" in answer.json()["error"]  # what it can read
     assert client.post("/predict/files", data={"other": "x"}).status_code == 422  # no files field
+    import honed.serve.app as serving
+
+    serving_without_forms = pytest.MonkeyPatch.context()
+    with serving_without_forms as patch:  # honed installed without its serve extra's form parser
+        patch.setattr(serving, "accepts_uploads", lambda: False)
+        refused = TestClient(create_app(load_predictor(run.path))).post("/predict/files", files=raw)
+    assert refused.status_code == 501 and "pip install 'honed[serve]'" in refused.json()["error"]
     hostile = client.post("/predict/files", files=[("files", ("a\nb" * 100 + ".jpg", b"GIF89a"))]).json()["error"]
     assert "\n" not in hostile and "files[0] (a" in hostile and "...): cannot read" in hostile and len(hostile) < 300
     # the ONNX bundle decodes image files as training did: served from the bundle alone, and by its own predict.py

@@ -332,7 +332,12 @@ def create_app(predictor, limits: Limits = Limits(), *, allowed_hosts: list[str]
         matched(body.ids, items)
         return {"predictions": await batcher.submit(items)} | ({"ids": body.ids} if body.ids is not None else {})
 
-    if images is not None and accepts_uploads():
+    if images is not None and not accepts_uploads():
+        @app.post("/predict/files")
+        async def predict_files_unavailable() -> dict:
+            raise BadRequest(501, "image files as a form need python-multipart: pip install 'honed[serve]' (or "
+                                  "send them base64-encoded to /predict)")
+    elif images is not None:
         @app.post("/predict/files")
         async def predict_files(files: list[UploadFile] = File(..., description="image files (JPEG, PNG, WebP, "
                                                                 "BMP, GIF), one form field `files` each")) -> dict:
