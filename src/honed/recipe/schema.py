@@ -322,6 +322,10 @@ class ModelSpec(Section):
         "honed[vision]); null: from scratch")
     input_size: Optional[int] = Field(None, ge=8, le=512, description="efficientnet: images are enlarged (bilinear) to "
                                       "this many pixels a side inside the model; null: as data.size reads them")
+    input_size_from: Optional[int] = Field(None, ge=8, le=512, description="efficientnet, while training: "
+                                           "progressive resizing, training begins at about this size and grows "
+                                           "to model.input_size in 16-pixel stages of equal length (evaluation "
+                                           "always at input_size); null: input_size throughout")
     cell: Literal["lstm", "gru"] = Field("lstm", description="rnn cell")
     hidden_size: int = Field(64, ge=1, le=1_000_000, description="rnn hidden units")
     layers: int = Field(1, ge=1, le=1000, description="rnn layers")
@@ -358,9 +362,13 @@ class ModelSpec(Section):
                                   ("model.ffn_width", bool(self.ffn_width), ("transformer",)),
                                   ("model.pretrained", self.pretrained is not None, ("efficientnet",)),
                                   ("model.input_size", self.input_size is not None, ("efficientnet",)),
+                                  ("model.input_size_from", self.input_size_from is not None, ("efficientnet",)),
                                   ("model.augment_cutout", self.augment_cutout > 0, ("cnn", "resnet", "efficientnet"))):
             if used and self.name not in models:
                 raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r})")
+        if self.input_size_from is not None and self.input_size_from >= (self.input_size or 0):
+            raise ValueError(f"model.input_size_from = {self.input_size_from} must be below model.input_size "
+                             f"({self.input_size}): training grows from it to input_size")
         if self.name == "efficientnet" and isinstance(self.freeze, str) and self.freeze != "none":
             raise ValueError(f"model.freeze = {self.freeze!r}: efficientnet freezes a number N (its stem and first "
                              "N blocks) or none")

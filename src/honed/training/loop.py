@@ -28,6 +28,7 @@ from honed.training.losses import build_loss
 from honed.training.optimizers import CLOSURE, FULL_BATCH, build_optimizer
 from honed.training import state
 from honed.training.regularization import l2_of, penalized_weights, penalty
+from honed.training.resizing import ProgressiveResizing, resized
 from honed.training.schedules import Schedule
 
 
@@ -212,6 +213,8 @@ def prepare(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] 
         from honed.training.lookahead import Lookahead
 
         hooks.insert(0, Lookahead(total))
+    if resized(model):  # model.input_size_from: small images first, the full size last
+        hooks.append(ProgressiveResizing(total))
     if spec.privacy is not None:  # per-example gradients, clipped and noised; the accountant as a hook
         privacy = Privacy(spec.privacy, len(data.train), batches.steps_per_epoch, spec.epochs, total)
         net, optimizer = privacy.attach(net, optimizer)
