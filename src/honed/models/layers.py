@@ -40,6 +40,10 @@ class BitsDropout(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
+        self.set_p(p)
+
+    def set_p(self, p: float) -> None:
+        """A new drop probability (training.dropout_schedule changes it as training goes)."""
         self.p = p
         self.threshold = round(p * self.LEVELS)  # dropped when the draw, uniform on [0, 32767], is below
         self.scale = self.LEVELS / (self.LEVELS - self.threshold)
