@@ -156,6 +156,8 @@ def test_progressive_resizing_trains_small_first_in_equal_stages_and_always_eval
     assert growing_sizes(104, None) == [104]
     with pytest.raises(UserError, match="must be below model.input_size"):
         spec(input_size=64, input_size_from=64)
+    with pytest.raises(UserError, match="needs model.input_size"):
+        spec(input_size_from=64)
     rng = np.random.default_rng(0)
     for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
         (tmp_path / "photos" / name).mkdir(parents=True)

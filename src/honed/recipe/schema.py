@@ -370,7 +370,9 @@ class ModelSpec(Section):
                                   ("model.augment_cutout", self.augment_cutout > 0, ("cnn", "resnet", "efficientnet"))):
             if used and self.name not in models:
                 raise ValueError(f"{key} works with model.name = {' or '.join(models)} only (got {self.name!r})")
-        if self.input_size_from is not None and self.input_size_from >= (self.input_size or 0):
+        if self.input_size_from is not None and self.input_size is None:
+            raise ValueError("model.input_size_from needs model.input_size: the size training grows to")
+        if self.input_size_from is not None and self.input_size_from >= self.input_size:
             raise ValueError(f"model.input_size_from = {self.input_size_from} must be below model.input_size "
                              f"({self.input_size}): training grows from it to input_size")
         if self.name == "efficientnet" and isinstance(self.freeze, str) and self.freeze != "none":

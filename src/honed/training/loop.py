@@ -22,8 +22,8 @@ from honed.errors import UserError
 from honed.evaluation import lower_is_better, metric_names, outputs_of, score_outputs
 from honed.training.accel import Compiled, autocast, grad_scaler, warn_about_precision
 from honed.training.batches import Batches
-from honed.training.dropout_schedule import DropoutSchedule, annealed
 from honed.training.distributed import World, all_sum, gather_rows, wrap
+from honed.training.dropout_schedule import DropoutSchedule, annealed
 from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights, LossSpikes, TimeToTarget
 from honed.training.losses import build_loss
 from honed.training.optimizers import CLOSURE, FULL_BATCH, build_optimizer

@@ -30,7 +30,10 @@ class ProgressiveResizing(Hook):
         model = trainer.model
         model.train_size = self.size_at(model.training_sizes, trainer.step)
 
-    def on_fit_start(self, trainer) -> None:  # after a checkpoint's restore too: the size its step had
+    def on_fit_start(self, trainer) -> None:
+        self.set_size(trainer)
+
+    def on_epoch_start(self, trainer) -> None:  # after a checkpoint's restore: the size of the step it resumes at
         self.set_size(trainer)
 
     def on_step_end(self, trainer, loss) -> None:
