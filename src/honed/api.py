@@ -263,6 +263,7 @@ def _train_worker(recipe: Recipe, out, quiet: bool, started: float, hooks: list[
     timing = {"data": -time.perf_counter()}  # where the run's time goes (summary.json, the report)
     bundle = _build_data(recipe, world)
     timing["data"] += time.perf_counter()
+    recipe = for_task(recipe, bundle.task)
     # train.batch_size is global: the same on every worker
     recipe = sized_for_rows(recipe, len(bundle.train), bundle.input_dim, getattr(bundle.preprocessor, "numeric_dim", 0),
                             images=bundle.image_shape is not None)
@@ -424,6 +425,17 @@ def auto_batch_size(rows: int, images: bool = False) -> int:
     low, high, steps = AUTO_BATCH
     high = AUTO_BATCH_IMAGES if images else high
     return int(min(high, max(low, 2 ** math.floor(math.log2(max(1, rows / steps))))))
+
+
+def for_task(recipe: Recipe, task: str) -> Recipe:
+    """The recipe with its `regression:` settings applied where the target is a number (logged), the section then
+    emptied: the recipe written to the run holds what ran, so rerunning it repeats the run."""
+    if not recipe.regression:
+        return recipe
+    section = dict(recipe.regression) if task == "regression" else {}
+    if section:
+        log.info(f"{task}: {', '.join(f'{k} = {v}' for k, v in section.items())} (the recipe's regression: section)")
+    return variant(recipe, {**section, "regression": {}})
 
 
 def sized_for_rows(recipe: Recipe, rows: int, inputs: int = 0, numbers: int = 0, images: bool = False) -> Recipe:

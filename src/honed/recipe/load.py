@@ -33,7 +33,15 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe, overrides: Iter
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(raw, key, value)
+        given_explicitly(raw, key)
     return validate(raw)
+
+
+def given_explicitly(raw: dict[str, Any], key: str) -> None:
+    """A key set by --set or a search's trial wins over the recipe's `regression:` section: it leaves the section."""
+    section = raw.get("regression")
+    if isinstance(section, dict) and key != "regression":
+        section.pop(key, None)
 
 
 def variant(recipe: Recipe, changes: Mapping[str, Any]) -> Recipe:
@@ -41,6 +49,7 @@ def variant(recipe: Recipe, changes: Mapping[str, Any]) -> Recipe:
     raw = recipe.model_dump(mode="json")
     for key, value in changes.items():
         set_dotted(raw, key, value)
+        given_explicitly(raw, key)
     return validate(raw)
 
 

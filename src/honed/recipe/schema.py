@@ -602,6 +602,26 @@ class Recipe(Section):
     search: dict[str, Domain] = Field(default_factory=dict, description="honed tune: recipe keys to search, "
                                       "e.g. optimizer.lr: {loguniform: [1e-4, 1e-1]} (empty: a default space)")
 
+    regression: dict[str, Any] = Field(
+        default_factory=dict, max_length=100, description="settings applied once the target turns out to be a number "
+        "(keys as --set writes them, e.g. optimizer.lr: 0.01; no data keys: the data is read before its task is "
+        "known); a key given by --set or by a search's trial wins over them")
+
+    @field_validator("regression")
+    @classmethod
+    def _regression_keys_exist(cls, v: dict, info: ValidationInfo) -> dict:
+        from honed.recipe.keys import setting_problem
+
+        source = getattr(info.data.get("data"), "source", None)
+        for key in v:
+            if key.split(".")[0] in ("data", "regression", "seed"):
+                raise ValueError(f"{key!r} cannot depend on the task (it is read before the target "
+                                 "is); allowed: model, loss, optimizer, schedule, regularization, train keys")
+            problem = setting_problem(key, source)
+            if problem:
+                raise ValueError(problem)
+        return v
+
     @field_validator("search")
     @classmethod
     def _search_keys_exist(cls, v: dict, info: ValidationInfo) -> dict:
@@ -620,6 +640,26 @@ class Recipe(Section):
         if isinstance(data, dict) and "data" in data:
             data = {**data, "data": data_section(data["data"])}
         return data
+
+    @model_validator(mode="after")
+    def _regression_values_fit(self) -> "Recipe":
+        """The regression: section's values are checked now, not once the data has been read."""
+        if not self.regression:
+            return self
+        from pydantic import ValidationError
+
+        from honed.recipe.keys import set_dotted
+
+        raw = self.model_dump(mode="json") | {"regression": {}}
+        for key, value in self.regression.items():
+            set_dotted(raw, key, value)
+        try:
+            type(self).model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"regression: {where}: {first['msg']}") from None
+        return self
 
     @model_validator(mode="after")
     def _cross_key_rules(self) -> "Recipe":
