@@ -1,5 +1,6 @@
 """model.dropout_schedule: flat_cos keeps each dropout layer's rate for the first half of the planned steps, then
-follows 0.5 x (1 + cos(pi x (2t - 1))) to 0; auto anneals regression only; the rates come back once trained."""
+follows 0.5 x (1 + cos(pi x (2t - 1))) to 0; set in a recipe's regression: section it anneals regression only; the
+rates come back once trained."""
 
 import math
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ import torch
 
 from honed.models.layers import BitsDropout
 from honed.training import Hook
-from honed.training.dropout_schedule import DropoutSchedule, annealed, dropout_layers, flat_cos
+from honed.training.dropout_schedule import DropoutSchedule, dropout_layers, flat_cos
 
 
 def test_flat_cos_rates_follow_the_formula_on_every_dropout_layer_and_come_back():
@@ -38,12 +39,6 @@ def test_zero_rate_bits_dropout_passes_its_input_through():
     assert torch.equal(layer(x), x)
 
 
-def test_auto_anneals_regression_only():
-    assert annealed("auto", "regression")
-    assert not annealed("auto", "binary") and not annealed("auto", "multiclass")
-    assert annealed("flat_cos", "multiclass") and not annealed("constant", "regression")
-
-
 class Rates(Hook):
     def __init__(self):
         self.seen = []
@@ -54,16 +49,19 @@ class Rates(Hook):
 
 @pytest.mark.parametrize("data, annealing", [({"source": "synthetic_regression", "n": 200, "features": 3}, True),
                                              ({"source": "sklearn", "name": "iris"}, False)])
-def test_the_loop_anneals_an_auto_schedule_on_regression_over_the_planned_steps(data, annealing):
+def test_the_loop_anneals_a_regression_sections_schedule_on_regression_only_over_the_planned_steps(data, annealing):
     from honed.data import build_data
     from honed.models import Shape, build_model
     from honed.recipe import load_recipe
+    from honed.api import for_task
     from honed.training import fit
 
     recipe = load_recipe({"data": data,
-                          "model": {"name": "mlp", "hidden": [8], "dropout": 0.3, "dropout_schedule": "auto"},
-                          "train": {"epochs": 4, "batch_size": 40}})
+                          "model": {"name": "mlp", "hidden": [8], "dropout": 0.3},
+                          "train": {"epochs": 4, "batch_size": 40},
+                          "regression": {"model.dropout_schedule": "flat_cos"}})
     bundle = build_data(recipe.data)
+    recipe = for_task(recipe, bundle.task)  # as a run applies it, once the data says what the target is
     model = build_model(recipe.model, Shape(bundle.input_kind, bundle.input_dim, bundle.output_dim))
     rates = Rates()
     fit(model, bundle, recipe, extra_hooks=[rates])

@@ -291,10 +291,10 @@ class ModelSpec(Section):
         "the answer is the members' weighted mean; its weights come from the trials' runs, so such a run is used "
         "(predict, evaluate, export, serve), not trained again. Empty: one model")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate in mlp, bag, cnn and rnn")
-    dropout_schedule: Literal["constant", "flat_cos", "auto"] = Field(
+    dropout_schedule: Literal["constant", "flat_cos"] = Field(
         "constant", description="the dropout rate over training: constant, or flat_cos (RealMLP's): as set for the "
         "first half of the planned steps, then down a cosine to 0 at the last, so the last weights are fitted "
-        "without the noise evaluation does not have; auto: flat_cos for regression, constant for classes")
+        "without the noise evaluation does not have")
     embedding_dim: int = Field(16, ge=1, le=1_000_000, description="bag, cnn and rnn on text: embedding size")
     embedding_init: Literal["default", "uniform", "zeros"] = Field(
         "default", description="default: N(0, 1) (PyTorch); uniform: U(-embedding_scale, embedding_scale) (Keras); "

@@ -21,15 +21,6 @@ def flat_cos(progress: float) -> float:
     return 1.0 if progress <= 0.5 else 0.5 * (1 + math.cos(math.pi * min(1.0, 2 * progress - 1)))
 
 
-def annealed(schedule: str, task: str) -> bool:
-    """Whether model.dropout_schedule anneals on this task. auto: on regression only. Held-out rows of 17 public
-    tables, untuned `tabular` recipe: regression gained (a 40,000-row price table's RMSE 0.127 -> 0.100, housing
-    0.5006 -> 0.4994, the rest the same), classification did not (census income -0.15, -0.13 and 0.00 points over
-    three seeds; the smaller tables stop early, before half the steps, and are unchanged): a class is read from
-    which output is largest, which the spread's mismatch moves little."""
-    return schedule == "flat_cos" or (schedule == "auto" and task == "regression")
-
-
 def dropout_layers(model: nn.Module) -> list[nn.Module]:
     """The model's dropout layers: nn.Dropout and those with their own `set_p` (layers.BitsDropout)."""
     return [m for m in model.modules() if isinstance(m, nn.Dropout) or hasattr(m, "set_p")]

@@ -23,7 +23,7 @@ from honed.evaluation import lower_is_better, metric_names, outputs_of, score_ou
 from honed.training.accel import Compiled, autocast, grad_scaler, warn_about_precision
 from honed.training.batches import Batches
 from honed.training.distributed import World, all_sum, gather_rows, wrap
-from honed.training.dropout_schedule import DropoutSchedule, annealed
+from honed.training.dropout_schedule import DropoutSchedule
 from honed.training.hooks import ConvergenceStop, EarlyStopping, Hook, LastGoodWeights, LossSpikes, TimeToTarget
 from honed.training.losses import build_loss
 from honed.training.optimizers import CLOSURE, FULL_BATCH, build_optimizer
@@ -214,7 +214,7 @@ def prepare(model: nn.Module, data: DataBundle, recipe, extra_hooks: list[Hook] 
         from honed.training.lookahead import Lookahead
 
         hooks.insert(0, Lookahead(total))
-    if annealed(recipe.model.dropout_schedule, data.task):  # RealMLP's flat_cos: dropout down to 0 at the end
+    if recipe.model.dropout_schedule == "flat_cos":  # RealMLP's: dropout down to 0 at the end
         hooks.append(DropoutSchedule(total))
     if resized(model):  # model.input_size_from: small images first, the full size last
         hooks.append(ProgressiveResizing(total))
