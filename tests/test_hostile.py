@@ -100,7 +100,7 @@ CASES = [
     ("adapter-on-a-bag", {}, ["train", "text_classification", "--set", "model.adapter.r=8"],
      ["model.adapter works with model.name = transformer or causal_lm only"]),
     ("target-giant-cell", {"t.csv": "text,label\n" + "a b,pos\nc d,neg\n" * 30 + "e f," + "9" * 2_000_000 + "\n"},
-     ["train", "text_classification", "--set", "data.train={tmp}/t.csv"], ["single row", "chars"]),
+     ["train", "text_classification", "--set", "data.train={tmp}/t.csv"], ["a label of 2,000,000 chars", "at most 1,000 chars"]),
     ("data-test-on-generated-data", {}, ["train", "linear_regression", "--set", "data.test={tmp}/nope.csv"],
      ["data.test is not used by data.source = 'synthetic_regression'"]),
     ("data-test-on-sklearn", {}, ["train", "digits_cnn", "--set", "data.test=x.csv"],

@@ -71,3 +71,18 @@ def test_max_val_rows_caps_validation_and_the_rest_trains():
     assert len(capped_train) + len(capped_val) == len(train) + len(val)  # every other row trains
     np.testing.assert_array_equal(capped_test.x, test.x)
     assert len(splits(max_val_rows=10**6)[1]) == len(val)  # a cap above 20% changes nothing
+
+
+def test_a_class_with_a_single_row_trains_and_the_others_stay_stratified():
+    data = labelled(400, 99, 1)  # a wine table's best grade: one row of it among the training rows
+    rest, carved = carve(data, 0.2, seed=5, stratify=True, what="validation")
+    assert rest.y.tolist().count("c") == 1  # never carved: it could not be in both parts
+    assert len(carved) == 100 and {c: int((carved.y == c).sum()) for c in "ab"} == {"a": 80, "b": 20}
+    with pytest.raises(UserError, match="2 of 3 class"):  # mostly single rows: an identifier, not a target
+        carve(labelled(10, 1, 1), 0.2, 0, True, "validation")
+
+
+def test_a_class_label_longer_than_the_bound_is_one_line():
+    y = np.array(["a", "b"] * 5 + ["x" * 5000], dtype=object)
+    with pytest.raises(UserError, match="a label of 5,000 chars, starting 'xxxxxxxxxxxxxxxxxxxx'"):
+        carve(RawSplit(np.zeros((11, 1), dtype=np.float32), y), 0.2, 0, True, "validation")

@@ -65,6 +65,16 @@ def test_every_row_trains_and_the_validation_score_is_each_rows_held_out_members
     assert s["test"]["accuracy"] >= 0.85  # a learnt rule (half would be chance)
 
 
+def test_a_class_rarer_than_the_folds_has_each_row_in_its_own_fold():
+    from honed.data.bundle import Split
+
+    y = torch.tensor([0] * 40 + [1] * 30 + [2] * 3)  # 3 rows of a class, 5 folds
+    folds = deal(Split(torch.zeros(len(y), 1), y), "multiclass", 5, seed=0)
+    assert sorted(folds[y == 2].tolist()) == sorted(set(folds[y == 2].tolist()))  # three different folds
+    for f in range(5):  # each member trains on at least two of the three, validates on both large classes
+        assert (y[folds != f] == 2).sum() >= 2 and set(y[folds == f].tolist()) >= {0, 1}
+
+
 def test_auto_bags_follow_rows_times_inputs():
     recipe = load_recipe({"model": {"name": "mlp", "bags": "auto", "numeric_embedding": "periodic", "numeric_dim": 9}})
     assert sized_for_rows(recipe, 9_000, 100, 0).model.bags == 5  # 900,000 cells

@@ -7,6 +7,17 @@ import numpy as np
 from honed.errors import UserError, listed, shown
 
 
+MAX_LABEL_CHARS = 1_000  # a class's name; a longer cell in the label column is a text, not a class
+
+
+def check_label_sizes(classes, column: str = "the label column") -> None:
+    """Refuse a class name longer than MAX_LABEL_CHARS, in one line naming its start."""
+    longest = max((str(v) for v in classes), key=len, default="")
+    if len(longest) > MAX_LABEL_CHARS:
+        raise UserError(f"{column} holds a label of {len(longest):,} chars, starting {shown(longest[:20])}; a class "
+                        f"label is at most {MAX_LABEL_CHARS:,} chars: is it the column to predict?")
+
+
 class LabelEncoder:
     """Sorted distinct training labels; unseen labels at transform time are an error."""
 
@@ -15,6 +26,7 @@ class LabelEncoder:
 
     def fit(self, y: np.ndarray, column: str = "label") -> "LabelEncoder":
         classes = sorted(set(_plain(v) for v in y.tolist()), key=lambda v: (str(type(v)), v))
+        check_label_sizes(classes, repr(column))
         if len(classes) < 2:
             one = shown(classes[0]) if classes else "none"
             raise UserError(f"label column {column!r} has only one class ({one}); a classifier needs two or more")

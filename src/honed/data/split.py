@@ -7,10 +7,15 @@ imported because scikit-learn's import alone costs about a second of every run.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
+from honed.data.labels import check_label_sizes
 from honed.data.raw import RawSplit
 from honed.errors import UserError, listed
+
+log = logging.getLogger("honed")
 
 
 def carve(split: RawSplit, fraction: float, seed: int, stratify: bool, what: str) -> tuple[RawSplit, RawSplit]:
@@ -22,28 +27,35 @@ def carve(split: RawSplit, fraction: float, seed: int, stratify: bool, what: str
     if n - n_carved < 1:
         raise UserError(f"data has {n} rows: nothing left for training after the {what} split")
     rng = np.random.default_rng(seed)
-    carved = stratified_pick(split.y, n_carved, rng) if stratify else rng.permutation(n)[:n_carved]
+    carved = stratified_pick(split.y, n_carved, rng, what) if stratify else rng.permutation(n)[:n_carved]
     mask = np.zeros(n, dtype=bool)
     mask[carved] = True
     return split.take(np.flatnonzero(~mask)), split.take(np.flatnonzero(mask))
 
 
-def stratified_pick(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k row indices whose class counts are proportional to the classes' sizes."""
+def stratified_pick(labels: np.ndarray, k: int, rng: np.random.Generator, what: str = "carved") -> np.ndarray:
+    """k row indices whose class counts are proportional to the classes' sizes. A class with a single row
+    cannot be in both parts: it stays out of the pick (it trains; gradient boosting trains on such a row too),
+    said in the log; a table where most classes have a single row (an identifier for a target) is refused."""
     # codes by value, not a fixed-width string array: one 10-million-character label must not cost
     # rows x 10 million x 4 bytes
     codes: dict[str, int] = {}
     first = np.array([codes.setdefault(str(v), len(codes)) for v in labels.tolist()], dtype=np.int64)
+    check_label_sizes(codes)
     classes = np.array(sorted(codes), dtype=object)
     rank = np.empty(len(codes), dtype=np.int64)
     rank[[codes[c] for c in classes]] = np.arange(len(codes))
     inverse = rank[first]  # codes in sorted order of the labels' text
     counts = np.bincount(inverse, minlength=len(classes))
     single = np.flatnonzero(counts < 2)
+    if 2 * len(single) > len(classes):
+        raise UserError(f"{len(single):,} of {len(classes):,} class(es) have a single row ({listed(classes[single])}): "
+                        "carving a split needs most classes at least twice; drop or merge those rows")
     if len(single):
-        raise UserError(f"{len(single):,} class(es) have a single row ({listed(classes[single])}): carving a split "
-                        "needs every class at least twice; drop or merge those rows")
-    exact = counts * k / len(labels)
+        log.info(f"data: {len(single):,} class(es) with a single row ({listed(classes[single])}) train but are not "
+                 f"in the {what} split")
+        counts[single] = 0
+    exact = counts * k / counts.sum()
     take = np.floor(exact).astype(int)
     short = k - take.sum()
     if short:  # hand the remaining rows to the classes with the largest remainders
@@ -53,11 +65,13 @@ def stratified_pick(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.
 
 
 def fold_ids(labels: np.ndarray | None, count: int, seed: int, groups: np.ndarray | None = None,
-             rows: int | None = None) -> np.ndarray:
+             rows: int | None = None, rare_ok: bool = False) -> np.ndarray:
     """The fold (0..count-1) of every row: stratified on `labels` (each class dealt round-robin over the
     folds from a seeded shuffle, as scikit-learn's StratifiedKFold keeps class shares), or, with `groups`,
     whole groups dealt to the fold with the fewest rows so far (no group sits in two folds), or with neither
-    (a regression target), `rows` rows dealt from a seeded shuffle."""
+    (a regression target), `rows` rows dealt from a seeded shuffle. A class with fewer rows than folds is
+    refused (each fold of `honed cv` is scored alone and must hold every class) unless `rare_ok`: its rows
+    then sit in different folds, and the folds without one still train on all of them (bagging)."""
     n = len(labels) if labels is not None else len(groups) if groups is not None else rows
     if n is None:
         raise ValueError("fold_ids needs labels, groups or a number of rows")
@@ -82,7 +96,7 @@ def fold_ids(labels: np.ndarray | None, count: int, seed: int, groups: np.ndarra
     codes = {}
     label = np.array([codes.setdefault(str(v), len(codes)) for v in labels.tolist()], dtype=np.int64)
     counts = np.bincount(label)
-    if counts.min() < count:
+    if counts.min() < count and not rare_ok:
         rarest = [c for c, i in codes.items() if counts[i] == counts.min()][0]
         raise UserError(f"--folds {count}: class {rarest!r} has only {counts.min()} training rows; "
                         f"use at most {counts.min()} folds (or merge rare classes)")

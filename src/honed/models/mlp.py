@@ -44,7 +44,7 @@ class PeriodicEmbedding(nn.Module):
 
     def __init__(self, features: int, frequencies: int, scale: float, dim: int) -> None:
         super().__init__()
-        self.frequencies = nn.Parameter(torch.randn(features, frequencies) * scale)
+        self.frequencies = nn.Parameter(torch.empty(features, frequencies).normal_(0.0, scale))  # a fill: skipped on meta
         self.linear = nn.Linear(2 * frequencies, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

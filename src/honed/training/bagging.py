@@ -6,9 +6,11 @@ the honest one (the whole bag has seen every row)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +21,8 @@ from honed.errors import UserError
 from honed.evaluation import outputs_of
 from honed.models.bagged import Bagged
 from honed.training.loop import Trainer
+
+log = logging.getLogger("honed")
 
 SEED_OFFSET = 104_729  # the folds' shuffle: apart from the validation carve's and honed cv's seeds
 
@@ -39,19 +43,27 @@ def bag_rows(bundle: DataBundle, merge_val: bool) -> Split:
     return Split(torch.cat([bundle.train.x, bundle.val.x]), torch.cat([bundle.train.y, bundle.val.y]))
 
 
-def deal(rows: Split, task: str, bags: int, seed: int) -> torch.Tensor:
-    """Each row's fold (0..bags-1), stratified by class for classification."""
+def deal(rows: Split, task: str, bags: int, seed: int, names: list[str] | None = None) -> torch.Tensor:
+    """Each row's fold (0..bags-1), stratified by class for classification. A class with fewer rows than
+    folds (a wine table's 4 rows of its best grade) has each row in its own fold, said in the log: every
+    member still trains on all but at most one of them."""
     if len(rows) < 2 * bags:
         raise UserError(f"model.bags = {bags} needs at least {2 * bags} training rows (got {len(rows)})")
     labels = rows.y.numpy() if task != "regression" and rows.y.ndim == 1 else None
-    return torch.from_numpy(fold_ids(labels, bags, seed + SEED_OFFSET, rows=len(rows)))
+    if labels is not None:
+        counts = np.bincount(labels.astype(np.int64))
+        rare = [(names[c] if names and c < len(names) else str(c), int(n)) for c, n in enumerate(counts) if 0 < n < bags]
+        if rare:
+            log.info(f"bags: {len(rare)} class(es) with fewer training rows than the {bags} folds, each row in a fold "
+                     "of its own: " + ", ".join(f"{name!r} ({n})" for name, n in rare[:5]))
+    return torch.from_numpy(fold_ids(labels, bags, seed + SEED_OFFSET, rows=len(rows), rare_ok=True))
 
 
 def train_bag(bundle: DataBundle, bags: int, seed: int, merge_val: bool,
               start: Callable[[DataBundle, int], Trainer], run: Callable[[Trainer], None]) -> Bag:
     """Train `bags` members: `start(member_bundle, i)` prepares member i's trainer, `run` runs the loop."""
     rows = bag_rows(bundle, merge_val)
-    folds = deal(rows, bundle.task, bags, seed)
+    folds = deal(rows, bundle.task, bags, seed, bundle.labels)
     members: list[nn.Module] = []
     records: list[dict] = []
     out_of_fold: torch.Tensor | None = None
