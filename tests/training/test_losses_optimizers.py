@@ -52,7 +52,9 @@ def test_smoothed_bce_equals_two_class_cross_entropy_and_regression_refuses_smoo
     ({"name": "adagrad", "lr": 0.1}, lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-8)),
     ({"name": "lbfgs", "lr": 1.0},
      lambda p: torch.optim.LBFGS(p, lr=1.0, max_iter=20, history_size=10, line_search_fn="strong_wolfe")),
-], ids=["rmsprop", "adagrad", "lbfgs"])
+    ({"name": "adamw", "lr": 0.01, "weight_decay": 0.1, "fused": True},  # checked against the unfused update
+     lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, foreach=False)),
+], ids=["rmsprop", "adagrad", "lbfgs", "fused-adamw"])
 def test_optimizer_steps_equal_torch_optim(fields, reference):
     torch.manual_seed(0)
     x, y = torch.randn(64, 3), torch.randn(64)

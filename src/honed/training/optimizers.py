@@ -32,17 +32,18 @@ NATIVE_DECOUPLED_DECAY = {"adamw"}
 @OPTIMIZERS.register("gd")  # the same update; gd's steps are full-batch (FULL_BATCH)
 @OPTIMIZERS.register("sgd")
 def _sgd(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov, fused=spec.fused or None)
 
 
 @OPTIMIZERS.register("adam")
 def _adam(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+    return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, fused=spec.fused or None)
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay,
+                             fused=spec.fused or None)
 
 
 @OPTIMIZERS.register("rmsprop")
@@ -52,7 +53,7 @@ def _rmsprop(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
 
 @OPTIMIZERS.register("adagrad")
 def _adagrad(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps)
+    return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps, fused=spec.fused or None)
 
 
 @OPTIMIZERS.register("lbfgs")
@@ -81,7 +82,7 @@ def _sparse_sgd(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
 
 @SPARSE_OPTIMIZERS.register("adagrad")
 def _sparse_adagrad(params, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps)
+    return torch.optim.Adagrad(params, lr=spec.lr, eps=spec.eps, fused=spec.fused or None)
 
 
 def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
