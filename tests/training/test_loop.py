@@ -302,3 +302,23 @@ def test_early_stopping_counts_validated_epochs_only():
     trainer = fit(model, bundle, recipe)  # nothing improves by 10: epoch 2 is the best, 4 waits, 6 stops
     assert trainer.stop_reason.startswith("early stopping") and trainer.epoch == 6
     assert trainer.results["best_epoch"] == 2 and trainer.validated_outputs(bundle.val) is not None
+
+
+def test_min_rel_delta_stops_a_creeping_loss_and_still_keeps_the_best_epoch():
+    from types import SimpleNamespace
+
+    from honed.training.hooks import EarlyStopping
+
+    def run(values, **kw):
+        hook, trainer = EarlyStopping("val_loss", patience=2, restore_best=False, **kw), SimpleNamespace(stop_reason=None)
+        for epoch, v in enumerate(values, 1):
+            hook.on_epoch_end(trainer, {"epoch": epoch, "val_loss": v})
+            if trainer.stop_reason:
+                return epoch, hook.best_epoch
+        return None, hook.best_epoch
+
+    creeping = [1.0, 0.90, 0.899, 0.898, 0.897, 0.896, 0.5]  # 0.1% a epoch after the second, then a real drop
+    assert run(creeping) == (None, 7)  # every hundredth restarts the patience
+    assert run(creeping, min_rel_delta=0.005) == (5, 5)  # 0.898-0.896 are within 0.5% of 0.90: stopped at
+    #                                                      the third such epoch, the best (0.897 at 5) kept
+    assert run([1.0, 0.9, 0.8, 0.7], min_rel_delta=0.05) == (None, 4)  # 10%+ steps restart it every time

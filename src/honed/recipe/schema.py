@@ -454,6 +454,9 @@ class EarlyStoppingSpec(Section):
     mode: Literal["auto", "min", "max"] = Field("auto", description="auto: min for losses and errors, else max")
     patience: int = Field(3, ge=0, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+    min_rel_delta: float = Field(0.0, ge=0, lt=1, description="the patience restarts only on an improvement of at "
+                                 "least this fraction of the value that last restarted it (the best epoch is still "
+                                 "the best): a loss that creeps down by hundredths of a percent stops")
     restore_best: bool = Field(True, description="end with the weights of the best epoch")
 
 

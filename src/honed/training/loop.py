@@ -160,7 +160,7 @@ def standard_hooks(recipe, started: float | None = None) -> list[Hook]:
         hooks.append(ConvergenceStop(recipe.train.convergence_tol))
     es = recipe.train.early_stopping
     if es:
-        hooks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
+        hooks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best, es.min_rel_delta))
     return hooks
 
 
