@@ -43,6 +43,8 @@ def test_a_regression_target_deals_its_rows_into_even_folds():
 def test_folds_that_cannot_be_made_say_why():
     with pytest.raises(UserError, match="class 'c' has only 2 training rows; use at most 2 folds"):
         fold_ids(np.array(["a"] * 10 + ["c"] * 2, dtype=object), 3, seed=0)
+    with pytest.raises(UserError, match="class 'c' has a single training row"):
+        fold_ids(np.array(["a"] * 10 + ["c"], dtype=object), 3, seed=0)
     with pytest.raises(UserError, match="only 2 groups"):
         fold_ids(None, 3, seed=0, groups=np.array(["x", "y", "x"], dtype=object))
 

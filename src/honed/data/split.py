@@ -98,6 +98,9 @@ def fold_ids(labels: np.ndarray | None, count: int, seed: int, groups: np.ndarra
     counts = np.bincount(label)
     if counts.min() < count and not rare_ok:
         rarest = [c for c, i in codes.items() if counts[i] == counts.min()][0]
+        if counts.min() < 2:  # no number of folds has it both train and validate
+            raise UserError(f"--folds {count}: class {rarest!r} has a single training row; every fold's model must "
+                            "know each class it validates: merge or drop that class's rows")
         raise UserError(f"--folds {count}: class {rarest!r} has only {counts.min()} training rows; "
                         f"use at most {counts.min()} folds (or merge rare classes)")
     start = 0
