@@ -310,7 +310,8 @@ def test_min_rel_delta_stops_a_creeping_loss_and_still_keeps_the_best_epoch():
     from honed.training.hooks import EarlyStopping
 
     def run(values, **kw):
-        hook, trainer = EarlyStopping("val_loss", patience=2, restore_best=False, **kw), SimpleNamespace(stop_reason=None)
+        hook = EarlyStopping("val_loss", patience=2, restore_best=False, **kw)
+        trainer = SimpleNamespace(stop_reason=None)
         for epoch, v in enumerate(values, 1):
             hook.on_epoch_end(trainer, {"epoch": epoch, "val_loss": v})
             if trainer.stop_reason:

@@ -44,7 +44,8 @@ class PeriodicEmbedding(nn.Module):
 
     def __init__(self, features: int, frequencies: int, scale: float, dim: int) -> None:
         super().__init__()
-        self.frequencies = nn.Parameter(torch.empty(features, frequencies).normal_(0.0, scale))  # a fill: skipped on meta
+        # drawn as a fill (skipped on the meta device, where torch.randn imports the compiler); torch.randn's values
+        self.frequencies = nn.Parameter(torch.empty(features, frequencies).normal_(0.0, scale))
         self.linear = nn.Linear(2 * frequencies, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -407,9 +407,9 @@ class OptimizerSpec(Section):
         "full", description="adam/adamw on sparse embedding tables (model.sparse): full = lazy Adam, two moments "
         "per weight (8 x dim bytes a row); row = one running mean of squared gradients per row and no momentum "
         "(4 bytes a row, as FBGEMM's row-wise optimizers)")
-    fused: bool = Field(False, description="adam, adamw, sgd, gd, adagrad: torch's fused update, one kernel for every weight instead of "
-                        "a dozen small ops per tensor (the same update to rounding; on CPU 0.45 -> 0.11 ms a step "
-                        "for the tabular recipe's MLP)")
+    fused: bool = Field(False, description="adam, adamw, sgd, gd, adagrad: torch's fused update, one kernel for "
+                        "every weight instead of a dozen small ops per tensor (the same update to rounding; on CPU "
+                        "0.45 -> 0.11 ms a step for the tabular recipe's MLP)")
 
     @model_validator(mode="after")
     def _options_fit_the_optimizer(self) -> "OptimizerSpec":

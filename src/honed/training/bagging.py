@@ -52,10 +52,11 @@ def deal(rows: Split, task: str, bags: int, seed: int, names: list[str] | None =
     labels = rows.y.numpy() if task != "regression" and rows.y.ndim == 1 else None
     if labels is not None:
         counts = np.bincount(labels.astype(np.int64))
-        rare = [(names[c] if names and c < len(names) else str(c), int(n)) for c, n in enumerate(counts) if 0 < n < bags]
+        names = names or [str(c) for c in range(len(counts))]
+        rare = [f"{names[c]!r} ({n})" for c, n in enumerate(counts) if 0 < n < bags]
         if rare:
             log.info(f"bags: {len(rare)} class(es) with fewer training rows than the {bags} folds, each row in a fold "
-                     "of its own: " + ", ".join(f"{name!r} ({n})" for name, n in rare[:5]))
+                     f"of its own: {', '.join(rare[:5])}")
     return torch.from_numpy(fold_ids(labels, bags, seed + SEED_OFFSET, rows=len(rows), rare_ok=True))
 
 
