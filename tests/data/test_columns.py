@@ -86,6 +86,23 @@ def test_types_are_inferred_and_can_be_set():
         ColumnEncoder(types={"nope": "drop"}).fit(frame)
 
 
+def test_timestamps_with_zones_read_in_utc_and_give_the_hour():
+    # a police stop table's "2017-01-01T06:00:42Z" beside plain and offset times (the same instant three ways)
+    stamps = ["2017-01-01T06:00:42Z", "2017-01-01 06:00:42", "2017-01-01T00:00:42-06:00", "2017-03-05 18:30:00Z"]
+    enc = ColumnEncoder("none").fit(pd.DataFrame({"when": stamps * 5}))
+    assert enc.columns[0].kind == "date" and enc.output_names[-1] == "when.hour" and enc.numeric_dim == 6
+    parts = enc.transform(pd.DataFrame({"when": ["2017-01-01T00:00:42-06:00", "2017-03-05T18:30:00+00:00", None]}))
+    # year, month, day, weekday (Sunday), days since 1970, hour with minutes and seconds as its fraction
+    np.testing.assert_allclose(parts[0], [2017, 1, 1, 6, 17167, 6 + 42 / 3600], rtol=1e-6)
+    np.testing.assert_allclose(parts[1], [2017, 3, 5, 6, 17230, 18.5], rtol=1e-6)
+    assert (parts[2] == 0).all()  # missing: every part at the centre
+    days = ColumnEncoder("none").fit(pd.DataFrame({"when": ["2024-01-01", "2024-02-03T00:00:00"] * 5}))
+    assert days.numeric_dim == 5  # midnight only: no hour part
+    restored = ColumnEncoder.from_state(enc.state())  # the part survives saving
+    rows = pd.DataFrame({"when": stamps})
+    np.testing.assert_array_equal(restored.transform(rows), enc.transform(rows))
+
+
 def mixed_table(n: int, seed: int) -> pd.DataFrame:
     """The label follows a category and a number; cells are missing at random; an ID column rides along."""
     rng = np.random.default_rng(seed)

@@ -7,7 +7,8 @@ its encoding fitted there, and the same encoding applied to every split and to e
     category  one 0/1 column per value seen at least `min_count` times (the `max_categories` most frequent);
               rarer values share an "other" column, missing cells a "missing" one; a value never seen in
               training falls into "other" (or into no column when training had no rare values)
-    date      year, month, day, weekday and days since 1970 as numeric columns
+    date      year, month, day, weekday and days since 1970 as numeric columns, and the hour (minutes as its
+              fraction) where the training rows have times of day; times with a zone or offset are read in UTC
     drop      left out (an ID column — text or integers unique on every row — and a column with one value on
               every training row are dropped and said so)
 
@@ -22,7 +23,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from honed.data.table_encoding import (DATE_PARTS, Column, category_strings, cells_missing, encode,
+from honed.data.table_encoding import (Column, category_strings, cells_missing, dates_of, encode, has_clock,
                                        numbers_of)
 from honed.errors import UserError, shown
 
@@ -73,8 +74,8 @@ class ColumnEncoder:
         missing = bool(cells_missing(series).any())
         if kind == "category":
             return self._fit_category(name, series, missing)
-        values = numbers_of(series, kind)
-        column = Column(name, kind, missing)
+        column = Column(name, kind, missing, clock=kind == "date" and has_clock(dates_of(series)))
+        values = numbers_of(series, kind, column.clock)
         if np.isnan(values).all():
             raise UserError(f"data.columns: column {name!r} has no {kind} value on any training row; "
                             f"drop it with data.column_types.{name}=drop")
@@ -114,7 +115,7 @@ class ColumnEncoder:
     @property
     def numeric_dim(self) -> int:
         """How many leading output columns are scaled numbers (the rest are 0/1)."""
-        return sum(len(DATE_PARTS) if c.kind == "date" else 1 for c in self.columns if c.kind != "category")
+        return sum(len(c.parts) for c in self.columns if c.kind != "category")
 
     @property
     def output_names(self) -> list[str]:
@@ -124,7 +125,7 @@ class ColumnEncoder:
                 flags += [f"{c.name}={v}" for v in c.values] + ([f"{c.name}=other"] if c.other else []) \
                     + ([f"{c.name}=missing"] if c.missing else [])
                 continue
-            numeric += [f"{c.name}.{p}" for p in DATE_PARTS] if c.kind == "date" else [c.name]
+            numeric += [f"{c.name}.{p}" for p in c.parts] if c.kind == "date" else [c.name]
             flags += [f"{c.name}=missing"] if c.missing else []
         return numeric + flags
 
@@ -136,7 +137,7 @@ class ColumnEncoder:
             if c.kind == "category":
                 flags += [c.name] * (len(c.values) + c.other + c.missing)
                 continue
-            numeric += [c.name] * (len(DATE_PARTS) if c.kind == "date" else 1)
+            numeric += [c.name] * len(c.parts)
             flags += [c.name] if c.missing else []
         return numeric + flags
 
@@ -216,17 +217,10 @@ def looks_like_id(values) -> bool:
 
 
 def looks_like_dates(text) -> bool:
-    import warnings
-
-    import pandas as pd
-
     sample = text.iloc[:200]
     if not sample.str.contains(r"\d{1,4}[-/.:]\d{1,2}", regex=True).mean() >= 0.95:
         return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-    return bool(parsed.notna().mean() >= 0.95)
+    return bool(dates_of(sample).notna().mean() >= 0.95)
 
 
 def whole_numbers(series) -> bool:
@@ -246,4 +240,5 @@ def describe(column: Column, series) -> str:
     if column.kind == "category":
         rare = " + other" if column.other else ""
         return f"{column.name}: category, {series.nunique(dropna=True):,} values ({len(column.values)} kept{rare}){tail}"
-    return f"{column.name}: {column.kind}{tail}"
+    kind = f"date ({', '.join(column.parts)})" if column.kind == "date" else column.kind
+    return f"{column.name}: {kind}{tail}"

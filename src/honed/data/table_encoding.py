@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DATE_PARTS = ("year", "month", "day", "weekday", "days")
+CLOCK_PART = "hour"  # dates whose training rows carry a time of day: the hour (minutes and seconds its fraction)
 
 
 @dataclass
@@ -25,6 +26,14 @@ class Column:
     values: list[str] = field(default_factory=list)  # category: the values with a column of their own
     other: bool = False  # category: rarer values seen in training share a column
     quantiles: list[list[float]] = field(default_factory=list)  # quantile scaling: per part
+    clock: bool = False  # date: the training rows had times of day, so the hour is a part too
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The numbers this column becomes: one, or a date's parts."""
+        if self.kind != "date":
+            return ("",)
+        return DATE_PARTS + (CLOCK_PART,) * self.clock
 
 
 def encode(columns: list[Column], scaling: str, frame) -> np.ndarray:
@@ -35,7 +44,7 @@ def encode(columns: list[Column], scaling: str, frame) -> np.ndarray:
         if column.kind == "category":
             flags.append(one_hot(column, series))
             continue
-        values = numbers_of(series, column.kind)
+        values = numbers_of(series, column.kind, column.clock)
         absent = np.isnan(values)
         numeric.append(scaled(column, scaling, values))
         if column.missing:
@@ -98,18 +107,34 @@ def category_strings(series):
     return text.mask(absent)
 
 
-def numbers_of(series, kind: str) -> np.ndarray:
-    """(rows, parts) float64: a numeric column's values, or a date's parts; NaN where missing or unreadable."""
+def dates_of(series):
+    """Each cell as a timestamp (NaT where missing or unreadable). Times with an offset or a zone ("...Z",
+    "+02:00") are taken in UTC, as are those without one, so a column mixing both still reads as one."""
     import warnings
 
     import pandas as pd
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(series, errors="coerce", format="mixed", utc=True).dt.tz_localize(None)
+
+
+def has_clock(when) -> bool:
+    """Whether any timestamp has a time of day other than midnight."""
+    return bool((when.dropna() != when.dropna().dt.normalize()).any())
+
+
+def numbers_of(series, kind: str, clock: bool = False) -> np.ndarray:
+    """(rows, parts) float64: a numeric column's values, or a date's parts (the hour too with `clock`); NaN
+    where missing or unreadable."""
+    import pandas as pd
+
     if kind == "date":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            when = pd.to_datetime(series, errors="coerce", format="mixed")
+        when = dates_of(series)
         parts = [when.dt.year, when.dt.month, when.dt.day, when.dt.day_of_week,
                  (when - pd.Timestamp("1970-01-01")).dt.days]
+        if clock:
+            parts.append(when.dt.hour + when.dt.minute / 60 + when.dt.second / 3600)
         return np.stack([p.to_numpy(dtype=np.float64, na_value=np.nan) for p in parts], axis=1)
     if pd.api.types.is_bool_dtype(series):
         values = series.astype(float).to_numpy(dtype=np.float64)
