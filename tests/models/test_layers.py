@@ -64,20 +64,23 @@ def test_uniform_embedding_init_is_bounded_and_keeps_padding_zero():
 
 def test_bits_dropout_drops_at_rate_p_independently_and_keeps_the_mean():
     """The cheaper mask of the table MLP's dropout is still dropout: each element dropped with probability p,
-    positions independent (the four slices of one random draw included), expectation kept; none at evaluation."""
+    positions independent (the eight bytes of one random draw included), expectation kept, the gradient the
+    mask's; none at evaluation."""
     from honed.models.layers import BitsDropout
 
     torch.manual_seed(0)
     layer = BitsDropout(0.3).train()
-    x = torch.ones(400, 4, 250)  # 400,000 elements: the drop rate's standard error is under 0.001
+    x = torch.ones(400, 4, 250, requires_grad=True)  # 400,000 elements: the rate's standard error is under 0.001
     out = layer(x)
     dropped = out == 0
     assert abs(dropped.float().mean().item() - 0.3) < 0.004
-    by_slice = dropped.flatten().view(-1, 4).float().mean(0)  # the 4 elements cut from one 64-bit draw
-    assert torch.all((by_slice - 0.3).abs() < 0.008)
+    by_byte = dropped.flatten().view(-1, 8).float().mean(0)  # the 8 elements cut from one 64-bit draw
+    assert torch.all((by_byte - 0.3).abs() < 0.008)  # the top byte too (a draw on [0, 2^63) drops it at 2p)
     both = (dropped.flatten()[:-1] & dropped.flatten()[1:]).float().mean().item()
     assert abs(both - 0.09) < 0.004  # neighbours dropped together at p^2: independent
     assert out.mean().item() == pytest.approx(1.0, abs=0.01)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, out.detach())  # d(x * mask)/dx: the mask, 0 or 1 / (1 - p)
     assert torch.equal(layer.eval()(x), x)
 
 

@@ -29,14 +29,16 @@ def dense_stack(sizes: list[int], activation: str, dropout: float,
 
 
 class BitsDropout(nn.Module):
-    """nn.Dropout's function with a cheaper mask on CPU: each element is kept when 15 bits of a quarter of one
-    64-bit random draw clear a threshold (4 elements per draw), instead of a Bernoulli draw per element. On 2
-    cores nn.Dropout spent 1.5 ms of an 8 ms step of the tabular recipe's MLP (512 rows x 4 members x 128)
-    drawing its mask; this one 0.4 ms. The drop probability is p rounded to 1/32,768; kept values are scaled
-    by the exact inverse of the keep probability, so the expected output is the input, as with nn.Dropout. On
-    other devices it is nn.Dropout."""
+    """nn.Dropout's function with a cheaper mask on CPU: each element is kept when its own byte of a 64-bit
+    random draw clears a threshold (8 elements per draw), instead of a Bernoulli draw per element, and the
+    kept elements are scaled by one float mask, so the backward pass is a single product. On 2 cores
+    nn.Dropout spent 1.5 ms of an 8 ms step of the tabular recipe's MLP (512 rows x 4 members x 128) drawing
+    its mask; 15 bits per element and a 0/1 mask scaled separately 0.72 ms forward and backward for 256 rows;
+    this 0.41. The drop probability is p rounded to 1/256 (0.15 -> 0.1484); kept values are scaled by the
+    exact inverse of the keep probability, so the expected output is the input, as with nn.Dropout. On other
+    devices it is nn.Dropout."""
 
-    LEVELS = 1 << 15
+    LEVELS = 1 << 8
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -45,7 +47,7 @@ class BitsDropout(nn.Module):
     def set_p(self, p: float) -> None:
         """A new drop probability (training.dropout_schedule changes it as training goes)."""
         self.p = p
-        self.threshold = round(p * self.LEVELS)  # dropped when the draw, uniform on [0, 32767], is below
+        self.threshold = round(p * self.LEVELS)  # dropped when the byte, uniform on [0, 255], is below
         self.scale = self.LEVELS / (self.LEVELS - self.threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,9 +56,9 @@ class BitsDropout(nn.Module):
         if x.device.type != "cpu":
             return nn.functional.dropout(x, self.p, True)
         n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # uniform on [0, 2^63): the top bit is 0,
-        draws = bits.view(torch.int16)[:n].view(x.shape) & 0x7FFF  # so 15 bits of each quarter are used
-        return x * (draws >= self.threshold) * self.scale
+        bits = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(1 << 63), None)  # all 64 bits uniform
+        keep = bits.view(torch.uint8)[:n].view(x.shape) >= self.threshold
+        return x * keep.to(x.dtype).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
