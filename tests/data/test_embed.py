@@ -258,3 +258,39 @@ def test_the_search_keeps_a_cheap_static_encoder_where_the_transformer_would_not
     monkeypatch.setattr(embed, "estimated_seconds", lambda texts: 10_000.0)  # far over: the transformer unmeasured
     monkeypatch.setattr(embed, "measured_seconds", lambda name, texts: 5.0 if embed.is_static(name) else 1e6)
     assert affordable(base, space, budget=120)["data.encoder_features"].choice == [None, "all-minilm-l6-v2-static"]
+
+
+def test_int8_vectors_stay_near_the_float_ones_and_the_quantized_file_is_made_once(monkeypatch, tmp_path):
+    """data.encoder_features = all-minilm-l6-v2-int8: the same encoder and pooling on ONNX Runtime with 8-bit
+    weights; vectors unit length and within cosine 0.95 of the model card's float ones; exported and quantized on
+    first use into the cache folder, read from there afterwards (no export, no transformers model)."""
+    pytest.importorskip("onnxruntime")
+    from honed.data import embed
+
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path))
+    monkeypatch.setattr(embed, "_loaded", {})
+    vectors = embed.encoder_of("all-minilm-l6-v2-int8").vectors(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = (vectors * one_at_a_time(TEXTS)).sum(axis=1)
+    assert cosine.min() > 0.95 and cosine.max() < 0.99999  # near, and really quantized
+    monkeypatch.setattr(embed, "_loaded", {})  # a new process: the file comes from the cache folder
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr(embed.SentenceEncoder, "load", lambda self: pytest.fail("loaded the float model"))
+    np.testing.assert_array_equal(embed.encoder_of("all-minilm-l6-v2-int8").vectors(TEXTS), vectors)
+    assert embed.encoder_of("all-minilm-l6-v2-int8").cache_path(["x"]) != embed.encoder_of(
+        "all-minilm-l6-v2").cache_path(["x"])  # their vectors differ: so do their cache entries
+
+
+def test_the_search_measures_the_int8_encoder_where_the_float_one_is_far_over(text_csvs, monkeypatch):
+    from honed.data import embed
+    from honed.recipe import load_recipe
+    from honed.recipe.schema import Domain
+    from honed.tuning.space import affordable
+
+    base = load_recipe(recipe(text_csvs, encoder_features=None))
+    space = {"data.encoder_features": Domain(choice=[None, "all-minilm-l6-v2", "all-minilm-l6-v2-int8"])}
+    monkeypatch.setattr(embed, "unavailable", lambda name: None)
+    monkeypatch.setattr(embed, "estimated_seconds", lambda texts: 200.0)  # float: 205 s, over 3 x 40: not measured
+    monkeypatch.setattr(embed, "measured_seconds",  # int8: 85 s guessed, under 120: measured
+                        lambda name, texts: 30.0 if embed.is_int8(name) else pytest.fail(f"measured {name}"))
+    assert affordable(base, space, budget=120)["data.encoder_features"].choice == [None, "all-minilm-l6-v2-int8"]

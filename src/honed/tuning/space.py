@@ -138,17 +138,19 @@ def affordable(recipe: Recipe, space: Space, budget: float) -> Space:
     if domain is None or domain.choice is None or all(v is None for v in domain.choice):
         return space
     from honed.data.build import load_raw
-    from honed.data.embed import LOAD_SECONDS, estimated_seconds, is_static, measured_seconds, unavailable
+    from honed.data.embed import (INT8_SPEEDUP, LOAD_SECONDS, estimated_seconds, is_int8, is_static, measured_seconds,
+                                  unavailable)
 
     raw = load_raw(recipe.data)
     texts = list(raw.train.x) + (list(raw.test.x) if raw.test is not None else [])
-    guess = LOAD_SECONDS + estimated_seconds(texts)
+    encoding = estimated_seconds(texts)
     kept, costs = [], []
     for name in domain.choice:
         reason = None if name is None else unavailable(name)
         if name is not None and reason is None:
             # measured on a sample unless even the optimistic guess is far over (then measuring would waste time);
             # a static encoder's lookups are always measured (or, not yet distilled, estimated without distilling)
+            guess = LOAD_SECONDS + encoding / (INT8_SPEEDUP if is_int8(name) else 1.0)
             far_over = guess > 3 * ENCODER_SHARE * budget and not is_static(name)
             seconds = guess if far_over else measured_seconds(name, texts)
             if seconds > ENCODER_SHARE * budget:
