@@ -117,7 +117,7 @@ def test_models_that_cannot_read_vectors_and_bundles_that_cannot_carry_them_say_
         export_onnx(run.path)
 
 
-def test_the_search_keeps_the_encoder_only_when_its_vectors_fit_a_third_of_the_budget(text_csvs, monkeypatch):
+def test_the_search_keeps_the_encoder_only_when_its_vectors_fit_half_of_the_budget(text_csvs, monkeypatch):
     from honed.data import embed
     from honed.recipe import load_recipe
     from honed.recipe.schema import Domain
@@ -128,7 +128,8 @@ def test_the_search_keeps_the_encoder_only_when_its_vectors_fit_a_third_of_the_b
         loguniform=(1, 100))}
     monkeypatch.setattr(embed, "measured_seconds", lambda name, texts: 10.0 + len(texts))
     assert affordable(base, space, budget=1000) == space
-    assert list(affordable(base, space, budget=150)) == ["regularization.c"]  # 10 s + 45 texts > a third of 150
+    assert list(affordable(base, space, budget=100)) == ["regularization.c"]  # 10 s + 60 texts > half of 100
+    assert affordable(base, space, budget=150) == space  # 70 s: under half of 150
     monkeypatch.setattr(embed, "unavailable", lambda name: "pip install 'honed[transformer]'")
     assert list(affordable(base, space, budget=1000)) == ["regularization.c"]
 
@@ -149,7 +150,8 @@ def test_a_bag_reads_the_vector_beside_its_pooled_tokens_whatever_the_padding():
 
 def test_the_encoders_cost_is_measured_on_a_sample_of_the_texts(monkeypatch):
     """Loading timed, pieces counted by the tokenizer, the rate timed on a sample: on a clock that the fake
-    encoder advances by 2 s to load and 1 ms per word piece, the estimate is exactly 2 s + 1 ms x all pieces."""
+    encoder advances by 2 s to load and 1 ms per word piece it computes (padding included: texts batched by
+    length as the encoder batches them), the estimate is exactly 2 s + 1 ms x all the texts' padded pieces."""
     from types import SimpleNamespace
 
     from honed.data import embed
@@ -163,14 +165,15 @@ def test_the_encoders_cost_is_measured_on_a_sample_of_the_texts(monkeypatch):
         return tokenizer, None
 
     def encode(self, texts):
-        clock[0] += 0.001 * sum(pieces(t) for t in texts)
+        clock[0] += 0.001 * embed.padded_pieces([pieces(t) for t in texts])
         return np.zeros((len(texts), 4), np.float32)
 
     monkeypatch.setattr(embed.SentenceEncoder, "load", load)
     monkeypatch.setattr(embed.SentenceEncoder, "encode", encode)
     monkeypatch.setattr(embed.time, "perf_counter", lambda: clock[0])
     texts = [" ".join(["word"] * (1 + i % 37)) for i in range(500)]
-    expected = 2.0 + 0.001 * sum(pieces(t) for t in texts)
+    expected = 2.0 + 0.001 * embed.padded_pieces([pieces(t) for t in texts])
+    assert embed.padded_pieces([3, 5, 4]) == 15  # one batch, padded to 5 pieces
     assert embed.measured_seconds("all-minilm-l6-v2", texts) == pytest.approx(expected, rel=1e-9)
 
 
