@@ -5,6 +5,8 @@ preprocessing cache), on the same splits and the same machine. Prints a markdown
     python benchmarks/text_suite.py                      # ../shared/data/text/{cr,mpqa,trec}
     python benchmarks/text_suite.py --sets DIR [DIR ...] # folders with train.csv and test.csv
     python benchmarks/text_suite.py --imdb               # also IMDB (the archive, as CSV files made once)
+    python benchmarks/text_suite.py --snippets           # also two-sentence snippets of IMDB reviews (10,662);
+                                                         # --sets --snippets: those alone
     python benchmarks/text_suite.py --recipe my.yaml --set key=value ...
     python benchmarks/text_suite.py --tune 120           # `honed tune --budget 120` instead of `honed train`
 
@@ -65,18 +67,46 @@ def imdb_csvs(folder: Path) -> Path:
     return out
 
 
+def snippet_csvs(folder: Path) -> Path:
+    """A mid-size set of short texts made from IMDB (made once, under `folder`): the first two sentences (at most 300
+    characters) of 8,000 training and 2,662 test reviews drawn with seed 0, labelled pos/neg: the size and length
+    of a short-review set (10,662 texts of a few dozen words), where the sentence encoder's cost is close to the
+    search's share."""
+    out = folder / "imdb_snippets"
+    if not (out / "test.csv").is_file():
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import random
+        import re
+
+        import pandas as pd
+        from imdb_handwritten import read
+
+        out.mkdir(parents=True, exist_ok=True)
+        draw = random.Random(0)
+        for (split, rows), n in zip(read(str(SHARED_IMDB)).items(), (8000, 2662)):
+            rows = draw.sample(rows, n)
+            texts = (re.split(r"(?<=[.!?])\s+", text.replace("<br />", " ").strip()) for text, _ in rows)
+            cut = [(" ".join(sentences[:2])[:300], label) for sentences, (_, label) in zip(texts, rows)]
+            pd.DataFrame(cut, columns=["text", "label"]).to_csv(out / f"{split}.csv", index=False)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="*", type=Path, help="folders holding train.csv and test.csv")
     p.add_argument("--imdb", action="store_true", help="add IMDB (written once as CSV files to --work)")
+    p.add_argument("--snippets", action="store_true", help="add two-sentence IMDB snippets (written once to --work)")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "honed-text-suite")
     p.add_argument("--recipe", default="text_classification")
     p.add_argument("--tune", type=float, metavar="SECONDS", help="run honed tune with this budget instead of train")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
-    sets = args.sets or sorted(d for d in SHARED_TEXT.iterdir() if (d / "train.csv").is_file())
+    shared = sorted(d for d in SHARED_TEXT.iterdir() if (d / "train.csv").is_file())
+    sets = args.sets if args.sets is not None else shared
     if args.imdb:
         sets.append(imdb_csvs(args.work))
+    if args.snippets:
+        sets.append(snippet_csvs(args.work))
     rows, gains = [], []
     for folder in sets:
         train, test = folder / "train.csv", folder / "test.csv"
