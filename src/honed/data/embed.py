@@ -258,7 +258,6 @@ INT8_SUFFIX = "-int8"
 INT8_FILE = "encoder.onnx"
 INT8_SPEEDUP = 2.5  # word pieces a second against the float encoder, for estimates before measuring (2.9x on
                     # 1,500 of cr's training texts on 2 cores: 3,082 -> 9,012)
-INT8_BUILD_SECONDS = 10.0  # exporting and quantizing all-MiniLM-L6-v2 (about 5 s, once per machine)
 
 
 def is_int8(name: str) -> bool:
@@ -349,7 +348,8 @@ def int8_model(base: str) -> Path:
         torch.onnx.export(FinalStates(model), example, str(tmp / "float.onnx"), dynamo=False, opset_version=17,
                           input_names=["input_ids", "attention_mask"], output_names=["states"], dynamic_axes=dynamic)
         root = logging.getLogger()  # the quantizer's advice to pre-process (a shape inference BERT does not need)
-        level, root.level = root.level, logging.ERROR  # goes to the root logger: not the user's to read
+        level = root.level  # goes to the root logger: not the user's to read
+        root.setLevel(logging.ERROR)
         try:
             quantize_dynamic(str(tmp / "float.onnx"), str(tmp / INT8_FILE), weight_type=QuantType.QInt8,
                              per_channel=True)
