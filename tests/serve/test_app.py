@@ -321,3 +321,22 @@ def test_the_openapi_document_names_this_runs_inputs(text_run, digits_run):
     named = schemas["PredictRequest"]["properties"]["rows"]["items"]["anyOf"][0]
     assert named["required"] == client.get("/metadata").json()["input"]["columns"]
     assert "ids" in schemas["BatchRequest"]["properties"] and "ids" in schemas["PredictRequest"]["properties"]
+
+
+def test_a_tables_request_schema_types_each_column_and_says_when_a_time_of_day_counts():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from honed.data.columns import ColumnEncoder
+    from honed.serve.schema import row_schema
+
+    frame = pd.DataFrame({"city": ["paris", "lima"] * 5, "income": range(10), "day": ["2024-01-02", "2024-03-05"] * 5,
+                          "stop": ["2017-01-01T06:00:42Z", "2017-01-02T18:30:00Z"] * 5})
+    encoder = ColumnEncoder().fit(frame)
+    schema = row_schema(SimpleNamespace(pre=SimpleNamespace(column_encoder=encoder)), list(frame))
+    cells = schema["properties"]
+    assert schema["required"] == ["city", "income", "day", "stop"]
+    assert cells["income"]["type"] == ["number", "null"] and "paris" in cells["city"]["description"]
+    assert cells["day"]["format"] == "date" and cells["stop"]["format"] == "date-time"  # the hour is an input
+    assert "UTC" in cells["stop"]["description"]

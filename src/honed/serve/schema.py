@@ -24,6 +24,9 @@ def row_schema(predictor, columns: list[str]) -> dict:
         if column.kind == "category":
             shown = ", ".join(column.values[:EXAMPLES]) + (", ..." if len(column.values) > EXAMPLES else "")
             described["description"] = f"category ({shown}); an unseen value is answered as the rarer ones are"
+        elif column.kind == "date" and column.clock:  # its hour is one of the model's inputs
+            described |= {"format": "date-time", "description": "a date and time (ISO 8601; one with a zone or an "
+                                                                "offset is read in UTC)"}
         else:
             described["description"] = "a number" if column.kind == "numeric" else "a date (ISO 8601)"
         properties[column.name] = described
