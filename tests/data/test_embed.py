@@ -272,7 +272,9 @@ def test_int8_vectors_stay_near_the_float_ones_and_the_quantized_file_is_made_on
 
     monkeypatch.setenv("HONED_CACHE", str(tmp_path))
     monkeypatch.setattr(embed, "_loaded", {})
-    vectors = embed.encoder_of("all-minilm-l6-v2-int8").vectors(TEXTS)
+    embed.SentenceEncoder("all-minilm-l6-v2").vectors(TEXTS[:1])  # the float model loaded while encoding: its
+    embed.int8_model("all-minilm-l6-v2")  # weights are inference tensors, exported with gradients off (a search's
+    vectors = embed.encoder_of("all-minilm-l6-v2-int8").vectors(TEXTS)  # estimate quantizes outside encoding)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosine = (vectors * one_at_a_time(TEXTS)).sum(axis=1)
     assert cosine.min() > 0.95 and cosine.max() < 0.99999  # near, and really quantized

@@ -343,7 +343,9 @@ def int8_model(base: str) -> Path:
     example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
     dynamic = {"input_ids": {0: "texts", 1: "pieces"}, "attention_mask": {0: "texts", 1: "pieces"},
                "states": {0: "texts", 1: "pieces"}}
-    with building(folder) as tmp, warnings.catch_warnings():
+    # no_grad: the float model may have been loaded while encoding (inference mode), and tracing it with gradients
+    # on would save its inference-mode weights for a backward pass
+    with building(folder) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes: it is what exports BERT
         torch.onnx.export(FinalStates(model), example, str(tmp / "float.onnx"), dynamo=False, opset_version=17,
                           input_names=["input_ids", "attention_mask"], output_names=["states"], dynamic_axes=dynamic)
